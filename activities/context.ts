@@ -1,0 +1,125 @@
+// What a proposer sees, assembled from the ledger by one function: instructions, steering notes,
+// the files, a compact history and the best so far. Held-out figures and secrets never enter it.
+import type { CampaignConfig } from '../common/config';
+import type { TokenUsage } from '../common/shared';
+import { diffOf, showFile } from './git';
+import { experiments, readLedger } from './ledger';
+
+export interface FileText {
+  path: string;
+  content: string;
+}
+
+export interface HistoryLine {
+  experiment: number;
+  status: string;
+  metric: number | null;
+  delta: number | null;
+  description: string;
+}
+
+export interface ProposerContext {
+  tag: string;
+  experiment: number;
+  attempt: number;
+  seed: number;
+  metric: { name: string; direction: 'lower' | 'higher' };
+  instructions: string;
+  notes: string[];
+  editable: FileText[];
+  locked: FileText[];
+  history: HistoryLine[];
+  best: { experiment: number; metric: number | null; commit: string };
+  fix: { experiment: number; description: string; reason: string; diff: string; logTail: string } | null;
+  lastRejection: string | null;
+  /** The worktree holding the code to edit (at the best commit, or at the crashed one for a fix). */
+  worktree: string;
+}
+
+/** A proposer's answer: new file contents (or edits made in place in the worktree) and one line. */
+export interface ProposerReply {
+  description: string;
+  files?: Record<string, string>;
+  costUsd?: number;
+  usage?: TokenUsage;
+}
+
+export type Proposer = (ctx: ProposerContext, signal: AbortSignal) => Promise<ProposerReply>;
+
+/** The most recent experiments the proposer is shown; older ones are summarised by count. */
+const HISTORY_LINES = 60;
+
+export async function buildContext(args: {
+  tag: string; experiment: number; attempt: number; repo: string; campaignDir: string; config: CampaignConfig;
+  parentSha: string; fix: { sha: string; experiment: number } | null; notes: string[]; instructionsOverride: string | null; worktree: string;
+}): Promise<ProposerContext> {
+  const { config, repo } = args;
+  const codeSha = args.fix?.sha ?? args.parentSha;
+  const read = async (files: string[], sha: string) =>
+    Promise.all(files.map(async (f) => ({ path: f, content: (await showFile(repo, sha, f)) ?? '' })));
+  const rows = experiments(args.campaignDir);
+  const best = rows.filter((r) => r.commit === args.parentSha).at(-1);
+  const rejected = readLedger(args.campaignDir).filter((r) => r.kind === 'rejected' && r.experiment === args.experiment).at(-1);
+  let fix: ProposerContext['fix'] = null;
+  if (args.fix) {
+    const crashed = rows.find((r) => r.experiment === args.fix!.experiment);
+    fix = {
+      experiment: args.fix.experiment,
+      description: crashed?.description ?? '',
+      reason: crashed?.reason ?? '',
+      logTail: crashed?.logTail ?? '',
+      diff: await diffOf(repo, args.parentSha, args.fix.sha),
+    };
+  }
+  return {
+    tag: args.tag,
+    experiment: args.experiment,
+    attempt: args.attempt,
+    seed: config.proposer.seed,
+    metric: { name: config.metric.name, direction: config.metric.direction },
+    instructions: args.instructionsOverride ?? (config.instructions ? (await showFile(repo, args.parentSha, config.instructions)) ?? '' : ''),
+    notes: args.notes,
+    editable: await read(config.editable, codeSha),
+    locked: await read(config.locked, args.parentSha),
+    history: rows.slice(-HISTORY_LINES).map((r) => ({ experiment: r.experiment, status: r.status, metric: r.metric, delta: r.delta, description: r.description })),
+    best: { experiment: best?.experiment ?? 0, metric: best?.metric ?? null, commit: args.parentSha },
+    fix,
+    lastRejection: rejected && rejected.kind === 'rejected' ? rejected.reason : null,
+    worktree: args.worktree,
+  };
+}
+
+/** The context as one markdown document: the prompt body for agents, the NIGHTLAB_CONTEXT file for commands. */
+export function renderContext(ctx: ProposerContext): string {
+  const better = ctx.metric.direction === 'lower' ? 'lower' : 'higher';
+  const out: string[] = [];
+  out.push(`# Instructions\n\n${ctx.instructions.trim() || '(none given)'}`);
+  if (ctx.notes.length) out.push(`# Notes from the human (most recent last)\n\n${ctx.notes.map((n) => `- ${n}`).join('\n')}`);
+  out.push(`# Goal\n\nMake ${ctx.metric.name} ${better}. Only these files may be edited: ${ctx.editable.map((f) => f.path).join(', ')}.`);
+  for (const f of ctx.locked) out.push(`# Locked file (read only): ${f.path}\n\n\`\`\`\n${f.content}\n\`\`\``);
+  for (const f of ctx.editable) out.push(`# Editable file: ${f.path}\n\n\`\`\`\n${f.content}\n\`\`\``);
+  out.push(`# Experiments so far (${ctx.metric.name}, ${better} is better)\n\n${renderHistory(ctx.history)}`);
+  out.push(`# Current best\n\nexperiment ${ctx.best.experiment}, ${ctx.metric.name} ${ctx.best.metric ?? 'unknown'}, commit ${ctx.best.commit.slice(0, 7)}`);
+  if (ctx.fix) {
+    out.push(`# Task: fix the crash of experiment ${ctx.fix.experiment}\n\nIt tried: ${ctx.fix.description}\nIt failed: ${ctx.fix.reason}\n\nIts diff against the best:\n\`\`\`diff\n${ctx.fix.diff}\n\`\`\`\n\nThe end of its log:\n\`\`\`\n${ctx.fix.logTail}\n\`\`\`\n\nThe editable files above are the crashed version. Fix the bug if it is simple; otherwise propose something else.`);
+  } else {
+    out.push(`# Task\n\nPropose experiment ${ctx.experiment}: one idea, as edits to the editable files, with a one-line description.`);
+  }
+  if (ctx.lastRejection) out.push(`# Your previous proposal was rejected\n\n${ctx.lastRejection}`);
+  return out.join('\n\n');
+}
+
+export function renderHistory(history: HistoryLine[]): string {
+  if (!history.length) return '(none yet)';
+  return history
+    .map((h) => `${h.experiment}\t${h.status}\t${h.metric === null ? '-' : h.metric.toFixed(6)}\t${h.delta === null ? '' : (h.delta >= 0 ? '+' : '') + h.delta.toFixed(6)}\t${h.description}`)
+    .join('\n');
+}
+
+/** Thrown by a proposer whose reply cannot be used: recorded as a rejected proposal, not retried. */
+export class ProposalRejected extends Error {
+  constructor(message: string, public readonly costUsd = 0) {
+    super(message);
+    this.name = 'ProposalRejected';
+  }
+}

@@ -1,0 +1,121 @@
+// Git as the campaign's memory. Every write is idempotent or compare-and-swap, so an activity
+// retried after a crash finds its effect already there instead of doing it twice.
+// The user's own checkout is never touched: work happens in worktrees and under refs.
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { simpleGit, type SimpleGit } from 'simple-git';
+
+const ZERO_SHA = '0000000000000000000000000000000000000000';
+
+/** Commits Nightlab makes carry its own identity, whatever the machine's git config says. */
+const IDENTITY = ['user.name=Nightlab', 'user.email=nightlab@localhost'];
+
+export function git(dir: string): SimpleGit {
+  // Only the variables git needs: keys in the worker's environment stay out of hooks and filters.
+  const env: Record<string, string> = {};
+  for (const k of ['PATH', 'HOME', 'LANG', 'TMPDIR', 'SSH_AUTH_SOCK']) if (process.env[k]) env[k] = process.env[k]!;
+  return simpleGit({ baseDir: dir, trimmed: true, config: IDENTITY }).env(env);
+}
+
+export async function isGitRepo(dir: string): Promise<boolean> {
+  if (!existsSync(dir)) return false;
+  try {
+    return (await git(dir).revparse(['--is-inside-work-tree'])) === 'true' || (await git(dir).revparse(['--is-bare-repository'])) === 'true';
+  } catch {
+    return false;
+  }
+}
+
+export async function readRef(repo: string, ref: string): Promise<string | null> {
+  try {
+    return await git(repo).raw(['rev-parse', '--verify', '--quiet', `${ref}^{commit}`]) || null;
+  } catch {
+    return null;
+  }
+}
+
+export async function resolveCommit(repo: string, rev: string): Promise<string> {
+  const sha = await readRef(repo, rev);
+  if (!sha) throw new Error(`${rev} is not a commit in ${repo}`);
+  return sha;
+}
+
+/**
+ * Moves `ref` from `expected` to `next` only if it still points at `expected` (null: must not exist).
+ * Returns true when the ref ends at `next` (including a retry that already moved it).
+ */
+export async function compareAndSwapRef(repo: string, ref: string, next: string, expected: string | null): Promise<boolean> {
+  try {
+    await git(repo).raw(['update-ref', ref, next, expected ?? ZERO_SHA]);
+    return true;
+  } catch {
+    return (await readRef(repo, ref)) === next;
+  }
+}
+
+/**
+ * A slot's or proposer's worktree, moved to `sha` and cleaned (ignored files such as a virtualenv
+ * stay, so each experiment does not reinstall its environment).
+ */
+export async function checkoutWorktree(repo: string, dir: string, sha: string): Promise<void> {
+  if (!existsSync(path.join(dir, '.git'))) {
+    mkdirSync(path.dirname(dir), { recursive: true });
+    await git(repo).raw(['worktree', 'prune']);
+    await git(repo).raw(['worktree', 'add', '--force', '--detach', dir, sha]);
+    return;
+  }
+  const wt = git(dir);
+  await wt.raw(['checkout', '--detach', '--force', sha]);
+  await wt.raw(['clean', '-fd']);
+}
+
+/** Files whose content differs between a commit and the worktree (including new and deleted files). */
+export async function changedFiles(dir: string, sha: string): Promise<string[]> {
+  const wt = git(dir);
+  await wt.raw(['add', '-A']);
+  const out = await wt.raw(['diff', '--cached', '--name-only', '--no-renames', sha]);
+  return out ? out.split('\n').filter(Boolean) : [];
+}
+
+/**
+ * Commits the worktree's staged content as a child of `parent` and pins it under `ref`.
+ * If `ref` already exists (a retried activity), the existing commit is returned.
+ */
+export async function commitUnderRef(dir: string, repo: string, parent: string, message: string, ref: string): Promise<string> {
+  const existing = await readRef(repo, ref);
+  if (existing) return existing;
+  const wt = git(dir);
+  await wt.raw(['add', '-A']);
+  const tree = await wt.raw(['write-tree']);
+  const sha = await wt.raw(['commit-tree', tree, '-p', parent, '-m', message]);
+  if (!(await compareAndSwapRef(repo, ref, sha, null))) return (await readRef(repo, ref))!;
+  return sha;
+}
+
+export async function diffOf(repo: string, from: string, to: string, maxChars = 20_000): Promise<string> {
+  const d = await git(repo).raw(['diff', from, to]);
+  return d.length > maxChars ? `${d.slice(0, maxChars)}\n... (diff truncated)` : d;
+}
+
+export async function showFile(repo: string, sha: string, file: string): Promise<string | null> {
+  try {
+    return await simpleGit(repo).show([`${sha}:${file}`]);
+  } catch {
+    return null;
+  }
+}
+
+export async function commitMessage(repo: string, sha: string): Promise<string> {
+  return git(repo).raw(['log', '-1', '--format=%B', sha]);
+}
+
+/** Fetches `ref` from `remote` into `cache` unless the commit is already there. */
+export async function fetchCommit(cache: string, remote: string, ref: string, sha: string): Promise<void> {
+  if (!existsSync(cache)) {
+    mkdirSync(cache, { recursive: true });
+    await git(cache).raw(['init', '--bare', '--quiet']);
+  }
+  if (await readRef(cache, sha)) return;
+  await git(cache).raw(['fetch', '--quiet', '--no-write-fetch-head', remote, `+${ref}:${ref}`]);
+  if (!(await readRef(cache, sha))) throw new Error(`${remote} ${ref} does not hold ${sha}`);
+}

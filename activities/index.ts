@@ -1,0 +1,132 @@
+// The orchestrator's activities (CPU work beside the workflow): propose, record, move the branch.
+// They come from a factory taking their collaborators, so tests pass real ones in.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { CampaignConfig } from '../common/config';
+import { experimentRef, type ExperimentRecord, type Proposal } from '../common/shared';
+import { ProposalRejected, buildContext, type Proposer } from './context';
+import { checkoutWorktree, commitMessage, commitUnderRef, compareAndSwapRef, git, readRef } from './git';
+import { appendExperiment, appendRejection, cleanDescription, readLedger } from './ledger';
+import { mutateProposer } from './mutate';
+import { commandProposer } from './command-proposer';
+import { preflight } from './preflight';
+
+export interface ActivityDeps {
+  /** Proposers by kind; `mutate` and `command` are built in, `anthropic` is added by the worker. */
+  proposers?: Partial<Record<CampaignConfig['proposer']['kind'], Proposer>>;
+}
+
+export interface ProposeArgs {
+  tag: string;
+  experiment: number;
+  attempt: number;
+  repo: string;
+  campaignDir: string;
+  config: CampaignConfig;
+  parentSha: string;
+  fix: { sha: string; experiment: number } | null;
+  notes: string[];
+  instructionsOverride: string | null;
+}
+
+interface ProposalMeta {
+  description: string;
+  costUsd: number;
+  usage?: Proposal['usage'];
+}
+
+export function createActivities(deps: ActivityDeps = {}) {
+  function proposerFor(config: CampaignConfig, campaignDir: string): Proposer {
+    const kind = config.proposer.kind;
+    if (kind === 'command') return commandProposer(config.proposer.command!, path.join(campaignDir, 'proposals'));
+    const p = deps.proposers?.[kind] ?? (kind === 'mutate' ? mutateProposer : undefined);
+    if (!p) throw ApplicationFailure.nonRetryable(`proposer "${kind}" is not available on this worker${kind === 'anthropic' ? ': set ANTHROPIC_API_KEY for the orchestrator worker' : ''}`, 'ProposerUnavailable');
+    return p;
+  }
+
+  return {
+    /** Creates the campaign directory, the campaign branch and experiment 0's ref (idempotent). */
+    async prepareCampaign(args: { tag: string; repo: string; branch: string; baseSha: string; campaignDir: string }): Promise<void> {
+      mkdirSync(args.campaignDir, { recursive: true });
+      const branchRef = `refs/heads/${args.branch}`;
+      if (!(await readRef(args.repo, branchRef))) await compareAndSwapRef(args.repo, branchRef, args.baseSha, null);
+      await compareAndSwapRef(args.repo, experimentRef(args.tag, 0), args.baseSha, null);
+    },
+
+    /**
+     * One proposal: edits on top of the best commit (or the crashed one, for a fix), preflighted,
+     * committed under the experiment's ref. Keyed by (experiment, attempt): a retry returns the
+     * commit or rejection that already exists and never pays the proposer twice.
+     */
+    async propose(args: ProposeArgs): Promise<Proposal> {
+      const ref = experimentRef(args.tag, args.experiment);
+      const metaFile = path.join(args.campaignDir, 'proposals', `${args.experiment}-${args.attempt}.json`);
+      const existing = await readRef(args.repo, ref);
+      if (existing) {
+        const meta: ProposalMeta = existsSync(metaFile) ? JSON.parse(readFileSync(metaFile, 'utf8')) : { description: (await commitMessage(args.repo, existing)).split('\n')[0], costUsd: 0 };
+        return { kind: 'candidate', sha: existing, ref, ...meta };
+      }
+      const done = readLedger(args.campaignDir).find((r) => r.kind === 'rejected' && r.experiment === args.experiment && r.attempt === args.attempt);
+      if (done && done.kind === 'rejected') return { kind: 'rejected', reason: done.reason, description: done.description, costUsd: 0 };
+
+      const worktree = path.join(args.campaignDir, 'worktrees', 'propose');
+      const codeSha = args.fix?.sha ?? args.parentSha;
+      await checkoutWorktree(args.repo, worktree, codeSha);
+      const ctx = await buildContext({ ...args, worktree });
+      const reject = (reason: string, description: string, costUsd: number, usage?: Proposal['usage']): Proposal => {
+        appendRejection(args.campaignDir, { tag: args.tag, experiment: args.experiment, attempt: args.attempt, description, reason, costUsd, usage, at: new Date().toISOString() });
+        return { kind: 'rejected', reason, description, costUsd, usage };
+      };
+
+      let reply;
+      try {
+        reply = await proposerFor(args.config, args.campaignDir)(ctx, Context.current().cancellationSignal);
+      } catch (err) {
+        if (err instanceof ProposalRejected) return reject(err.message, '', err.costUsd);
+        throw err;
+      }
+      const description = cleanDescription(reply.description) || 'unnamed proposal';
+      const costUsd = reply.costUsd ?? 0;
+      for (const [file, content] of Object.entries(reply.files ?? {})) {
+        if (path.isAbsolute(file) || file.split(/[\\/]/).includes('..')) return reject(`edit to a path outside the repository: ${file}`, description, costUsd, reply.usage);
+        mkdirSync(path.dirname(path.join(worktree, file)), { recursive: true });
+        writeFileSync(path.join(worktree, file), content);
+      }
+      const reason = await preflight(worktree, codeSha, args.parentSha, args.config);
+      if (reason) return reject(reason, description, costUsd, reply.usage);
+
+      mkdirSync(path.dirname(metaFile), { recursive: true });
+      const meta: ProposalMeta = { description, costUsd, usage: reply.usage };
+      writeFileSync(metaFile, JSON.stringify(meta));
+      const message = `${description}\n\nNightlab campaign ${args.tag}, experiment ${args.experiment}${args.fix ? ` (fix of experiment ${args.fix.experiment})` : ''}`;
+      const sha = await commitUnderRef(worktree, args.repo, args.parentSha, message, ref);
+      return { kind: 'candidate', sha, ref, ...meta };
+    },
+
+    /** Keep: the campaign branch moves forward, only from the best commit the workflow knows. */
+    async advanceBranch(args: { repo: string; branch: string; from: string; to: string }): Promise<void> {
+      if (await compareAndSwapRef(args.repo, `refs/heads/${args.branch}`, args.to, args.from)) return;
+      const now = await readRef(args.repo, `refs/heads/${args.branch}`);
+      throw ApplicationFailure.nonRetryable(`branch ${args.branch} is at ${now?.slice(0, 7)}, expected ${args.from.slice(0, 7)}: it was moved outside Nightlab; reset it to ${args.from.slice(0, 7)} and resume`, 'BranchMoved');
+    },
+
+    /** The record of one experiment: ledger row, results.tsv line, and a git note on its commit. */
+    async recordExperiment(args: { campaignDir: string; repo: string; record: ExperimentRecord; metricName: string; logTail: string }): Promise<void> {
+      appendExperiment(args.campaignDir, args.record, args.metricName, args.logTail);
+      await noteExperiment(args.repo, args.record, args.metricName);
+    },
+  };
+}
+
+export type OrchestratorActivities = ReturnType<typeof createActivities>;
+
+/** Notes live under their own ref, apart from any notes of the user's: `git log --notes=nightlab`. */
+export const NOTES_REF = 'refs/notes/nightlab';
+
+/** A git note on the experiment's commit: its metric and decision beside the commit's description. */
+export async function noteExperiment(repo: string, r: ExperimentRecord, metricName: string): Promise<void> {
+  const metric = r.metric === null ? 'no metric' : `${metricName} ${r.metric.toFixed(6)}`;
+  const text = `nightlab ${r.tag} experiment ${r.experiment}: ${r.status} — ${metric}${r.delta !== null ? ` (${r.delta >= 0 ? '+' : ''}${r.delta.toFixed(6)})` : ''}\n${r.reason}`;
+  await git(repo).raw(['notes', `--ref=${NOTES_REF}`, 'add', '-f', '-m', text, r.commit]);
+}

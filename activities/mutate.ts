@@ -1,0 +1,83 @@
+// The offline proposer: random search over numeric hyperparameters, autoresearch without an LLM.
+// It perturbs module-level UPPER_CASE = <number> assignments of the editable Python files.
+// The RNG is seeded by (seed, tag, experiment, attempt): a retried activity proposes the same edit.
+import type { Proposer } from './context';
+
+/** Multiplicative steps: big enough to matter, small enough to stay near a working setting. */
+const FACTORS = [0.5, 0.67, 0.8, 1.25, 1.5, 2];
+/** Names that only move the noise, never the model: changing them "improves" by luck. */
+const SKIP = /SEED|TIME_BUDGET|EVAL/;
+const ASSIGNMENT = /^([A-Z][A-Z0-9_]*)(\s*=\s*)(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)(\s*(?:#.*)?)$/;
+
+export interface Knob {
+  file: string;
+  line: number;
+  name: string;
+  value: string;
+}
+
+export function findKnobs(files: { path: string; content: string }[]): Knob[] {
+  const knobs: Knob[] = [];
+  for (const f of files) {
+    if (!f.path.endsWith('.py')) continue;
+    f.content.split('\n').forEach((text, line) => {
+      const m = ASSIGNMENT.exec(text);
+      if (m && !SKIP.test(m[1])) knobs.push({ file: f.path, line, name: m[1], value: m[3] });
+    });
+  }
+  return knobs;
+}
+
+/** A new literal for `value`: same kind (int stays int), always different from the old one. */
+export function perturb(value: string, factor: number): string {
+  const isInt = /^-?\d+$/.test(value);
+  const x = Number(value);
+  if (isInt) {
+    let y = Math.round(x * factor);
+    if (y === x) y = x + (factor > 1 ? 1 : -1);
+    if (x > 0 && y < 1) y = 1;
+    if (y === x) y = x + 1;
+    return String(y);
+  }
+  if (x === 0) return factor > 1 ? '0.01' : '0.001';
+  return String(Number((x * factor).toPrecision(3)));
+}
+
+export function rng(...parts: (string | number)[]): () => number {
+  // FNV-1a over the key, then mulberry32.
+  let h = 2166136261;
+  for (const ch of parts.join('/')) {
+    h ^= ch.charCodeAt(0);
+    h = Math.imul(h, 16777619);
+  }
+  let a = h >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export const mutateProposer: Proposer = async (ctx) => {
+  const knobs = findKnobs(ctx.editable);
+  if (!knobs.length) throw new Error(`the mutate proposer found no UPPER_CASE = <number> settings in ${ctx.editable.map((f) => f.path).join(', ')}; use another proposer`);
+  const random = rng(ctx.seed, ctx.tag, ctx.experiment, ctx.attempt);
+  // Mostly one change at a time, so a keep says which setting helped; sometimes two.
+  const count = Math.min(knobs.length, random() < 0.75 ? 1 : 2);
+  const chosen: Knob[] = [];
+  while (chosen.length < count) {
+    const k = knobs[Math.floor(random() * knobs.length)];
+    if (!chosen.includes(k)) chosen.push(k);
+  }
+  const files: Record<string, string> = {};
+  const changes: string[] = [];
+  for (const k of chosen) {
+    const next = perturb(k.value, FACTORS[Math.floor(random() * FACTORS.length)]);
+    const lines = (files[k.file] ?? ctx.editable.find((f) => f.path === k.file)!.content).split('\n');
+    lines[k.line] = lines[k.line].replace(ASSIGNMENT, (_m, name, eq, _v, rest) => `${name}${eq}${next}${rest}`);
+    files[k.file] = lines.join('\n');
+    changes.push(`${k.name} ${k.value} -> ${next}`);
+  }
+  return { description: changes.join(', '), files };
+};

@@ -1,0 +1,29 @@
+// Preflight: a proposal is rejected here, before it costs any GPU time, when it edits files it
+// may not, changes nothing, or leaves Python that does not compile.
+import path from 'node:path';
+import { execa } from 'execa';
+import type { CampaignConfig } from '../common/config';
+import { changedFiles } from './git';
+
+/** The reason the worktree's edits cannot be tried, or null when they can. */
+export async function preflight(worktree: string, codeSha: string, parentSha: string, config: Pick<CampaignConfig, 'editable' | 'locked'>): Promise<string | null> {
+  if ((await changedFiles(worktree, codeSha)).length === 0) return 'no-op edit: the proposal changed nothing';
+  const changed = await changedFiles(worktree, parentSha);
+  if (changed.length === 0) return 'no-op edit: the result is identical to the best commit';
+  const locked = changed.filter((f) => config.locked.includes(f));
+  if (locked.length) return `changes locked file(s): ${locked.join(', ')}`;
+  const outside = changed.filter((f) => !config.editable.includes(f));
+  if (outside.length) return `edits outside the editable files (${config.editable.join(', ')}): ${outside.join(', ')}`;
+  for (const f of changed.filter((c) => c.endsWith('.py'))) {
+    const error = await pythonSyntaxError(path.join(worktree, f));
+    if (error) return `${f} does not compile: ${error}`;
+  }
+  return null;
+}
+
+/** Compiles without writing __pycache__ into the worktree. */
+async function pythonSyntaxError(file: string): Promise<string | null> {
+  const r = await execa('python3', ['-c', 'import sys; compile(open(sys.argv[1], encoding="utf-8").read(), sys.argv[1], "exec")', file], { reject: false });
+  if (r.exitCode === 0) return null;
+  return r.stderr.trim().split('\n').slice(-3).join(' | ');
+}

@@ -1,0 +1,122 @@
+// Client-side campaign operations shared by the CLI commands, the demo and the tests:
+// validate and start a campaign, read its status and results.
+import path from 'node:path';
+import { existsSync } from 'node:fs';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { branchName, checkTag, ConfigError, type CampaignConfig } from '../common/config';
+import { CAMPAIGN_WORKFLOW, ORCHESTRATOR_TASK_QUEUE, campaignWorkflowId, type CampaignInput, type CampaignStatus, type ExperimentRecord } from '../common/shared';
+import { isGitRepo, readRef, showFile, git } from '../activities/git';
+import { experiments } from '../activities/ledger';
+import { nightlabHome } from '../common/connection';
+import type { campaign } from '../workflows/campaign';
+import { statusQuery } from '../workflows/messages';
+
+export function campaignDirFor(tag: string, home = nightlabHome()): string {
+  return path.join(home, 'campaigns', tag);
+}
+
+/** `auto` becomes a concrete proposer here, so history says which one ran. */
+export function resolveProposer(config: CampaignConfig, env: NodeJS.ProcessEnv = process.env): CampaignConfig {
+  if (config.proposer.kind !== 'auto') return config;
+  return { ...config, proposer: { ...config.proposer, kind: env.ANTHROPIC_API_KEY ? 'anthropic' : 'mutate' } };
+}
+
+/** Everything checked before a campaign starts; returns the workflow input or throws ConfigError. */
+export async function prepareStart(args: { config: CampaignConfig; baseDir: string; tag: string; home?: string }): Promise<CampaignInput> {
+  checkTag(args.tag);
+  const config = resolveProposer(args.config);
+  const repo = path.resolve(args.baseDir, config.target);
+  if (!existsSync(repo)) throw new ConfigError([`target: ${repo} does not exist; fix the path (relative to the config file)`], 'target');
+  if (!(await isGitRepo(repo))) throw new ConfigError([`target: ${repo} is not a git repository; run \`git init && git add -A && git commit -m baseline\` there, or fix the path`], 'target');
+  const baseSha = await readRef(repo, 'HEAD');
+  if (!baseSha) throw new ConfigError([`target: ${repo} has no commits; commit the baseline code first (git add -A && git commit -m baseline)`], 'target');
+  const problems: string[] = [];
+  const committed = async (field: string, f: string) => {
+    if ((await showFile(repo, baseSha, f)) === null) {
+      problems.push(`${field}: ${f} is not in the target's HEAD commit ${baseSha.slice(0, 7)}${existsSync(path.join(repo, f)) ? ' (it exists but is not committed; commit it)' : '; fix the path or add the file'}`);
+    }
+  };
+  for (const f of config.editable) await committed('editable', f);
+  for (const f of config.locked) await committed('locked', f);
+  if (config.instructions) await committed('instructions', config.instructions);
+  if (problems.length) throw new ConfigError(problems, 'target');
+  const branch = branchName(config, args.tag);
+  try {
+    await git(repo).raw(['check-ref-format', `refs/heads/${branch}`]);
+  } catch {
+    throw new ConfigError([`branch: "${branch}" is not a valid git branch name`], 'branch');
+  }
+  if (await readRef(repo, `refs/heads/${branch}`)) {
+    throw new ConfigError([`branch ${branch} already exists in ${repo}; choose another --tag, or delete the branch (git branch -D ${branch})`], '--tag');
+  }
+  return { tag: args.tag, config, repo, branch, baseSha, campaignDir: campaignDirFor(args.tag, args.home) };
+}
+
+const SA_TAG = defineSearchAttributeKey('NightlabTag', SearchAttributeType.KEYWORD);
+const SA_STATUS = defineSearchAttributeKey('NightlabStatus', SearchAttributeType.KEYWORD);
+
+export async function startCampaign(client: Client, input: CampaignInput, options: { historyEventsLimit?: number; taskQueue?: string } = {}) {
+  try {
+    return await client.workflow.start<typeof campaign>(CAMPAIGN_WORKFLOW, {
+      workflowId: campaignWorkflowId(input.tag),
+      taskQueue: options.taskQueue ?? ORCHESTRATOR_TASK_QUEUE,
+      args: [{ ...input, ...(options.historyEventsLimit ? { historyEventsLimit: options.historyEventsLimit } : {}) }],
+      typedSearchAttributes: [
+        { key: SA_TAG, value: input.tag },
+        { key: SA_STATUS, value: 'running' },
+      ],
+      staticSummary: `Nightlab campaign ${input.tag}: ${input.config.metric.name} (${input.config.metric.direction} is better) on ${path.basename(input.repo)}`,
+      staticDetails: `Repository: ${input.repo}\n\nBranch: ${input.branch}\n\nEditable: ${input.config.editable.join(', ')}\n\nProposer: ${input.config.proposer.kind}\n\nRecords: ${input.campaignDir}`,
+    });
+  } catch (e) {
+    if (e instanceof WorkflowExecutionAlreadyStartedError) {
+      throw new ConfigError([`a campaign with tag ${input.tag} is already running; see \`nightlab status ${input.tag}\`, or choose another --tag`], '--tag');
+    }
+    throw e;
+  }
+}
+
+/** The campaign's status: asked of the running workflow, or read from how it ended. */
+export async function campaignStatus(client: Client, tag: string): Promise<CampaignStatus> {
+  const handle = client.workflow.getHandle(campaignWorkflowId(tag));
+  let desc;
+  try {
+    desc = await handle.describe();
+  } catch (e) {
+    if (e instanceof WorkflowNotFoundError) throw new Error(`No campaign with tag ${tag} (workflow ${campaignWorkflowId(tag)}); see \`nightlab list\``);
+    throw e;
+  }
+  if (desc.status.name === 'RUNNING') return handle.query(statusQuery);
+  if (desc.status.name === 'COMPLETED') return (await handle.result()) as CampaignStatus;
+  let message = desc.status.name.toLowerCase();
+  try {
+    await handle.result();
+  } catch (e) {
+    const cause = (e as { cause?: Error }).cause;
+    message = cause?.message ?? (e as Error).message;
+  }
+  const sa = desc.typedSearchAttributes;
+  const get = (name: string) => sa.getAll().find((p) => p.key.name === name)?.value as never;
+  const rows = safeExperiments(campaignDirFor(tag));
+  return {
+    tag, state: 'failed', message,
+    experiments: get('NightlabExperiments') ?? 0, kept: get('NightlabKept') ?? 0, crashes: rows.filter((r) => r.status === 'crash').length,
+    bestMetric: get('NightlabBestMetric') ?? null, bestCommit: null, baselineMetric: rows[0]?.metric ?? null,
+    metricName: 'metric', direction: 'lower', costUsd: get('NightlabCostUsd') ?? 0,
+    budget: { maxExperiments: null, maxHours: null, maxCostUsd: null }, startedAt: desc.startTime.toISOString(), current: null,
+    campaignDir: campaignDirFor(tag), branch: '',
+  };
+}
+
+function safeExperiments(dir: string): ExperimentRecord[] {
+  try {
+    return experiments(dir);
+  } catch {
+    return [];
+  }
+}
+
+export function uiLink(tag: string, namespace: string, uiBase = process.env.NIGHTLAB_UI_URL || 'http://127.0.0.1:8233'): string {
+  return `${uiBase}/namespaces/${namespace}/workflows/${campaignWorkflowId(tag)}`;
+}

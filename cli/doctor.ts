@@ -1,0 +1,101 @@
+// `nightlab doctor`: each prerequisite, whether it is there, and how to fix it when it is not.
+import { execa } from 'execa';
+import { Connection } from '@temporalio/client';
+import { temporalAddress, temporalNamespace } from '../common/connection';
+import { findTemporalCli } from '../common/temporal-cli';
+import { missingSearchAttributes, probe } from '../common/server';
+import { listGpus } from '../gpu-worker/worker';
+import { pythonPackagesMissing } from './python';
+
+interface Check {
+  name: string;
+  required: boolean;
+  run: () => Promise<{ ok: boolean; detail: string; fix?: string }>;
+}
+
+async function version(cmd: string, args: string[]): Promise<string | null> {
+  const r = await execa(cmd, args, { reject: false, timeout: 10_000 });
+  return r.exitCode === 0 ? (r.stdout || r.stderr).split('\n')[0].trim() : null;
+}
+
+export async function doctor(print: (l: string) => void = console.log): Promise<boolean> {
+  const address = temporalAddress();
+  const namespace = temporalNamespace();
+  const checks: Check[] = [
+    {
+      name: 'Node.js >= 20', required: true,
+      run: async () => ({ ok: Number(process.versions.node.split('.')[0]) >= 20, detail: process.version, fix: 'install Node.js 20 or newer (https://nodejs.org)' }),
+    },
+    {
+      name: 'Temporal CLI', required: true,
+      run: async () => {
+        try {
+          const cli = await findTemporalCli({ install: false });
+          return { ok: true, detail: `${cli.path} — ${cli.version.split('\n')[0]} (from ${cli.source})` };
+        } catch (e) {
+          return { ok: false, detail: (e as Error).message.split('\n')[0], fix: 'run `nightlab setup` (builds it with Go or downloads it), or set TEMPORAL_CLI' };
+        }
+      },
+    },
+    {
+      name: `Temporal server at ${address}`, required: true,
+      run: async () => {
+        const p = await probe(address);
+        if (p === 'temporal') return { ok: true, detail: 'answers' };
+        if (p === 'other') return { ok: false, detail: 'the port answers but is not a Temporal server', fix: 'stop what holds the port, or point TEMPORAL_ADDRESS at the Temporal server' };
+        return { ok: false, detail: 'nothing listens there', fix: 'start one with `nightlab server` (or set TEMPORAL_ADDRESS)' };
+      },
+    },
+    {
+      name: `namespace "${namespace}" and Nightlab's search attributes`, required: true,
+      run: async () => {
+        try {
+          const c = await Connection.connect({ address, connectTimeout: '3s' });
+          try {
+            await c.workflowService.describeNamespace({ namespace });
+          } finally {
+            await c.close();
+          }
+          const missing = await missingSearchAttributes(address, namespace);
+          return missing.length
+            ? { ok: false, detail: `missing ${missing.join(', ')}`, fix: 'run `nightlab server` once against this server (it registers them), or `temporal operator search-attribute create`' }
+            : { ok: true, detail: 'registered' };
+        } catch (e) {
+          return { ok: false, detail: (e as Error).message.split('\n')[0], fix: `create the namespace: temporal operator namespace create -n ${namespace} --address ${address}` };
+        }
+      },
+    },
+    {
+      name: 'git', required: true,
+      run: async () => {
+        const v = await version('git', ['--version']);
+        return { ok: v !== null, detail: v ?? 'not found', fix: 'install git (apt-get install git)' };
+      },
+    },
+    {
+      name: 'Python 3 and the example target\'s packages (numpy)', required: true,
+      run: async () => {
+        const v = await version('python3', ['--version']);
+        if (!v) return { ok: false, detail: 'python3 not found', fix: 'install Python 3.10+' };
+        const missing = await pythonPackagesMissing();
+        return { ok: !missing, detail: missing ?? `${v}, numpy present`, fix: 'run `nightlab setup` (pip install -r examples/tiny-lm/requirements.txt)' };
+      },
+    },
+    {
+      name: 'GPUs (nvidia-smi)', required: false,
+      run: async () => {
+        const gpus = await listGpus();
+        return { ok: gpus.length > 0, detail: gpus.length ? `${gpus.length} GPU(s): ${gpus.join(', ')}` : 'none; the GPU worker will use one CPU slot', fix: 'optional: install the NVIDIA driver to train on GPUs' };
+      },
+    },
+  ];
+  let allRequired = true;
+  for (const c of checks) {
+    const r = await c.run().catch((e: Error) => ({ ok: false, detail: e.message, fix: undefined }));
+    const mark = r.ok ? 'ok  ' : c.required ? 'FAIL' : 'warn';
+    print(`[${mark}] ${c.name}: ${r.detail}${!r.ok && r.fix ? `\n       fix: ${r.fix}` : ''}`);
+    if (!r.ok && c.required) allRequired = false;
+  }
+  print(allRequired ? 'All required parts are present.' : 'Some required parts are missing: see the fixes above.');
+  return allRequired;
+}

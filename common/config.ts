@@ -1,0 +1,186 @@
+// The campaign config: one small YAML (or JSON) file, validated before anything starts.
+// Every error names the field and how to fix it.
+import { readFileSync, existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { z } from 'zod';
+
+/** Names of environment variables that hold secrets: never given to a training run. */
+export const SECRET_NAME = /KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH/i;
+
+export const PROPOSERS = ['auto', 'mutate', 'anthropic', 'command'] as const;
+export const DEFAULT_MODEL = 'claude-sonnet-5-5';
+
+const relPath = z
+  .string({ required_error: 'required: a path relative to the target repository' })
+  .min(1, 'must not be empty')
+  .refine((p) => !path.isAbsolute(p) && !p.split(/[\\/]/).includes('..'), {
+    message: 'must be a path inside the target repository (relative, no "..")',
+  });
+
+const configSchema = z
+  .object({
+    target: z.string({ required_error: 'required: the path of the target git repository (e.g. ".")' }).min(1).default('.'),
+    editable: z.array(relPath).min(1, 'list at least one file the proposer may edit (e.g. [train.py])'),
+    locked: z.array(relPath).default([]),
+    instructions: relPath.optional(),
+    run: z
+      .object({
+        command: z.string({ required_error: 'required: the training command (e.g. "uv run train.py")' }).min(1, 'must not be empty'),
+        env: z.record(z.string(), z.union([z.string(), z.number()]).transform(String)).default({}),
+        timeoutSec: z.number({ invalid_type_error: 'must be a number of seconds (e.g. 600)' }).positive('must be > 0').default(600),
+      })
+      .strict(),
+    metric: z
+      .object({
+        name: z.string({ required_error: 'required: the metric name printed by the run (e.g. val_bpb)' }).regex(/^[A-Za-z_][\w.]*$/, 'must be an identifier such as val_bpb'),
+        direction: z.enum(['lower', 'higher'], { errorMap: () => ({ message: 'must be "lower" or "higher" (which way is better)' }) }).default('lower'),
+        pattern: z
+          .string()
+          .refine(isRegexWithOneGroup, { message: 'must be a regular expression with exactly one capture group around the number' })
+          .optional(),
+      })
+      .strict(),
+    memory: z.object({ key: z.string().min(1) }).strict().optional(),
+    budget: z
+      .object({
+        maxExperiments: z.number().int('must be a whole number').positive('must be > 0').nullable().default(100),
+        maxHours: z.number().positive('must be > 0').nullable().default(null),
+        maxCostUsd: z.number().positive('must be > 0').nullable().default(null),
+      })
+      .strict()
+      .default({}),
+    proposer: z
+      .object({
+        kind: z.enum(PROPOSERS, { errorMap: () => ({ message: `must be one of ${PROPOSERS.join(', ')}` }) }).default('auto'),
+        seed: z.number().int().default(0),
+        model: z.string().default(DEFAULT_MODEL),
+        effort: z.enum(['low', 'medium', 'high']).default('medium'),
+        command: z.string().optional(),
+        maxAttempts: z.number().int().positive().default(3),
+      })
+      .strict()
+      .default({}),
+    keep: z.object({ minImprovement: z.number().min(0, 'must be >= 0').default(0) }).strict().default({}),
+    crash: z.object({ maxFixAttempts: z.number().int().min(0, 'must be >= 0').default(2) }).strict().default({}),
+    branch: z.string().regex(/^[\w./{}-]+$/, 'must be a git branch name; {tag} is replaced by the campaign tag').default('autoresearch/{tag}'),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    for (const f of c.editable) {
+      if (c.locked.includes(f)) ctx.addIssue({ code: 'custom', path: ['locked'], message: `${f} is listed as both editable and locked; remove it from one list` });
+    }
+    for (const k of Object.keys(c.run.env)) {
+      if (SECRET_NAME.test(k)) ctx.addIssue({ code: 'custom', path: ['run', 'env', k], message: 'looks like a secret; training runs never get secrets (the code they run is written by the proposer). Remove it' });
+    }
+    if (c.proposer.kind === 'command' && !c.proposer.command) {
+      ctx.addIssue({ code: 'custom', path: ['proposer', 'command'], message: 'required when proposer.kind is "command" (e.g. "claude -p ...")' });
+    }
+  });
+
+export type CampaignConfigInput = z.input<typeof configSchema>;
+export type CampaignConfig = z.output<typeof configSchema>;
+
+function isRegexWithOneGroup(p: string): boolean {
+  try {
+    return new RegExp(`${p}|`).exec('')!.length === 2;
+  } catch {
+    return false;
+  }
+}
+
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[], source: string) {
+    super(`Invalid campaign config ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+/** Validates a parsed object; throws ConfigError listing every problem by field. */
+export function parseConfig(raw: unknown, source = '(inline)'): CampaignConfig {
+  const r = configSchema.safeParse(raw ?? {});
+  if (r.success) return r.data;
+  const problems = r.error.issues.map((i) => {
+    const field = i.path.length ? i.path.join('.') : '(top level)';
+    if (i.code === 'unrecognized_keys') return `${field}: unknown field(s) ${i.keys.map((k) => `"${k}"`).join(', ')}; check the spelling (see nightlab init)`;
+    if (i.code === 'invalid_type' && i.received === 'undefined') return `${field}: ${i.message === 'Required' ? 'required' : i.message}`;
+    if (i.code === 'invalid_type') return `${field}: expected ${i.expected}, got ${i.received}${i.message && i.message !== 'Required' && !i.message.startsWith('Expected') ? ` (${i.message})` : ''}`;
+    return `${field}: ${i.message}`;
+  });
+  throw new ConfigError(problems, source);
+}
+
+export function loadConfig(file: string): { config: CampaignConfig; baseDir: string } {
+  if (!existsSync(file)) throw new ConfigError([`file not found: ${file}; create one with \`nightlab init\``], file);
+  const text = readFileSync(file, 'utf8');
+  let raw: unknown;
+  try {
+    raw = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
+  } catch (e) {
+    throw new ConfigError([`cannot parse ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`], file);
+  }
+  return { config: parseConfig(raw, file), baseDir: path.dirname(path.resolve(file)) };
+}
+
+/** Checks the config against the disk: the target is a git repo and the named files exist. */
+export function checkTargetFiles(config: CampaignConfig, repo: string): string[] {
+  const problems: string[] = [];
+  if (!existsSync(repo) || !statSync(repo).isDirectory()) return [`target: ${repo} is not a directory`];
+  const need = (field: string, f: string) => {
+    if (!existsSync(path.join(repo, f))) problems.push(`${field}: ${f} does not exist in ${repo}; fix the path or commit the file`);
+  };
+  config.editable.forEach((f) => need('editable', f));
+  config.locked.forEach((f) => need('locked', f));
+  if (config.instructions) need('instructions', config.instructions);
+  return problems;
+}
+
+export function branchName(config: CampaignConfig, tag: string): string {
+  return config.branch.replaceAll('{tag}', tag);
+}
+
+export const TAG_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+export function checkTag(tag: string): void {
+  if (!TAG_PATTERN.test(tag)) {
+    throw new ConfigError([`tag: "${tag}" must be lowercase letters, digits, ".", "_" or "-" (e.g. nov27), at most 63 characters`], '--tag');
+  }
+}
+
+/** Presets, written by `nightlab init --preset P`; values are a starting point to edit. */
+export const PRESETS: Record<string, CampaignConfigInput> = {
+  // karpathy/autoresearch unchanged: one 5-minute run on one GPU, killed at 10 minutes.
+  autoresearch: {
+    target: '.',
+    editable: ['train.py'],
+    locked: ['prepare.py', 'pyproject.toml'],
+    instructions: 'program.md',
+    run: { command: 'uv run train.py', env: {}, timeoutSec: 600 },
+    metric: { name: 'val_bpb', direction: 'lower' },
+    memory: { key: 'peak_vram_mb' },
+    budget: { maxExperiments: 100, maxHours: 10, maxCostUsd: null },
+    proposer: { kind: 'auto', seed: 0 },
+    keep: { minImprovement: 0 },
+    crash: { maxFixAttempts: 2 },
+    branch: 'autoresearch/{tag}',
+  },
+  // The CPU example shipped in examples/tiny-lm: runs of a few seconds on 2 cores.
+  'tiny-lm': {
+    target: '.',
+    editable: ['train.py'],
+    locked: ['prepare.py'],
+    instructions: 'program.md',
+    run: { command: 'python3 train.py', env: {}, timeoutSec: 120 },
+    metric: { name: 'val_bpb', direction: 'lower' },
+    memory: { key: 'peak_vram_mb' },
+    budget: { maxExperiments: 12, maxHours: 2, maxCostUsd: null },
+    proposer: { kind: 'auto', seed: 0 },
+    keep: { minImprovement: 0 },
+    crash: { maxFixAttempts: 2 },
+    branch: 'autoresearch/{tag}',
+  },
+};
+
+export function presetYaml(name: string): string {
+  const preset = PRESETS[name];
+  if (!preset) throw new ConfigError([`--preset: unknown preset "${name}"; choose one of ${Object.keys(PRESETS).join(', ')}`], '--preset');
+  return `# Nightlab campaign config (preset ${name}). Paths are relative to the target repository.\n` + YAML.stringify(preset);
+}

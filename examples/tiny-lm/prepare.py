@@ -1,0 +1,123 @@
+"""
+Fixed data, splits and evaluation for the tiny-lm example. LOCKED: the agent
+edits train.py only, so that every experiment is scored by the same code.
+
+The corpus is Tiny Shakespeare (data/input.txt, see data/README.md), modelled
+one character at a time. Splits are contiguous slices of the text, computed
+here at import time so they can never drift between runs:
+
+    train: first 90%    val: next 5%    test: last 5% (held out, never used by train.py)
+
+Usage from train.py:
+
+    from prepare import TIME_BUDGET, TOKEN_BUDGET, SEQ_LEN, VOCAB_SIZE, load_split, evaluate_bpb
+"""
+
+import math
+import os
+
+import numpy as np
+
+# ---------------------------------------------------------------------------
+# Constants (fixed: changing them changes what val_bpb means)
+
+MAX_TIME_BUDGET = 20.0   # hard cap on training seconds, whatever the environment says
+TIME_BUDGET = 12.0       # training seconds (startup and evaluation excluded)
+TOKEN_BUDGET = 400_000   # training characters; the default train.py reaches it well before TIME_BUDGET,
+                         # so a default run stops on a count, not a clock, and is reproducible
+SEQ_LEN = 32             # longest context (in characters) a model may look at when predicting the next one
+EVAL_CHARS = 40_000      # characters of the split scored by evaluate_bpb (val has ~55.8k)
+
+# Tests shorten runs through the environment; a time budget can only go down to the hard cap.
+TIME_BUDGET = min(float(os.environ.get("TINYLM_TIME_BUDGET", TIME_BUDGET)), MAX_TIME_BUDGET)
+TOKEN_BUDGET = int(float(os.environ.get("TINYLM_TOKEN_BUDGET", TOKEN_BUDGET)))
+
+DATA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "input.txt")
+SPLIT_FRACTIONS = (0.90, 0.05, 0.05)  # train, val, test
+
+# ---------------------------------------------------------------------------
+# Data: read once, character vocabulary over the whole text (65 symbols)
+
+with open(DATA_PATH, "r", encoding="utf-8") as f:
+    TEXT = f.read()
+
+CHARS = sorted(set(TEXT))
+VOCAB_SIZE = len(CHARS)
+STOI = {ch: i for i, ch in enumerate(CHARS)}
+ITOS = {i: ch for i, ch in enumerate(CHARS)}
+
+_ALL = np.array([STOI[ch] for ch in TEXT], dtype=np.int32)
+_N_TRAIN = int(len(_ALL) * SPLIT_FRACTIONS[0])
+_N_VAL = int(len(_ALL) * SPLIT_FRACTIONS[1])
+# (start, end) offsets of each split in the full text
+_BOUNDS = {
+    "train": (0, _N_TRAIN),
+    "val": (_N_TRAIN, _N_TRAIN + _N_VAL),
+    "test": (_N_TRAIN + _N_VAL, len(_ALL)),
+}
+# bytes per character, so bits per byte stays correct even if the text were not ASCII
+_BYTES = np.array([len(ch.encode("utf-8")) for ch in CHARS], dtype=np.int64)
+
+
+def encode(s):
+    return [STOI[ch] for ch in s]
+
+
+def decode(ids):
+    return "".join(ITOS[int(i)] for i in ids)
+
+
+def load_split(split):
+    """Token ids (int32 array) of 'train' or 'val'. The test split is only reachable through evaluate_bpb."""
+    if split not in ("train", "val"):
+        raise ValueError(f"load_split: split must be 'train' or 'val', got {split!r}")
+    start, end = _BOUNDS[split]
+    return _ALL[start:end].copy()
+
+
+# ---------------------------------------------------------------------------
+# Evaluation: the ground truth metric. Do not reimplement it in train.py.
+
+def evaluate_bpb(logits_fn, split="val", batch_size=4096):
+    """
+    Mean cross-entropy of the next character, in bits per byte, over the first
+    EVAL_CHARS characters of `split` ('val', or 'test' for held-out scoring).
+
+    logits_fn(x) gets x: int32 array [B, SEQ_LEN], the SEQ_LEN characters that
+    precede each target (x[:, -1] is the one right before it; the first targets
+    of a split borrow their context from the text before the split), and must
+    return unnormalised logits [B, VOCAB_SIZE]. The softmax is taken here, in
+    float64, so a model cannot score itself with unnormalised probabilities.
+    """
+    if split not in ("val", "test"):
+        raise ValueError(f"evaluate_bpb: split must be 'val' or 'test', got {split!r}")
+    start, end = _BOUNDS[split]
+    end = min(end, start + EVAL_CHARS)
+    targets = np.arange(start, end)
+    offsets = np.arange(-SEQ_LEN, 0)
+    total_nats = 0.0
+    total_bytes = 0
+    for i in range(0, len(targets), batch_size):
+        t = targets[i:i + batch_size]
+        x = _ALL[t[:, None] + offsets[None, :]]
+        y = _ALL[t]
+        logits = np.asarray(logits_fn(x), dtype=np.float64)
+        if logits.shape != (len(t), VOCAB_SIZE):
+            raise ValueError(f"evaluate_bpb: logits_fn returned shape {logits.shape}, expected {(len(t), VOCAB_SIZE)}")
+        logits = logits - logits.max(axis=1, keepdims=True)
+        logprobs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        total_nats -= logprobs[np.arange(len(t)), y].sum()
+        total_bytes += int(_BYTES[y].sum())
+    bpb = total_nats / (math.log(2) * total_bytes)
+    if not math.isfinite(bpb):
+        return float("inf")
+    return float(bpb)
+
+
+if __name__ == "__main__":
+    for name, (s, e) in _BOUNDS.items():
+        print(f"{name:5s}: {e - s:9,d} chars")
+    print(f"vocab: {VOCAB_SIZE} chars")
+    print(f"budgets: TIME_BUDGET={TIME_BUDGET}s TOKEN_BUDGET={TOKEN_BUDGET:,} SEQ_LEN={SEQ_LEN} EVAL_CHARS={EVAL_CHARS:,}")
+    # sanity: a uniform model scores log2(VOCAB_SIZE) bits
+    print(f"uniform val_bpb: {evaluate_bpb(lambda x: np.zeros((len(x), VOCAB_SIZE))):.6f} (log2 V = {math.log2(VOCAB_SIZE):.6f})")

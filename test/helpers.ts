@@ -1,0 +1,129 @@
+// Test harness: real git repos, real workers on their own task queues, the suite's real server.
+import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
+import { connectClient, connectWorker } from '../common/connection';
+import { parseConfig, type CampaignConfigInput } from '../common/config';
+import type { CampaignStatus } from '../common/shared';
+import { createOrchestratorWorker } from '../workers/orchestrator';
+import { createGpuWorkers } from '../gpu-worker/worker';
+import type { Slot } from '../gpu-worker/run';
+import type { ActivityDeps } from '../activities';
+import { makeExampleRepo } from '../cli/demo';
+import { prepareStart, startCampaign } from '../cli/campaigns';
+import { git } from '../activities/git';
+
+// Worker chatter at INFO would drown the test report; warnings and errors still show.
+Runtime.install({ logger: new DefaultLogger('WARN') });
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const QUADRATIC = path.join(ROOT, 'test', 'fixtures', 'quadratic');
+export const TINY_LM = path.join(ROOT, 'examples', 'tiny-lm');
+export const ADDRESS = process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
+
+export function uniqueTag(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}${Math.floor(Math.random() * 1e4).toString(36)}`;
+}
+
+export function tempDir(prefix = 'nightlab-test-'): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** A fresh git repo from a fixture, with optional edits committed in the baseline. */
+export async function makeRepo(fixture = QUADRATIC, edit?: (dir: string) => void): Promise<string> {
+  const dir = path.join(tempDir('nightlab-repo-'), 'target');
+  await makeExampleRepo(dir, fixture);
+  if (edit) {
+    edit(dir);
+    await git(dir).raw(['add', '-A']);
+    await git(dir).raw(['commit', '--quiet', '-m', 'baseline edits']);
+  }
+  return dir;
+}
+
+export function setLine(file: string, name: string, value: string): void {
+  const text = readFileSync(file, 'utf8').replace(new RegExp(`^${name} = .*$`, 'm'), `${name} = ${value}`);
+  writeFileSync(file, text);
+}
+
+export const QUADRATIC_CONFIG: CampaignConfigInput = {
+  target: '.',
+  editable: ['train.py'],
+  locked: ['prepare.py'],
+  instructions: 'program.md',
+  run: { command: 'python3 train.py', timeoutSec: 60 },
+  metric: { name: 'val_bpb', direction: 'lower' },
+  memory: { key: 'peak_vram_mb' },
+  budget: { maxExperiments: 4 },
+  proposer: { kind: 'mutate', seed: 1 },
+};
+
+export interface Lab {
+  client: Client;
+  home: string;
+  taskQueue: string;
+  gpuTaskQueue: string;
+  orchestrator: Worker;
+  gpu: Worker[];
+  startGpu(slots?: Slot[]): Promise<void>;
+  stopGpu(): Promise<void>;
+  start(repo: string, config?: Partial<CampaignConfigInput>, opts?: { tag?: string; historyEventsLimit?: number }): Promise<{ tag: string; campaignDir: string; branch: string; result: () => Promise<CampaignStatus> }>;
+  close(): Promise<void>;
+}
+
+/** An orchestrator worker and a GPU worker on task queues of their own, for one test. */
+export async function lab(opts: { deps?: ActivityDeps; slots?: Slot[]; gpu?: boolean } = {}): Promise<Lab> {
+  const home = tempDir('nightlab-home-');
+  const id = uniqueTag('q');
+  const taskQueue = `orch-${id}`;
+  const gpuTaskQueue = `gpu-${id}`;
+  const client = await connectClient(ADDRESS);
+  const connection = await connectWorker(ADDRESS);
+  const orchestrator = await createOrchestratorWorker({ connection, taskQueue, deps: opts.deps });
+  const runs: Promise<void>[] = [orchestrator.run()];
+  let gpu: Worker[] = [];
+  let gpuRuns: Promise<void>[] = [];
+  const l: Lab = {
+    client, home, taskQueue, gpuTaskQueue, orchestrator, gpu,
+    async startGpu(slots = opts.slots ?? [{ name: 'cpu', devices: null }]) {
+      gpu = await createGpuWorkers({ connection, home, slots, taskQueue: gpuTaskQueue });
+      l.gpu = gpu;
+      gpuRuns = gpu.map((w) => w.run());
+    },
+    async stopGpu() {
+      gpu.forEach((w) => w.shutdown());
+      await Promise.allSettled(gpuRuns);
+      gpu = [];
+    },
+    async start(repo, config = {}, o = {}) {
+      const tag = o.tag ?? uniqueTag('t');
+      const cfg = parseConfig({ ...QUADRATIC_CONFIG, ...config }, 'test');
+      const input = await prepareStart({ config: cfg, baseDir: repo, tag, home });
+      const handle = await startCampaign(client, { ...input, gpuTaskQueue }, { taskQueue, historyEventsLimit: o.historyEventsLimit });
+      return { tag, campaignDir: input.campaignDir, branch: input.branch, result: () => handle.result() as Promise<CampaignStatus> };
+    },
+    async close() {
+      await l.stopGpu();
+      orchestrator.shutdown();
+      await Promise.allSettled(runs);
+      await connection.close();
+      await client.connection.close();
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+  if (opts.gpu !== false) await l.startGpu();
+  return l;
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as T;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

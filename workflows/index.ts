@@ -1,0 +1,2 @@
+// The workflows a Nightlab orchestrator worker registers.
+export { campaign } from './campaign';
