@@ -63,7 +63,9 @@ program
       return;
     }
     console.log(`Temporal server at ${server.address}, Web UI at ${server.uiUrl}, database ${server.dbFile}. Ctrl-C stops it.`);
+    let stopping = false;
     const stop = async () => {
+      stopping = true;
       log('Stopping the Temporal server...');
       await server.stop();
       process.exit(0);
@@ -71,7 +73,8 @@ program
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     await server.exited;
-    console.error('The Temporal server exited.');
+    if (stopping) return;
+    console.error(`The Temporal server exited on its own; see ${path.join(path.dirname(server.dbFile!), 'server.log')}`);
     process.exit(1);
   });
 

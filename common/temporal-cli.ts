@@ -91,7 +91,7 @@ export async function findTemporalCli(opts: FindOptions = {}): Promise<TemporalC
     tried.push('Go is not installed');
   }
 
-  const url = `${opts.downloadUrl ?? DOWNLOAD_URL}?platform=${process.platform === 'darwin' ? 'darwin' : 'linux'}&arch=${process.arch === 'arm64' ? 'arm64' : 'amd64'}`;
+  const url = `${opts.downloadUrl ?? env.NIGHTLAB_TEMPORAL_DOWNLOAD_URL ?? DOWNLOAD_URL}?platform=${process.platform === 'darwin' ? 'darwin' : 'linux'}&arch=${process.arch === 'arm64' ? 'arm64' : 'amd64'}`;
   try {
     log(`Downloading the Temporal CLI from ${url} ...`);
     const res = await fetch(url, { signal: AbortSignal.timeout(60_000) });
