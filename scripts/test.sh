@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The tests: set up, type-check, then every test file against one real Temporal dev server.
+# Arguments select test files (e.g. scripts/test.sh test/campaign.test.ts).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+npx tsc --noEmit
+exec node bin/run-tests.mjs "$@"
