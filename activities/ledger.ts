@@ -64,7 +64,7 @@ export function appendExperiment(campaignDir: string, record: ExperimentRecord, 
   const tsv = path.join(campaignDir, RESULTS_FILE);
   if (!existsSync(tsv)) appendLine(tsv, resultsHeader(metricName));
   const line = resultsLine(record);
-  const present = readFileSync(tsv, 'utf8').split('\n').some((l) => l.startsWith(`${record.commit.slice(0, 7)}\t`));
+  const present = readFileSync(tsv, 'utf8').split('\n').some((l) => l === line);
   if (!present) appendLine(tsv, line);
 }
 

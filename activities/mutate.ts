@@ -37,10 +37,13 @@ export function perturb(value: string, factor: number): string {
     if (y === x) y = x + (factor > 1 ? 1 : -1);
     if (x > 0 && y < 1) y = 1;
     if (y === x) y = x + 1;
+    if (x >= 0 && y < 0) y = x + 1; // a count or size never turns negative
     return String(y);
   }
   if (x === 0) return factor > 1 ? '0.01' : '0.001';
-  return String(Number((x * factor).toPrecision(3)));
+  // A float stays a float literal, so it is never mistaken for an integer setting later.
+  const y = String(Number((x * factor).toPrecision(3)));
+  return /[.eE]/.test(y) ? y : `${y}.0`;
 }
 
 export function rng(...parts: (string | number)[]): () => number {

@@ -42,11 +42,10 @@ export async function prepareStart(args: { config: CampaignConfig; baseDir: stri
   if (config.instructions) await committed('instructions', config.instructions);
   if (problems.length) throw new ConfigError(problems, 'target');
   const branch = branchName(config, args.tag);
-  try {
-    await git(repo).raw(['check-ref-format', `refs/heads/${branch}`]);
-  } catch {
-    throw new ConfigError([`branch: "${branch}" is not a valid git branch name`], 'branch');
-  }
+  // simple-git does not reject on a silent non-zero exit, so compare git's normalized name instead.
+  const ref = `refs/heads/${branch}`;
+  const normalized = await git(repo).raw(['check-ref-format', '--normalize', ref]).catch(() => '');
+  if (normalized !== ref) throw new ConfigError([`branch: "${branch}" is not a valid git branch name; fix the branch field (default autoresearch/{tag})`], 'branch');
   if (await readRef(repo, `refs/heads/${branch}`)) {
     throw new ConfigError([`branch ${branch} already exists in ${repo}; choose another --tag, or delete the branch (git branch -D ${branch})`], '--tag');
   }

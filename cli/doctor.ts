@@ -49,6 +49,7 @@ export async function doctor(print: (l: string) => void = console.log): Promise<
     {
       name: `namespace "${namespace}" and Nightlab's search attributes`, required: true,
       run: async () => {
+        if ((await probe(address)) !== 'temporal') return { ok: false, detail: 'skipped: the server is not reachable', fix: 'start the server first (see above)' };
         try {
           const c = await Connection.connect({ address, connectTimeout: '3s' });
           try {

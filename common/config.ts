@@ -21,7 +21,7 @@ const relPath = z
 const configSchema = z
   .object({
     target: z.string({ required_error: 'required: the path of the target git repository (e.g. ".")' }).min(1).default('.'),
-    editable: z.array(relPath).min(1, 'list at least one file the proposer may edit (e.g. [train.py])'),
+    editable: z.array(relPath, { required_error: 'required: list the files the proposer may edit (e.g. [train.py])' }).min(1, 'list at least one file the proposer may edit (e.g. [train.py])'),
     locked: z.array(relPath).default([]),
     instructions: relPath.optional(),
     run: z
@@ -29,7 +29,7 @@ const configSchema = z
         command: z.string({ required_error: 'required: the training command (e.g. "uv run train.py")' }).min(1, 'must not be empty'),
         env: z.record(z.string(), z.union([z.string(), z.number()]).transform(String)).default({}),
         timeoutSec: z.number({ invalid_type_error: 'must be a number of seconds (e.g. 600)' }).positive('must be > 0').default(600),
-      })
+      }, { required_error: 'required: how to train (e.g. run: { command: "uv run train.py", timeoutSec: 600 })' })
       .strict(),
     metric: z
       .object({
@@ -39,7 +39,7 @@ const configSchema = z
           .string()
           .refine(isRegexWithOneGroup, { message: 'must be a regular expression with exactly one capture group around the number' })
           .optional(),
-      })
+      }, { required_error: 'required: the metric to read (e.g. metric: { name: val_bpb, direction: lower })' })
       .strict(),
     memory: z.object({ key: z.string().min(1) }).strict().optional(),
     budget: z

@@ -135,7 +135,7 @@ export type GpuActivities = ReturnType<typeof createGpuActivities>;
 export function classify(r: { exitCode: number | null; signal: string | null; killedFor: 'timeout' | 'cancelled' | null; metric: number | null; tail: string; timeoutSec: number; command: string; metricName: string }): { outcome: RunOutcome; reason: string } {
   if (r.killedFor === 'timeout') return { outcome: 'timeout', reason: `killed after the hard timeout of ${r.timeoutSec} s` };
   if (r.exitCode === 127) return { outcome: 'crash', reason: `command not found (exit 127): ${r.command}` };
-  if (looksOutOfMemory(r.tail) || r.exitCode === 137 || (r.signal === 'SIGKILL' && r.exitCode === null)) {
+  if (r.exitCode !== 0 && (looksOutOfMemory(r.tail) || r.exitCode === 137 || (r.signal === 'SIGKILL' && r.exitCode === null))) {
     return { outcome: 'oom', reason: `out of memory${r.signal ? ` (${r.signal})` : ''}: ${lastMeaningfulLine(r.tail)}` };
   }
   if (r.exitCode !== 0) return { outcome: 'crash', reason: `exit ${r.exitCode ?? r.signal}: ${lastMeaningfulLine(r.tail)}` };

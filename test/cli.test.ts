@@ -1,0 +1,322 @@
+// The `nightlab` command line as a user meets it: a real subprocess (`node bin/nightlab.mjs`),
+// real git repositories in temp directories, the suite's real Temporal server. Bad input must
+// exit non-zero with a message naming the problem and its fix, and must start nothing.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { parseConfig, PRESETS } from '../common/config';
+import { campaignWorkflowId } from '../common/shared';
+import { connectClient } from '../common/connection';
+import { git } from '../activities/git';
+import { ADDRESS, makeRepo, QUADRATIC, QUADRATIC_CONFIG, ROOT, tempDir, uniqueTag } from './helpers';
+
+const BIN = path.join(ROOT, 'bin', 'nightlab.mjs');
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI to completion; NIGHTLAB_HOME is a temp dir and no API key leaks in. */
+function nightlab(args: string[], opts: { cwd?: string; env?: Record<string, string>; home?: string } = {}): Promise<Ran> {
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), TEMPORAL_ADDRESS: ADDRESS, NIGHTLAB_HOME: opts.home ?? HOME, ...opts.env };
+  delete env.ANTHROPIC_API_KEY;
+  delete env.NODE_TEST_CONTEXT; // the child is a CLI, not a test file
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function show(r: Ran): string {
+  return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+}
+
+const HOME = tempDir('nightlab-cli-home-');
+process.on('exit', () => rmSync(HOME, { recursive: true, force: true }));
+
+test('--help lists every command', async () => {
+  const r = await nightlab(['--help']);
+  assert.equal(r.code, 0, show(r));
+  const commands = r.stdout.slice(r.stdout.indexOf('Commands:'));
+  for (const c of ['server', 'doctor', 'init', 'demo', 'start', 'status', 'pause', 'resume', 'stop', 'steer', 'results', 'list', 'worker', 'gpu-worker', 'setup']) {
+    assert.match(commands, new RegExp(`^  ${c}\\b`, 'm'), `${c} is listed`);
+  }
+  assert.match(r.stdout, /TEMPORAL_ADDRESS/);
+  const bad = await nightlab(['frobnicate']);
+  assert.notEqual(bad.code, 0, show(bad));
+  assert.match(bad.stderr, /unknown command 'frobnicate'/);
+});
+
+test('init writes nightlab.yaml from a preset and will not overwrite it without --force', async () => {
+  const dir = tempDir();
+  try {
+    const file = path.join(dir, 'nightlab.yaml');
+    const first = await nightlab(['init', '--preset', 'tiny-lm'], { cwd: dir });
+    assert.equal(first.code, 0, show(first));
+    assert.match(first.stdout, /Wrote .*nightlab\.yaml \(preset tiny-lm\)/);
+    assert.deepEqual(parseConfig(YAML.parse(readFileSync(file, 'utf8')), file), parseConfig(PRESETS['tiny-lm']), 'the file is the preset');
+
+    writeFileSync(file, '# my own edits\n');
+    const again = await nightlab(['init', '--preset', 'tiny-lm'], { cwd: dir });
+    assert.notEqual(again.code, 0, show(again));
+    assert.match(again.stderr, /nightlab\.yaml exists; pass --force to overwrite it/);
+    assert.equal(readFileSync(file, 'utf8'), '# my own edits\n', 'untouched');
+
+    const forced = await nightlab(['init', '--preset', 'tiny-lm', '--force'], { cwd: dir });
+    assert.equal(forced.code, 0, show(forced));
+    assert.equal(parseConfig(YAML.parse(readFileSync(file, 'utf8'))).run.command, 'python3 train.py');
+
+    const other = tempDir();
+    try {
+      const def = await nightlab(['init'], { cwd: other });
+      assert.equal(def.code, 0, show(def));
+      assert.equal(parseConfig(YAML.parse(readFileSync(path.join(other, 'nightlab.yaml'), 'utf8'))).run.command, 'uv run train.py', 'the default preset is autoresearch');
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+
+    const unknown = await nightlab(['init', '--preset', 'nope', '--force'], { cwd: dir });
+    assert.notEqual(unknown.code, 0, show(unknown));
+    assert.match(unknown.stderr, /nope.*autoresearch, tiny-lm/s);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// ------------------------------------------------------------------------------------- start
+
+interface StartCase {
+  name: string;
+  /** The config file's text, or an object written as YAML; `target` defaults to the shared repo. */
+  config?: string | Record<string, unknown>;
+  /** Where the config lives (default config.yaml in the case's own directory). */
+  file?: string;
+  /** Prepares the case's directory (and may return a target repo of its own). */
+  setup?: (dir: string, tag: string) => Promise<string | void> | string | void;
+  tag?: string;
+  expect: RegExp;
+}
+
+const base = (over: Record<string, unknown>) => ({ ...QUADRATIC_CONFIG, ...over }) as Record<string, unknown>;
+const without = (key: string) => Object.fromEntries(Object.entries(QUADRATIC_CONFIG).filter(([k]) => k !== key));
+
+test('start refuses bad input with a clear message and starts nothing', { timeout: 300_000, concurrency: 8 }, async (t) => {
+  const repo = await makeRepo();
+  const cases: StartCase[] = [
+    { name: 'config file missing', file: 'nope/missing.yaml', expect: /file not found: .*missing\.yaml; create one with `nightlab init`/ },
+    { name: 'YAML syntax error', config: 'editable: [train.py\nrun: {command: "python3 train.py"\n', expect: /cannot parse YAML: / },
+    { name: 'JSON syntax error', file: 'config.json', config: '{"editable": ["train.py"],', expect: /cannot parse JSON: / },
+    { name: 'editable missing', config: without('editable'), expect: /^\s+- editable: required/m },
+    { name: 'editable empty', config: base({ editable: [] }), expect: /editable: list at least one file/ },
+    { name: 'metric.direction down', config: base({ metric: { name: 'val_bpb', direction: 'down' } }), expect: /metric\.direction: must be "lower" or "higher"/ },
+    { name: 'run.timeoutSec negative', config: base({ run: { command: 'python3 train.py', timeoutSec: -1 } }), expect: /run\.timeoutSec: must be > 0/ },
+    { name: 'run.timeoutSec a string', config: base({ run: { command: 'python3 train.py', timeoutSec: 'ten minutes' } }), expect: /run\.timeoutSec: expected number, got string \(must be a number of seconds \(e\.g\. 600\)\)/ },
+    { name: 'unknown top-level key', config: base({ edittable: ['train.py'] }), expect: /unknown field\(s\) "edittable"; check the spelling/ },
+    { name: 'metric.pattern without a group', config: base({ metric: { name: 'val_bpb', pattern: 'val_bpb: [0-9.]+' } }), expect: /metric\.pattern: must be a regular expression with exactly one capture group/ },
+    { name: 'editable and locked', config: base({ locked: ['prepare.py', 'train.py'] }), expect: /locked: train\.py is listed as both editable and locked; remove it from one list/ },
+    { name: 'command proposer without command', config: base({ proposer: { kind: 'command' } }), expect: /proposer\.command: required when proposer\.kind is "command"/ },
+    { name: 'secret in run.env', config: base({ run: { command: 'python3 train.py', env: { ANTHROPIC_API_KEY: 'sk-ant-x' } } }), expect: /run\.env\.ANTHROPIC_API_KEY: looks like a secret.*Remove it/ },
+    { name: 'absolute editable path', config: base({ editable: ['/etc/passwd'] }), expect: /editable\.0: must be a path inside the target repository \(relative, no "\.\."\)/ },
+    { name: '.. in a locked path', config: base({ locked: ['../prepare.py'] }), expect: /locked\.0: must be a path inside the target repository/ },
+    {
+      name: 'target does not exist',
+      config: base({ target: 'no/such/dir' }),
+      expect: /target: .*no\/such\/dir does not exist; fix the path \(relative to the config file\)/,
+    },
+    {
+      name: 'target not a git repo',
+      setup: (dir) => {
+        const plain = path.join(dir, 'plain');
+        cpSync(QUADRATIC, plain, { recursive: true });
+        return plain;
+      },
+      expect: /target: .*plain is not a git repository; run `git init && git add -A && git commit -m baseline` there/,
+    },
+    {
+      name: 'target without commits',
+      setup: async (dir) => {
+        const fresh = path.join(dir, 'fresh');
+        cpSync(QUADRATIC, fresh, { recursive: true });
+        await git(fresh).raw(['init', '--quiet', '-b', 'main']);
+        return fresh;
+      },
+      expect: /target: .*fresh has no commits; commit the baseline code first/,
+    },
+    { name: 'editable file missing', config: base({ editable: ['model.py'] }), expect: /editable: model\.py is not in the target's HEAD commit [0-9a-f]{7}; fix the path or add the file/ },
+    {
+      name: 'locked file not committed',
+      setup: async () => {
+        const own = await makeRepo();
+        writeFileSync(path.join(own, 'data.bin'), 'not committed');
+        return own;
+      },
+      config: base({ locked: ['prepare.py', 'data.bin'] }),
+      expect: /locked: data\.bin is not in the target's HEAD commit [0-9a-f]{7} \(it exists but is not committed; commit it\)/,
+    },
+    { name: 'tag with uppercase', tag: 'Nov27', expect: /tag: "Nov27" must be lowercase letters, digits/ },
+    { name: 'tag with a space', tag: 'my tag', expect: /tag: "my tag" must be lowercase letters, digits/ },
+    {
+      name: 'branch already exists',
+      tag: uniqueTag('cli-exists'),
+      setup: async (_dir, tag) => {
+        const own = await makeRepo();
+        await git(own).raw(['branch', `autoresearch/${tag}`]);
+        return own;
+      },
+      expect: /branch autoresearch\/cli-exists-\S+ already exists in .*; choose another --tag, or delete the branch \(git branch -D autoresearch\/cli-exists-\S+\)/,
+    },
+  ];
+
+  const refs = async (r: string) => git(r).raw(['for-each-ref', '--format=%(refname) %(objectname)']);
+  const refsBefore = await refs(repo);
+  const tags: string[] = [];
+  const client = await connectClient(ADDRESS);
+  try {
+    await Promise.all(cases.map((c) => t.test(c.name, async () => {
+      const dir = tempDir('nightlab-cli-case-');
+      let own: string | null = null;
+      try {
+        const tag = c.tag ?? uniqueTag('cli');
+        tags.push(tag);
+        own = (await c.setup?.(dir, tag)) || null;
+        const target = own ?? repo;
+        const ownRefs = own ? await refs(own).catch(() => null) : null; // null: not a repo, or no commits
+        const file = path.join(dir, c.file ?? 'config.yaml');
+        const config = c.config ?? base({});
+        if (c.file !== 'nope/missing.yaml') {
+          const text = typeof config === 'string' ? config : YAML.stringify({ ...config, target: typeof config.target === 'string' && config.target !== '.' ? config.target : target });
+          writeFileSync(file, text);
+        }
+        const r = await nightlab(['start', '--config', file, '--tag', tag], { cwd: dir });
+        assert.equal(r.code, 2, show(r));
+        assert.match(r.stderr, c.expect, show(r));
+        assert.doesNotMatch(r.stdout, /Started campaign/);
+        assert.doesNotMatch(r.stderr, /^\s+at /m, 'a message, not a stack trace');
+        if (own) assert.equal(await refs(own).catch(() => null), ownRefs, 'no ref was written in the target');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+        if (own && own.startsWith(dir) === false && path.basename(own) === 'target') rmSync(path.dirname(own), { recursive: true, force: true });
+      }
+    })));
+
+    // Nothing started: no workflow for any tag, no records, the shared target untouched.
+    for (const tag of tags) {
+      if (!/^[a-z0-9][a-z0-9._-]*$/.test(tag)) continue;
+      await assert.rejects(client.workflow.getHandle(campaignWorkflowId(tag)).describe(), WorkflowNotFoundError, `no workflow for ${tag}`);
+    }
+    assert.equal(existsSync(path.join(HOME, 'campaigns')), false, 'no campaign directory was made');
+    assert.equal(await refs(repo), refsBefore, 'no ref was written in the target');
+    assert.equal(await git(repo).raw(['status', '--porcelain']), '');
+  } finally {
+    // Should a case ever start a campaign by mistake, it must not run on in the shared server.
+    for (const tag of tags) await client.workflow.getHandle(campaignWorkflowId(tag)).terminate('cli test cleanup').catch(() => {});
+    await client.connection.close();
+    rmSync(path.dirname(repo), { recursive: true, force: true });
+  }
+});
+
+test('start refuses a branch name git rejects', async () => {
+  const repo = await makeRepo();
+  const dir = tempDir();
+  const home = tempDir('nightlab-cli-home-');
+  const tag = uniqueTag('cli-branch');
+  const client = await connectClient(ADDRESS);
+  try {
+    const file = path.join(dir, 'nightlab.yaml');
+    writeFileSync(file, YAML.stringify({ ...QUADRATIC_CONFIG, target: repo, branch: 'bad..name/{tag}' }));
+    const r = await nightlab(['start', '--config', file, '--tag', tag], { cwd: dir, home });
+    assert.equal(r.code, 2, show(r));
+    assert.match(r.stderr, new RegExp(`branch: "bad\\.\\.name/${tag}" is not a valid git branch name`));
+    await assert.rejects(client.workflow.getHandle(campaignWorkflowId(tag)).describe(), WorkflowNotFoundError);
+  } finally {
+    await client.workflow.getHandle(campaignWorkflowId(tag)).terminate('cli test cleanup').catch(() => {});
+    await client.connection.close();
+    for (const d of [path.dirname(repo), dir, home]) rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test('start: the same config with good input starts the campaign; a second start with the tag is refused', async () => {
+  // The control for the cases above: the shared config is valid, so each failure came from its one fault.
+  const repo = await makeRepo();
+  const dir = tempDir();
+  const home = tempDir('nightlab-cli-home-');
+  const tag = uniqueTag('cli-ok');
+  const client = await connectClient(ADDRESS);
+  try {
+    const file = path.join(dir, 'nightlab.yaml');
+    writeFileSync(file, YAML.stringify({ ...QUADRATIC_CONFIG, target: path.relative(dir, repo) }));
+    const r = await nightlab(['start', '--config', file, '--tag', tag], { cwd: dir, home });
+    assert.equal(r.code, 0, show(r));
+    assert.match(r.stdout, new RegExp(`Started campaign ${tag} \\(workflow campaign-${tag}\\), proposer mutate, branch autoresearch/${tag}`));
+    assert.match(r.stdout, new RegExp(`Records: ${path.join(home, 'campaigns', tag).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    const desc = await client.workflow.getHandle(campaignWorkflowId(tag)).describe();
+    assert.equal(desc.type, 'campaign');
+
+    const again = await nightlab(['start', '--config', file, '--tag', tag], { cwd: dir, home });
+    assert.equal(again.code, 2, show(again));
+    assert.match(again.stderr, new RegExp(`a campaign with tag ${tag} is already running; see \`nightlab status ${tag}\``));
+  } finally {
+    await client.workflow.getHandle(campaignWorkflowId(tag)).terminate('cli test cleanup').catch(() => {});
+    await client.connection.close();
+    for (const d of [path.dirname(repo), dir, home]) rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test('start without --tag is a usage error', async () => {
+  const r = await nightlab(['start', '--config', 'x.yaml']);
+  assert.notEqual(r.code, 0, show(r));
+  assert.match(r.stderr, /required option '--tag <tag>' not specified/);
+});
+
+// ------------------------------------------------------------------------- status and doctor
+
+test('status, pause and results of an unknown tag say there is no such campaign', async () => {
+  const tag = uniqueTag('cli-none');
+  const runs = await Promise.all([['status', tag], ['status', tag, '--json'], ['pause', tag], ['results', tag]].map((a) => nightlab(a)));
+  for (const r of runs) {
+    assert.notEqual(r.code, 0, show(r));
+    assert.match(r.stderr, new RegExp(`No campaign with tag ${tag} \\(workflow campaign-${tag}\\); see \`nightlab list\``), show(r));
+    assert.equal(r.stdout, '');
+  }
+});
+
+test('an unreachable server: status names the address and how to fix it', async () => {
+  const r = await nightlab(['status', 'x'], { env: { TEMPORAL_ADDRESS: '127.0.0.1:1' } });
+  assert.notEqual(r.code, 0, show(r));
+  assert.match(r.stderr, /Cannot reach the Temporal server at 127\.0\.0\.1:1/);
+  assert.match(r.stderr, /Start one with `nightlab server`, or set TEMPORAL_ADDRESS to a running server/);
+  assert.doesNotMatch(r.stderr, /^\s+at /m, 'a message, not a stack trace');
+});
+
+test('doctor: an unreachable server fails the check with a fix line; the suite server passes it', async () => {
+  const [down, up] = await Promise.all([nightlab(['doctor'], { env: { TEMPORAL_ADDRESS: '127.0.0.1:1' } }), nightlab(['doctor'])]);
+  assert.notEqual(down.code, 0, show(down));
+  assert.match(down.stdout, /^\[FAIL\] Temporal server at 127\.0\.0\.1:1: nothing listens there\n\s+fix: start one with `nightlab server` \(or set TEMPORAL_ADDRESS\)$/m);
+  assert.match(down.stdout, /Some required parts are missing: see the fixes above\./);
+  assert.match(down.stdout, /^\[ok {2}\] Node\.js >= 20/m);
+  // Every failing check carries a fix.
+  const lines = down.stdout.split('\n');
+  lines.forEach((l, i) => {
+    if (l.startsWith('[FAIL]')) assert.match(lines[i + 1] ?? '', /^\s+fix: \S/, `${l} has a fix`);
+  });
+
+  assert.match(up.stdout, new RegExp(`^\\[ok {2}\\] Temporal server at ${ADDRESS.replace(/\./g, '\\.')}: answers$`, 'm'), show(up));
+  assert.match(up.stdout, /^\[ok {2}\] namespace "default" and Nightlab's search attributes: registered$/m, show(up));
+  // Exit status follows the required checks: 0 exactly when none failed on this machine.
+  assert.equal(up.code === 0, !/^\[FAIL\]/m.test(up.stdout), show(up));
+});

@@ -1,0 +1,676 @@
+// Pure functions and single activities, each on its own: decisions, config, the mutate proposer,
+// metric reading, the records, run classification, the training environment, git effects and
+// preflight. Git and preflight run against real repositories in temp directories.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { budgetExhausted, decide, nextFix } from '../workflows/decisions';
+import { checkTag, ConfigError, parseConfig, presetYaml, PRESETS, type CampaignConfigInput } from '../common/config';
+import { findKnobs, mutateProposer, perturb } from '../activities/mutate';
+import type { ProposerContext } from '../activities/context';
+import { looksOutOfMemory, readMetric } from '../common/metrics';
+import {
+  appendExperiment, appendRejection, cleanDescription, experiments, LEDGER_FILE, readLedger, readResultsTsv, RESULTS_FILE, resultsLine,
+} from '../activities/ledger';
+import type { ExperimentRecord, RunResult } from '../common/shared';
+import { classify } from '../gpu-worker/run';
+import { trainingEnv } from '../gpu-worker/env';
+import { checkoutWorktree, commitUnderRef, compareAndSwapRef, git, readRef } from '../activities/git';
+import { preflight } from '../activities/preflight';
+import { makeRepo, QUADRATIC, QUADRATIC_CONFIG, setLine, tempDir } from './helpers';
+
+// ------------------------------------------------------------------------------------ decisions
+
+const LOWER = { metric: { name: 'val_bpb', direction: 'lower' as const }, keep: { minImprovement: 0 } };
+const HIGHER = { metric: { name: 'acc', direction: 'higher' as const }, keep: { minImprovement: 0 } };
+const ok = (metric: number | null): Pick<RunResult, 'outcome' | 'metric' | 'reason'> => ({ outcome: 'ok', metric, reason: '' });
+
+test('decide: a run that did not end ok, or has no finite metric, is a crash', () => {
+  for (const outcome of ['crash', 'timeout', 'oom', 'no-metric', 'cancelled'] as const) {
+    const d = decide({ outcome, metric: 0.5, reason: `it ended: ${outcome}` }, 1.0, LOWER);
+    assert.equal(d.status, 'crash', outcome);
+    assert.equal(d.delta, null);
+    assert.equal(d.reason, `it ended: ${outcome}`);
+  }
+  assert.match(decide({ outcome: 'timeout', metric: null, reason: '' }, 1.0, LOWER).reason, /timeout/, 'an empty reason falls back to the outcome');
+  assert.equal(decide(ok(null), 1.0, LOWER).status, 'crash');
+  assert.equal(decide(ok(NaN), 1.0, LOWER).status, 'crash');
+  assert.equal(decide(ok(Infinity), 1.0, HIGHER).status, 'crash');
+});
+
+test('decide: the baseline (no best yet) is kept', () => {
+  assert.deepEqual(decide(ok(1.23), null, LOWER), { status: 'keep', delta: null, reason: 'baseline' });
+});
+
+test('decide: lower is better keeps a lower metric and discards an equal or higher one', () => {
+  const keep = decide(ok(0.9), 1.0, LOWER);
+  assert.equal(keep.status, 'keep');
+  assert.ok(Math.abs(keep.delta! - -0.1) < 1e-12, `delta is metric - best: ${keep.delta}`);
+  assert.match(keep.reason, /improved by 0\.1/);
+  assert.equal(decide(ok(1.0), 1.0, LOWER).status, 'discard', 'equal is not better');
+  const worse = decide(ok(1.1), 1.0, LOWER);
+  assert.equal(worse.status, 'discard');
+  assert.match(worse.reason, /not better than best 1/);
+});
+
+test('decide: higher is better keeps a higher metric and discards an equal or lower one', () => {
+  assert.equal(decide(ok(0.91), 0.9, HIGHER).status, 'keep');
+  assert.equal(decide(ok(0.9), 0.9, HIGHER).status, 'discard');
+  assert.equal(decide(ok(0.89), 0.9, HIGHER).status, 'discard');
+  // The same numbers flip with the direction.
+  assert.equal(decide(ok(0.89), 0.9, LOWER).status, 'keep');
+});
+
+test('decide: an improvement not larger than minImprovement is discarded', () => {
+  const cfg = { ...LOWER, keep: { minImprovement: 0.01 } };
+  const small = decide(ok(0.995), 1.0, cfg);
+  assert.equal(small.status, 'discard');
+  assert.match(small.reason, /not more than minImprovement 0\.01/);
+  // Exactly minImprovement (values exact in binary) is not more than it.
+  assert.equal(decide(ok(0.75), 1.0, { ...LOWER, keep: { minImprovement: 0.25 } }).status, 'discard');
+  assert.equal(decide(ok(1.25), 1.0, { ...HIGHER, keep: { minImprovement: 0.25 } }).status, 'discard');
+  assert.equal(decide(ok(0.98), 1.0, cfg).status, 'keep');
+  const hcfg = { ...HIGHER, keep: { minImprovement: 0.05 } };
+  assert.equal(decide(ok(0.92), 0.9, hcfg).status, 'discard');
+  assert.equal(decide(ok(0.96), 0.9, hcfg).status, 'keep');
+});
+
+test('budgetExhausted: experiments, hours and cost each end the campaign, and only when reached', () => {
+  const none = { maxExperiments: null, maxHours: null, maxCostUsd: null };
+  const s = { experiments: 3, costUsd: 0.5, startedAtMs: 1_000_000 };
+  assert.equal(budgetExhausted(s, none, 1_000_000 + 1e12), null, 'no budget: never ends');
+
+  assert.equal(budgetExhausted(s, { ...none, maxExperiments: 4 }, 1_000_000), null);
+  assert.match(budgetExhausted(s, { ...none, maxExperiments: 3 }, 1_000_000)!, /budget reached: 3 of 3 experiments/);
+
+  const hour = 3_600_000;
+  assert.equal(budgetExhausted(s, { ...none, maxHours: 2 }, 1_000_000 + 2 * hour - 1), null);
+  assert.match(budgetExhausted(s, { ...none, maxHours: 2 }, 1_000_000 + 2 * hour)!, /budget reached: 2 h/);
+  assert.match(budgetExhausted(s, { ...none, maxHours: 0.5 }, 1_000_000 + hour)!, /0\.5 h/);
+
+  assert.equal(budgetExhausted(s, { ...none, maxCostUsd: 0.51 }, 1_000_000), null);
+  assert.match(budgetExhausted(s, { ...none, maxCostUsd: 0.5 }, 1_000_000)!, /\$0\.50 of \$0\.50/);
+});
+
+test('nextFix: a crash opens maxFixAttempts fix attempts that count down to none', () => {
+  let fix = nextFix(null, { sha: 'a'.repeat(40), experiment: 4 }, 2);
+  assert.deepEqual(fix, { crashedSha: 'a'.repeat(40), experiment: 4, attemptsLeft: 2 });
+  fix = nextFix(fix, { sha: 'b'.repeat(40), experiment: 5 }, 2);
+  assert.deepEqual(fix, { crashedSha: 'b'.repeat(40), experiment: 5, attemptsLeft: 1 }, 'the fix of a fix works on the newest crash');
+  fix = nextFix(fix, { sha: 'c'.repeat(40), experiment: 6 }, 2);
+  assert.equal(fix, null, 'attempts spent: the campaign moves on');
+  assert.equal(nextFix(null, { sha: 'd'.repeat(40), experiment: 1 }, 0), null, 'maxFixAttempts 0: no fixes at all');
+  assert.equal(nextFix(null, { sha: 'd'.repeat(40), experiment: 1 }, 1)!.attemptsLeft, 1);
+});
+
+// --------------------------------------------------------------------------------------- config
+
+const BASE = QUADRATIC_CONFIG as Record<string, any>;
+
+function problemsOf(raw: unknown): string[] {
+  try {
+    parseConfig(raw, 'test.yaml');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `a ConfigError, got ${e}`);
+    assert.match(e.message, /Invalid campaign config test\.yaml/);
+    return e.problems;
+  }
+  assert.fail(`expected ${JSON.stringify(raw)} to be rejected`);
+}
+
+test('parseConfig: the quadratic config parses, with defaults filled in', () => {
+  const c = parseConfig(QUADRATIC_CONFIG);
+  assert.deepEqual(c.editable, ['train.py']);
+  assert.equal(c.run.timeoutSec, 60);
+  assert.deepEqual(c.run.env, {});
+  assert.equal(c.keep.minImprovement, 0);
+  assert.equal(c.crash.maxFixAttempts, 2);
+  assert.equal(c.branch, 'autoresearch/{tag}');
+  assert.equal(c.budget.maxHours, null);
+  // Numbers in run.env become strings (environment values).
+  assert.deepEqual(parseConfig({ ...BASE, run: { ...BASE.run, env: { QUAD_SLEEP: 2 } } }).run.env, { QUAD_SLEEP: '2' });
+});
+
+test('parseConfig: each wrong field is named, with what to do about it', () => {
+  const cases: [string, unknown, RegExp][] = [
+    ['editable empty', { ...BASE, editable: [] }, /^editable: list at least one file .*\(e\.g\. \[train\.py\]\)/],
+    ['metric.direction down', { ...BASE, metric: { ...BASE.metric, direction: 'down' } }, /^metric\.direction: must be "lower" or "higher"/],
+    ['run.timeoutSec negative', { ...BASE, run: { ...BASE.run, timeoutSec: -5 } }, /^run\.timeoutSec: must be > 0/],
+    ['run.timeoutSec string', { ...BASE, run: { ...BASE.run, timeoutSec: '600' } }, /^run\.timeoutSec: expected number, got string .*e\.g\. 600/],
+    ['top-level typo', { ...BASE, editabel: ['train.py'] }, /unknown field\(s\) "editabel"; check the spelling/],
+    ['nested typo', { ...BASE, run: { ...BASE.run, timeout: 5 } }, /^run: unknown field\(s\) "timeout"/],
+    ['pattern without group', { ...BASE, metric: { ...BASE.metric, pattern: 'val_bpb: \\S+' } }, /^metric\.pattern: must be a regular expression with exactly one capture group/],
+    ['pattern with two groups', { ...BASE, metric: { ...BASE.metric, pattern: '(val_bpb): (\\S+)' } }, /^metric\.pattern: .*exactly one capture group/],
+    ['pattern not a regex', { ...BASE, metric: { ...BASE.metric, pattern: '(' } }, /^metric\.pattern: /],
+    ['editable and locked', { ...BASE, locked: ['prepare.py', 'train.py'] }, /^locked: train\.py is listed as both editable and locked; remove it from one list/],
+    ['command proposer without command', { ...BASE, proposer: { kind: 'command' } }, /^proposer\.command: required when proposer\.kind is "command"/],
+    ['secret in run.env', { ...BASE, run: { ...BASE.run, env: { ANTHROPIC_API_KEY: 'sk-ant-x' } } }, /^run\.env\.ANTHROPIC_API_KEY: looks like a secret.*Remove it/],
+    ['token in run.env', { ...BASE, run: { ...BASE.run, env: { HF_TOKEN: 'x' } } }, /^run\.env\.HF_TOKEN: looks like a secret/],
+    ['absolute editable', { ...BASE, editable: ['/etc/passwd'] }, /^editable\.0: must be a path inside the target repository \(relative, no "\.\."\)/],
+    ['.. in locked', { ...BASE, locked: ['../outside.py'] }, /^locked\.0: must be a path inside the target repository/],
+    ['.. in instructions', { ...BASE, instructions: 'docs/../../program.md' }, /^instructions: must be a path inside/],
+    ['unknown proposer', { ...BASE, proposer: { kind: 'gpt' } }, /^proposer\.kind: must be one of auto, mutate, anthropic, command/],
+    ['fractional budget', { ...BASE, budget: { maxExperiments: 1.5 } }, /^budget\.maxExperiments: .*whole number/],
+    ['metric name with a space', { ...BASE, metric: { name: 'val bpb' } }, /^metric\.name: must be an identifier such as val_bpb/],
+    ['negative minImprovement', { ...BASE, keep: { minImprovement: -1 } }, /^keep\.minImprovement: must be >= 0/],
+    ['missing run.command', { ...BASE, run: { timeoutSec: 5 } }, /^run\.command: required: the training command \(e\.g\. "uv run train\.py"\)/],
+  ];
+  for (const [name, raw, re] of cases) {
+    const problems = problemsOf(raw);
+    assert.ok(problems.some((p) => re.test(p)), `${name}: ${JSON.stringify(problems)} should match ${re}`);
+  }
+});
+
+test('parseConfig: a missing editable list is named', () => {
+  const { editable: _e, ...raw } = BASE;
+  const problems = problemsOf(raw);
+  assert.ok(problems.some((p) => p.startsWith('editable: ')), JSON.stringify(problems));
+});
+
+test('parseConfig: a missing required section says what to write (e.g. ...)', () => {
+  const { editable: _e, ...noEditable } = BASE;
+  const { run: _r, ...noRun } = BASE;
+  const { metric: _m, ...noMetric } = BASE;
+  for (const [field, raw] of [['editable', noEditable], ['run', noRun], ['metric', noMetric]] as const) {
+    const p = problemsOf(raw).find((x) => x.startsWith(`${field}: `));
+    assert.match(p ?? '', /e\.g\./, `${field}: ${p}`);
+  }
+});
+
+test('parseConfig: every problem is reported at once, not only the first', () => {
+  const problems = problemsOf({ ...BASE, metric: { name: 'val_bpb', direction: 'down' }, run: { command: 'x', timeoutSec: -1 } });
+  assert.ok(problems.some((p) => p.startsWith('metric.direction')), JSON.stringify(problems));
+  assert.ok(problems.some((p) => p.startsWith('run.timeoutSec')), JSON.stringify(problems));
+});
+
+test('PRESETS.autoresearch is karpathy/autoresearch unchanged', () => {
+  const c = parseConfig(PRESETS.autoresearch, 'preset');
+  assert.equal(c.run.command, 'uv run train.py');
+  assert.equal(c.run.timeoutSec, 600);
+  assert.equal(c.metric.name, 'val_bpb');
+  assert.equal(c.metric.direction, 'lower');
+  assert.deepEqual(c.editable, ['train.py']);
+  assert.deepEqual([...c.locked].sort(), ['prepare.py', 'pyproject.toml']);
+  assert.equal(c.instructions, 'program.md');
+  assert.equal(c.memory?.key, 'peak_vram_mb');
+  const tiny = parseConfig(PRESETS['tiny-lm'], 'preset');
+  assert.equal(tiny.metric.name, 'val_bpb');
+  assert.deepEqual(tiny.locked, ['prepare.py']);
+});
+
+test('presetYaml round-trips through YAML and parseConfig; an unknown preset names the choices', () => {
+  for (const name of Object.keys(PRESETS)) {
+    const text = presetYaml(name);
+    assert.match(text, new RegExp(`^# Nightlab campaign config \\(preset ${name}\\)`));
+    assert.deepEqual(parseConfig(YAML.parse(text), name), parseConfig(PRESETS[name], name));
+  }
+  assert.throws(() => presetYaml('nope'), (e: unknown) => e instanceof ConfigError && /--preset: unknown preset "nope"; choose one of autoresearch, tiny-lm/.test(e.message));
+});
+
+test('checkTag: lowercase letters, digits, ".", "_" and "-" only, at most 63 characters', () => {
+  for (const ok of ['nov27', 'a', 'run.2_b-c', '0abc', 'x'.repeat(63)]) assert.doesNotThrow(() => checkTag(ok), ok);
+  for (const bad of ['Nov27', 'a b', '', '-x', '.x', 'a/b', 'x'.repeat(64), 'tag\n']) {
+    assert.throws(() => checkTag(bad), (e: unknown) => e instanceof ConfigError && e.problems[0].startsWith(`tag: "${bad}" must be lowercase`), JSON.stringify(bad));
+  }
+});
+
+// --------------------------------------------------------------------------------------- mutate
+
+const TRAIN = [
+  '# a training script',
+  'import os',
+  'LEARNING_RATE = 0.04  # the step size',
+  'DEPTH = 8',
+  'BATCH_SIZE=64',
+  'WEIGHT_DECAY = 1e-4',
+  'SEED = 1337',
+  'lowercase_rate = 0.5',
+  'Mixed_Case = 3',
+  'NAME = "gpt"',
+  'def f():',
+  '    INNER = 5',
+  '    return INNER',
+  'WARMUP = -2',
+  '',
+].join('\n');
+
+test('findKnobs: module-level UPPER_CASE numeric assignments only, never SEED', () => {
+  const knobs = findKnobs([{ path: 'train.py', content: TRAIN }, { path: 'notes.md', content: 'LEARNING_RATE = 1\n' }]);
+  assert.deepEqual(knobs.map((k) => [k.name, k.value, k.line]), [
+    ['LEARNING_RATE', '0.04', 2],
+    ['DEPTH', '8', 3],
+    ['BATCH_SIZE', '64', 4],
+    ['WEIGHT_DECAY', '1e-4', 5],
+    ['WARMUP', '-2', 13],
+  ]);
+  assert.ok(knobs.every((k) => k.file === 'train.py'), 'only Python files are searched');
+});
+
+test('perturb: ints stay ints and change; floats change', () => {
+  const factors = [0.5, 0.67, 0.8, 1.25, 1.5, 2];
+  for (const v of ['8', '64', '1', '0', '3', '-3', '1000']) {
+    for (const f of factors) {
+      const y = perturb(v, f);
+      assert.match(y, /^-?\d+$/, `int ${v} x ${f} -> ${y}`);
+      assert.notEqual(Number(y), Number(v), `int ${v} x ${f} must change`);
+    }
+  }
+  for (const v of ['0.04', '1e-4', '0.5', '3.0', '0.0', '2.5']) {
+    for (const f of factors) {
+      const y = perturb(v, f);
+      assert.ok(Number.isFinite(Number(y)), `${v} x ${f} -> ${y}`);
+      assert.notEqual(Number(y), Number(v), `float ${v} x ${f} must change`);
+    }
+  }
+  assert.equal(perturb('64', 2), '128');
+  assert.equal(perturb('64', 0.5), '32');
+  assert.equal(perturb('0.04', 1.25), '0.05');
+  assert.equal(perturb('1', 0.5), '2', 'a positive int never drops below 1');
+});
+
+test('perturb: a float literal stays a float literal', () => {
+  for (const v of ['1.0', '0.5', '2.0']) {
+    for (const f of [0.5, 0.67, 0.8, 1.25, 1.5, 2]) assert.match(perturb(v, f), /[.eE]/, `${v} x ${f} -> ${perturb(v, f)}`);
+  }
+});
+
+function mutateCtx(over: Partial<ProposerContext> = {}): ProposerContext {
+  return {
+    tag: 'unit', experiment: 3, attempt: 0, seed: 7,
+    metric: { name: 'val_bpb', direction: 'lower' },
+    instructions: '', notes: [],
+    editable: [{ path: 'train.py', content: TRAIN }],
+    locked: [], history: [],
+    best: { experiment: 0, metric: 1, commit: 'f'.repeat(40) },
+    fix: null, lastRejection: null, worktree: '/nonexistent',
+    ...over,
+  };
+}
+
+test('mutateProposer: the same context gives the same edit; another attempt usually another one', async () => {
+  const signal = new AbortController().signal;
+  const a = await mutateProposer(mutateCtx(), signal);
+  const b = await mutateProposer(mutateCtx(), signal);
+  assert.deepEqual(a, b, 'a retried activity proposes the same edit');
+  const descriptions = new Set<string>();
+  for (let attempt = 0; attempt < 12; attempt++) descriptions.add((await mutateProposer(mutateCtx({ attempt }), signal)).description);
+  assert.ok(descriptions.size >= 6, `12 attempts should give mostly different edits: ${[...descriptions].join(' | ')}`);
+  const otherSeed = await mutateProposer(mutateCtx({ seed: 8 }), signal);
+  const otherTag = await mutateProposer(mutateCtx({ tag: 'other' }), signal);
+  assert.ok(otherSeed.description !== a.description || otherTag.description !== a.description, 'seed and tag feed the RNG');
+});
+
+test('mutateProposer: each edit changes one or two numbers and nothing else', async () => {
+  const signal = new AbortController().signal;
+  const original = TRAIN.split('\n');
+  const counts = new Map<number, number>();
+  for (let experiment = 1; experiment <= 60; experiment++) {
+    const reply = await mutateProposer(mutateCtx({ experiment }), signal);
+    assert.deepEqual(Object.keys(reply.files!), ['train.py']);
+    const lines = reply.files!['train.py'].split('\n');
+    assert.equal(lines.length, original.length);
+    const changed = lines.map((l, i) => [l, original[i]] as const).filter(([l, o]) => l !== o);
+    counts.set(changed.length, (counts.get(changed.length) ?? 0) + 1);
+    assert.ok(changed.length === 1 || changed.length === 2, `experiment ${experiment}: ${changed.length} lines changed`);
+    for (const [now, before] of changed) {
+      // Same name, same spacing, same comment: only the number differs.
+      const strip = (s: string) => s.replace(/-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?/, '#');
+      assert.equal(strip(now.replace(/^([A-Z_]+)/, '')), strip(before.replace(/^([A-Z_]+)/, '')), `${before} -> ${now}`);
+      assert.equal(now.split(/\s*=/)[0], before.split(/\s*=/)[0]);
+      assert.ok(!/^(SEED|lowercase_rate|Mixed_Case|NAME|\s)/.test(before), `never touches ${before}`);
+    }
+    // The description says exactly what changed: "NAME old -> new" for each changed line.
+    const value = (line: string) => line.split('=')[1].trim().split(/\s/)[0];
+    const expected = changed.map(([now, before]) => `${before.split(/\s*=/)[0]} ${value(before)} -> ${value(now)}`);
+    assert.deepEqual(reply.description.split(', ').sort(), expected.sort());
+  }
+  assert.ok((counts.get(1) ?? 0) > (counts.get(2) ?? 0), `mostly one change at a time: ${JSON.stringify([...counts])}`);
+  assert.ok((counts.get(2) ?? 0) > 0, 'sometimes two');
+});
+
+test('mutateProposer: no knobs is a clear error', async () => {
+  await assert.rejects(mutateProposer(mutateCtx({ editable: [{ path: 'train.py', content: 'seed = 1\nSEED = 2\n' }] }), new AbortController().signal), /found no UPPER_CASE = <number> settings in train\.py/);
+});
+
+// -------------------------------------------------------------------------------------- metrics
+
+const SPEC = { name: 'val_bpb', direction: 'lower' as const };
+
+test('readMetric: reads the summary block after the last "---" only', () => {
+  const log = [
+    'step 00100 | val_bpb: 9.5',
+    'val_bpb: 3.2',
+    '---',
+    'val_bpb:          1.500000',
+    '---',
+    'val_bpb:          0.997900',
+    'training_seconds: 300.1',
+    'peak_vram_mb:     45060.2',
+    '',
+  ].join('\n');
+  assert.equal(readMetric(log, SPEC), 0.9979);
+  assert.equal(readMetric(log, { ...SPEC, name: 'peak_vram_mb' }), 45060.2);
+});
+
+test('readMetric: a number printed before the "---" does not count', () => {
+  assert.equal(readMetric('val_bpb: 0.5\n---\ntraining_seconds: 300\n', SPEC), null);
+  assert.equal(readMetric('val_bpb: 0.5\n---\n', SPEC), null);
+  assert.equal(readMetric('---\nval_bpb_ema: 0.5\nmy_val_bpb: 0.4\n', SPEC), null, 'a longer name is another figure');
+  assert.equal(readMetric('---\nval_bpb: nan\n', SPEC), null, 'nan is not a metric');
+  assert.equal(readMetric('no summary at all, val_bpb: 0.7 inline\n', SPEC), null);
+});
+
+test('readMetric: a custom pattern reads its capture group, in the summary block only', () => {
+  const spec = { ...SPEC, pattern: 'final bpb=([0-9.]+)' };
+  assert.equal(readMetric('final bpb=2.0\n---\nresult: final bpb=1.25 (ema)\n', spec), 1.25);
+  assert.equal(readMetric('final bpb=2.0\n---\nnothing here\n', spec), null);
+  assert.equal(readMetric('---\nfinal bpb=1.5\nfinal bpb=1.25\n', spec), 1.25, 'the last match wins');
+});
+
+test('looksOutOfMemory: GPU and host out-of-memory messages', () => {
+  assert.equal(looksOutOfMemory('torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB'), true);
+  assert.equal(looksOutOfMemory('MemoryError'), true);
+  assert.equal(looksOutOfMemory('OSError: [Errno 12] Cannot allocate memory'), true);
+  assert.equal(looksOutOfMemory('step 10 | loss 3.0\n---\nval_bpb: 1.0\npeak_vram_mb: 2048.0'), false);
+  assert.equal(looksOutOfMemory('RuntimeError: boom: the model diverged'), false);
+});
+
+// --------------------------------------------------------------------------------------- ledger
+
+function record(over: Partial<ExperimentRecord> = {}): ExperimentRecord {
+  return {
+    tag: 'unit', experiment: 1, commit: '0123456789abcdef0123456789abcdef01234567', parent: 'f'.repeat(40),
+    status: 'keep', outcome: 'ok', metric: 0.9979, bestBefore: 1.0, delta: -0.0021, memoryGb: 44.0039,
+    description: 'raise LR', reason: 'improved', seconds: 300.2, logPath: '/tmp/x.log', host: 'h', slot: 'cpu',
+    costUsd: 0, fixOf: null, finishedAt: '2025-01-01T00:00:00.000Z', ...over,
+  };
+}
+
+test('resultsLine: autoresearch format (7-char sha, 6 decimals, memory .1f, crash 0.000000 and 0.0)', () => {
+  assert.equal(resultsLine(record()), '0123456\t0.997900\t44.0\tkeep\traise LR');
+  assert.equal(resultsLine(record({ status: 'discard', metric: 1.23456789, memoryGb: 2.06 })), '0123456\t1.234568\t2.1\tdiscard\traise LR');
+  assert.equal(resultsLine(record({ status: 'crash', metric: 0.5, memoryGb: 44, description: 'double width' })), '0123456\t0.000000\t0.0\tcrash\tdouble width');
+  assert.equal(resultsLine(record({ status: 'crash', metric: null, memoryGb: 0 })), '0123456\t0.000000\t0.0\tcrash\traise LR');
+  assert.equal(resultsLine(record({ description: 'a\tb\nc' })).split('\t').length, 5);
+});
+
+test('cleanDescription: one line without tabs, bounded', () => {
+  assert.equal(cleanDescription('  raise\tLR\r\nand  width\n'), 'raise LR and width');
+  const long = cleanDescription('x'.repeat(500));
+  assert.equal(long.length, 200);
+  assert.ok(long.endsWith('...'));
+});
+
+test('appendExperiment: the same record twice gives one ledger row and one results.tsv row', () => {
+  const dir = path.join(tempDir(), 'campaign');
+  try {
+    const r0 = record({ experiment: 0, commit: 'a'.repeat(40), description: 'baseline' });
+    const r1 = record({ experiment: 1, commit: 'b'.repeat(40) });
+    appendExperiment(dir, r0, 'val_bpb', 'log 0');
+    appendExperiment(dir, r0, 'val_bpb', 'log 0');
+    appendExperiment(dir, r1, 'val_bpb', 'log 1');
+    appendExperiment(dir, r1, 'val_bpb', 'log 1');
+    const rows = experiments(dir);
+    assert.deepEqual(rows.map((r) => r.experiment), [0, 1]);
+    assert.equal(rows[1].logTail, 'log 1');
+    assert.deepEqual({ ...rows[1], kind: undefined, logTail: undefined }, { ...r1, kind: undefined, logTail: undefined });
+    const tsv = readResultsTsv(dir);
+    assert.deepEqual(tsv.header, ['commit', 'val_bpb', 'memory_gb', 'status', 'description']);
+    assert.deepEqual(tsv.rows.map((r) => r[0]), ['aaaaaaa', 'bbbbbbb']);
+    assert.equal(readFileSync(path.join(dir, RESULTS_FILE), 'utf8').split('\n').filter(Boolean).length, 3);
+    // A retry after the ledger write but before the results.tsv write fills in only the missing row.
+    const r2 = record({ experiment: 2, commit: 'c'.repeat(40) });
+    appendFileSync(path.join(dir, LEDGER_FILE), `${JSON.stringify({ kind: 'experiment', ...r2, logTail: '' })}\n`);
+    appendExperiment(dir, r2, 'val_bpb', '');
+    assert.deepEqual(experiments(dir).map((r) => r.experiment), [0, 1, 2]);
+    assert.deepEqual(readResultsTsv(dir).rows.map((r) => r[0]), ['aaaaaaa', 'bbbbbbb', 'ccccccc']);
+  } finally {
+    rmSync(path.dirname(dir), { recursive: true, force: true });
+  }
+});
+
+test('appendExperiment: a ledger whose last line was cut mid-write is repaired by the next append', () => {
+  const dir = tempDir();
+  try {
+    const r0 = record({ experiment: 0, commit: 'a'.repeat(40) });
+    const r1 = record({ experiment: 1, commit: 'b'.repeat(40) });
+    const whole = JSON.stringify({ kind: 'experiment', ...r0, logTail: '' });
+    const cut = JSON.stringify({ kind: 'experiment', ...r1, logTail: '' }).slice(0, 40);
+    writeFileSync(path.join(dir, LEDGER_FILE), `${whole}\n${cut}`);
+    assert.deepEqual(experiments(dir).map((r) => r.experiment), [0], 'the cut line is skipped');
+    appendExperiment(dir, r1, 'val_bpb', '');
+    assert.deepEqual(experiments(dir).map((r) => r.experiment), [0, 1], 'the retried row is written whole');
+    const lines = readFileSync(path.join(dir, LEDGER_FILE), 'utf8').split('\n');
+    assert.equal(lines.at(-1), '', 'ends with a newline');
+    assert.equal(lines[1], cut, 'the cut line stays on a line of its own');
+    assert.doesNotThrow(() => JSON.parse(lines[2]));
+    appendExperiment(dir, r1, 'val_bpb', '');
+    assert.equal(experiments(dir).length, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('appendRejection: keyed by (experiment, attempt)', () => {
+  const dir = tempDir();
+  try {
+    const row = { tag: 'unit', experiment: 3, attempt: 0, description: 'edit prepare.py', reason: 'changes locked file(s): prepare.py', costUsd: 0.01, at: '2025-01-01T00:00:00Z' };
+    appendRejection(dir, row);
+    appendRejection(dir, row);
+    appendRejection(dir, { ...row, attempt: 1 });
+    appendRejection(dir, { ...row, attempt: 1 });
+    appendRejection(dir, { ...row, experiment: 4 });
+    const rows = readLedger(dir);
+    assert.deepEqual(rows.map((r) => [r.kind, r.experiment, r.kind === 'rejected' ? r.attempt : -1]), [['rejected', 3, 0], ['rejected', 3, 1], ['rejected', 4, 0]]);
+    assert.equal(experiments(dir).length, 0, 'rejections are not experiments');
+    assert.equal(existsSync(path.join(dir, RESULTS_FILE)), false, 'nor results.tsv rows');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// --------------------------------------------------------------------------- classify / env
+
+const RUN = { exitCode: 0, signal: null, killedFor: null, metric: 1.0, tail: 'step 1\n---\nval_bpb: 1.0', timeoutSec: 30, command: 'python3 train.py', metricName: 'val_bpb' } as Parameters<typeof classify>[0];
+
+test('classify: timeout, command not found, out of memory, crash, no metric, ok', () => {
+  const t = classify({ ...RUN, killedFor: 'timeout', exitCode: null, signal: 'SIGTERM', metric: null });
+  assert.equal(t.outcome, 'timeout');
+  assert.match(t.reason, /hard timeout of 30 s/);
+  assert.equal(classify({ ...RUN, killedFor: 'timeout', exitCode: 137, metric: null }).outcome, 'timeout', 'the timeout kill is not an OOM');
+
+  const nf = classify({ ...RUN, exitCode: 127, metric: null, tail: 'sh: 1: pythn3: not found', command: 'pythn3 train.py' });
+  assert.equal(nf.outcome, 'crash');
+  assert.match(nf.reason, /command not found \(exit 127\): pythn3 train\.py/);
+
+  const oomText = classify({ ...RUN, exitCode: 1, metric: null, tail: 'Traceback\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB' });
+  assert.equal(oomText.outcome, 'oom');
+  assert.match(oomText.reason, /out of memory: torch\.OutOfMemoryError/);
+  assert.equal(classify({ ...RUN, exitCode: 137, metric: null, tail: 'step 5' }).outcome, 'oom', 'exit 137: killed by the OOM killer');
+  assert.equal(classify({ ...RUN, exitCode: null, signal: 'SIGKILL', metric: null, tail: 'step 5' }).outcome, 'oom');
+
+  const crash = classify({ ...RUN, exitCode: 1, metric: null, tail: 'Traceback\nRuntimeError: boom: the model diverged\n' });
+  assert.equal(crash.outcome, 'crash');
+  assert.equal(crash.reason, 'exit 1: RuntimeError: boom: the model diverged');
+  assert.equal(classify({ ...RUN, exitCode: 2, metric: 1.0 }).outcome, 'crash', 'a metric does not excuse a failing exit');
+
+  const nm = classify({ ...RUN, exitCode: 0, metric: null, tail: 'step 1' });
+  assert.equal(nm.outcome, 'no-metric');
+  assert.match(nm.reason, /exited 0 but printed no val_bpb/);
+
+  assert.deepEqual(classify(RUN), { outcome: 'ok', reason: '' });
+});
+
+test('classify: a run that exits 0 with a metric is ok even if its log mentions memory trouble', () => {
+  const r = classify({ ...RUN, tail: 'warning: CUDA out of memory, retrying with a smaller batch\n---\nval_bpb: 1.0' });
+  assert.equal(r.outcome, 'ok');
+});
+
+test('trainingEnv: secrets on the worker never reach the run; PATH does; CUDA_VISIBLE_DEVICES is the slot', () => {
+  const saved = { ...process.env };
+  try {
+    process.env.ANTHROPIC_API_KEY = 'sk-ant-unit-secret';
+    process.env.GITHUB_TOKEN = 'ghp_unit';
+    process.env.HF_TOKEN = 'hf_unit';
+    process.env.AWS_SECRET_ACCESS_KEY = 'aws';
+    process.env.SOME_RANDOM_VAR = 'not on the allowlist';
+    process.env.CUDA_VISIBLE_DEVICES = '0,1,2,3';
+    process.env.PATH = '/opt/unit/bin:/usr/bin';
+
+    const cpu = trainingEnv({ QUAD_SLEEP: '1', MY_TOKEN: 'from-config' }, null);
+    for (const k of ['ANTHROPIC_API_KEY', 'GITHUB_TOKEN', 'HF_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'SOME_RANDOM_VAR', 'MY_TOKEN']) {
+      assert.equal(cpu[k], undefined, `${k} must not pass`);
+    }
+    assert.ok(!Object.values(cpu).some((v) => /sk-ant|ghp_|hf_unit/.test(v)), 'no secret value under any name');
+    assert.equal(cpu.PATH, '/opt/unit/bin:/usr/bin');
+    assert.equal(cpu.QUAD_SLEEP, '1', "the config's own env passes");
+    assert.equal(cpu.CUDA_VISIBLE_DEVICES, '', 'a CPU slot sees no GPU, whatever the worker had');
+    assert.equal(cpu.PYTHONUNBUFFERED, '1');
+
+    const gpu = trainingEnv({ CUDA_VISIBLE_DEVICES: '0,1' }, '2');
+    assert.equal(gpu.CUDA_VISIBLE_DEVICES, '2', 'the slot decides the device, not the config');
+    assert.equal(gpu.ANTHROPIC_API_KEY, undefined);
+  } finally {
+    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+    Object.assign(process.env, saved);
+  }
+});
+
+// ------------------------------------------------------------------------------------------ git
+
+async function looseObjects(repo: string): Promise<number> {
+  return Number(await git(repo).raw(['count-objects']).then((s) => s.split(' ')[0]));
+}
+
+test('compareAndSwapRef: create-only, compare-and-swap, idempotent retries, no rewind', async () => {
+  const repo = await makeRepo(QUADRATIC, (d) => setLine(path.join(d, 'train.py'), 'WIDTH', '12'));
+  try {
+    const b = await readRef(repo, 'HEAD');
+    const a = await readRef(repo, 'HEAD~1');
+    assert.ok(a && b && a !== b);
+    const ref = 'refs/nightlab/unit/1';
+
+    assert.equal(await compareAndSwapRef(repo, ref, a, null), true);
+    assert.equal(await readRef(repo, ref), a);
+    assert.equal(await compareAndSwapRef(repo, ref, a, null), true, 'a retried create finds its effect');
+    assert.equal(await compareAndSwapRef(repo, ref, b, null), false, 'create-only fails when the ref exists with another value');
+    assert.equal(await readRef(repo, ref), a);
+
+    assert.equal(await compareAndSwapRef(repo, ref, b, a), true);
+    assert.equal(await readRef(repo, ref), b);
+    assert.equal(await compareAndSwapRef(repo, ref, b, a), true, 'a retried move finds its effect');
+    assert.equal(await compareAndSwapRef(repo, ref, a, b), true);
+    assert.equal(await compareAndSwapRef(repo, ref, b, a), true);
+    // A stale writer that expects the old value cannot rewind the ref.
+    assert.equal(await compareAndSwapRef(repo, ref, a, a), false);
+    assert.equal(await compareAndSwapRef(repo, ref, a, 'c'.repeat(40)), false);
+    assert.equal(await readRef(repo, ref), b);
+  } finally {
+    rmSync(path.dirname(repo), { recursive: true, force: true });
+  }
+});
+
+test('commitUnderRef: commits the worktree under a ref once; a retry returns the same commit', async () => {
+  const repo = await makeRepo();
+  const home = tempDir();
+  try {
+    const base = (await readRef(repo, 'HEAD'))!;
+    const wt = path.join(home, 'wt');
+    await checkoutWorktree(repo, wt, base);
+    setLine(path.join(wt, 'train.py'), 'WIDTH', '16');
+    const ref = 'refs/nightlab/unit/7';
+    const sha = await commitUnderRef(wt, repo, base, 'WIDTH 8 -> 16', ref);
+    assert.equal(await readRef(repo, ref), sha);
+    assert.equal((await git(repo).raw(['rev-parse', `${sha}^`])), base, 'parent is the given commit');
+    assert.equal(await git(repo).raw(['log', '-1', '--format=%B', sha]), 'WIDTH 8 -> 16');
+    assert.equal(await git(repo).raw(['log', '-1', '--format=%an <%ae>', sha]), 'Nightlab <nightlab@localhost>');
+    assert.match(await git(repo).raw(['show', `${sha}:train.py`]), /^WIDTH = 16$/m);
+    assert.equal(await git(repo).raw(['diff', '--name-only', base, sha]), 'train.py');
+
+    // The retry (even after the worktree moved on) writes nothing and returns the pinned commit.
+    setLine(path.join(wt, 'train.py'), 'WIDTH', '32');
+    const objects = await looseObjects(repo);
+    assert.equal(await commitUnderRef(wt, repo, base, 'something else', ref), sha);
+    assert.equal(await looseObjects(repo), objects, 'no new objects: no second commit');
+    assert.equal(await readRef(repo, ref), sha);
+    assert.equal(await readRef(repo, 'HEAD'), base, "the user's HEAD did not move");
+  } finally {
+    rmSync(path.dirname(repo), { recursive: true, force: true });
+    rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test("checkoutWorktree: moves a detached worktree, cleans it, and leaves the user's checkout alone", async () => {
+  const repo = await makeRepo(QUADRATIC, (d) => setLine(path.join(d, 'train.py'), 'WIDTH', '12'));
+  const home = tempDir();
+  try {
+    const b = (await readRef(repo, 'HEAD'))!;
+    const a = (await readRef(repo, 'HEAD~1'))!;
+    // The user has work in progress.
+    writeFileSync(path.join(repo, 'program.md'), 'my unsaved notes\n');
+    writeFileSync(path.join(repo, 'scratch.txt'), 'untracked\n');
+    const statusBefore = await git(repo).raw(['status', '--porcelain']);
+
+    const wt = path.join(home, 'slots', 'cpu', 'worktree');
+    await checkoutWorktree(repo, wt, a);
+    assert.equal(await readRef(wt, 'HEAD'), a);
+    assert.match(readFileSync(path.join(wt, 'train.py'), 'utf8'), /^WIDTH = 8$/m);
+    assert.equal(readFileSync(path.join(wt, 'program.md'), 'utf8'), readFileSync(path.join(QUADRATIC, 'program.md'), 'utf8'), 'committed content, not the user\'s edit');
+
+    // Leftovers of the last run go; the worktree moves to the next commit.
+    writeFileSync(path.join(wt, 'train.py'), 'broken(\n');
+    writeFileSync(path.join(wt, 'leftover.txt'), 'x');
+    await checkoutWorktree(repo, wt, b);
+    assert.equal(await readRef(wt, 'HEAD'), b);
+    assert.match(readFileSync(path.join(wt, 'train.py'), 'utf8'), /^WIDTH = 12$/m);
+    assert.equal(existsSync(path.join(wt, 'leftover.txt')), false);
+    assert.equal(await git(wt).raw(['status', '--porcelain']), '');
+    assert.equal(await git(wt).raw(['rev-parse', '--abbrev-ref', 'HEAD']), 'HEAD', 'detached, on no branch');
+
+    // A worktree directory deleted by hand is recreated.
+    rmSync(wt, { recursive: true, force: true });
+    await checkoutWorktree(repo, wt, a);
+    assert.equal(await readRef(wt, 'HEAD'), a);
+
+    assert.equal(await readRef(repo, 'HEAD'), b, "the user's HEAD did not move");
+    assert.equal(await git(repo).raw(['symbolic-ref', 'HEAD']), 'refs/heads/main', 'still on their branch');
+    assert.equal(await git(repo).raw(['status', '--porcelain']), statusBefore, 'their edits and untracked files are intact');
+    assert.equal(readFileSync(path.join(repo, 'program.md'), 'utf8'), 'my unsaved notes\n');
+  } finally {
+    rmSync(path.dirname(repo), { recursive: true, force: true });
+    rmSync(home, { recursive: true, force: true });
+  }
+});
+
+// ------------------------------------------------------------------------------------ preflight
+
+test('preflight: no-op, locked file, file outside editable, Python syntax error are rejected; a valid edit passes', async () => {
+  const repo = await makeRepo();
+  const home = tempDir();
+  try {
+    const base = (await readRef(repo, 'HEAD'))!;
+    const wt = path.join(home, 'wt');
+    const config = { editable: ['train.py'], locked: ['prepare.py'] };
+    const attempt = async (edit: (wt: string) => void) => {
+      await checkoutWorktree(repo, wt, base);
+      edit(wt);
+      return preflight(wt, base, base, config);
+    };
+
+    assert.match((await attempt(() => {}))!, /^no-op edit: the proposal changed nothing/);
+    assert.match((await attempt((d) => writeFileSync(path.join(d, 'train.py'), readFileSync(path.join(d, 'train.py'), 'utf8'))))!, /^no-op edit/, 'rewriting the same bytes is a no-op');
+    assert.equal(await attempt((d) => setLine(path.join(d, 'prepare.py'), 'EVAL_TOKENS', '10')), 'changes locked file(s): prepare.py');
+    assert.equal(await attempt((d) => { setLine(path.join(d, 'train.py'), 'WIDTH', '9'); writeFileSync(path.join(d, 'program.md'), 'new instructions\n'); }), 'edits outside the editable files (train.py): program.md');
+    assert.equal(await attempt((d) => writeFileSync(path.join(d, 'helper.py'), 'X = 1\n')), 'edits outside the editable files (train.py): helper.py', 'a new file counts');
+    assert.equal(await attempt((d) => rmSync(path.join(d, 'program.md'))), 'edits outside the editable files (train.py): program.md', 'a deleted file counts');
+    const syntax = await attempt((d) => setLine(path.join(d, 'train.py'), 'WIDTH', '8 +* ('));
+    assert.match(syntax!, /^train\.py does not compile: .*SyntaxError/);
+    assert.equal(await attempt((d) => setLine(path.join(d, 'train.py'), 'WIDTH', '16')), null);
+    assert.equal(existsSync(path.join(wt, '__pycache__')), false, 'compiling leaves no __pycache__ in the worktree');
+  } finally {
+    rmSync(path.dirname(repo), { recursive: true, force: true });
+    rmSync(home, { recursive: true, force: true });
+  }
+});
