@@ -23,6 +23,9 @@ export interface ProposerContext {
   experiment: number;
   attempt: number;
   seed: number;
+  /** The campaign's proposer.model and proposer.effort (used by LLM proposers). */
+  model: string;
+  effort: 'low' | 'medium' | 'high';
   metric: { name: string; direction: 'lower' | 'higher' };
   instructions: string;
   notes: string[];
@@ -76,6 +79,8 @@ export async function buildContext(args: {
     experiment: args.experiment,
     attempt: args.attempt,
     seed: config.proposer.seed,
+    model: config.proposer.model,
+    effort: config.proposer.effort,
     metric: { name: config.metric.name, direction: config.metric.direction },
     instructions: args.instructionsOverride ?? (config.instructions ? (await showFile(repo, args.parentSha, config.instructions)) ?? '' : ''),
     notes: args.notes,
@@ -118,7 +123,7 @@ export function renderHistory(history: HistoryLine[]): string {
 
 /** Thrown by a proposer whose reply cannot be used: recorded as a rejected proposal, not retried. */
 export class ProposalRejected extends Error {
-  constructor(message: string, public readonly costUsd = 0) {
+  constructor(message: string, public readonly costUsd = 0, public readonly usage?: TokenUsage) {
     super(message);
     this.name = 'ProposalRejected';
   }

@@ -12,6 +12,8 @@ import { mutateProposer } from './mutate';
 import { commandProposer } from './command-proposer';
 import { preflight } from './preflight';
 
+const PROPOSE_HEARTBEAT_MS = 20_000;
+
 export interface ActivityDeps {
   /** Proposers by kind; `mutate` and `command` are built in, `anthropic` is added by the worker. */
   proposers?: Partial<Record<CampaignConfig['proposer']['kind'], Proposer>>;
@@ -80,11 +82,15 @@ export function createActivities(deps: ActivityDeps = {}) {
       };
 
       let reply;
+      // An agent may think for many minutes; heartbeats keep a live proposal from being timed out.
+      const beat = setInterval(() => Context.current().heartbeat({ experiment: args.experiment, attempt: args.attempt }), PROPOSE_HEARTBEAT_MS);
       try {
         reply = await proposerFor(args.config, args.campaignDir)(ctx, Context.current().cancellationSignal);
       } catch (err) {
-        if (err instanceof ProposalRejected) return reject(err.message, '', err.costUsd);
+        if (err instanceof ProposalRejected) return reject(err.message, '', err.costUsd, err.usage);
         throw err;
+      } finally {
+        clearInterval(beat);
       }
       const description = cleanDescription(reply.description) || 'unnamed proposal';
       const costUsd = reply.costUsd ?? 0;

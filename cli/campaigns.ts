@@ -8,6 +8,7 @@ import { branchName, checkTag, ConfigError, type CampaignConfig } from '../commo
 import { CAMPAIGN_WORKFLOW, ORCHESTRATOR_TASK_QUEUE, campaignWorkflowId, type CampaignInput, type CampaignStatus, type ExperimentRecord } from '../common/shared';
 import { isGitRepo, readRef, showFile, git } from '../activities/git';
 import { experiments } from '../activities/ledger';
+import { priceOf } from '../activities/prices';
 import { nightlabHome } from '../common/connection';
 import type { campaign } from '../workflows/campaign';
 import { statusQuery } from '../workflows/messages';
@@ -26,6 +27,13 @@ export function resolveProposer(config: CampaignConfig, env: NodeJS.ProcessEnv =
 export async function prepareStart(args: { config: CampaignConfig; baseDir: string; tag: string; home?: string }): Promise<CampaignInput> {
   checkTag(args.tag);
   const config = resolveProposer(args.config);
+  if (config.proposer.kind === 'anthropic') {
+    try {
+      priceOf(config.proposer.model);
+    } catch (e) {
+      throw new ConfigError([`proposer.model: ${(e as Error).message}`], 'proposer.model');
+    }
+  }
   const repo = path.resolve(args.baseDir, config.target);
   if (!existsSync(repo)) throw new ConfigError([`target: ${repo} does not exist; fix the path (relative to the config file)`], 'target');
   if (!(await isGitRepo(repo))) throw new ConfigError([`target: ${repo} is not a git repository; run \`git init && git add -A && git commit -m baseline\` there, or fix the path`], 'target');

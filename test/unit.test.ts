@@ -278,7 +278,7 @@ test('perturb: a float literal stays a float literal', () => {
 
 function mutateCtx(over: Partial<ProposerContext> = {}): ProposerContext {
   return {
-    tag: 'unit', experiment: 3, attempt: 0, seed: 7,
+    tag: 'unit', experiment: 3, attempt: 0, seed: 7, model: 'claude-sonnet-5-5', effort: 'medium',
     metric: { name: 'val_bpb', direction: 'lower' },
     instructions: '', notes: [],
     editable: [{ path: 'train.py', content: TRAIN }],

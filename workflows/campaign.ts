@@ -306,13 +306,14 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
   }
 }
 
-function oneLine(text: string): string {
+function oneLine(text: string, max = 120): string {
   const line = text.replace(/\s+/g, ' ').trim();
-  return line.length > 120 ? `${line.slice(0, 117)}...` : line;
+  return line.length > max ? `${line.slice(0, max - 3)}...` : line;
 }
 
 function failureMessage(err: unknown): string {
   let e = err as Error & { cause?: unknown };
   if (e instanceof ActivityFailure && e.cause) e = e.cause as Error & { cause?: unknown };
-  return oneLine(e?.message ?? String(err));
+  // Pause and failure reasons carry advice (which key, which models): keep room for it.
+  return oneLine(e?.message ?? String(err), 400);
 }
