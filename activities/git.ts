@@ -1,7 +1,7 @@
 // Git as the campaign's memory. Every write is idempotent or compare-and-swap, so an activity
 // retried after a crash finds its effect already there instead of doing it twice.
 // The user's own checkout is never touched: work happens in worktrees and under refs.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 
@@ -77,19 +77,37 @@ export async function changedFiles(dir: string, sha: string): Promise<string[]> 
   return out ? out.split('\n').filter(Boolean) : [];
 }
 
-/**
- * Commits the worktree's staged content as a child of `parent` and pins it under `ref`.
- * If `ref` already exists (a retried activity), the existing commit is returned.
- */
-export async function commitUnderRef(dir: string, repo: string, parent: string, message: string, ref: string): Promise<string> {
-  const existing = await readRef(repo, ref);
-  if (existing) return existing;
+/** Commits the worktree's content as a child of `parent` (no branch moves) and returns the sha. */
+export async function commitWorktree(dir: string, parent: string, message: string): Promise<string> {
   const wt = git(dir);
   await wt.raw(['add', '-A']);
   const tree = await wt.raw(['write-tree']);
-  const sha = await wt.raw(['commit-tree', tree, '-p', parent, '-m', message]);
-  if (!(await compareAndSwapRef(repo, ref, sha, null))) return (await readRef(repo, ref))!;
-  return sha;
+  return wt.raw(['commit-tree', tree, '-p', parent, '-m', message]);
+}
+
+/** Points `ref` at `sha`, whatever it held: for refs only this campaign writes. */
+export async function setRef(repo: string, ref: string, sha: string): Promise<void> {
+  await git(repo).raw(['update-ref', ref, sha]);
+}
+
+export async function removeWorktree(repo: string, dir: string): Promise<void> {
+  if (!existsSync(dir)) return;
+  await git(repo).raw(['worktree', 'remove', '--force', dir]).catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+  await git(repo).raw(['worktree', 'prune']);
+}
+
+/** Applies `sha`'s change (against its parent) to the worktree; false on a conflict (the worktree is reset). */
+export async function applyChange(dir: string, sha: string): Promise<boolean> {
+  const wt = git(dir);
+  try {
+    await wt.raw(['cherry-pick', '--no-commit', '--strategy=ort', sha]);
+    return true;
+  } catch {
+    await wt.raw(['cherry-pick', '--abort']).catch(() => {});
+    await wt.raw(['reset', '--hard', '--quiet']);
+    return false;
+  }
 }
 
 export async function diffOf(repo: string, from: string, to: string, maxChars = 20_000): Promise<string> {

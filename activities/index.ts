@@ -4,10 +4,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { CampaignConfig } from '../common/config';
-import { experimentRef, type ExperimentRecord, type Proposal } from '../common/shared';
+import { experimentRef, type ExperimentRecord, type Proposal, type RunRecord } from '../common/shared';
 import { ProposalRejected, buildContext, type Proposer } from './context';
-import { checkoutWorktree, commitMessage, commitUnderRef, compareAndSwapRef, git, readRef } from './git';
-import { appendExperiment, appendRejection, cleanDescription, readLedger } from './ledger';
+import { applyChange, checkoutWorktree, commitMessage, commitWorktree, compareAndSwapRef, git, readRef, removeWorktree, setRef } from './git';
+import { appendExperiment, appendRejection, appendRun, cleanDescription, readLedger } from './ledger';
 import { mutateProposer } from './mutate';
 import { commandProposer } from './command-proposer';
 import { preflight } from './preflight';
@@ -64,50 +64,78 @@ export function createActivities(deps: ActivityDeps = {}) {
     async propose(args: ProposeArgs): Promise<Proposal> {
       const ref = experimentRef(args.tag, args.experiment);
       const metaFile = path.join(args.campaignDir, 'proposals', `${args.experiment}-${args.attempt}.json`);
-      const existing = await readRef(args.repo, ref);
-      if (existing) {
-        const meta: ProposalMeta = existsSync(metaFile) ? JSON.parse(readFileSync(metaFile, 'utf8')) : { description: (await commitMessage(args.repo, existing)).split('\n')[0], costUsd: 0 };
-        return { kind: 'candidate', sha: existing, ref, ...meta };
+      if (existsSync(metaFile)) {
+        const meta: ProposalMeta & { sha: string } = JSON.parse(readFileSync(metaFile, 'utf8'));
+        if (!(await readRef(args.repo, ref))) await setRef(args.repo, ref, meta.sha);
+        return { kind: 'candidate', ref, ...meta };
       }
       const done = readLedger(args.campaignDir).find((r) => r.kind === 'rejected' && r.experiment === args.experiment && r.attempt === args.attempt);
       if (done && done.kind === 'rejected') return { kind: 'rejected', reason: done.reason, description: done.description, costUsd: 0 };
 
-      const worktree = path.join(args.campaignDir, 'worktrees', 'propose');
+      // A worktree per experiment: experiments in flight propose at the same time.
+      const worktree = path.join(args.campaignDir, 'worktrees', `e${args.experiment}`);
       const codeSha = args.fix?.sha ?? args.parentSha;
       await checkoutWorktree(args.repo, worktree, codeSha);
-      const ctx = await buildContext({ ...args, worktree });
-      const reject = (reason: string, description: string, costUsd: number, usage?: Proposal['usage']): Proposal => {
-        appendRejection(args.campaignDir, { tag: args.tag, experiment: args.experiment, attempt: args.attempt, description, reason, costUsd, usage, at: new Date().toISOString() });
-        return { kind: 'rejected', reason, description, costUsd, usage };
-      };
-
-      let reply;
-      // An agent may think for many minutes; heartbeats keep a live proposal from being timed out.
-      const beat = setInterval(() => Context.current().heartbeat({ experiment: args.experiment, attempt: args.attempt }), PROPOSE_HEARTBEAT_MS);
       try {
-        reply = await proposerFor(args.config, args.campaignDir)(ctx, Context.current().cancellationSignal);
-      } catch (err) {
-        if (err instanceof ProposalRejected) return reject(err.message, '', err.costUsd, err.usage);
-        throw err;
-      } finally {
-        clearInterval(beat);
-      }
-      const description = cleanDescription(reply.description) || 'unnamed proposal';
-      const costUsd = reply.costUsd ?? 0;
-      for (const [file, content] of Object.entries(reply.files ?? {})) {
-        if (path.isAbsolute(file) || file.split(/[\\/]/).includes('..')) return reject(`edit to a path outside the repository: ${file}`, description, costUsd, reply.usage);
-        mkdirSync(path.dirname(path.join(worktree, file)), { recursive: true });
-        writeFileSync(path.join(worktree, file), content);
-      }
-      const reason = await preflight(worktree, codeSha, args.parentSha, args.config);
-      if (reason) return reject(reason, description, costUsd, reply.usage);
+        const ctx = await buildContext({ ...args, worktree });
+        const reject = (reason: string, description: string, costUsd: number, usage?: Proposal['usage']): Proposal => {
+          appendRejection(args.campaignDir, { tag: args.tag, experiment: args.experiment, attempt: args.attempt, description, reason, costUsd, usage, at: new Date().toISOString() });
+          return { kind: 'rejected', reason, description, costUsd, usage };
+        };
 
-      mkdirSync(path.dirname(metaFile), { recursive: true });
-      const meta: ProposalMeta = { description, costUsd, usage: reply.usage };
-      writeFileSync(metaFile, JSON.stringify(meta));
-      const message = `${description}\n\nNightlab campaign ${args.tag}, experiment ${args.experiment}${args.fix ? ` (fix of experiment ${args.fix.experiment})` : ''}`;
-      const sha = await commitUnderRef(worktree, args.repo, args.parentSha, message, ref);
-      return { kind: 'candidate', sha, ref, ...meta };
+        let reply;
+        // An agent may think for many minutes; heartbeats keep a live proposal from being timed out.
+        const beat = setInterval(() => Context.current().heartbeat({ experiment: args.experiment, attempt: args.attempt }), PROPOSE_HEARTBEAT_MS);
+        try {
+          reply = await proposerFor(args.config, args.campaignDir)(ctx, Context.current().cancellationSignal);
+        } catch (err) {
+          if (err instanceof ProposalRejected) return reject(err.message, '', err.costUsd, err.usage);
+          throw err;
+        } finally {
+          clearInterval(beat);
+        }
+        const description = cleanDescription(reply.description) || 'unnamed proposal';
+        const costUsd = reply.costUsd ?? 0;
+        for (const [file, content] of Object.entries(reply.files ?? {})) {
+          if (path.isAbsolute(file) || file.split(/[\\/]/).includes('..')) return reject(`edit to a path outside the repository: ${file}`, description, costUsd, reply.usage);
+          mkdirSync(path.dirname(path.join(worktree, file)), { recursive: true });
+          writeFileSync(path.join(worktree, file), content);
+        }
+        const reason = await preflight(worktree, codeSha, args.parentSha, args.config);
+        if (reason) return reject(reason, description, costUsd, reply.usage);
+
+        const message = `${description}\n\nNightlab campaign ${args.tag}, experiment ${args.experiment}${args.fix ? ` (fix of experiment ${args.fix.experiment})` : ''}`;
+        const sha = await commitWorktree(worktree, args.parentSha, message);
+        await setRef(args.repo, ref, sha);
+        // Written last: from here on a retry returns this proposal instead of paying for another.
+        const meta = { description, costUsd, usage: reply.usage, sha };
+        mkdirSync(path.dirname(metaFile), { recursive: true });
+        writeFileSync(metaFile, JSON.stringify(meta));
+        return { kind: 'candidate', ref, ...meta };
+      } finally {
+        await removeWorktree(args.repo, worktree);
+      }
+    },
+
+    /**
+     * Moves a candidate built on an old best onto the current best: its change (against its
+     * parent) is applied on top, and the experiment's ref follows. Null when the change conflicts.
+     */
+    async rebaseCandidate(args: { repo: string; campaignDir: string; tag: string; experiment: number; sha: string; parent: string; onto: string }): Promise<string | null> {
+      const ref = experimentRef(args.tag, args.experiment);
+      const current = await readRef(args.repo, ref);
+      if (current && current !== args.sha && (await git(args.repo).raw(['rev-parse', `${current}^`])) === args.onto) return current; // a retry
+      const worktree = path.join(args.campaignDir, 'worktrees', `e${args.experiment}`);
+      await checkoutWorktree(args.repo, worktree, args.onto);
+      try {
+        if (!(await applyChange(worktree, args.sha))) return null;
+        const message = `${await commitMessage(args.repo, args.sha)}\n(rebased onto ${args.onto.slice(0, 7)})`;
+        const sha = await commitWorktree(worktree, args.onto, message);
+        await setRef(args.repo, ref, sha);
+        return sha;
+      } finally {
+        await removeWorktree(args.repo, worktree);
+      }
     },
 
     /** Keep: the campaign branch moves forward, only from the best commit the workflow knows. */
@@ -118,7 +146,8 @@ export function createActivities(deps: ActivityDeps = {}) {
     },
 
     /** The record of one experiment: ledger row, results.tsv line, and a git note on its commit. */
-    async recordExperiment(args: { campaignDir: string; repo: string; record: ExperimentRecord; metricName: string; logTail: string }): Promise<void> {
+    async recordExperiment(args: { campaignDir: string; repo: string; record: ExperimentRecord; metricName: string; logTail: string; runs: RunRecord[] }): Promise<void> {
+      for (const run of args.runs) appendRun(args.campaignDir, run);
       appendExperiment(args.campaignDir, args.record, args.metricName, args.logTail);
       await noteExperiment(args.repo, args.record, args.metricName);
     },

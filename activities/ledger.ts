@@ -3,13 +3,14 @@
 // retried activity never writes a row twice.
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { ExperimentRecord } from '../common/shared';
+import type { ExperimentRecord, RunRecord } from '../common/shared';
 
 export const LEDGER_FILE = 'ledger.jsonl';
 export const RESULTS_FILE = 'results.tsv';
 
 export type LedgerRow =
   | ({ kind: 'experiment'; logTail: string } & ExperimentRecord)
+  | ({ kind: 'run' } & RunRecord)
   | { kind: 'rejected'; tag: string; experiment: number; attempt: number; description: string; reason: string; costUsd: number; at: string; usage?: unknown };
 
 export function resultsHeader(metricName: string): string {
@@ -66,6 +67,12 @@ export function appendExperiment(campaignDir: string, record: ExperimentRecord, 
   const line = resultsLine(record);
   const present = readFileSync(tsv, 'utf8').split('\n').some((l) => l === line);
   if (!present) appendLine(tsv, line);
+}
+
+/** Every run of every commit (repeated runs, confirmations, re-runs of the best), once. */
+export function appendRun(campaignDir: string, run: RunRecord): void {
+  if (readLedger(campaignDir).some((r) => r.kind === 'run' && r.experiment === run.experiment && r.run === run.run)) return;
+  appendLine(path.join(campaignDir, LEDGER_FILE), JSON.stringify({ kind: 'run', ...run }));
 }
 
 export function appendRejection(campaignDir: string, row: Omit<Extract<LedgerRow, { kind: 'rejected' }>, 'kind'>): void {

@@ -111,7 +111,7 @@ export async function campaignStatus(client: Client, tag: string): Promise<Campa
     experiments: get('NightlabExperiments') ?? 0, kept: get('NightlabKept') ?? 0, crashes: rows.filter((r) => r.status === 'crash').length,
     bestMetric: get('NightlabBestMetric') ?? null, bestCommit: null, baselineMetric: rows[0]?.metric ?? null,
     metricName: 'metric', direction: 'lower', costUsd: get('NightlabCostUsd') ?? 0,
-    budget: { maxExperiments: null, maxHours: null, maxCostUsd: null }, startedAt: desc.startTime.toISOString(), current: null,
+    budget: { maxExperiments: null, maxHours: null, maxCostUsd: null }, startedAt: desc.startTime.toISOString(), current: null, inFlight: [], noiseSigma: null, parallelism: 1,
     campaignDir: campaignDirFor(tag), branch: '',
   };
 }

@@ -125,16 +125,51 @@ program
   .command('status <tag>')
   .description('where a campaign stands')
   .option('--json', 'machine-readable')
-  .option('--watch', 'refresh every 2 s until the campaign ends')
+  .option('--watch', 'a live view until the campaign ends: the running experiment\'s progress, the last results, budgets and time left')
   .action(async (tag, o) => {
     const client = await connectClient();
+    if (o.watch && !o.json) {
+      const { watchCampaign } = await import('./watch');
+      await watchCampaign(client, tag);
+      return;
+    }
     for (;;) {
       const s = await campaignStatus(client, tag);
       if (o.json) console.log(JSON.stringify(s, null, 2));
-      else console.log(`${o.watch ? '\x1b[2J\x1b[H' : ''}${statusText(s)}`);
+      else console.log(statusText(s));
       if (!o.watch || ['completed', 'stopped', 'failed'].includes(s.state)) return;
       await new Promise((r) => setTimeout(r, 2000));
     }
+  });
+
+program
+  .command('report <tag>')
+  .description('the progress chart (PNG and SVG) and an HTML report: results, diffs, log tails, cost, GPU-hours')
+  .option('--out <dir>', 'where to write them (default: the campaign directory\'s report/)')
+  .option('--repo <path>', 'the campaign repository, for the diffs (default: from the workflow\'s start input)')
+  .action(async (tag, o) => {
+    const client = await connectClient();
+    const { reportCampaign } = await import('./report');
+    const r = await reportCampaign(client, tag, { out: o.out, repo: o.repo });
+    console.log(`Report for campaign ${tag} (${r.chart.counts.experiments} experiments, ${r.chart.counts.kept} kept):\n  ${r.html}\n  ${r.png}\n  ${r.svg}`);
+  });
+
+program
+  .command('dashboard')
+  .description('a local web page: campaigns, live charts, results, diffs, and pause / resume / stop / steer')
+  .option('--port <port>', 'port to serve on', (v) => Number(v), 8234)
+  .option('--host <host>', 'address to listen on (keep it local: the page can control campaigns)', '127.0.0.1')
+  .action(async (o) => {
+    const client = await connectClient();
+    const { startDashboard } = await import('../dashboard/server');
+    const d = await startDashboard({ client, port: o.port, host: o.host, log });
+    console.log(`Nightlab dashboard at ${d.url} (Temporal ${temporalAddress()}, namespace ${temporalNamespace()}). Ctrl-C stops it.`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    await d.close();
+    await client.connection.close();
   });
 
 for (const [name, signal, what] of [

@@ -62,6 +62,21 @@ const configSchema = z
       .strict()
       .default({}),
     keep: z.object({ minImprovement: z.number().min(0, 'must be >= 0').default(0) }).strict().default({}),
+    // Run-to-run noise: the baseline runs several times; promising candidates are confirmed
+    // with other seeds (the run index, in seedEnv) before they are kept.
+    noise: z
+      .object({
+        baselineRuns: z.number().int('must be a whole number').min(1, 'must be >= 1 (1 turns noise estimation off: autoresearch\'s rule)').default(3),
+        k: z.number().positive('must be > 0').default(1.8),
+        confirmRuns: z.number().int().min(0, 'must be >= 0').default(4),
+        bestRuns: z.number().int().min(1, 'must be >= 1').default(10),
+        seedEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').default('NIGHTLAB_SEED'),
+      })
+      .strict()
+      .default({}),
+    // Experiments training at once, across every GPU worker; and proposals prepared ahead of them.
+    parallelism: z.number().int('must be a whole number').min(1, 'must be >= 1').default(1),
+    lookahead: z.number().int('must be a whole number').min(0, 'must be >= 0').nullable().default(null),
     crash: z.object({ maxFixAttempts: z.number().int().min(0, 'must be >= 0').default(2) }).strict().default({}),
     branch: z.string().regex(/^[\w./{}-]+$/, 'must be a git branch name; {tag} is replaced by the campaign tag').default('autoresearch/{tag}'),
   })

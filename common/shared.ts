@@ -40,6 +40,8 @@ export type RunOutcome = 'ok' | 'crash' | 'timeout' | 'oom' | 'no-metric' | 'can
 export interface RunRequest {
   tag: string;
   experiment: number;
+  /** Run index within the experiment (repeated runs use other seeds); names the log. */
+  run: number;
   /** Where the GPU worker fetches the candidate from: a path or a git URL. */
   remote: string;
   ref: string;
@@ -84,6 +86,22 @@ export interface TokenUsage {
   outputTokens: number;
 }
 
+/** One run of a commit, as the ledger keeps it (an experiment may have several). */
+export interface RunRecord {
+  tag: string;
+  experiment: number;
+  run: number;
+  commit: string;
+  outcome: RunOutcome;
+  metric: number | null;
+  memoryMb: number | null;
+  seconds: number;
+  logPath: string;
+  host: string;
+  slot: string;
+  reason: string;
+}
+
 /** One row of the ledger: every field Nightlab knows of one experiment. */
 export interface ExperimentRecord {
   tag: string;
@@ -98,6 +116,10 @@ export interface ExperimentRecord {
   memoryGb: number;
   description: string;
   reason: string;
+  /** How the decision was reached: the figures compared, the margin, the runs. */
+  evidence: string;
+  /** Runs of this experiment's candidate (first run plus confirmations). */
+  runs: number;
   seconds: number;
   logPath: string;
   host: string;
@@ -113,11 +135,12 @@ export interface CampaignCarry {
   experiments: number;
   kept: number;
   crashes: number;
-  best: { sha: string; metric: number; experiment: number } | null;
+  /** The best commit and its runs (count, mean, squared deviations), re-run to sharpen its mean. */
+  best: { sha: string; experiment: number; group: { n: number; mean: number; m2: number }; nextRun: number; pending: number } | null;
+  /** Pooled within-group squares of every other repeated commit: the noise estimate. */
+  pool: { ss: number; dof: number };
   baselineMetric: number | null;
   fix: { crashedSha: string; experiment: number; attemptsLeft: number } | null;
-  /** Proposal attempts for experiment `next`; part of the proposal's idempotency key. */
-  attempt: number;
   rejectedInARow: number;
   costUsd: number;
   startedAtMs: number;
@@ -157,7 +180,13 @@ export interface CampaignStatus {
   costUsd: number;
   budget: { maxExperiments: number | null; maxHours: number | null; maxCostUsd: number | null };
   startedAt: string;
+  /** The first experiment in flight that is training or being recorded, if any. */
   current: { experiment: number; phase: string; description: string } | null;
+  /** Every experiment in flight: proposing, queued for a GPU slot, training or confirming. */
+  inFlight: { experiment: number; phase: string; description: string }[];
+  /** Run-to-run noise (standard deviation) estimated from repeated runs; null before any. */
+  noiseSigma: number | null;
+  parallelism: number;
   campaignDir: string;
   branch: string;
 }

@@ -50,10 +50,10 @@ export function createGpuActivities(deps: GpuDeps) {
       const worktree = path.join(slotDir, 'worktree');
       await checkoutWorktree(cache, worktree, req.sha);
 
-      const logPath = path.join(deps.home, 'logs', req.tag, `${req.experiment}.log`);
+      const logPath = path.join(deps.home, 'logs', req.tag, `${req.experiment}-${req.run}.log`);
       mkdirSync(path.dirname(logPath), { recursive: true });
       const log = createWriteStream(logPath, { flags: 'a' });
-      log.write(`${ATTEMPT_HEADER}${req.tag} experiment ${req.experiment} attempt ${ctx.info.attempt} on ${host}/${deps.slot.name} at ${req.sha.slice(0, 7)}: ${req.command}\n`);
+      log.write(`${ATTEMPT_HEADER}${req.tag} experiment ${req.experiment} run ${req.run} attempt ${ctx.info.attempt} on ${host}/${deps.slot.name} at ${req.sha.slice(0, 7)}: ${req.command}\n`);
 
       const started = Date.now();
       const child = execa(req.command, {

@@ -18,9 +18,16 @@ test('a campaign runs the baseline and N experiments, keeps improvements and rec
     assert.equal(status.state, 'completed');
     assert.match(status.message, /budget reached: 8 of 8 experiments/);
     assert.equal(status.experiments, 8);
+    // Rows are in the order experiments finished; a proposal prepared ahead may overtake another.
     const rows = experiments(c.campaignDir);
-    assert.deepEqual(rows.map((r) => r.experiment), [0, 1, 2, 3, 4, 5, 6, 7, 8], 'baseline plus 8 experiments, each once');
+    assert.deepEqual(rows.map((r) => r.experiment).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8], 'baseline plus 8 experiments, each once');
+    // The baseline ran three times (the noise estimate); this target is deterministic, so sigma is 0.
+    const baselineRuns = readLedger(c.campaignDir).filter((r) => r.kind === 'run' && r.experiment === 0);
+    assert.equal(baselineRuns.length, 3);
+    assert.equal(status.noiseSigma, 0);
+    assert.match(rows[0].evidence, /mean of 3 runs/);
     assert.equal(rows[0].description, 'baseline');
+    rows.sort((a, b) => a.experiment - b.experiment);
     const kept = rows.filter((r) => r.status === 'keep' && r.experiment > 0);
     assert.ok(kept.length >= 1, `random search should beat the baseline at least once: ${rows.map((r) => `${r.status} ${r.metric}`).join(', ')}`);
     assert.equal(status.kept, kept.length);
@@ -48,11 +55,12 @@ test('a campaign runs the baseline and N experiments, keeps improvements and rec
     const tsv = readResultsTsv(c.campaignDir);
     assert.deepEqual(tsv.header, ['commit', 'val_bpb', 'memory_gb', 'status', 'description']);
     assert.equal(tsv.rows.length, 9);
+    const finished = experiments(c.campaignDir);
     for (const [i, row] of tsv.rows.entries()) {
-      assert.equal(row[0], rows[i].commit.slice(0, 7));
+      assert.equal(row[0], finished[i].commit.slice(0, 7));
       assert.match(row[1], /^\d+\.\d{6}$/);
       assert.equal(row[2], '2.0');
-      assert.equal(row[3], rows[i].status);
+      assert.equal(row[3], finished[i].status);
     }
 
     // Continue-as-new happened (small history limit) and state carried over exactly.

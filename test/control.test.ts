@@ -57,7 +57,7 @@ test('pause waits after the current experiment, resume goes on, stop ends the ca
     assert.ok(final.experiments < 200);
     const rows = experiments(c.campaignDir);
     assert.equal(rows.length, final.experiments + 1, 'every finished experiment recorded once, the baseline too');
-    assert.deepEqual(rows.map((r) => r.experiment), [...rows.keys()]);
+    assert.deepEqual(rows.map((r) => r.experiment).sort((a, b) => a - b), [...rows.keys()]);
     const desc = await handle.describe();
     assert.equal(desc.typedSearchAttributes.getAll().find((p) => p.key.name === 'NightlabStatus')?.value, 'stopped');
   } finally {
@@ -100,6 +100,7 @@ test('crash, timeout, out-of-memory and no-metric runs are recorded with their r
       proposer: { kind: 'command', command, seed: 0 },
       crash: { maxFixAttempts: 0 },
       budget: { maxExperiments: 5 },
+      lookahead: 0, // one at a time, so the plan's experiments run in number order
       run: { command: 'python3 train.py', env: {}, timeoutSec: 3 },
     });
     const s = await c.result();
@@ -140,7 +141,8 @@ test('a crash gets fix attempts that see the log tail, and a fix is kept on top 
       fix: { mode: 0, desc: 'fix: remove the bug' },
       3: { WIDTH: 4, desc: 'narrower' },
     });
-    const c = await l.start(repo, { proposer: { kind: 'command', command, seed: 0 }, crash: { maxFixAttempts: 2 }, budget: { maxExperiments: 3 } });
+    // lookahead 0: experiment 2 is proposed after 1 crashed, so it is the fix.
+    const c = await l.start(repo, { proposer: { kind: 'command', command, seed: 0 }, crash: { maxFixAttempts: 2 }, budget: { maxExperiments: 3 }, lookahead: 0 });
     const s = await c.result();
     const rows = experiments(c.campaignDir);
     assert.deepEqual(rows.map((r) => [r.experiment, r.status, r.fixOf]), [

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { budgetExhausted, decide, nextFix } from '../workflows/decisions';
+import { closeGroup, groupOf, groupSS, judgeConfirmed, judgeFirstRun, launchBlocked, mean, nextFix, noiseSigma, runFailed, type NoisePolicy } from '../workflows/decisions';
 import { checkTag, ConfigError, parseConfig, presetYaml, PRESETS, type CampaignConfigInput } from '../common/config';
 import { findKnobs, mutateProposer, perturb } from '../activities/mutate';
 import type { ProposerContext } from '../activities/context';
@@ -14,84 +14,99 @@ import { looksOutOfMemory, readMetric } from '../common/metrics';
 import {
   appendExperiment, appendRejection, cleanDescription, experiments, LEDGER_FILE, readLedger, readResultsTsv, RESULTS_FILE, resultsLine,
 } from '../activities/ledger';
-import type { ExperimentRecord, RunResult } from '../common/shared';
+import type { ExperimentRecord } from '../common/shared';
 import { classify } from '../gpu-worker/run';
 import { trainingEnv } from '../gpu-worker/env';
-import { checkoutWorktree, commitUnderRef, compareAndSwapRef, git, readRef } from '../activities/git';
+import { applyChange, checkoutWorktree, commitWorktree, compareAndSwapRef, git, readRef, setRef } from '../activities/git';
 import { preflight } from '../activities/preflight';
 import { makeRepo, QUADRATIC, QUADRATIC_CONFIG, setLine, tempDir } from './helpers';
 
 // ------------------------------------------------------------------------------------ decisions
 
-const LOWER = { metric: { name: 'val_bpb', direction: 'lower' as const }, keep: { minImprovement: 0 } };
-const HIGHER = { metric: { name: 'acc', direction: 'higher' as const }, keep: { minImprovement: 0 } };
-const ok = (metric: number | null): Pick<RunResult, 'outcome' | 'metric' | 'reason'> => ({ outcome: 'ok', metric, reason: '' });
+const LOWER: NoisePolicy = { direction: 'lower', minImprovement: 0, k: 2, confirmRuns: 4, bestRuns: 10 };
+const HIGHER: NoisePolicy = { ...LOWER, direction: 'higher' };
+const best = (...xs: number[]) => groupOf(xs);
 
-test('decide: a run that did not end ok, or has no finite metric, is a crash', () => {
-  for (const outcome of ['crash', 'timeout', 'oom', 'no-metric', 'cancelled'] as const) {
-    const d = decide({ outcome, metric: 0.5, reason: `it ended: ${outcome}` }, 1.0, LOWER);
-    assert.equal(d.status, 'crash', outcome);
-    assert.equal(d.delta, null);
-    assert.equal(d.reason, `it ended: ${outcome}`);
-  }
-  assert.match(decide({ outcome: 'timeout', metric: null, reason: '' }, 1.0, LOWER).reason, /timeout/, 'an empty reason falls back to the outcome');
-  assert.equal(decide(ok(null), 1.0, LOWER).status, 'crash');
-  assert.equal(decide(ok(NaN), 1.0, LOWER).status, 'crash');
-  assert.equal(decide(ok(Infinity), 1.0, HIGHER).status, 'crash');
+test('groups: Welford means and spreads; identical runs give exactly zero noise', () => {
+  const g = groupOf([1.5, 1.5, 1.5]);
+  assert.equal(mean(g), 1.5);
+  assert.equal(groupSS(g), 0, 'no rounding residue');
+  assert.equal(noiseSigma({ ss: 0, dof: 0 }, [g]), 0);
+  const h = groupOf([1, 2, 3]);
+  assert.equal(mean(h), 2);
+  assert.ok(Math.abs(groupSS(h) - 2) < 1e-12);
+  assert.equal(noiseSigma({ ss: 0, dof: 0 }, [groupOf([7])]), null, 'one run says nothing about noise');
+  // Pooling: two groups of spread 1 each (variance 1) give sigma 1.
+  const pool = closeGroup(closeGroup({ ss: 0, dof: 0 }, h), groupOf([10, 11, 12]));
+  assert.deepEqual(pool.dof, 4);
+  assert.ok(Math.abs(noiseSigma(pool)! - 1) < 1e-12);
 });
 
-test('decide: the baseline (no best yet) is kept', () => {
-  assert.deepEqual(decide(ok(1.23), null, LOWER), { status: 'keep', delta: null, reason: 'baseline' });
+test('runFailed: a run that did not end ok, or has no finite metric, failed', () => {
+  for (const outcome of ['crash', 'timeout', 'oom', 'no-metric', 'cancelled'] as const) assert.equal(runFailed({ outcome, metric: 0.5 }), true, outcome);
+  assert.equal(runFailed({ outcome: 'ok', metric: null }), true);
+  assert.equal(runFailed({ outcome: 'ok', metric: NaN }), true);
+  assert.equal(runFailed({ outcome: 'ok', metric: Infinity }), true);
+  assert.equal(runFailed({ outcome: 'ok', metric: 0.5 }), false);
 });
 
-test('decide: lower is better keeps a lower metric and discards an equal or higher one', () => {
-  const keep = decide(ok(0.9), 1.0, LOWER);
-  assert.equal(keep.status, 'keep');
-  assert.ok(Math.abs(keep.delta! - -0.1) < 1e-12, `delta is metric - best: ${keep.delta}`);
-  assert.match(keep.reason, /improved by 0\.1/);
-  assert.equal(decide(ok(1.0), 1.0, LOWER).status, 'discard', 'equal is not better');
-  const worse = decide(ok(1.1), 1.0, LOWER);
-  assert.equal(worse.status, 'discard');
-  assert.match(worse.reason, /not better than best 1/);
+test('judgeFirstRun: not better (or not by minImprovement) is discarded at once, in either direction', () => {
+  assert.equal(judgeFirstRun(1.0, best(1.0), 0.01, LOWER).kind, 'discard', 'equal is not better');
+  assert.match(judgeFirstRun(1.1, best(1.0), 0.01, LOWER).evidence, /not better/);
+  assert.equal(judgeFirstRun(0.9, best(1.0), 0.01, HIGHER).kind, 'discard');
+  const small = judgeFirstRun(0.995, best(1.0), 0.01, { ...LOWER, minImprovement: 0.01 });
+  assert.equal(small.kind, 'discard');
+  assert.match(small.evidence, /not more than minImprovement 0\.01/);
 });
 
-test('decide: higher is better keeps a higher metric and discards an equal or lower one', () => {
-  assert.equal(decide(ok(0.91), 0.9, HIGHER).status, 'keep');
-  assert.equal(decide(ok(0.9), 0.9, HIGHER).status, 'discard');
-  assert.equal(decide(ok(0.89), 0.9, HIGHER).status, 'discard');
-  // The same numbers flip with the direction.
-  assert.equal(decide(ok(0.89), 0.9, LOWER).status, 'keep');
+test('judgeFirstRun: without a noise estimate it is autoresearch\'s rule; with zero noise one run is the truth', () => {
+  const v = judgeFirstRun(0.99, best(1.0), null, LOWER);
+  assert.equal(v.kind, 'keep');
+  assert.match(v.evidence, /no noise estimate/);
+  const d = judgeFirstRun(0.9999, best(1.0, 1.0, 1.0), 0, LOWER);
+  assert.equal(d.kind, 'keep');
+  assert.match(d.evidence, /identical/);
+  assert.equal(judgeFirstRun(1.01, best(1.0), 0, HIGHER).kind, 'keep');
 });
 
-test('decide: an improvement not larger than minImprovement is discarded', () => {
-  const cfg = { ...LOWER, keep: { minImprovement: 0.01 } };
-  const small = decide(ok(0.995), 1.0, cfg);
-  assert.equal(small.status, 'discard');
-  assert.match(small.reason, /not more than minImprovement 0\.01/);
-  // Exactly minImprovement (values exact in binary) is not more than it.
-  assert.equal(decide(ok(0.75), 1.0, { ...LOWER, keep: { minImprovement: 0.25 } }).status, 'discard');
-  assert.equal(decide(ok(1.25), 1.0, { ...HIGHER, keep: { minImprovement: 0.25 } }).status, 'discard');
-  assert.equal(decide(ok(0.98), 1.0, cfg).status, 'keep');
-  const hcfg = { ...HIGHER, keep: { minImprovement: 0.05 } };
-  assert.equal(decide(ok(0.92), 0.9, hcfg).status, 'discard');
-  assert.equal(decide(ok(0.96), 0.9, hcfg).status, 'keep');
+test('judgeFirstRun: a clear win is kept, a win inside the noise is confirmed', () => {
+  // sigma 0.01, best of 3 runs: margin = 2 * 0.01 * sqrt(1 + 1/3) = 0.0231; clear win > 1.5 x that.
+  const clear = judgeFirstRun(0.95, best(1.0, 1.0, 1.0), 0.01, LOWER);
+  assert.equal(clear.kind, 'keep');
+  assert.ok(clear.kind === 'keep' && Math.abs(clear.delta + 0.05) < 1e-12);
+  const inside = judgeFirstRun(0.99, best(1.0, 1.0, 1.0), 0.01, LOWER);
+  assert.equal(inside.kind, 'confirm');
+  assert.match(inside.evidence, /confirming with 4 more seeds/);
+  // With confirmation switched off, the margin alone decides.
+  assert.equal(judgeFirstRun(0.97, best(1.0, 1.0, 1.0), 0.01, { ...LOWER, confirmRuns: 0 }).kind, 'keep');
+  assert.equal(judgeFirstRun(0.99, best(1.0, 1.0, 1.0), 0.01, { ...LOWER, confirmRuns: 0 }).kind, 'discard');
 });
 
-test('budgetExhausted: experiments, hours and cost each end the campaign, and only when reached', () => {
+test('judgeConfirmed: the fresh runs\' mean must clear k standard errors of the difference', () => {
+  // sigma 0.01, 4 fresh vs 10 best: standard error 0.01 * sqrt(1/4 + 1/10) = 0.005916; margin 0.01183.
+  const b = groupOf(Array(10).fill(1.0));
+  const keep = judgeConfirmed(groupOf([0.985, 0.987, 0.986, 0.986]), b, 0.01, LOWER);
+  assert.equal(keep.kind, 'keep');
+  assert.match(keep.evidence, /mean of 4 fresh runs 0\.986 vs best 1 \(10 runs\)/);
+  assert.equal(judgeConfirmed(groupOf([0.99, 0.99, 0.99, 0.99]), b, 0.01, LOWER).kind, 'discard');
+  // Higher is better; 2 vs 2 runs: margin 2 * 0.01 * sqrt(1/2 + 1/2) = 0.02.
+  assert.equal(judgeConfirmed(groupOf([1.025, 1.025]), groupOf([1.0, 1.0]), 0.01, HIGHER).kind, 'keep');
+  assert.equal(judgeConfirmed(groupOf([1.015, 1.015]), groupOf([1.0, 1.0]), 0.01, HIGHER).kind, 'discard');
+  assert.equal(judgeConfirmed(groupOf([1.025, 1.025]), groupOf([1.0, 1.0]), 0.01, { ...HIGHER, minImprovement: 0.03 }).kind, 'discard');
+});
+
+test('launchBlocked: experiments, hours and cost each stop new experiments, and only when reached', () => {
   const none = { maxExperiments: null, maxHours: null, maxCostUsd: null };
-  const s = { experiments: 3, costUsd: 0.5, startedAtMs: 1_000_000 };
-  assert.equal(budgetExhausted(s, none, 1_000_000 + 1e12), null, 'no budget: never ends');
-
-  assert.equal(budgetExhausted(s, { ...none, maxExperiments: 4 }, 1_000_000), null);
-  assert.match(budgetExhausted(s, { ...none, maxExperiments: 3 }, 1_000_000)!, /budget reached: 3 of 3 experiments/);
-
+  const s = { next: 4, costUsd: 0.5, startedAtMs: 1_000_000 }; // experiments 1..3 launched
+  assert.equal(launchBlocked(s, none, 1_000_000 + 1e12), null, 'no budget: never ends');
+  assert.equal(launchBlocked(s, { ...none, maxExperiments: 4 }, 1_000_000), null);
+  assert.match(launchBlocked(s, { ...none, maxExperiments: 3 }, 1_000_000)!, /budget reached: 3 of 3 experiments/);
   const hour = 3_600_000;
-  assert.equal(budgetExhausted(s, { ...none, maxHours: 2 }, 1_000_000 + 2 * hour - 1), null);
-  assert.match(budgetExhausted(s, { ...none, maxHours: 2 }, 1_000_000 + 2 * hour)!, /budget reached: 2 h/);
-  assert.match(budgetExhausted(s, { ...none, maxHours: 0.5 }, 1_000_000 + hour)!, /0\.5 h/);
-
-  assert.equal(budgetExhausted(s, { ...none, maxCostUsd: 0.51 }, 1_000_000), null);
-  assert.match(budgetExhausted(s, { ...none, maxCostUsd: 0.5 }, 1_000_000)!, /\$0\.50 of \$0\.50/);
+  assert.equal(launchBlocked(s, { ...none, maxHours: 2 }, 1_000_000 + 2 * hour - 1), null);
+  assert.match(launchBlocked(s, { ...none, maxHours: 2 }, 1_000_000 + 2 * hour)!, /budget reached: 2 h/);
+  assert.match(launchBlocked(s, { ...none, maxHours: 0.5 }, 1_000_000 + hour)!, /0\.5 h/);
+  assert.equal(launchBlocked(s, { ...none, maxCostUsd: 0.51 }, 1_000_000), null);
+  assert.match(launchBlocked(s, { ...none, maxCostUsd: 0.5 }, 1_000_000)!, /\$0\.50 of \$0\.50/);
 });
 
 test('nextFix: a crash opens maxFixAttempts fix attempts that count down to none', () => {
@@ -383,7 +398,7 @@ function record(over: Partial<ExperimentRecord> = {}): ExperimentRecord {
   return {
     tag: 'unit', experiment: 1, commit: '0123456789abcdef0123456789abcdef01234567', parent: 'f'.repeat(40),
     status: 'keep', outcome: 'ok', metric: 0.9979, bestBefore: 1.0, delta: -0.0021, memoryGb: 44.0039,
-    description: 'raise LR', reason: 'improved', seconds: 300.2, logPath: '/tmp/x.log', host: 'h', slot: 'cpu',
+    description: 'raise LR', reason: 'improved', evidence: 'improved', runs: 1, seconds: 300.2, logPath: '/tmp/x.log', host: 'h', slot: 'cpu',
     costUsd: 0, fixOf: null, finishedAt: '2025-01-01T00:00:00.000Z', ...over,
   };
 }
@@ -540,9 +555,6 @@ test('trainingEnv: secrets on the worker never reach the run; PATH does; CUDA_VI
 
 // ------------------------------------------------------------------------------------------ git
 
-async function looseObjects(repo: string): Promise<number> {
-  return Number(await git(repo).raw(['count-objects']).then((s) => s.split(' ')[0]));
-}
 
 test('compareAndSwapRef: create-only, compare-and-swap, idempotent retries, no rewind', async () => {
   const repo = await makeRepo(QUADRATIC, (d) => setLine(path.join(d, 'train.py'), 'WIDTH', '12'));
@@ -572,7 +584,7 @@ test('compareAndSwapRef: create-only, compare-and-swap, idempotent retries, no r
   }
 });
 
-test('commitUnderRef: commits the worktree under a ref once; a retry returns the same commit', async () => {
+test('commitWorktree + setRef: a child of the given parent under its own ref; the user\'s HEAD stays', async () => {
   const repo = await makeRepo();
   const home = tempDir();
   try {
@@ -581,21 +593,46 @@ test('commitUnderRef: commits the worktree under a ref once; a retry returns the
     await checkoutWorktree(repo, wt, base);
     setLine(path.join(wt, 'train.py'), 'WIDTH', '16');
     const ref = 'refs/nightlab/unit/7';
-    const sha = await commitUnderRef(wt, repo, base, 'WIDTH 8 -> 16', ref);
+    const sha = await commitWorktree(wt, base, 'WIDTH 8 -> 16');
+    await setRef(repo, ref, sha);
     assert.equal(await readRef(repo, ref), sha);
     assert.equal((await git(repo).raw(['rev-parse', `${sha}^`])), base, 'parent is the given commit');
     assert.equal(await git(repo).raw(['log', '-1', '--format=%B', sha]), 'WIDTH 8 -> 16');
     assert.equal(await git(repo).raw(['log', '-1', '--format=%an <%ae>', sha]), 'Nightlab <nightlab@localhost>');
     assert.match(await git(repo).raw(['show', `${sha}:train.py`]), /^WIDTH = 16$/m);
     assert.equal(await git(repo).raw(['diff', '--name-only', base, sha]), 'train.py');
-
-    // The retry (even after the worktree moved on) writes nothing and returns the pinned commit.
-    setLine(path.join(wt, 'train.py'), 'WIDTH', '32');
-    const objects = await looseObjects(repo);
-    assert.equal(await commitUnderRef(wt, repo, base, 'something else', ref), sha);
-    assert.equal(await looseObjects(repo), objects, 'no new objects: no second commit');
-    assert.equal(await readRef(repo, ref), sha);
     assert.equal(await readRef(repo, 'HEAD'), base, "the user's HEAD did not move");
+  } finally {
+    rmSync(path.dirname(repo), { recursive: true, force: true });
+    rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test('applyChange: a candidate\'s change moves onto a newer best; a conflicting one is refused and the worktree reset', async () => {
+  const repo = await makeRepo();
+  const home = tempDir();
+  try {
+    const base = (await readRef(repo, 'HEAD'))!;
+    const wt = path.join(home, 'wt');
+    const commit = async (from: string, edit: (text: string) => string) => {
+      await checkoutWorktree(repo, wt, from);
+      const file = path.join(wt, 'train.py');
+      writeFileSync(file, edit(readFileSync(file, 'utf8')));
+      return commitWorktree(wt, from, 'edit');
+    };
+    const kept = await commit(base, (t) => t.replace(/^WIDTH = .*$/m, 'WIDTH = 16'));
+    // Far enough from WIDTH that git merges the two changes without a conflict.
+    const candidate = await commit(base, (t) => t.replace('print("step 00001 | loss 3.0", flush=True)', 'print("step 00001 | loss 2.0", flush=True)'));
+    const clash = await commit(base, (t) => t.replace(/^WIDTH = .*$/m, 'WIDTH = 4'));
+    await checkoutWorktree(repo, wt, kept);
+    assert.equal(await applyChange(wt, candidate), true);
+    const both = readFileSync(path.join(wt, 'train.py'), 'utf8');
+    assert.match(both, /^WIDTH = 16$/m);
+    assert.match(both, /loss 2\.0/);
+    await checkoutWorktree(repo, wt, kept);
+    assert.equal(await applyChange(wt, clash), false);
+    assert.equal(await git(wt).raw(['status', '--porcelain']), '', 'nothing half-applied is left');
+    assert.match(readFileSync(path.join(wt, 'train.py'), 'utf8'), /^WIDTH = 16$/m);
   } finally {
     rmSync(path.dirname(repo), { recursive: true, force: true });
     rmSync(home, { recursive: true, force: true });

@@ -1,13 +1,14 @@
 // The campaign: autoresearch's program.md loop as a durable workflow.
 //
-//   baseline first; then forever (until a budget, or a person, says stop):
+//   the baseline first, run a few times to measure the noise; then, until a budget or a person
+//   says stop, keep `parallelism` experiments training and `lookahead` more being proposed:
 //     propose an edit on top of the best commit  (or a fix of the last crash)
 //     preflight it before any GPU time            (inside `propose`)
-//     train it on the GPU task queue
-//     evaluate: keep (branch advances) / discard / crash
-//     record it: ledger, results.tsv, search attributes
+//     train it on the GPU task queue              (rebased first if the best moved meanwhile)
+//     judge it: keep / discard / crash            (confirmation runs when inside the noise)
+//     record it: ledger, results.tsv, git note; on keep the branch fast-forwards
 //
-// Deterministic code only: every effect is an activity keyed by tag + experiment number.
+// Deterministic code only: every effect is an activity keyed by tag + experiment (+ run, attempt).
 import {
   ActivityFailure,
   ApplicationFailure,
@@ -25,8 +26,9 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
 import type { OrchestratorActivities } from '../activities';
 import type { GpuActivities } from '../gpu-worker/run';
 import { GPU_TASK_QUEUE, experimentRef } from '../common/shared';
-import type { CampaignCarry, CampaignInput, CampaignStatus, ExperimentRecord, RunResult } from '../common/shared';
-import { budgetExhausted, decide, initialCarry, nextFix } from './decisions';
+import type { CampaignCarry, CampaignInput, CampaignStatus, ExperimentRecord, Proposal, RunRecord, RunResult } from '../common/shared';
+import { groupOf, initialCarry, launchBlocked, mean, nextFix, noisePolicy, noiseSigma, runFailed, type Group } from './decisions';
+import { adoptBest, judgeCandidate, sigma, type NoiseState, type RunLite } from './evaluation';
 import { pauseSignal, resumeSignal, statusQuery, steerUpdate, stopSignal } from './messages';
 
 /** Continue-as-new well before Temporal's 10k-event warning. */
@@ -46,7 +48,7 @@ const SA = {
 };
 
 const cpu = proxyActivities<OrchestratorActivities>({
-  startToCloseTimeout: '30 minutes',
+  startToCloseTimeout: '60 minutes',
   heartbeatTimeout: '2 minutes',
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 10 },
 });
@@ -56,11 +58,25 @@ export interface CampaignOptions {
   historyEventsLimit?: number;
 }
 
+interface Flight {
+  experiment: number;
+  phase: 'propose' | 'queued' | 'train' | 'confirm' | 'record';
+  description: string;
+}
+
 export async function campaign(input: CampaignInput & CampaignOptions): Promise<CampaignStatus> {
   const { config, tag } = input;
   const s: CampaignCarry = input.carry ?? initialCarry(Date.now());
-  let current: CampaignStatus['current'] = null;
   let instructionsOverride = input.instructionsOverride;
+  const policy = noisePolicy(config);
+  const parallelism = config.parallelism;
+  const lookahead = config.lookahead ?? parallelism;
+  const flights = new Map<number, Flight>();
+  let freeSlots = parallelism;
+  /** Branch moves happen one after another, in the order keeps were decided. */
+  let branchMoves: Promise<void> = Promise.resolve();
+  /** An experiment that cannot go on (the branch was moved by hand) ends the campaign. */
+  let fatal: unknown = null;
 
   const gpu = proxyActivities<GpuActivities>({
     taskQueue: input.gpuTaskQueue ?? GPU_TASK_QUEUE,
@@ -70,37 +86,54 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
   });
 
-  const status = (state: CampaignStatus['state'] = s.paused ? 'paused' : 'running'): CampaignStatus => ({
-    tag,
-    state,
-    message: s.statusMessage,
-    experiments: s.experiments,
-    kept: s.kept,
-    crashes: s.crashes,
-    bestMetric: s.best?.metric ?? null,
-    bestCommit: s.best?.sha ?? null,
-    baselineMetric: s.baselineMetric,
-    metricName: config.metric.name,
-    direction: config.metric.direction,
-    costUsd: s.costUsd,
-    budget: { ...config.budget },
-    startedAt: new Date(s.startedAtMs).toISOString(),
-    current,
-    campaignDir: input.campaignDir,
-    branch: input.branch,
-  });
+  // The noise state lives in the carry (s.best, s.pool): this view shares it.
+  const noise = {
+    get best() { return s.best!; },
+    set best(b) { s.best = b; },
+    get pool() { return s.pool; },
+    set pool(p) { s.pool = p; },
+  } as NoiseState;
 
-  const publish = (state: CampaignStatus['state'] = s.paused ? 'paused' : 'running') => {
+  const state = (): CampaignStatus['state'] => (s.paused ? 'paused' : 'running');
+  const status = (st: CampaignStatus['state'] = state()): CampaignStatus => {
+    const inFlight = [...flights.values()].map((f) => ({ ...f }));
+    return {
+      tag,
+      state: st,
+      message: s.statusMessage,
+      experiments: s.experiments,
+      kept: s.kept,
+      crashes: s.crashes,
+      bestMetric: s.best ? mean(s.best.group) : null,
+      bestCommit: s.best?.sha ?? null,
+      baselineMetric: s.baselineMetric,
+      metricName: config.metric.name,
+      direction: config.metric.direction,
+      costUsd: s.costUsd,
+      budget: { ...config.budget },
+      startedAt: new Date(s.startedAtMs).toISOString(),
+      current: inFlight.find((f) => f.phase === 'train' || f.phase === 'confirm' || f.phase === 'record') ?? null,
+      inFlight,
+      noiseSigma: s.best ? sigma(noise) : null,
+      parallelism,
+      campaignDir: input.campaignDir,
+      branch: input.branch,
+    };
+  };
+
+  const publish = (st: CampaignStatus['state'] = state()) => {
+    const best = s.best ? mean(s.best.group) : null;
     upsertSearchAttributes([
       { key: SA.tag, value: tag },
-      { key: SA.status, value: state },
+      { key: SA.status, value: st },
       { key: SA.experiments, value: s.experiments },
       { key: SA.kept, value: s.kept },
       { key: SA.cost, value: Math.round(s.costUsd * 1e6) / 1e6 },
-      ...(s.best ? [{ key: SA.best, value: s.best.metric }] : []),
+      ...(best !== null ? [{ key: SA.best, value: best }] : []),
     ]);
-    const best = s.best ? `${config.metric.name} ${s.best.metric.toFixed(6)} (experiment ${s.best.experiment})` : 'no baseline yet';
-    setCurrentDetails(`**${state}** — ${s.statusMessage}\n\n${s.experiments} experiments, ${s.kept} kept, best ${best}`);
+    const bestText = best !== null ? `${config.metric.name} ${best.toFixed(6)} (experiment ${s.best!.experiment})` : 'no baseline yet';
+    const running = [...flights.values()].map((f) => `- experiment ${f.experiment}: ${f.phase}${f.description ? ` — ${f.description}` : ''}`).join('\n');
+    setCurrentDetails(`**${st}** — ${s.statusMessage}\n\n${s.experiments} experiments, ${s.kept} kept, best ${bestText}${running ? `\n\n${running}` : ''}`);
   };
 
   setHandler(pauseSignal, () => {
@@ -116,7 +149,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
   });
   setHandler(stopSignal, () => {
     s.stopRequested = true;
-    s.statusMessage = 'stopping after the current experiment';
+    s.statusMessage = 'stopping after the experiments in flight';
   });
   setHandler(statusQuery, () => status());
   setHandler(
@@ -141,63 +174,162 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     await cpu.prepareCampaign({ tag, repo: input.repo, branch: input.branch, baseSha: input.baseSha, campaignDir: input.campaignDir });
   }
 
-  // 1. The unmodified baseline: experiment 0, the branch's starting commit.
+  // 1. The unmodified baseline: experiment 0, run `baselineRuns` times to measure the noise.
   if (!s.best) {
-    s.statusMessage = 'running the baseline';
+    s.statusMessage = `running the baseline (${config.noise.baselineRuns} run${config.noise.baselineRuns > 1 ? 's' : ''})`;
+    flights.set(0, { experiment: 0, phase: 'train', description: 'baseline' });
     publish();
-    const run = await train(0, input.baseSha, 'baseline');
-    const decision = decide(run, null, config);
-    await record(0, input.baseSha, input.baseSha, 'baseline', run, decision.status, null, decision.reason, null);
-    if (decision.status === 'crash') {
-      s.statusMessage = `baseline crashed: ${run.reason}`;
+    const runs = await Promise.all(Array.from({ length: config.noise.baselineRuns }, (_, i) => withSlot(() => train(0, i, input.baseSha, 'baseline'))));
+    const failed = runs.find(runFailed);
+    const group = failed ? null : groupOf(runs.map((r) => r.metric!));
+    const spread = group && group.n > 1 ? `; noise sigma ${noiseSigma({ ss: 0, dof: 0 }, [group])!.toPrecision(3)} from ${group.n} runs` : '';
+    await record(0, input.baseSha, input.baseSha, 'baseline', runs, failed ? 'crash' : 'keep', group ? mean(group) : null, null,
+      failed ? failed.reason : `baseline: mean of ${runs.length} run${runs.length > 1 ? 's' : ''}${spread}`, null, 0, []);
+    flights.delete(0);
+    if (failed) {
+      s.statusMessage = `baseline crashed: ${failed.reason}`;
       publish('failed');
-      throw ApplicationFailure.nonRetryable(`The baseline run crashed (${run.outcome}): ${run.reason}. Its log: ${run.logPath}. Fix the target so the unmodified code runs, then start a new campaign.`, 'BaselineCrashed');
+      throw ApplicationFailure.nonRetryable(`The baseline run crashed (${failed.outcome}): ${failed.reason}. Its log: ${failed.logPath}. Fix the target so the unmodified code runs, then start a new campaign.`, 'BaselineCrashed');
     }
-    s.best = { sha: input.baseSha, metric: run.metric!, experiment: 0 };
-    s.baselineMetric = run.metric;
+    s.best = { sha: input.baseSha, experiment: 0, group: group!, nextRun: runs.length, pending: 0 };
+    s.baselineMetric = mean(group!);
     s.next = 1;
-    s.statusMessage = `baseline ${config.metric.name} ${run.metric}`;
+    s.statusMessage = `baseline ${config.metric.name} ${mean(group!).toFixed(6)}${spread}`;
     publish();
   }
 
-  // 2. Experiments, until a budget or a person ends the campaign.
+  // 2. Experiments, `parallelism` training and `lookahead` more being proposed, until a budget,
+  //    a stop or the history size says to wind down; then the in-flight ones finish.
   for (;;) {
-    const exhausted = budgetExhausted(s, config.budget, Date.now());
-    if (exhausted) return finish('completed', exhausted);
-    if (s.stopRequested) return finish('stopped', 'stopped by request');
-    if (s.paused) {
-      publish('paused');
-      await condition(() => !s.paused || s.stopRequested);
+    if (fatal) {
+      s.statusMessage = `failed: ${failureMessage(fatal)}`;
+      publish('failed');
+      throw fatal;
+    }
+    const blocked = launchBlocked(s, config.budget, Date.now());
+    const info = workflowInfo();
+    const rollover = info.continueAsNewSuggested || info.historyLength > (input.historyEventsLimit ?? HISTORY_EVENTS_LIMIT);
+    if (!blocked && !rollover && !s.stopRequested && !s.paused && flights.size < parallelism + lookahead) {
+      const n = s.next++;
+      flights.set(n, { experiment: n, phase: 'propose', description: '' });
+      void experiment(n)
+        .catch((e) => (fatal ??= e))
+        .finally(() => flights.delete(n));
       continue;
     }
-    const info = workflowInfo();
-    if (info.continueAsNewSuggested || info.historyLength > (input.historyEventsLimit ?? HISTORY_EVENTS_LIMIT)) {
-      await condition(allHandlersFinished);
-      return continueAsNew<typeof campaign>({ ...input, carry: s, instructionsOverride });
+
+    if (flights.size === 0) {
+      if (s.stopRequested) return finish('stopped', 'stopped by request');
+      if (blocked) return finish('completed', blocked);
+      if (rollover) {
+        await condition(allHandlersFinished);
+        return continueAsNew<typeof campaign>({ ...input, carry: s, instructionsOverride });
+      }
     }
-    await experiment(s.next);
+    if (s.paused && flights.size === 0) publish('paused');
+    // Wait for something to change (never for a state that already holds: that would spin).
+    const size = flights.size;
+    const wasPaused = s.paused;
+    const wasStopping = s.stopRequested;
+    await condition(() => flights.size !== size || s.paused !== wasPaused || s.stopRequested !== wasStopping || fatal !== null || (!s.paused && launchBlocked(s, config.budget, Date.now()) !== blocked));
   }
 
+  /** One experiment, from proposal to record. Leaves no trace if the campaign stops before it trains. */
   async function experiment(n: number): Promise<void> {
-    const best = s.best!;
     const fix = s.fix;
-    current = { experiment: n, phase: 'propose', description: fix ? `fix of experiment ${fix.experiment}` : '' };
-    s.statusMessage = `experiment ${n}: proposing`;
+    s.fix = null;
+    const flight = flights.get(n)!;
+    let proposal: (Extract<Proposal, { kind: 'candidate' }> & { parent: string }) | null = null;
+    for (let attempt = 0; !proposal; attempt++) {
+      if (s.stopRequested) return;
+      const parent = s.best!.sha;
+      flight.phase = 'propose';
+      flight.description = fix ? `fix of experiment ${fix.experiment}` : '';
+      const p = await propose(n, attempt, parent, fix);
+      if (p === 'paused') {
+        await condition(() => !s.paused || s.stopRequested);
+        continue;
+      }
+      if (p.kind === 'rejected') continue;
+      proposal = { ...p, parent };
+    }
+    let { sha } = proposal;
+    let parent = proposal.parent;
+    const description = proposal.description;
+    flight.description = description;
+    flight.phase = 'queued';
+
+    // The first run; a proposal built on an old best is rebased onto the new one first.
+    const first = await withSlot(async () => {
+      if (s.stopRequested) return null;
+      if (parent !== s.best!.sha) {
+        const r = await rebase(n, sha, parent);
+        if (r) ({ sha, parent } = r);
+      }
+      flight.phase = 'train';
+      s.statusMessage = `experiment ${n}: training — ${description}`;
+      publish();
+      return train(n, 0, sha, description);
+    });
+    if (!first) return;
+
+    const runs: RunResult[] = [first];
+    const bestRuns: RunRecord[] = [];
+    const judgement = await judgeCandidate(lite(first), noise, policy, {
+      candidate: (run) => withSlot(async () => {
+        flight.phase = 'confirm';
+        const r = await train(n, run, sha, description);
+        runs.push(r);
+        return lite(r);
+      }),
+      best: (best, run) => withSlot(async () => {
+        const r = await train(best.experiment, run, best.sha, `re-run of the best (experiment ${best.experiment})`);
+        bestRuns.push(runRecord(best.experiment, run, best.sha, r));
+        return lite(r);
+      }),
+      onBest: () => parent === s.best!.sha,
+      rebase: async () => {
+        const r = await rebase(n, sha, parent);
+        if (!r) return false;
+        ({ sha, parent } = r);
+        return true;
+      },
+    });
+
+    flight.phase = 'record';
+    const before = mean(s.best!.group);
+    if (judgement.kind === 'keep') {
+      // Decided: the new best takes effect now, for every experiment in flight.
+      const from = s.best!.sha;
+      adoptBest(noise, { sha, experiment: n, group: judgement.group as Group, nextRun: judgement.runs });
+      s.kept += 1;
+      const move = branchMoves.then(() =>
+        cpu.advanceBranch.executeWithOptions({ summary: `experiment ${n}: keep — branch to ${sha.slice(0, 7)}` }, [{ repo: input.repo, branch: input.branch, from, to: sha }]),
+      );
+      branchMoves = move.catch(() => {});
+      await move;
+    }
+    if (judgement.kind === 'crash') {
+      s.crashes += 1;
+      s.fix = proposerFixes() ? nextFix(fix, { sha, experiment: n }, config.crash.maxFixAttempts) : null;
+    }
+    const metric = judgement.kind === 'crash' ? null : judgement.metric;
+    await record(n, sha, parent, description, runs, judgement.kind, metric, judgement.kind === 'crash' ? null : metric! - before,
+      judgement.evidence, fix?.experiment ?? null, proposal.costUsd, bestRuns);
+    s.experiments += 1;
+    s.statusMessage = `experiment ${n}: ${judgement.kind} — ${description}`;
     publish();
-    let proposal;
+  }
+
+  /** A proposal for experiment n, attempt a: a candidate, a rejection, or 'paused' when the proposer needs a person. */
+  async function propose(n: number, attempt: number, parentSha: string, fix: CampaignCarry['fix']) {
+    let p;
     try {
-      proposal = await cpu.propose.executeWithOptions({ summary: `experiment ${n}: propose${fix ? ` a fix of ${fix.experiment}` : ''} (attempt ${s.attempt})` }, [
+      p = await cpu.propose.executeWithOptions({ summary: `experiment ${n}: propose${fix ? ` a fix of ${fix.experiment}` : ''} (attempt ${attempt})` }, [
         {
-          tag,
-          experiment: n,
-          attempt: s.attempt,
-          repo: input.repo,
-          campaignDir: input.campaignDir,
-          config,
-          parentSha: best.sha,
+          tag, experiment: n, attempt, repo: input.repo, campaignDir: input.campaignDir, config, parentSha,
           fix: fix ? { sha: fix.crashedSha, experiment: fix.experiment } : null,
-          notes: s.notes,
-          instructionsOverride: instructionsOverride ?? null,
+          notes: s.notes, instructionsOverride: instructionsOverride ?? null,
         },
       ]);
     } catch (err) {
@@ -205,69 +337,59 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
       s.paused = true;
       s.statusMessage = `paused: the proposer failed: ${failureMessage(err)}`;
       log.warn('proposer failed; campaign paused', { experiment: n, error: s.statusMessage });
-      current = null;
       publish('paused');
-      return;
+      return 'paused' as const;
     }
-    s.costUsd += proposal.costUsd;
-    s.attempt += 1;
-    if (proposal.kind === 'rejected') {
+    s.costUsd += p.costUsd;
+    if (p.kind === 'rejected') {
       s.rejectedInARow += 1;
-      s.statusMessage = `experiment ${n}: proposal rejected: ${proposal.reason}`;
+      s.statusMessage = `experiment ${n}: proposal rejected: ${p.reason}`;
       if (s.rejectedInARow >= MAX_REJECTED_IN_A_ROW) {
         s.paused = true;
-        s.fix = null;
-        s.statusMessage = `paused: ${s.rejectedInARow} proposals in a row were rejected (last: ${proposal.reason}); check the proposer, then resume`;
+        s.statusMessage = `paused: ${s.rejectedInARow} proposals in a row were rejected (last: ${p.reason}); check the proposer, then resume`;
       }
-      current = null;
       publish();
-      return;
+      if (s.paused) await condition(() => !s.paused || s.stopRequested);
+      return p;
     }
     s.rejectedInARow = 0;
-    current = { experiment: n, phase: 'train', description: proposal.description };
-    s.statusMessage = `experiment ${n}: training — ${proposal.description}`;
-    publish();
-    const run = await train(n, proposal.sha, proposal.description);
-    current = { experiment: n, phase: 'evaluate', description: proposal.description };
-    const decision = decide(run, best.metric, config);
-    if (decision.status === 'keep') {
-      await cpu.advanceBranch.executeWithOptions({ summary: `experiment ${n}: keep — branch to ${proposal.sha.slice(0, 7)}` }, [
-        { repo: input.repo, branch: input.branch, from: best.sha, to: proposal.sha },
-      ]);
-    }
-    await record(n, proposal.sha, best.sha, proposal.description, run, decision.status, decision.delta, decision.reason, fix?.experiment ?? null, proposal.costUsd);
-    s.experiments += 1;
-    s.next = n + 1;
-    s.attempt = 0;
-    if (decision.status === 'keep') {
-      s.kept += 1;
-      s.best = { sha: proposal.sha, metric: run.metric!, experiment: n };
-      s.fix = null;
-    } else if (decision.status === 'crash') {
-      s.crashes += 1;
-      s.fix = proposerFixes() ? nextFix(fix, { sha: proposal.sha, experiment: n }, config.crash.maxFixAttempts) : null;
-    } else {
-      s.fix = null;
-    }
-    s.statusMessage = `experiment ${n}: ${decision.status} — ${proposal.description}`;
-    current = null;
-    publish();
+    return p;
   }
 
-  async function train(n: number, sha: string, description: string): Promise<RunResult> {
+  /** Moves a candidate onto the current best; null when its change conflicts (then it is re-proposed by the caller's judgement). */
+  async function rebase(n: number, sha: string, parent: string): Promise<{ sha: string; parent: string } | null> {
+    const onto = s.best!.sha;
+    const r = await cpu.rebaseCandidate.executeWithOptions({ summary: `experiment ${n}: rebase onto ${onto.slice(0, 7)}` }, [
+      { repo: input.repo, campaignDir: input.campaignDir, tag, experiment: n, sha, parent, onto },
+    ]);
+    return r ? { sha: r, parent: onto } : null;
+  }
+
+  /** Waits for one of the campaign's `parallelism` slots; none is taken while paused. */
+  async function withSlot<T>(fn: () => Promise<T>): Promise<T> {
+    // The slot is taken inside the predicate: waiters are checked one by one in the order they
+    // started waiting, so two of them can never both see the same free slot.
+    await condition(() => {
+      if (freeSlots === 0 || (s.paused && !s.stopRequested)) return false;
+      freeSlots -= 1;
+      return true;
+    });
     try {
-      return await gpu.runExperiment.executeWithOptions({ summary: `experiment ${n}: ${oneLine(description)}` }, [
+      return await fn();
+    } finally {
+      freeSlots += 1;
+    }
+  }
+
+  async function train(n: number, run: number, sha: string, description: string): Promise<RunResult> {
+    try {
+      return await gpu.runExperiment.executeWithOptions({ summary: `experiment ${n}${run ? ` run ${run}` : ''}: ${oneLine(description)}` }, [
         {
-          tag,
-          experiment: n,
-          remote: input.repo,
-          ref: experimentRef(tag, n),
-          sha,
+          tag, experiment: n, run, remote: input.repo, ref: experimentRef(tag, n), sha,
           command: config.run.command,
-          env: config.run.env,
-          timeoutSec: config.run.timeoutSec,
-          metric: config.metric,
-          memoryKey: config.memory?.key,
+          // The run index is the seed: repeated runs of one commit differ only by it.
+          env: { ...config.run.env, [config.noise.seedEnv]: String(run) },
+          timeoutSec: config.run.timeoutSec, metric: config.metric, memoryKey: config.memory?.key,
         },
       ]);
     } catch (err) {
@@ -277,20 +399,27 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
   }
 
   async function record(
-    n: number, sha: string, parent: string, description: string, run: RunResult,
-    statusWord: ExperimentRecord['status'], delta: number | null, reason: string, fixOf: number | null, costUsd = 0,
+    n: number, sha: string, parent: string, description: string, runs: RunResult[], statusWord: ExperimentRecord['status'],
+    metric: number | null, delta: number | null, evidence: string, fixOf: number | null, costUsd: number, bestRuns: RunRecord[],
   ): Promise<void> {
+    const main = runs.find(runFailed) ?? runs[0];
+    const memory = Math.max(...runs.map((r) => r.memoryMb ?? 0));
     const row: ExperimentRecord = {
-      tag, experiment: n, commit: sha, parent, status: statusWord, outcome: run.outcome,
-      metric: run.metric, bestBefore: n === 0 ? null : s.best?.metric ?? null, delta,
-      memoryGb: run.memoryMb === null ? 0 : Math.round((run.memoryMb / 1024) * 10) / 10,
-      description, reason, seconds: run.seconds, logPath: run.logPath, host: run.host, slot: run.slot,
+      tag, experiment: n, commit: sha, parent, status: statusWord, outcome: main.outcome,
+      metric, bestBefore: n === 0 ? null : s.best ? mean(s.best.group) : null, delta,
+      memoryGb: Math.round((memory / 1024) * 10) / 10,
+      description, reason: statusWord === 'crash' ? main.reason : evidence, evidence, runs: runs.length,
+      seconds: Math.round(runs.reduce((a, r) => a + r.seconds, 0) * 10) / 10, logPath: main.logPath, host: main.host, slot: main.slot,
       costUsd, fixOf, finishedAt: new Date(Date.now()).toISOString(),
     };
-    const metricText = run.metric === null ? 'no metric' : `${config.metric.name} ${run.metric.toFixed(6)}`;
+    const metricText = metric === null ? 'no metric' : `${config.metric.name} ${metric.toFixed(6)}`;
     await cpu.recordExperiment.executeWithOptions({ summary: `experiment ${n}: ${statusWord} — ${metricText}` }, [
-      { campaignDir: input.campaignDir, repo: input.repo, record: row, metricName: config.metric.name, logTail: run.logTail },
+      { campaignDir: input.campaignDir, repo: input.repo, record: row, metricName: config.metric.name, logTail: main.logTail, runs: [...runs.map((r, i) => runRecord(n, i, sha, r)), ...bestRuns] },
     ]);
+  }
+
+  function runRecord(n: number, run: number, sha: string, r: RunResult): RunRecord {
+    return { tag, experiment: n, run, commit: sha, outcome: r.outcome, metric: r.metric, memoryMb: r.memoryMb, seconds: r.seconds, logPath: r.logPath, host: r.host, slot: r.slot, reason: r.reason };
   }
 
   function proposerFixes(): boolean {
@@ -298,12 +427,15 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     return config.proposer.kind !== 'mutate';
   }
 
-  function finish(state: 'completed' | 'stopped', message: string): CampaignStatus {
+  function finish(st: 'completed' | 'stopped', message: string): CampaignStatus {
     s.statusMessage = message;
-    current = null;
-    publish(state);
-    return status(state);
+    publish(st);
+    return status(st);
   }
+}
+
+function lite(r: RunResult): RunLite {
+  return { metric: r.metric, failed: runFailed(r), reason: r.reason || `run ended: ${r.outcome}` };
 }
 
 function oneLine(text: string, max = 120): string {

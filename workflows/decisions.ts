@@ -1,13 +1,52 @@
 // Pure decision logic: the same recorded figures always give the same decision.
-// Used by the workflow (deterministic) and by unit tests directly.
-import type { CampaignCarry, ExperimentStatus, RunResult } from '../common/shared';
+// Used by the workflow (deterministic), by bench/noise and by unit tests directly.
+import type { CampaignCarry, RunResult } from '../common/shared';
 import type { CampaignConfig } from '../common/config';
 
-export interface Decision {
-  status: ExperimentStatus;
-  /** Signed change against the best so far, in the metric's units (metric - best). */
-  delta: number | null;
-  reason: string;
+/** Runs of one commit, summarised (Welford): count, mean, and squared deviations from the mean. */
+export interface Group {
+  n: number;
+  mean: number;
+  m2: number;
+}
+
+export const EMPTY_GROUP: Group = { n: 0, mean: 0, m2: 0 };
+
+/** Welford's update: identical runs give exactly zero spread, whatever their size. */
+export function addRun(g: Group, x: number): Group {
+  const n = g.n + 1;
+  const delta = x - g.mean;
+  const mean = g.mean + delta / n;
+  return { n, mean, m2: g.m2 + delta * (x - mean) };
+}
+
+export function groupOf(xs: number[]): Group {
+  return xs.reduce(addRun, EMPTY_GROUP);
+}
+
+export function mean(g: Group): number {
+  return g.mean;
+}
+
+/** Sum of squared deviations from the group's mean. */
+export function groupSS(g: Group): number {
+  return g.n < 2 ? 0 : Math.max(0, g.m2);
+}
+
+/** Pooled within-group squares of every closed group of runs: the campaign's noise estimate. */
+export interface Pool {
+  ss: number;
+  dof: number;
+}
+
+export function closeGroup(pool: Pool, g: Group): Pool {
+  return g.n < 2 ? pool : { ss: pool.ss + groupSS(g), dof: pool.dof + g.n - 1 };
+}
+
+/** Run-to-run standard deviation from the pool and the open groups; null when nothing was repeated. */
+export function noiseSigma(pool: Pool, open: Group[] = []): number | null {
+  const all = open.reduce(closeGroup, pool);
+  return all.dof === 0 ? null : Math.sqrt(all.ss / all.dof);
 }
 
 /** Improvement in the "better" direction: positive means better. */
@@ -15,25 +54,75 @@ export function improvement(metric: number, best: number, direction: 'lower' | '
   return direction === 'lower' ? best - metric : metric - best;
 }
 
-/**
- * autoresearch's rule, made explicit: a run without a metric is a crash; a metric better than
- * the best by more than `minImprovement` is kept; equal or worse is discarded.
- */
-export function decide(run: Pick<RunResult, 'outcome' | 'metric' | 'reason'>, best: number | null, config: Pick<CampaignConfig, 'metric' | 'keep'>): Decision {
-  if (run.outcome !== 'ok' || run.metric === null || !Number.isFinite(run.metric)) {
-    return { status: 'crash', delta: null, reason: run.reason || `run ended: ${run.outcome}` };
-  }
-  if (best === null) return { status: 'keep', delta: null, reason: 'baseline' };
-  const delta = run.metric - best;
-  const gain = improvement(run.metric, best, config.metric.direction);
-  const min = config.keep.minImprovement;
-  if (gain > min) return { status: 'keep', delta, reason: `improved by ${fmt(gain)} (> ${fmt(min)})` };
-  return { status: 'discard', delta, reason: gain > 0 ? `improved by ${fmt(gain)}, not more than minImprovement ${fmt(min)}` : `not better than best ${fmt(best)}` };
+export interface NoisePolicy {
+  direction: 'lower' | 'higher';
+  minImprovement: number;
+  /** Margin in standard deviations of the measured difference. */
+  k: number;
+  /** Fresh runs of a promising candidate before it is kept. */
+  confirmRuns: number;
+  /** The best commit is re-run up to this many times in all, so its mean sharpens. */
+  bestRuns: number;
 }
 
-/** Why the campaign should end now, or null to go on. */
-export function budgetExhausted(s: Pick<CampaignCarry, 'experiments' | 'costUsd' | 'startedAtMs'>, budget: CampaignConfig['budget'], nowMs: number): string | null {
-  if (budget.maxExperiments !== null && s.experiments >= budget.maxExperiments) return `budget reached: ${s.experiments} of ${budget.maxExperiments} experiments`;
+/** A single run this much beyond the margin (in units of the margin) is kept without confirmation. */
+export const CLEAR_WIN = 1.5;
+
+export function noisePolicy(config: Pick<CampaignConfig, 'metric' | 'keep' | 'noise'>): NoisePolicy {
+  return { direction: config.metric.direction, minImprovement: config.keep.minImprovement, ...config.noise };
+}
+
+export type Verdict =
+  | { kind: 'keep' | 'discard'; metric: number; delta: number; evidence: string }
+  | { kind: 'confirm'; evidence: string };
+
+/**
+ * Stage 1, one run of the candidate against the best's mean:
+ * not better → discard; far outside the noise → keep; better but inside the noise → confirm.
+ * With no noise estimate (one baseline run) this is autoresearch's rule; with zero noise
+ * (every repeated run identical) one run is the truth.
+ */
+export function judgeFirstRun(x: number, best: Group, sigma: number | null, p: NoisePolicy): Verdict {
+  const b = mean(best);
+  const gain = improvement(x, b, p.direction);
+  const delta = x - b;
+  const vs = `${fmt(x)} vs best ${fmt(b)} (${best.n} run${best.n === 1 ? '' : 's'})`;
+  if (gain <= p.minImprovement) {
+    return { kind: 'discard', metric: x, delta, evidence: `${vs}: ${gain > 0 ? `better by ${fmt(gain)}, not more than minImprovement ${fmt(p.minImprovement)}` : 'not better'}` };
+  }
+  if (sigma === null) return { kind: 'keep', metric: x, delta, evidence: `${vs}: better by ${fmt(gain)}; no noise estimate (one baseline run)` };
+  if (sigma === 0) return { kind: 'keep', metric: x, delta, evidence: `${vs}: better by ${fmt(gain)}; repeated runs are identical (no noise)` };
+  const margin = Math.max(p.minImprovement, p.k * sigma * Math.sqrt(1 + 1 / best.n));
+  if (gain > CLEAR_WIN * margin || p.confirmRuns === 0) {
+    return gain > margin
+      ? { kind: 'keep', metric: x, delta, evidence: `${vs}: better by ${fmt(gain)} > ${p.confirmRuns ? `${CLEAR_WIN} x ` : ''}margin ${fmt(margin)} (k=${p.k}, sigma=${fmt(sigma)})` }
+      : { kind: 'discard', metric: x, delta, evidence: `${vs}: better by ${fmt(gain)}, inside margin ${fmt(margin)} (k=${p.k}, sigma=${fmt(sigma)})` };
+  }
+  return { kind: 'confirm', evidence: `${vs}: better by ${fmt(gain)}, inside ${CLEAR_WIN} x margin ${fmt(margin)} (sigma=${fmt(sigma)}): confirming with ${p.confirmRuns} more seeds` };
+}
+
+/**
+ * Stage 2: only the fresh confirmation runs decide (the first run was chosen for looking good,
+ * so counting it would favour luck). Keep when the mean's gain clears k standard errors.
+ */
+export function judgeConfirmed(fresh: Group, best: Group, sigma: number | null, p: NoisePolicy): Verdict {
+  const m = mean(fresh);
+  const b = mean(best);
+  const gain = improvement(m, b, p.direction);
+  const margin = Math.max(p.minImprovement, p.k * (sigma ?? 0) * Math.sqrt(1 / fresh.n + 1 / best.n));
+  const evidence = `mean of ${fresh.n} fresh runs ${fmt(m)} vs best ${fmt(b)} (${best.n} runs): ${gain > 0 ? 'better' : 'worse'} by ${fmt(Math.abs(gain))}, margin ${fmt(margin)} (k=${p.k}, sigma=${fmt(sigma ?? 0)})`;
+  return { kind: gain > margin ? 'keep' : 'discard', metric: m, delta: m - b, evidence };
+}
+
+/** A run that ended without a usable metric. */
+export function runFailed(run: Pick<RunResult, 'outcome' | 'metric'>): boolean {
+  return run.outcome !== 'ok' || run.metric === null || !Number.isFinite(run.metric);
+}
+
+/** Why no new experiment may start now, or null when one may. */
+export function launchBlocked(s: Pick<CampaignCarry, 'next' | 'costUsd' | 'startedAtMs'>, budget: CampaignConfig['budget'], nowMs: number): string | null {
+  const launched = s.next - 1;
+  if (budget.maxExperiments !== null && launched >= budget.maxExperiments) return `budget reached: ${launched} of ${budget.maxExperiments} experiments`;
   if (budget.maxHours !== null && nowMs - s.startedAtMs >= budget.maxHours * 3_600_000) return `budget reached: ${budget.maxHours} h`;
   if (budget.maxCostUsd !== null && s.costUsd >= budget.maxCostUsd) return `budget reached: $${s.costUsd.toFixed(2)} of $${budget.maxCostUsd.toFixed(2)} proposer cost`;
   return null;
@@ -49,7 +138,7 @@ export function nextFix(
   return left > 0 ? { crashedSha: crashed.sha, experiment: crashed.experiment, attemptsLeft: left } : null;
 }
 
-function fmt(x: number): string {
+export function fmt(x: number): string {
   return Number(x.toPrecision(4)).toString();
 }
 
@@ -60,9 +149,9 @@ export function initialCarry(nowMs: number): CampaignCarry {
     kept: 0,
     crashes: 0,
     best: null,
+    pool: { ss: 0, dof: 0 },
     baselineMetric: null,
     fix: null,
-    attempt: 0,
     rejectedInARow: 0,
     costUsd: 0,
     startedAtMs: nowMs,

@@ -1,0 +1,260 @@
+// `nightlab dashboard`: a local web page over the campaigns on the Temporal server. It lists them
+// from visibility (the Nightlab* search attributes), shows each one's live progress chart (the
+// same Vega-Lite spec as `nightlab report`, rendered in the browser by vega-embed, served from
+// node_modules: no CDN), the results table, diffs and log tails, links into the Temporal Web UI,
+// and pause / resume / stop / steer controls that send the campaign's signals and update.
+//
+//   GET  /api/campaigns                       campaigns, newest first
+//   GET  /api/campaigns/:tag                  status, rows, chart spec, running run, estimate
+//   GET  /api/campaigns/:tag/experiments/:n   one experiment: its row, log tail and diff
+//   POST /api/campaigns/:tag/pause|resume|stop
+//   POST /api/campaigns/:tag/steer            {"note": "..."}
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import { readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AddressInfo } from 'node:net';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { TAG_PATTERN } from '../common/config';
+import { CAMPAIGN_WORKFLOW, campaignWorkflowId, type CampaignInput } from '../common/shared';
+import { readLedger } from '../activities/ledger';
+import { diffOf } from '../activities/git';
+import { pauseSignal, resumeSignal, steerUpdate, stopSignal } from '../workflows/messages';
+import { campaignStatus, uiLink } from '../cli/campaigns';
+import { chartData, chartSpec } from '../cli/chart';
+import { campaignInput, runningRuns } from '../cli/live';
+import { estimateTimeLeft } from '../cli/watch';
+import { experimentRows, reportTotals } from '../cli/report';
+
+const PUBLIC = fileURLToPath(new URL('./public/', import.meta.url));
+const require = createRequire(import.meta.url);
+const ENDED = ['completed', 'stopped', 'failed'];
+const MAX_LISTED = 100;
+const MAX_BODY = 64 * 1024;
+
+/** The browser libraries, from node_modules (their UMD builds). */
+function vendorFiles(): Record<string, string> {
+  const dir = (pkg: string) => path.dirname(require.resolve(pkg));
+  return {
+    'vega.min.js': path.join(dir('vega'), 'vega.min.js'),
+    'vega-lite.min.js': path.join(dir('vega-lite'), 'vega-lite.min.js'),
+    'vega-embed.min.js': path.join(dir('vega-embed'), 'vega-embed.min.js'),
+  };
+}
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+};
+// Vega compiles its expressions with Function(), hence 'unsafe-eval'; nothing loads from elsewhere.
+const CSP = "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+export interface DashboardOptions {
+  client: Client;
+  port?: number;
+  host?: string;
+  /** Base of the Temporal Web UI (default NIGHTLAB_UI_URL or http://127.0.0.1:8233). */
+  uiBase?: string;
+  log?: (line: string) => void;
+}
+
+export interface Dashboard {
+  url: string;
+  port: number;
+  server: http.Server;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(public code: number, message: string) {
+    super(message);
+  }
+}
+
+export async function startDashboard(opts: DashboardOptions): Promise<Dashboard> {
+  const { client } = opts;
+  const namespace = client.options.namespace;
+  const link = (tag: string) => uiLink(tag, namespace, opts.uiBase);
+  const vendor = vendorFiles();
+  const inputs = new Map<string, CampaignInput>();
+
+  async function inputOf(tag: string): Promise<CampaignInput | null> {
+    if (inputs.has(tag)) return inputs.get(tag)!;
+    const input = await campaignInput(client, tag).catch(() => null);
+    if (input) inputs.set(tag, input);
+    return input;
+  }
+
+  async function listCampaigns() {
+    const out: unknown[] = [];
+    for await (const wf of client.workflow.list({ query: `WorkflowType = '${CAMPAIGN_WORKFLOW}'`, pageSize: MAX_LISTED })) {
+      const sa = Object.fromEntries(wf.typedSearchAttributes.getAll().map((p) => [p.key.name, p.value]));
+      const tag = String(sa.NightlabTag ?? wf.workflowId.replace(/^campaign-/, ''));
+      out.push({
+        tag,
+        status: String(sa.NightlabStatus ?? wf.status.name.toLowerCase()),
+        workflowStatus: wf.status.name,
+        experiments: sa.NightlabExperiments ?? 0,
+        kept: sa.NightlabKept ?? 0,
+        bestMetric: sa.NightlabBestMetric ?? null,
+        costUsd: sa.NightlabCostUsd ?? 0,
+        startTime: wf.startTime.toISOString(),
+        closeTime: wf.closeTime?.toISOString() ?? null,
+        uiUrl: link(tag),
+      });
+      if (out.length >= MAX_LISTED) break;
+    }
+    return { campaigns: out, namespace };
+  }
+
+  async function campaignView(tag: string) {
+    const now = Date.now();
+    const status = await campaignStatus(client, tag);
+    const input = await inputOf(tag);
+    const metricName = input?.config.metric.name ?? status.metricName;
+    const direction = input?.config.metric.direction ?? status.direction;
+    const ledger = readLedger(input?.campaignDir ?? status.campaignDir);
+    const rows = experimentRows(ledger).map(({ logTail: _t, ...r }) => r);
+    const chart = chartData(rows, { metricName, direction, tag });
+    const runs = ENDED.includes(status.state) ? [] : await runningRuns(client, tag, now).catch(() => []);
+    return {
+      tag,
+      status: { ...status, metricName, direction },
+      rows,
+      rejected: ledger.filter((r) => r.kind === 'rejected'),
+      totals: reportTotals(ledger),
+      chart,
+      spec: chartSpec(chart),
+      runs,
+      estimate: estimateTimeLeft(status, rows, now),
+      uiUrl: link(tag),
+      repo: input?.repo ?? null,
+      now: new Date(now).toISOString(),
+    };
+  }
+
+  async function experimentView(tag: string, n: number) {
+    const status = await campaignStatus(client, tag);
+    const input = await inputOf(tag);
+    const row = experimentRows(readLedger(input?.campaignDir ?? status.campaignDir)).find((r) => r.experiment === n);
+    if (!row) throw new HttpError(404, `campaign ${tag} has no experiment ${n} in its ledger`);
+    let diff = '';
+    if (row.parent && row.parent !== row.commit) {
+      if (!input?.repo) diff = '(diff unavailable: the campaign repository is unknown)';
+      else diff = await diffOf(input.repo, row.parent, row.commit, 60_000).catch((e: Error) => `(diff unavailable: ${e.message.split('\n')[0]})`);
+    }
+    return { tag, row, diff, uiUrl: link(tag) };
+  }
+
+  async function control(tag: string, action: string, body: Record<string, unknown>) {
+    const status = await campaignStatus(client, tag);
+    if (ENDED.includes(status.state)) throw new HttpError(409, `campaign ${tag} has ended (${status.state}); nothing to ${action}`);
+    const handle = client.workflow.getHandle(campaignWorkflowId(tag));
+    if (action === 'pause') await handle.signal(pauseSignal);
+    else if (action === 'resume') await handle.signal(resumeSignal);
+    else if (action === 'stop') await handle.signal(stopSignal);
+    else if (action === 'steer') {
+      const note = typeof body.note === 'string' ? body.note : '';
+      const instructions = typeof body.instructions === 'string' ? body.instructions : undefined;
+      if (!note.trim() && !instructions?.trim()) throw new HttpError(400, 'give a non-empty note');
+      try {
+        const r = await handle.executeUpdate(steerUpdate, { args: [{ note: note.trim() || undefined, instructions }] });
+        return { ok: true, action, notes: r.notes };
+      } catch (e) {
+        throw new HttpError(400, (e as { cause?: Error }).cause?.message ?? (e as Error).message);
+      }
+    } else throw new HttpError(404, `unknown action ${action}`);
+    return { ok: true, action };
+  }
+
+  const readBody = (req: http.IncomingMessage) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      let size = 0;
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_BODY) reject(new HttpError(413, 'request body too large'));
+        else chunks.push(c);
+      });
+      req.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        if (!text) return resolve({});
+        try {
+          const v = JSON.parse(text);
+          resolve(v && typeof v === 'object' ? v : {});
+        } catch {
+          reject(new HttpError(400, 'the body must be JSON'));
+        }
+      });
+      req.on('error', reject);
+    });
+
+  const send = (res: http.ServerResponse, code: number, body: string | Buffer, type: string) => {
+    res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'content-security-policy': CSP, 'referrer-policy': 'no-referrer' });
+    res.end(body);
+  };
+  const json = (res: http.ServerResponse, code: number, v: unknown) => send(res, code, JSON.stringify(v), 'application/json; charset=utf-8');
+
+  function staticFile(res: http.ServerResponse, file: string) {
+    if (!existsSync(file)) throw new HttpError(404, 'not found');
+    send(res, 200, readFileSync(file), TYPES[path.extname(file)] ?? 'application/octet-stream');
+  }
+
+  async function route(req: http.IncomingMessage, res: http.ServerResponse) {
+    const url = new URL(req.url ?? '/', 'http://dashboard');
+    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    if (req.method === 'GET' && (url.pathname === '/' || url.pathname === '/index.html')) return staticFile(res, path.join(PUBLIC, 'index.html'));
+    if (req.method === 'GET' && parts.length === 1 && /^[\w.-]+\.(js|css)$/.test(parts[0])) return staticFile(res, path.join(PUBLIC, parts[0]));
+    if (req.method === 'GET' && parts[0] === 'vendor' && parts.length === 2 && vendor[parts[1]]) return staticFile(res, vendor[parts[1]]);
+    if (parts[0] !== 'api' || parts[1] !== 'campaigns') throw new HttpError(404, 'not found');
+    if (parts.length === 2 && req.method === 'GET') return json(res, 200, await listCampaigns());
+    const tag = parts[2];
+    if (!tag || !TAG_PATTERN.test(tag)) throw new HttpError(400, 'bad campaign tag');
+    if (parts.length === 3 && req.method === 'GET') return json(res, 200, await campaignView(tag));
+    if (parts.length === 5 && parts[3] === 'experiments' && req.method === 'GET') {
+      const n = Number(parts[4]);
+      if (!Number.isInteger(n) || n < 0) throw new HttpError(400, 'bad experiment number');
+      return json(res, 200, await experimentView(tag, n));
+    }
+    if (parts.length === 4 && req.method === 'POST') {
+      // Only this page may press the buttons: a JSON body (a cross-site form cannot send one
+      // without a preflight we never answer) from this origin.
+      if (!String(req.headers['content-type'] ?? '').startsWith('application/json')) throw new HttpError(415, 'send JSON');
+      const origin = req.headers.origin;
+      if (origin && origin !== `http://${req.headers.host}`) throw new HttpError(403, 'cross-origin request refused');
+      return json(res, 200, await control(tag, parts[3], await readBody(req)));
+    }
+    throw new HttpError(404, 'not found');
+  }
+
+  const server = http.createServer((req, res) => {
+    // Refuse other host names (DNS rebinding): the dashboard answers to its own address only.
+    const host = String(req.headers.host ?? '').replace(/:\d+$/, '');
+    if (!['127.0.0.1', 'localhost', '[::1]', opts.host ?? '127.0.0.1'].includes(host)) return json(res, 403, { error: 'unknown host' });
+    route(req, res).catch((e) => {
+      const code = e instanceof HttpError ? e.code : e instanceof WorkflowNotFoundError || /No campaign with tag/.test((e as Error).message) ? 404 : 500;
+      if (code === 500) opts.log?.(`dashboard: ${req.method} ${req.url}: ${(e as Error).stack ?? e}`);
+      if (!res.headersSent) json(res, code, { error: (e as Error).message });
+      else res.end();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 8234, opts.host ?? '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const shownHost = (opts.host ?? '127.0.0.1').includes(':') ? `[${opts.host}]` : opts.host ?? '127.0.0.1';
+  return {
+    url: `http://${shownHost}:${port}/`,
+    port,
+    server,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}

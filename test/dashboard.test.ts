@@ -1,0 +1,136 @@
+// The dashboard in a real browser (Debian's Chromium, driven by playwright-core) against a real
+// running campaign: it is listed, its chart renders, and the buttons pause, resume, steer and stop
+// it, each checked through the workflow's own status query. Screenshots go to test-artifacts/.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { campaignWorkflowId, type CampaignStatus } from '../common/shared';
+import { statusQuery } from '../workflows/messages';
+import { uiLink } from '../cli/campaigns';
+import { startDashboard, type Dashboard } from '../dashboard/server';
+import { lab, makeRepo, ROOT, tempDir, waitFor } from './helpers';
+
+const CHROMIUM = process.env.NIGHTLAB_CHROMIUM || '/usr/bin/chromium';
+const ARTIFACTS = path.join(ROOT, 'test-artifacts');
+
+function inFlight(s: CampaignStatus): unknown[] {
+  const list = (s as { inFlight?: unknown[] }).inFlight;
+  return Array.isArray(list) ? list : s.current ? [s.current] : [];
+}
+
+function assertChromium(): void {
+  assert.ok(existsSync(CHROMIUM), `Chromium is missing at ${CHROMIUM}: the dashboard tests drive a real browser; install it with \`apt-get install -y chromium\` (as root; CI's .ci/run does this)`);
+}
+
+async function launch(): Promise<BrowserContext> {
+  assertChromium();
+  return chromium.launchPersistentContext(tempDir('nightlab-chromium-'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1400, height: 1000 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+  });
+}
+
+async function text(page: Page, selector: string): Promise<string> {
+  return (await page.locator(selector).first().textContent()) ?? '';
+}
+
+test('the dashboard lists a running campaign, draws its chart, and pauses, resumes, steers and stops it', { timeout: 240_000 }, async () => {
+  assertChromium();
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const l = await lab();
+  let dash: Dashboard | null = null;
+  let browser: BrowserContext | null = null;
+  let tag: string | null = null;
+  try {
+    const repo = await makeRepo();
+    const c = await l.start(repo, { budget: { maxExperiments: 500 }, run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.5' }, timeoutSec: 60 } });
+    tag = c.tag;
+    const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
+    const status = () => handle.query(statusQuery);
+    dash = await startDashboard({ client: l.client, port: 0 });
+
+    // The API refuses a control request that is not JSON from this page (a cross-site form post).
+    const refused = await fetch(`${dash.url}api/campaigns/${c.tag}/stop`, { method: 'POST', body: 'x=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    assert.equal(refused.status, 415);
+    const foreign = await fetch(`${dash.url}api/campaigns/${c.tag}/pause`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json', origin: 'http://evil.example' } });
+    assert.equal(foreign.status, 403);
+
+    browser = await launch();
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('dialog', (d) => void d.accept()); // the Stop button asks first
+    await page.goto(`${dash.url}#/${c.tag}`);
+
+    // Listed from Temporal visibility, selected, with the Web UI link.
+    await page.locator(`#campaigns li[data-tag="${c.tag}"]`).waitFor({ timeout: 30_000 });
+    await waitFor('the campaign shown', async () => (await text(page, '#tag')) === c.tag, 30_000);
+    assert.equal(await page.locator('#ui-link').getAttribute('href'), uiLink(c.tag, 'default'));
+
+    // The chart: Vega draws an SVG with a dot per experiment, updated as experiments finish.
+    await waitFor('three experiments', async () => (await status()).experiments >= 3, 60_000);
+    await waitFor('the chart with every finished experiment', async () => {
+      // Data marks only (the legend draws symbols too).
+      const dots = await page.locator('#chart svg g.mark-symbol.role-mark path').count();
+      return dots >= 4 && dots;
+    }, 30_000);
+    assert.match(await text(page, '#chart svg'), /val_bpb \(lower is better\)/);
+    await waitFor('the results table', async () => (await page.locator('#results tbody tr').count()) >= 4, 15_000);
+    // A row opens the experiment: its diff from git and its log tail.
+    await page.locator('#results tbody tr[data-experiment="1"]').click();
+    await waitFor('the diff of experiment 1', async () => /@@[\s\S]*[+-][A-Z_]+ = /.test(await text(page, '#experiment-diff')), 15_000);
+    assert.match(await text(page, '#experiment-log'), /val_bpb:/);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-running.png'), fullPage: true });
+
+    // Pause: the workflow says paused; the page says so too.
+    await page.locator('#pause').click();
+    // Paused once nothing trains and the count and message hold still (a proposal made before the
+    // pause may wait, queued, in flight).
+    let last = '';
+    const paused = await waitFor('paused, nothing training', async () => {
+      const s = await status();
+      const key = JSON.stringify([s.state, s.experiments, s.message, inFlight(s)]);
+      const settled = s.state === 'paused' && s.current === null && key === last;
+      last = key;
+      if (!settled) await new Promise((r) => setTimeout(r, 1000));
+      return settled && s;
+    }, 60_000);
+    await waitFor('the page shows paused', async () => (await text(page, '#state')) === 'paused', 15_000);
+    assert.ok(await page.locator('#resume').isEnabled());
+
+    // Steer (while paused, so the message stays put): the note reaches the workflow.
+    const note = `try smaller widths ${Date.now()}`;
+    await page.locator('#note').fill(note);
+    await page.locator('#steer').click();
+    await waitFor('the steer acknowledged', async () => /steered: 1 note/.test(await text(page, '#control-result')), 15_000);
+    assert.equal((await status()).message, `steered: ${note}`);
+    await waitFor('the page shows the steer', async () => (await text(page, '#message')).includes(note), 15_000);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-paused.png'), fullPage: true });
+    assert.equal((await status()).experiments, paused.experiments, 'nothing ran while paused');
+
+    // Resume: experiments go on.
+    await page.locator('#resume').click();
+    await waitFor('progress after resume', async () => (await status()).experiments >= paused.experiments + 2, 60_000);
+    await waitFor('the page shows running', async () => (await text(page, '#state')) === 'running', 15_000);
+
+    // Stop: the campaign ends as stopped, and the page says so.
+    await page.locator('#stop').click();
+    const final = await c.result();
+    assert.equal(final.state, 'stopped');
+    assert.ok(final.experiments < 500);
+    await waitFor('the page shows stopped', async () => (await text(page, '#state')) === 'stopped', 15_000);
+    assert.ok(await page.locator('#pause').isDisabled(), 'no controls on an ended campaign');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-stopped.png'), fullPage: true });
+    assert.deepEqual(errors, [], 'no script errors on the page');
+  } finally {
+    await browser?.close();
+    await dash?.close();
+    // A failed run leaves no campaign running on the shared server.
+    if (tag) await l.client.workflow.getHandle(campaignWorkflowId(tag)).terminate('dashboard test ended').catch(() => undefined);
+    await l.close();
+  }
+});

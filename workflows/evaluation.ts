@@ -1,0 +1,122 @@
+// How one candidate is judged, run by run: the same procedure in the workflow (where a run is a
+// GPU activity) and in bench/noise (where a run is a draw from a simulated trainer).
+//   1. one run; not better → discard; far outside the noise → keep; else
+//   2. confirmation runs with other seeds, while the best is re-run until it has `bestRuns` runs;
+//      the fresh runs' mean decides.
+// A candidate built on a commit that is no longer the best is rebased onto it and must prove
+// itself again with fresh runs: the combination of its change and the new best never ran.
+import { addRun, closeGroup, EMPTY_GROUP, groupOf, judgeConfirmed, mean, judgeFirstRun, noiseSigma, type Group, type NoisePolicy, type Pool, type Verdict } from './decisions';
+
+/** A rebase can race another keep; after this many rounds the candidate is discarded. */
+const MAX_ROUNDS = 3;
+
+export interface BestState {
+  sha: string;
+  experiment: number;
+  group: Group;
+  /** Next run index (and seed) for the best's experiment. */
+  nextRun: number;
+  /** Re-runs of the best in flight. */
+  pending: number;
+}
+
+/** The campaign's live noise state, shared by every experiment in flight. */
+export interface NoiseState {
+  best: BestState;
+  pool: Pool;
+}
+
+export interface RunLite {
+  metric: number | null;
+  failed: boolean;
+  reason: string;
+}
+
+export interface EvaluationIO {
+  /** Runs the candidate's current commit as run `run` of its experiment (the seed is the run index). */
+  candidate(run: number): Promise<RunLite>;
+  /** Re-runs the best commit as run `run` of the best's experiment. */
+  best(best: { sha: string; experiment: number }, run: number): Promise<RunLite>;
+  /** True when the candidate's parent is the current best. */
+  onBest(): boolean;
+  /** Rebases the candidate onto the current best; false when it conflicts. */
+  rebase(): Promise<boolean>;
+}
+
+export type Judgement =
+  | { kind: 'keep' | 'discard'; metric: number; delta: number; evidence: string; runs: number; group: Group }
+  | { kind: 'crash'; evidence: string; runs: number; failedRun: number };
+
+/** The first run has been made; judges it and confirms when needed. Mutates `state` (noise, best re-runs). */
+export async function judgeCandidate(first: RunLite, state: NoiseState, p: NoisePolicy, io: EvaluationIO): Promise<Judgement> {
+  if (first.failed) return { kind: 'crash', evidence: first.reason, runs: 1, failedRun: 0 };
+  let runs = 1;
+  let verdict: Verdict = judgeFirstRun(first.metric!, state.best.group, sigma(state), p);
+  const trail = [verdict.evidence];
+  let sameCommit: number[] = [first.metric!];
+  // A win measured on an old best is re-proven on top of the new one.
+  if (verdict.kind === 'keep' && !io.onBest()) verdict = { kind: 'confirm', evidence: 'built on an old best: rebasing and confirming' };
+  for (let round = 0; verdict.kind === 'confirm'; round++) {
+    if (round === MAX_ROUNDS) {
+      state.pool = closeGroup(state.pool, groupOf(sameCommit));
+      return discard(`the best moved ${MAX_ROUNDS} times while confirming`);
+    }
+    if (!io.onBest()) {
+      state.pool = closeGroup(state.pool, groupOf(sameCommit));
+      sameCommit = [];
+      if (!(await io.rebase())) return discard('its change conflicts with a newer kept experiment');
+    }
+    const fresh = Array.from({ length: Math.max(1, p.confirmRuns) }, (_, i) => io.candidate(runs + i));
+    runs += fresh.length;
+    const [results] = await Promise.all([Promise.all(fresh), reRunBest(state, p, io)]);
+    const failed = results.findIndex((r) => r.failed);
+    if (failed >= 0) {
+      state.pool = closeGroup(state.pool, groupOf(sameCommit));
+      return { kind: 'crash', evidence: `confirmation run ${runs - fresh.length + failed} crashed: ${results[failed].reason}`, runs, failedRun: runs - fresh.length + failed };
+    }
+    const metrics = results.map((r) => r.metric!);
+    sameCommit = [...sameCommit, ...metrics];
+    const group = groupOf(metrics);
+    const confirmed = judgeConfirmed(group, state.best.group, sigma(state), p);
+    trail.push(confirmed.evidence);
+    if (confirmed.kind === 'keep' && !io.onBest()) {
+      verdict = { kind: 'confirm', evidence: 'the best moved while confirming' };
+      continue;
+    }
+    if (confirmed.kind !== 'keep') state.pool = closeGroup(state.pool, groupOf(sameCommit));
+    return { ...(confirmed as Extract<Verdict, { kind: 'keep' | 'discard' }>), evidence: trail.join('; '), runs, group };
+  }
+  if (verdict.kind === 'discard') state.pool = closeGroup(state.pool, groupOf(sameCommit));
+  return { ...verdict, evidence: trail.join('; '), runs, group: groupOf(sameCommit) };
+
+  function discard(why: string): Judgement {
+    return { kind: 'discard', metric: first.metric!, delta: first.metric! - mean(state.best.group), evidence: [...trail, why].join('; '), runs, group: groupOf([first.metric!]) };
+  }
+}
+
+/** The new best's runs become the best group; the old best's runs join the noise pool. */
+export function adoptBest(state: NoiseState, best: { sha: string; experiment: number; group: Group; nextRun: number }): void {
+  state.pool = closeGroup(state.pool, state.best.group);
+  state.best = { ...best, pending: 0 };
+}
+
+export function sigma(state: NoiseState): number | null {
+  return noiseSigma(state.pool, [state.best.group]);
+}
+
+/** Re-runs the best until it has `bestRuns` runs (counting those in flight); a run on a best that has since been replaced is dropped. */
+async function reRunBest(state: NoiseState, p: NoisePolicy, io: EvaluationIO): Promise<void> {
+  const want = Math.max(0, p.bestRuns - state.best.group.n - state.best.pending);
+  const target = state.best;
+  const runs = Array.from({ length: want }, () => {
+    target.pending += 1;
+    const run = target.nextRun++;
+    return io.best({ sha: target.sha, experiment: target.experiment }, run).then((r) => {
+      target.pending -= 1;
+      if (!r.failed && state.best === target) target.group = addRun(target.group, r.metric!);
+    });
+  });
+  await Promise.all(runs);
+}
+
+export { EMPTY_GROUP };
