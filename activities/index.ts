@@ -121,14 +121,20 @@ export function createActivities(deps: ActivityDeps = {}) {
      * Moves a candidate built on an old best onto the current best: its change (against its
      * parent) is applied on top, and the experiment's ref follows. Null when the change conflicts.
      */
-    async rebaseCandidate(args: { repo: string; campaignDir: string; tag: string; experiment: number; sha: string; parent: string; onto: string }): Promise<string | null> {
+    async rebaseCandidate(args: { repo: string; campaignDir: string; tag: string; experiment: number; attempt: number; sha: string; parent: string; onto: string; ontoExperiment: number }): Promise<string | null> {
       const ref = experimentRef(args.tag, args.experiment);
       const current = await readRef(args.repo, ref);
       if (current && current !== args.sha && (await git(args.repo).raw(['rev-parse', `${current}^`])) === args.onto) return current; // a retry
       const worktree = path.join(args.campaignDir, 'worktrees', `e${args.experiment}`);
       await checkoutWorktree(args.repo, worktree, args.onto);
       try {
-        if (!(await applyChange(worktree, args.sha))) return null;
+        if (!(await applyChange(worktree, args.sha))) {
+          appendRejection(args.campaignDir, {
+            tag: args.tag, experiment: args.experiment, attempt: args.attempt, description: (await commitMessage(args.repo, args.sha)).split('\n')[0],
+            reason: `conflicts with kept experiment ${args.ontoExperiment} when rebased onto it`, costUsd: 0, at: new Date().toISOString(),
+          });
+          return null;
+        }
         const message = `${await commitMessage(args.repo, args.sha)}\n(rebased onto ${args.onto.slice(0, 7)})`;
         const sha = await commitWorktree(worktree, args.onto, message);
         await setRef(args.repo, ref, sha);

@@ -30,36 +30,73 @@ export interface Slot {
 
 export interface GpuDeps {
   home: string;
-  slot: Slot;
+  slots: Slot[];
   host?: string;
+}
+
+/**
+ * The host's slots: each run takes a free one for its whole life. The worker runs at most as many
+ * activities as there are slots, so a free slot always exists when a run starts.
+ */
+export class SlotPool {
+  private free: Slot[];
+  constructor(slots: Slot[]) {
+    this.free = [...slots];
+  }
+  take(): Slot {
+    const slot = this.free.shift();
+    if (!slot) throw new Error('no free GPU slot: the worker runs more activities than it has slots');
+    return slot;
+  }
+  give(slot: Slot): void {
+    this.free.push(slot);
+  }
 }
 
 export function createGpuActivities(deps: GpuDeps) {
   const host = deps.host ?? os.hostname();
-  const slotDir = path.join(deps.home, 'slots', deps.slot.name);
-  const pidFile = path.join(slotDir, 'run.pid');
+  const pool = new SlotPool(deps.slots);
+  // A worker that died mid-run left its process groups behind: reap them before any slot is reused.
+  for (const slot of deps.slots) reapOrphan(path.join(deps.home, 'slots', slot.name, 'run.pid'));
 
   return {
     async runExperiment(req: RunRequest): Promise<RunResult> {
+      const slot = pool.take();
+      try {
+        return await runOnSlot(req, slot);
+      } finally {
+        pool.give(slot);
+      }
+    },
+  };
+
+  async function runOnSlot(req: RunRequest, slot: Slot): Promise<RunResult> {
       const ctx = Context.current();
+      const slotDir = path.join(deps.home, 'slots', slot.name);
+      const pidFile = path.join(slotDir, 'run.pid');
       reapOrphan(pidFile);
       mkdirSync(slotDir, { recursive: true });
       // A per-remote cache: a host fetches each candidate once, whatever slot runs it.
-      const cache = path.join(deps.home, 'repos', createHash('sha256').update(req.remote).digest('hex').slice(0, 16));
-      await fetchCommit(cache, req.remote, req.ref, req.sha);
-      const worktree = path.join(slotDir, 'worktree');
-      await checkoutWorktree(cache, worktree, req.sha);
+      const repoKey = createHash('sha256').update(req.remote).digest('hex').slice(0, 16);
+      const cache = path.join(deps.home, 'repos', repoKey);
+      // One worktree per slot and campaign repository: campaigns sharing the fleet never mix.
+      const worktree = path.join(slotDir, repoKey);
+      // Slots share the cache repo: its fetches and worktree bookkeeping go one at a time.
+      await locked(cache, async () => {
+        await fetchCommit(cache, req.remote, req.ref, req.sha);
+        await checkoutWorktree(cache, worktree, req.sha);
+      });
 
       const logPath = path.join(deps.home, 'logs', req.tag, `${req.experiment}-${req.run}.log`);
       mkdirSync(path.dirname(logPath), { recursive: true });
       const log = createWriteStream(logPath, { flags: 'a' });
-      log.write(`${ATTEMPT_HEADER}${req.tag} experiment ${req.experiment} run ${req.run} attempt ${ctx.info.attempt} on ${host}/${deps.slot.name} at ${req.sha.slice(0, 7)}: ${req.command}\n`);
+      log.write(`${ATTEMPT_HEADER}${req.tag} experiment ${req.experiment} run ${req.run} attempt ${ctx.info.attempt} on ${host}/${slot.name} at ${req.sha.slice(0, 7)}: ${req.command}\n`);
 
       const started = Date.now();
       const child = execa(req.command, {
         shell: true,
         cwd: worktree,
-        env: trainingEnv(req.env, deps.slot.devices),
+        env: trainingEnv(req.env, slot.devices),
         extendEnv: false,
         detached: true, // its own process group, so the whole tree can be killed
         reject: false,
@@ -89,11 +126,11 @@ export function createGpuActivities(deps: GpuDeps) {
       let peakMb: number | null = null;
       const beat = setInterval(async () => {
         const elapsed = (Date.now() - started) / 1000;
-        ctx.heartbeat({ elapsedSec: Math.round(elapsed), timeoutSec: req.timeoutSec, lastLine, slot: deps.slot.name, host });
-        const used = await gpuMemoryMb(deps.slot.devices);
+        ctx.heartbeat({ elapsedSec: Math.round(elapsed), timeoutSec: req.timeoutSec, lastLine, slot: slot.name, host });
+        const used = await gpuMemoryMb(slot.devices);
         if (used !== null) peakMb = Math.max(peakMb ?? 0, used);
       }, HEARTBEAT_MS);
-      ctx.heartbeat({ elapsedSec: 0, timeoutSec: req.timeoutSec, lastLine: 'started', slot: deps.slot.name, host });
+      ctx.heartbeat({ elapsedSec: 0, timeoutSec: req.timeoutSec, lastLine: 'started', slot: slot.name, host });
 
       const done = await child;
       clearTimeout(timer);
@@ -121,12 +158,11 @@ export function createGpuActivities(deps: GpuDeps) {
         seconds,
         logPath,
         host,
-        slot: deps.slot.name,
+        slot: slot.name,
         logTail: tail,
         reason,
       };
-    },
-  };
+  }
 }
 
 export type GpuActivities = ReturnType<typeof createGpuActivities>;
@@ -145,6 +181,14 @@ export function classify(r: { exitCode: number | null; signal: string | null; ki
 
 function lastMeaningfulLine(tail: string): string {
   return tail.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('===')).at(-1)?.slice(0, 200) ?? '(no output)';
+}
+
+const locks = new Map<string, Promise<unknown>>();
+/** Runs `fn` after every earlier `fn` for the same key has finished (in this process). */
+function locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  const run = (locks.get(key) ?? Promise.resolve()).catch(() => {}).then(fn);
+  locks.set(key, run);
+  return run;
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {

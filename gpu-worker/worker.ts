@@ -1,6 +1,6 @@
-// The GPU worker: one Temporal worker per GPU slot on the GPU task queue, each taking one
-// experiment at a time, so a host with N GPUs runs N experiments and never two on one GPU.
+// The GPU worker: the host's GPU slots on the GPU task queue, one experiment per slot.
 import { Worker, type NativeConnection } from '@temporalio/worker';
+import os from 'node:os';
 import { execa } from 'execa';
 import { GPU_TASK_QUEUE, DEFAULT_NAMESPACE } from '../common/shared';
 import { createGpuActivities, type Slot } from './run';
@@ -24,6 +24,10 @@ export async function listGpus(): Promise<string[]> {
   }
 }
 
+/**
+ * One Temporal worker per host on the GPU task queue, running at most one experiment per slot:
+ * a host with N GPUs trains N experiments at once and never two on one GPU.
+ */
 export async function createGpuWorkers(opts: {
   connection: NativeConnection;
   home: string;
@@ -32,18 +36,16 @@ export async function createGpuWorkers(opts: {
   taskQueue?: string;
   host?: string;
 }): Promise<Worker[]> {
-  return Promise.all(
-    opts.slots.map((slot) =>
-      Worker.create({
-        connection: opts.connection,
-        namespace: opts.namespace ?? DEFAULT_NAMESPACE,
-        taskQueue: opts.taskQueue ?? GPU_TASK_QUEUE,
-        activities: createGpuActivities({ home: opts.home, slot, host: opts.host }),
-        maxConcurrentActivityTaskExecutions: 1,
-        // A stopping worker cancels its run; the experiment is retried elsewhere, not recorded as a crash.
-        shutdownGraceTime: '10s',
-        identity: `${opts.host ?? process.pid}-${slot.name}`,
-      }),
-    ),
-  );
+  return [
+    await Worker.create({
+      connection: opts.connection,
+      namespace: opts.namespace ?? DEFAULT_NAMESPACE,
+      taskQueue: opts.taskQueue ?? GPU_TASK_QUEUE,
+      activities: createGpuActivities({ home: opts.home, slots: opts.slots, host: opts.host }),
+      maxConcurrentActivityTaskExecutions: opts.slots.length,
+      // A stopping worker cancels its runs; the experiments are retried elsewhere, not recorded as crashes.
+      shutdownGraceTime: '10s',
+      identity: `${opts.host ?? os.hostname()}/${process.pid}/${opts.slots.map((s) => s.name).join(',')}`,
+    }),
+  ];
 }

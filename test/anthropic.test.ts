@@ -24,6 +24,8 @@ const CANARY = 'sk-ant-canary-7f3c9e1d2b4a6058-do-not-log';
 const TRAIN = readFileSync(path.join(QUADRATIC, 'train.py'), 'utf8');
 const PREPARE = readFileSync(path.join(QUADRATIC, 'prepare.py'), 'utf8');
 const SONNET = 'claude-sonnet-5-5';
+/** 1-based line number of the fixture's first line that passes `test`. */
+const lineOf = (test: (line: string) => boolean) => TRAIN.split('\n').findIndex(test) + 1;
 
 function context(over: Partial<ProposerContext> = {}): ProposerContext {
   return {
@@ -215,7 +217,8 @@ test('an edit whose search text is not found gets a "did you mean" turn, then ap
     assert.deepEqual(second.messages.map((m: { role: string }) => m.role), ['user', 'assistant', 'user']);
     const feedback: string = second.messages[2].content;
     assert.match(feedback, /Edit 1 \(train\.py\): the search text was not found/);
-    assert.match(feedback, /Did you mean lines 7-7/);
+    const lr = lineOf((l) => l.startsWith('LEARNING_RATE'));
+    assert.match(feedback, new RegExp(`Did you mean lines ${lr}-${lr}`));
     assert.ok(feedback.includes('```\nLEARNING_RATE = 0.5\n```'), feedback);
     // The cached prefix is sent again unchanged, so the second turn reads it from the cache.
     assert.deepEqual(second.messages[0], fake.requests[0].body.messages[0]);
@@ -237,7 +240,9 @@ test('ambiguous or malformed replies get at most two more turns, then the propos
     assert.match(err.message, /Nothing in the file resembles it/);
     near((err as ProposalRejected).costUsd, 3 * priceOfReply(SONNET), 'the three replies are paid for');
     assert.equal(fake.requests.length, 3);
-    assert.match(fake.requests[1].body.messages[2].content, /matches 4 places \(lines 11, 13, 15, 21\)/);
+    const modes = TRAIN.split('\n').flatMap((l, i) => (l.includes('mode ==') ? [i + 1] : []));
+    assert.equal(modes.length, 4);
+    assert.match(fake.requests[1].body.messages[2].content, new RegExp(`matches 4 places \\(lines ${modes.join(', ')}\\)`));
     assert.match(fake.requests[2].body.messages[4].content, /could not be read: it is not JSON/);
     assert.equal(fake.pending(), 1);
   });
@@ -362,7 +367,7 @@ test('a campaign with the anthropic proposer: expected keeps and discards, a 529
       }),
     );
     const repo = await makeRepo();
-    const c = await l.start(repo, { proposer: { kind: 'anthropic', seed: 0, model: SONNET }, budget: { maxExperiments: 3 } });
+    const c = await l.start(repo, { proposer: { kind: 'anthropic', seed: 0, model: SONNET }, budget: { maxExperiments: 3 }, lookahead: 0 });
     const status = await c.result();
 
     assert.equal(status.state, 'completed', status.message);
@@ -389,7 +394,8 @@ test('a campaign with the anthropic proposer: expected keeps and discards, a 529
     near(status.costUsd, total, 'campaign cost total');
     near(rows[1].costUsd, costs[0], 'experiment 1 cost');
     near(rows[2].costUsd, costs[1], 'experiment 2 cost');
-    near(rows[3].costUsd, costs[3], 'experiment 3 cost');
+    // An experiment's cost is every proposal it took: the rejected one, then the one that ran.
+    near(rows[3].costUsd, costs[2] + costs[3], 'experiment 3 cost');
     near(rejected[0].costUsd, costs[2], 'the rejected proposal cost');
 
     const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
@@ -424,7 +430,7 @@ test('a rejected key pauses the campaign with a clear message and burns no exper
   const wrongKey = 'sk-ant-wrong-5e0d1c2b3a49-do-not-log';
   const l = await lab({ deps: { proposers: { anthropic: anthropicProposer({ apiKey: wrongKey, baseURL: fake.baseURL }) } } });
   try {
-    const c = await l.start(await makeRepo(), { proposer: { kind: 'anthropic', seed: 0, model: SONNET }, budget: { maxExperiments: 3 } });
+    const c = await l.start(await makeRepo(), { proposer: { kind: 'anthropic', seed: 0, model: SONNET }, budget: { maxExperiments: 3 }, lookahead: 0 });
     const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
     const paused = await waitFor('the campaign to pause', async () => {
       const s = await handle.query(statusQuery);

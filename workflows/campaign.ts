@@ -239,39 +239,46 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     const fix = s.fix;
     s.fix = null;
     const flight = flights.get(n)!;
-    let proposal: (Extract<Proposal, { kind: 'candidate' }> & { parent: string }) | null = null;
-    for (let attempt = 0; !proposal; attempt++) {
-      if (s.stopRequested) return;
-      const parent = s.best!.sha;
-      flight.phase = 'propose';
-      flight.description = fix ? `fix of experiment ${fix.experiment}` : '';
-      const p = await propose(n, attempt, parent, fix);
-      if (p === 'paused') {
-        await condition(() => !s.paused || s.stopRequested);
-        continue;
+    let attempt = 0;
+    let costUsd = 0;
+    let sha = '';
+    let parent = '';
+    let description = '';
+    let first: RunResult | null = null;
+    while (!first) {
+      // Proposals until one passes preflight (each rejection is recorded and counted).
+      let proposal: Extract<Proposal, { kind: 'candidate' }> | null = null;
+      while (!proposal) {
+        if (s.stopRequested) return;
+        parent = s.best!.sha;
+        flight.phase = 'propose';
+        flight.description = fix ? `fix of experiment ${fix.experiment}` : '';
+        const p = await propose(n, attempt++, parent, fix);
+        if (p === 'paused') continue;
+        costUsd += p.costUsd;
+        if (p.kind === 'candidate') proposal = p;
       }
-      if (p.kind === 'rejected') continue;
-      proposal = { ...p, parent };
+      ({ sha, description } = proposal);
+      flight.description = description;
+      flight.phase = 'queued';
+      // The first run. A proposal prepared while the best moved is rebased onto the new best;
+      // one that conflicts with it is proposed again, on top of it.
+      const ran = await withSlot(async () => {
+        if (s.stopRequested) return 'stopped' as const;
+        if (parent !== s.best!.sha) {
+          const r = await rebase(n, attempt - 1, sha, parent);
+          if (!r) return 'conflict' as const;
+          ({ sha, parent } = r);
+        }
+        flight.phase = 'train';
+        s.statusMessage = `experiment ${n}: training — ${description}`;
+        publish();
+        return train(n, 0, sha, description);
+      });
+      if (ran === 'stopped') return;
+      if (ran === 'conflict') s.statusMessage = `experiment ${n}: its change conflicts with the new best; proposing again`;
+      else first = ran;
     }
-    let { sha } = proposal;
-    let parent = proposal.parent;
-    const description = proposal.description;
-    flight.description = description;
-    flight.phase = 'queued';
-
-    // The first run; a proposal built on an old best is rebased onto the new one first.
-    const first = await withSlot(async () => {
-      if (s.stopRequested) return null;
-      if (parent !== s.best!.sha) {
-        const r = await rebase(n, sha, parent);
-        if (r) ({ sha, parent } = r);
-      }
-      flight.phase = 'train';
-      s.statusMessage = `experiment ${n}: training — ${description}`;
-      publish();
-      return train(n, 0, sha, description);
-    });
-    if (!first) return;
 
     const runs: RunResult[] = [first];
     const bestRuns: RunRecord[] = [];
@@ -289,7 +296,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
       }),
       onBest: () => parent === s.best!.sha,
       rebase: async () => {
-        const r = await rebase(n, sha, parent);
+        const r = await rebase(n, attempt - 1, sha, parent);
         if (!r) return false;
         ({ sha, parent } = r);
         return true;
@@ -315,7 +322,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     }
     const metric = judgement.kind === 'crash' ? null : judgement.metric;
     await record(n, sha, parent, description, runs, judgement.kind, metric, judgement.kind === 'crash' ? null : metric! - before,
-      judgement.evidence, fix?.experiment ?? null, proposal.costUsd, bestRuns);
+      judgement.evidence, fix?.experiment ?? null, costUsd, bestRuns);
     s.experiments += 1;
     s.statusMessage = `experiment ${n}: ${judgement.kind} — ${description}`;
     publish();
@@ -338,6 +345,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
       s.statusMessage = `paused: the proposer failed: ${failureMessage(err)}`;
       log.warn('proposer failed; campaign paused', { experiment: n, error: s.statusMessage });
       publish('paused');
+      await condition(() => !s.paused || s.stopRequested);
       return 'paused' as const;
     }
     s.costUsd += p.costUsd;
@@ -356,13 +364,13 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     return p;
   }
 
-  /** Moves a candidate onto the current best; null when its change conflicts (then it is re-proposed by the caller's judgement). */
-  async function rebase(n: number, sha: string, parent: string): Promise<{ sha: string; parent: string } | null> {
-    const onto = s.best!.sha;
-    const r = await cpu.rebaseCandidate.executeWithOptions({ summary: `experiment ${n}: rebase onto ${onto.slice(0, 7)}` }, [
-      { repo: input.repo, campaignDir: input.campaignDir, tag, experiment: n, sha, parent, onto },
+  /** Moves a candidate onto the current best; null when its change conflicts with it (recorded as a rejection). */
+  async function rebase(n: number, attempt: number, sha: string, parent: string): Promise<{ sha: string; parent: string } | null> {
+    const onto = s.best!;
+    const r = await cpu.rebaseCandidate.executeWithOptions({ summary: `experiment ${n}: rebase onto ${onto.sha.slice(0, 7)} (experiment ${onto.experiment})` }, [
+      { repo: input.repo, campaignDir: input.campaignDir, tag, experiment: n, attempt, sha, parent, onto: onto.sha, ontoExperiment: onto.experiment },
     ]);
-    return r ? { sha: r, parent: onto } : null;
+    return r ? { sha: r, parent: onto.sha } : null;
   }
 
   /** Waits for one of the campaign's `parallelism` slots; none is taken while paused. */

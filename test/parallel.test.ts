@@ -1,0 +1,155 @@
+// Keeping every slot busy and keeps honest: parallel experiments on several CPU slots, a proposal
+// prepared on an old best rebased (or proposed again on a conflict), two campaigns sharing one
+// fleet, and noise-aware keeps with confirmation runs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { campaignWorkflowId } from '../common/shared';
+import { experiments, readLedger } from '../activities/ledger';
+import { git, readRef } from '../activities/git';
+import { statusQuery } from '../workflows/messages';
+import { lab, makeRepo, tempDir } from './helpers';
+
+/** A `command` proposer whose experiment n sets plan[n]'s settings (sleeping `delay` seconds first). */
+function plannedProposer(plan: Record<string, Record<string, number | string>>): string {
+  const dir = tempDir('nightlab-proposer-');
+  writeFileSync(path.join(dir, 'plan.json'), JSON.stringify(plan));
+  writeFileSync(
+    path.join(dir, 'propose.py'),
+    `import json, os, re, sys, time
+plan = json.load(open(sys.argv[1]))
+step = plan[os.environ["NIGHTLAB_EXPERIMENT"]]
+time.sleep(float(step.get("delay", 0)))
+src = open("train.py").read()
+for name, value in step.items():
+    if name in ("desc", "delay"): continue
+    src = re.sub(rf"^{name} = \\S+", f"{name} = {value}", src, flags=re.M)
+open("train.py", "w").write(src)
+open(os.environ["NIGHTLAB_DESCRIPTION"], "w").write(step.get("desc", "planned edit"))
+`,
+  );
+  return `python3 ${path.join(dir, 'propose.py')} ${path.join(dir, 'plan.json')}`;
+}
+
+test('parallelism 2 keeps two CPU slots training at once, never more', async () => {
+  const l = await lab({ slots: [{ name: 'cpu0', devices: null }, { name: 'cpu1', devices: null }] });
+  try {
+    const repo = await makeRepo();
+    const c = await l.start(repo, { parallelism: 2, budget: { maxExperiments: 6 }, run: { command: 'python3 train.py', env: { QUAD_SLEEP: '1' }, timeoutSec: 60 } });
+    const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
+    let most = 0;
+    const done = c.result();
+    let finished = false;
+    void done.finally(() => (finished = true));
+    while (!finished) {
+      const s = await handle.query(statusQuery).catch(() => null);
+      if (s) most = Math.max(most, s.inFlight.filter((f) => f.phase === 'train' || f.phase === 'confirm').length);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    const status = await done;
+    assert.equal(status.experiments, 6);
+    assert.equal(most, 2, 'two experiments trained at the same time, and never three');
+    const runs = readLedger(c.campaignDir).filter((r) => r.kind === 'run');
+    assert.deepEqual(new Set(runs.map((r) => r.kind === 'run' && r.slot)), new Set(['cpu0', 'cpu1']), 'both slots were used');
+    assert.deepEqual(experiments(c.campaignDir).map((r) => r.experiment).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6]);
+  } finally {
+    await l.close();
+  }
+});
+
+test('a proposal prepared while the best moved is rebased onto it; a conflicting one is proposed again on top', async () => {
+  const l = await lab();
+  try {
+    const repo = await makeRepo();
+    // Experiments 2 and 3 are proposed while 1 trains (lookahead 2), all on the baseline; the
+    // delays make them reach the slot in number order.
+    const command = plannedProposer({
+      1: { WIDTH: 16, desc: 'wider' },
+      2: { LEARNING_RATE: 0.2, desc: 'lower lr', delay: 0.4 },
+      3: { WIDTH: 12, desc: 'width 12', delay: 0.8 },
+    });
+    const c = await l.start(repo, {
+      proposer: { kind: 'command', command, seed: 0 }, lookahead: 2, budget: { maxExperiments: 3 },
+      run: { command: 'python3 train.py', env: { QUAD_SLEEP: '1' }, timeoutSec: 60 },
+    });
+    await c.result();
+    const rows = Object.fromEntries(experiments(c.campaignDir).map((r) => [r.experiment, r]));
+    assert.equal(rows[1].status, 'keep');
+    // 2 was built on the baseline; it trained on top of 1, with both changes.
+    assert.equal(rows[2].parent, rows[1].commit);
+    assert.equal(await git(repo).raw(['rev-parse', `${rows[2].commit}^`]), rows[1].commit);
+    const code2 = await git(repo).raw(['show', `${rows[2].commit}:train.py`]);
+    assert.match(code2, /^WIDTH = 16$/m);
+    assert.match(code2, /^LEARNING_RATE = 0\.2$/m);
+    assert.match(await git(repo).raw(['log', '-1', '--format=%B', rows[2].commit]), /rebased onto/);
+    // 3 changed the same line as 1: its rebase conflicted, it was recorded and proposed again on the new best.
+    const conflict = readLedger(c.campaignDir).find((r) => r.kind === 'rejected' && r.experiment === 3);
+    assert.ok(conflict && conflict.kind === 'rejected' && /conflicts with kept experiment/.test(conflict.reason), JSON.stringify(conflict));
+    assert.notEqual(rows[3].parent, rows[0].commit, 'the second proposal of 3 was built on a newer best');
+    // The branch holds only kept commits, each on top of the previous one.
+    const kept = Object.values(rows).filter((r) => r.status === 'keep' && r.experiment > 0);
+    const onBranch = (await git(repo).raw(['rev-list', `${rows[0].commit}..${c.branch}`])).split('\n').filter(Boolean);
+    assert.deepEqual(new Set(onBranch), new Set(kept.map((r) => r.commit)));
+  } finally {
+    await l.close();
+  }
+});
+
+test('two campaigns share one fleet of GPU workers and both finish', async () => {
+  const l = await lab({ slots: [{ name: 'cpu0', devices: null }, { name: 'cpu1', devices: null }] });
+  try {
+    const run = { command: 'python3 train.py', env: { QUAD_SLEEP: '0.5' }, timeoutSec: 60 };
+    const [a, b] = await Promise.all([
+      l.start(await makeRepo(), { parallelism: 2, budget: { maxExperiments: 4 }, run }),
+      l.start(await makeRepo(), { parallelism: 2, budget: { maxExperiments: 4 }, run }),
+    ]);
+    const [sa, sb] = await Promise.all([a.result(), b.result()]);
+    assert.equal(sa.experiments, 4);
+    assert.equal(sb.experiments, 4);
+    for (const c of [a, b]) {
+      const slots = new Set(readLedger(c.campaignDir).flatMap((r) => (r.kind === 'run' ? [r.slot] : [])));
+      const odd = readLedger(c.campaignDir).filter((r) => r.kind === 'run' && r.slot !== 'cpu0' && r.slot !== 'cpu1');
+      assert.deepEqual(odd, [], `${c.tag} ran only on the shared slots`);
+    }
+    const all = [a, b].flatMap((c) => readLedger(c.campaignDir).flatMap((r) => (r.kind === 'run' ? [r.slot] : [])));
+    assert.deepEqual(new Set(all), new Set(['cpu0', 'cpu1']));
+  } finally {
+    await l.close();
+  }
+});
+
+test('a win inside the noise is confirmed with other seeds while the best is re-run; a clear win is kept at once', async () => {
+  const l = await lab();
+  try {
+    const repo = await makeRepo();
+    const command = plannedProposer({
+      1: { LEARNING_RATE: 0.499, desc: 'a change smaller than the noise' },
+      2: { LEARNING_RATE: 0.2, desc: 'a real improvement' },
+    });
+    const c = await l.start(repo, {
+      proposer: { kind: 'command', command, seed: 0 }, lookahead: 0, budget: { maxExperiments: 2 },
+      noise: { baselineRuns: 3, k: 1.8, confirmRuns: 2, bestRuns: 5 },
+      run: { command: 'python3 train.py', env: { QUAD_NOISE: '0.01' }, timeoutSec: 60 },
+    });
+    const s = await c.result();
+    const rows = Object.fromEntries(experiments(c.campaignDir).map((r) => [r.experiment, r]));
+    const runs = readLedger(c.campaignDir).filter((r) => r.kind === 'run');
+    const runsOf = (n: number) => runs.filter((r) => r.experiment === n);
+
+    assert.equal(rows[1].status, 'discard');
+    assert.equal(rows[1].runs, 3, 'one run, then two confirmation runs');
+    assert.match(rows[1].evidence, /confirming with 2 more seeds/);
+    assert.match(rows[1].evidence, /mean of 2 fresh runs/);
+    assert.equal(runsOf(1).length, 3);
+    assert.equal(runsOf(0).length, 5, 'the baseline was re-run up to bestRuns while 1 was confirmed');
+    assert.deepEqual(runsOf(0).map((r) => r.kind === 'run' && r.run).sort(), [0, 1, 2, 3, 4], 'each re-run has its own seed');
+
+    assert.equal(rows[2].status, 'keep');
+    assert.equal(rows[2].runs, 1, 'far outside the noise: no confirmation needed');
+    assert.equal(await readRef(repo, `refs/heads/${c.branch}`), rows[2].commit);
+    assert.ok(s.noiseSigma !== null && s.noiseSigma > 0.003 && s.noiseSigma < 0.03, `noise estimated: ${s.noiseSigma}`);
+  } finally {
+    await l.close();
+  }
+});
