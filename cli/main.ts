@@ -197,7 +197,13 @@ program
     if (!o.note && !o.instructions) throw new ConfigError(['give --note "..." or --instructions <file>'], 'steer');
     const instructions = o.instructions ? (await import('node:fs')).readFileSync(o.instructions, 'utf8') : undefined;
     const client = await connectClient();
-    const r = await client.workflow.getHandle(campaignWorkflowId(tag)).executeUpdate(steerUpdate, { args: [{ note: o.note, instructions }] });
+    await campaignStatus(client, tag); // a clear error for an unknown tag
+    const r = await client.workflow
+      .getHandle(campaignWorkflowId(tag))
+      .executeUpdate(steerUpdate, { args: [{ note: o.note, instructions }] })
+      .catch((e: Error & { cause?: Error }) => {
+        throw new Error(`steering refused: ${e.cause?.message ?? e.message}`);
+      });
     console.log(`Steered campaign ${tag} (${r.notes} note(s) in the proposer's context).`);
   });
 

@@ -6,7 +6,9 @@ import YAML from 'yaml';
 import { z } from 'zod';
 
 /** Names of environment variables that hold secrets: never given to a training run. */
-export const SECRET_NAME = /KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH/i;
+// Names that end like a secret (OPENAI_API_KEY, HF_TOKEN, DB_PASSWORD), not ones that merely
+// contain the word (TINYLM_TOKEN_BUDGET).
+export const SECRET_NAME = /(^|_)(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|AUTH)$|^ANTHROPIC_/i;
 
 export const PROPOSERS = ['auto', 'mutate', 'anthropic', 'command'] as const;
 export const DEFAULT_MODEL = 'claude-sonnet-5-5';

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { campaignWorkflowId } from '../common/shared';
 import { experiments } from '../activities/ledger';
 import { readRef, git } from '../activities/git';
-import { pauseSignal, resumeSignal, statusQuery, stopSignal } from '../workflows/messages';
+import { pauseSignal, resumeSignal, statusQuery, steerUpdate, stopSignal } from '../workflows/messages';
 import { lab, makeRepo, tempDir, waitFor } from './helpers';
 
 /** A `command` proposer driven by a plan: experiment n gets plan[n] settings; a fix gets plan.fix. */
@@ -180,6 +180,39 @@ test('a baseline that cannot run fails the campaign with the reason, before any 
     const desc = await l.client.workflow.getHandle(campaignWorkflowId(c.tag)).describe();
     assert.equal(desc.status.name, 'FAILED');
     assert.equal(desc.typedSearchAttributes.getAll().find((p) => p.key.name === 'NightlabStatus')?.value, 'failed');
+  } finally {
+    await l.close();
+  }
+});
+
+test('a steering note given mid-campaign reaches the next proposal\'s context and is visible in the history', async () => {
+  const l = await lab();
+  try {
+    const repo = await makeRepo();
+    const plan: Record<string, Record<string, number | string>> = {};
+    for (let n = 1; n <= 6; n++) plan[n] = { WIDTH: 8 + n, desc: `width ${8 + n}` };
+    const command = plannedProposer(plan);
+    const contextDir = path.dirname(command.split(' ')[2]);
+    const c = await l.start(repo, {
+      proposer: { kind: 'command', command, seed: 0 }, lookahead: 0, budget: { maxExperiments: 6 },
+      run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.7' }, timeoutSec: 60 },
+    });
+    const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
+    await waitFor('experiment 2 proposed', () => existsSync(path.join(contextDir, 'context-2.md')));
+    const note = 'try wider models first, never touch the learning rate';
+    // An empty note is refused by the update's validator, before it reaches history.
+    await assert.rejects(handle.executeUpdate(steerUpdate, { args: [{ note: '  ' }] }), (e: Error & { cause?: Error }) => /non-empty --note or --instructions/.test(e.cause?.message ?? ''));
+    const r = await handle.executeUpdate(steerUpdate, { args: [{ note }] });
+    assert.equal(r.notes, 1);
+    const s = await c.result();
+    assert.equal(s.state, 'completed');
+    const before = readFileSync(path.join(contextDir, 'context-1.md'), 'utf8');
+    assert.doesNotMatch(before, /Notes from the human/);
+    const after = readFileSync(path.join(contextDir, 'context-6.md'), 'utf8');
+    assert.match(after, /# Notes from the human/);
+    assert.ok(after.includes(note), 'the note is in the context of a later proposal');
+    const history = JSON.stringify((await handle.fetchHistory()).events);
+    assert.ok(history.includes('workflowExecutionUpdateAcceptedEventAttributes'), 'the steering update is in the history');
   } finally {
     await l.close();
   }
