@@ -66,6 +66,16 @@ export const mutateProposer: Proposer = async (ctx) => {
   const knobs = findKnobs(ctx.editable);
   if (!knobs.length) throw new Error(`the mutate proposer found no UPPER_CASE = <number> settings in ${ctx.editable.map((f) => f.path).join(', ')}; use another proposer`);
   const random = rng(ctx.seed, ctx.tag, ctx.experiment, ctx.attempt);
+  // A change already tried (on this best or an earlier one) teaches nothing new: draw again.
+  const tried = new Set(ctx.history.map((h) => h.description));
+  let proposal = draw(knobs, ctx, random);
+  for (let i = 0; i < MAX_DRAWS && tried.has(proposal.description); i++) proposal = draw(knobs, ctx, random);
+  return proposal;
+};
+
+const MAX_DRAWS = 50;
+
+function draw(knobs: Knob[], ctx: Parameters<Proposer>[0], random: () => number): { description: string; files: Record<string, string> } {
   // Mostly one change at a time, so a keep says which setting helped; sometimes two.
   const count = Math.min(knobs.length, random() < 0.75 ? 1 : 2);
   const chosen: Knob[] = [];
@@ -83,4 +93,4 @@ export const mutateProposer: Proposer = async (ctx) => {
     changes.push(`${k.name} ${k.value} -> ${next}`);
   }
   return { description: changes.join(', '), files };
-};
+}

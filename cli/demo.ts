@@ -4,6 +4,7 @@
 import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { parseConfig, PRESETS } from '../common/config';
 import { connectClient, connectWorker, nightlabHome, temporalAddress, temporalNamespace } from '../common/connection';
 import { findTemporalCli } from '../common/temporal-cli';
@@ -32,6 +33,8 @@ export async function makeExampleRepo(dir: string, source = TINY_LM_DIR): Promis
 
 export async function runDemo(opts: { iterations: number; tag?: string }): Promise<void> {
   const log = (l: string) => console.log(l);
+  // The demo prints its own progress; the workers' lifecycle chatter would bury it.
+  Runtime.install({ logger: new DefaultLogger('WARN') });
   const home = nightlabHome();
   const tag = opts.tag ?? `demo-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, '').replace(/^(\d{8})/, '$1-')}`;
   const address = temporalAddress();
@@ -68,16 +71,17 @@ export async function runDemo(opts: { iterations: number; tag?: string }): Promi
   log(`Campaign ${tag}: baseline + ${opts.iterations} experiments of tiny-lm with the ${input.config.proposer.kind} proposer.`);
   log(`  repository ${repoDir}, branch ${input.branch}\n  records ${input.campaignDir}\n  Web UI ${uiLink(tag, namespace)}\n`);
 
-  let shown = -1;
+  // Experiments finish out of order when one is prepared ahead: print each once, as it ends.
+  const shown = new Set<number>();
   const result = handle.result();
   let finished = false;
   void result.then(() => (finished = true), () => (finished = true));
   while (!finished) {
     await Promise.race([result.catch(() => {}), new Promise((r) => setTimeout(r, POLL_MS))]);
     const rows = experiments(input.campaignDir);
-    for (const r of rows.filter((x) => x.experiment > shown)) {
+    for (const r of rows.filter((x) => !shown.has(x.experiment))) {
       log(`  ${String(r.experiment).padStart(3)}  ${r.status.padEnd(7)} ${r.metric === null ? '   -    ' : r.metric.toFixed(6)}  ${r.description}${r.status === 'crash' ? ` (${r.reason})` : ''}`);
-      shown = r.experiment;
+      shown.add(r.experiment);
     }
   }
   try {

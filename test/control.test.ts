@@ -8,29 +8,7 @@ import { campaignWorkflowId } from '../common/shared';
 import { experiments } from '../activities/ledger';
 import { readRef, git } from '../activities/git';
 import { pauseSignal, resumeSignal, statusQuery, steerUpdate, stopSignal } from '../workflows/messages';
-import { lab, makeRepo, tempDir, waitFor } from './helpers';
-
-/** A `command` proposer driven by a plan: experiment n gets plan[n] settings; a fix gets plan.fix. */
-function plannedProposer(plan: Record<string, Record<string, number | string>>): string {
-  const dir = tempDir('nightlab-proposer-');
-  writeFileSync(path.join(dir, 'plan.json'), JSON.stringify(plan));
-  writeFileSync(
-    path.join(dir, 'propose.py'),
-    `import json, os, re, shutil, sys
-plan = json.load(open(sys.argv[1]))
-n, fix = os.environ["NIGHTLAB_EXPERIMENT"], os.environ["NIGHTLAB_FIX"]
-shutil.copy(os.environ["NIGHTLAB_CONTEXT"], os.path.join(os.path.dirname(sys.argv[1]), f"context-{n}.md"))
-step = plan["fix"] if fix else plan[n]
-src = open("train.py").read()
-for name, value in step.items():
-    if name == "desc": continue
-    src = re.sub(rf"^{name} = \\S+", f"{name} = {value}", src, flags=re.M)
-open("train.py", "w").write(src)
-open(os.environ["NIGHTLAB_DESCRIPTION"], "w").write(step.get("desc", "planned edit"))
-`,
-  );
-  return `python3 ${path.join(dir, 'propose.py')} ${path.join(dir, 'plan.json')}`;
-}
+import { contextDir, lab, makeRepo, plannedProposer, tempDir, waitFor } from './helpers';
 
 test('pause waits after the current experiment, resume goes on, stop ends the campaign cleanly', async () => {
   const l = await lab();
@@ -151,8 +129,8 @@ test('a crash gets fix attempts that see the log tail, and a fix is kept on top 
       [2, 'keep', 1],
       [3, 'discard', null],
     ]);
-    const contextDir = path.dirname(command.split(' ')[2]);
-    const fixContext = readFileSync(path.join(contextDir, 'context-2.md'), 'utf8');
+    const contexts = contextDir(command);
+    const fixContext = readFileSync(path.join(contexts, 'context-2.md'), 'utf8');
     assert.match(fixContext, /fix the crash of experiment 1/);
     assert.match(fixContext, /RuntimeError: boom: the model diverged/, 'the log tail reaches the proposer');
     // The fix's parent is the baseline (best), not the crashed commit: the branch holds only keeps.
@@ -192,13 +170,13 @@ test('a steering note given mid-campaign reaches the next proposal\'s context an
     const plan: Record<string, Record<string, number | string>> = {};
     for (let n = 1; n <= 6; n++) plan[n] = { WIDTH: 8 + n, desc: `width ${8 + n}` };
     const command = plannedProposer(plan);
-    const contextDir = path.dirname(command.split(' ')[2]);
+    const contexts = contextDir(command);
     const c = await l.start(repo, {
       proposer: { kind: 'command', command, seed: 0 }, lookahead: 0, budget: { maxExperiments: 6 },
       run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.7' }, timeoutSec: 60 },
     });
     const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
-    await waitFor('experiment 2 proposed', () => existsSync(path.join(contextDir, 'context-2.md')));
+    await waitFor('experiment 2 proposed', () => existsSync(path.join(contexts, 'context-2.md')));
     const note = 'try wider models first, never touch the learning rate';
     // An empty note is refused by the update's validator, before it reaches history.
     await assert.rejects(handle.executeUpdate(steerUpdate, { args: [{ note: '  ' }] }), (e: Error & { cause?: Error }) => /non-empty --note or --instructions/.test(e.cause?.message ?? ''));
@@ -206,9 +184,9 @@ test('a steering note given mid-campaign reaches the next proposal\'s context an
     assert.equal(r.notes, 1);
     const s = await c.result();
     assert.equal(s.state, 'completed');
-    const before = readFileSync(path.join(contextDir, 'context-1.md'), 'utf8');
+    const before = readFileSync(path.join(contexts, 'context-1.md'), 'utf8');
     assert.doesNotMatch(before, /Notes from the human/);
-    const after = readFileSync(path.join(contextDir, 'context-6.md'), 'utf8');
+    const after = readFileSync(path.join(contexts, 'context-6.md'), 'utf8');
     assert.match(after, /# Notes from the human/);
     assert.ok(after.includes(note), 'the note is in the context of a later proposal');
     const history = JSON.stringify((await handle.fetchHistory()).events);

@@ -127,3 +127,34 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/**
+ * A `command` proposer driven by a plan: experiment n sets plan[n]'s settings (a fix uses
+ * plan.fix), after sleeping `delay` seconds; each proposal's context is kept as context-<n>.md
+ * beside the plan. Returns the command; `contextDir(command)` finds the kept contexts.
+ */
+export function plannedProposer(plan: Record<string, Record<string, number | string>>): string {
+  const dir = tempDir('nightlab-proposer-');
+  writeFileSync(path.join(dir, 'plan.json'), JSON.stringify(plan));
+  writeFileSync(
+    path.join(dir, 'propose.py'),
+    `import json, os, re, shutil, sys, time
+plan = json.load(open(sys.argv[1]))
+n, fix = os.environ["NIGHTLAB_EXPERIMENT"], os.environ["NIGHTLAB_FIX"]
+shutil.copy(os.environ["NIGHTLAB_CONTEXT"], os.path.join(os.path.dirname(sys.argv[1]), f"context-{n}.md"))
+step = plan["fix"] if fix else plan[n]
+time.sleep(float(step.get("delay", 0)))
+src = open("train.py").read()
+for name, value in step.items():
+    if name in ("desc", "delay"): continue
+    src = re.sub(rf"^{name} = \\S+", f"{name} = {value}", src, flags=re.M)
+open("train.py", "w").write(src)
+open(os.environ["NIGHTLAB_DESCRIPTION"], "w").write(step.get("desc", "planned edit"))
+`,
+  );
+  return `python3 ${path.join(dir, 'propose.py')} ${path.join(dir, 'plan.json')}`;
+}
+
+export function contextDir(command: string): string {
+  return path.dirname(command.split(' ')[2]);
+}

@@ -3,34 +3,11 @@
 // fleet, and noise-aware keeps with confirmation runs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { campaignWorkflowId } from '../common/shared';
 import { experiments, readLedger } from '../activities/ledger';
 import { git, readRef } from '../activities/git';
 import { statusQuery } from '../workflows/messages';
-import { lab, makeRepo, tempDir } from './helpers';
-
-/** A `command` proposer whose experiment n sets plan[n]'s settings (sleeping `delay` seconds first). */
-function plannedProposer(plan: Record<string, Record<string, number | string>>): string {
-  const dir = tempDir('nightlab-proposer-');
-  writeFileSync(path.join(dir, 'plan.json'), JSON.stringify(plan));
-  writeFileSync(
-    path.join(dir, 'propose.py'),
-    `import json, os, re, sys, time
-plan = json.load(open(sys.argv[1]))
-step = plan[os.environ["NIGHTLAB_EXPERIMENT"]]
-time.sleep(float(step.get("delay", 0)))
-src = open("train.py").read()
-for name, value in step.items():
-    if name in ("desc", "delay"): continue
-    src = re.sub(rf"^{name} = \\S+", f"{name} = {value}", src, flags=re.M)
-open("train.py", "w").write(src)
-open(os.environ["NIGHTLAB_DESCRIPTION"], "w").write(step.get("desc", "planned edit"))
-`,
-  );
-  return `python3 ${path.join(dir, 'propose.py')} ${path.join(dir, 'plan.json')}`;
-}
+import { lab, makeRepo, plannedProposer } from './helpers';
 
 test('parallelism 2 keeps two CPU slots training at once, never more', async () => {
   const l = await lab({ slots: [{ name: 'cpu0', devices: null }, { name: 'cpu1', devices: null }] });
