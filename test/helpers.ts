@@ -86,6 +86,7 @@ export async function lab(opts: { deps?: ActivityDeps; slots?: Slot[]; gpu?: boo
   const runs: Promise<void>[] = [orchestrator.run()];
   let gpu: Worker[] = [];
   let gpuRuns: Promise<void>[] = [];
+  const started: string[] = [];
   const l: Lab = {
     client, home, taskQueue, gpuTaskQueue, orchestrator, gpu,
     async startGpu(slots = opts.slots ?? [{ name: 'cpu', devices: null }]) {
@@ -103,9 +104,15 @@ export async function lab(opts: { deps?: ActivityDeps; slots?: Slot[]; gpu?: boo
       const cfg = parseConfig({ ...QUADRATIC_CONFIG, ...config }, 'test');
       const input = await prepareStart({ config: cfg, baseDir: repo, tag, home });
       const handle = await startCampaign(client, { ...input, gpuTaskQueue }, { taskQueue, historyEventsLimit: o.historyEventsLimit });
+      started.push(handle.workflowId);
       return { tag, campaignDir: input.campaignDir, branch: input.branch, result: () => handle.result() as Promise<CampaignStatus> };
     },
     async close() {
+      // A campaign a test left running (a failed assertion, a test about pausing) would clutter a shared server.
+      for (const id of started) {
+        const h = client.workflow.getHandle(id);
+        if ((await h.describe().catch(() => null))?.status.name === 'RUNNING') await h.terminate('test finished').catch(() => {});
+      }
       await l.stopGpu();
       orchestrator.shutdown();
       await Promise.allSettled(runs);
