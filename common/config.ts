@@ -44,6 +44,24 @@ const configSchema = z
       }, { required_error: 'required: the metric to read (e.g. metric: { name: val_bpb, direction: lower })' })
       .strict(),
     memory: z.object({ key: z.string().min(1) }).strict().optional(),
+    // A locked evaluation run after each training run that exits 0, in the same worktree (it reads
+    // what the run saved, e.g. a checkpoint in $NIGHTLAB_OUTPUT_DIR). `metric`: the evaluator's
+    // figure that decides instead of the trainer's print. `heldOut`: a figure recorded for people
+    // and never given to the proposer. `heldOutPaths`: data only the evaluation may read.
+    evaluate: z
+      .object({
+        command: z.string({ required_error: 'required: the evaluation command (e.g. "python3 evaluate.py")' }).min(1, 'must not be empty'),
+        metric: z.string().regex(/^[A-Za-z_][\w.]*$/, 'must be an identifier such as val_bpb').optional(),
+        heldOut: z.string().regex(/^[A-Za-z_][\w.]*$/, 'must be an identifier such as test_bpb').optional(),
+        heldOutPaths: z.array(relPath).default([]),
+        timeoutSec: z.number({ invalid_type_error: 'must be a number of seconds (e.g. 120)' }).positive('must be > 0').default(120),
+      })
+      .strict()
+      .optional(),
+    // Training runs in a bubblewrap sandbox on Linux: no network, held-out data and secrets hidden,
+    // writes only in the worktree and a scratch directory. auto: when bubblewrap works, else a
+    // warning; required: a run without a sandbox is a crash; off: never.
+    sandbox: z.enum(['auto', 'required', 'off'], { errorMap: () => ({ message: 'must be "auto", "required" or "off"' }) }).default('auto'),
     budget: z
       .object({
         maxExperiments: z.number().int('must be a whole number').positive('must be > 0').nullable().default(100),
@@ -89,6 +107,19 @@ const configSchema = z
     }
     for (const k of Object.keys(c.run.env)) {
       if (SECRET_NAME.test(k)) ctx.addIssue({ code: 'custom', path: ['run', 'env', k], message: 'looks like a secret; training runs never get secrets (the code they run is written by the proposer). Remove it' });
+    }
+    if (c.evaluate) {
+      const e = c.evaluate;
+      const deciding = e.metric ?? c.metric.name;
+      if (e.heldOut && e.heldOut === deciding) {
+        ctx.addIssue({ code: 'custom', path: ['evaluate', 'heldOut'], message: `${e.heldOut} is the deciding metric, which the proposer sees; name another figure (e.g. test_bpb)` });
+      }
+      const under = (p: string, dir: string) => p === dir || p.startsWith(`${dir.replace(/\/+$/, '')}/`) || dir.startsWith(`${p.replace(/\/+$/, '')}/`);
+      for (const [i, h] of e.heldOutPaths.entries()) {
+        // Locked files are shown to the proposer, editable ones are written by it: held-out data is neither.
+        const clash = [...c.locked.map((f) => ['locked', f]), ...c.editable.map((f) => ['editable', f])].find(([, f]) => under(h, f));
+        if (clash) ctx.addIssue({ code: 'custom', path: ['evaluate', 'heldOutPaths', i], message: `${h} overlaps ${clash[0]} ${clash[1]}; held-out data must be neither locked (locked files are shown to the proposer) nor editable` });
+      }
     }
     if (c.proposer.kind === 'command' && !c.proposer.command) {
       ctx.addIssue({ code: 'custom', path: ['proposer', 'command'], message: 'required when proposer.kind is "command" (e.g. "claude -p ...")' });
@@ -147,6 +178,7 @@ export function checkTargetFiles(config: CampaignConfig, repo: string): string[]
   };
   config.editable.forEach((f) => need('editable', f));
   config.locked.forEach((f) => need('locked', f));
+  config.evaluate?.heldOutPaths.forEach((f) => need('evaluate.heldOutPaths', f));
   if (config.instructions) need('instructions', config.instructions);
   return problems;
 }
@@ -179,14 +211,17 @@ export const PRESETS: Record<string, CampaignConfigInput> = {
     crash: { maxFixAttempts: 2 },
     branch: 'autoresearch/{tag}',
   },
-  // The CPU example shipped in examples/tiny-lm: runs of a few seconds on 2 cores.
+  // The CPU example shipped in examples/tiny-lm: runs of a few seconds on 2 cores. The locked
+  // evaluate.py scores the saved checkpoint: its val_bpb decides, its test_bpb is held out.
   'tiny-lm': {
     target: '.',
     editable: ['train.py'],
-    locked: ['prepare.py'],
+    locked: ['prepare.py', 'evaluate.py'],
     instructions: 'program.md',
     run: { command: 'python3 train.py', env: {}, timeoutSec: 120 },
     metric: { name: 'val_bpb', direction: 'lower' },
+    evaluate: { command: 'python3 evaluate.py', metric: 'val_bpb', heldOut: 'test_bpb', heldOutPaths: ['data/heldout'], timeoutSec: 60 },
+    sandbox: 'auto',
     memory: { key: 'peak_vram_mb' },
     budget: { maxExperiments: 12, maxHours: 2, maxCostUsd: null },
     proposer: { kind: 'auto', seed: 0 },

@@ -51,6 +51,25 @@ export interface RunRequest {
   timeoutSec: number;
   metric: MetricSpec;
   memoryKey?: string;
+  /** Files verified by content hash before and after the run (config `locked`). */
+  locked?: string[];
+  /** auto (default): bubblewrap when it works, else a warning; required: no sandbox is a crash; off. */
+  sandbox?: SandboxMode;
+  /** The locked evaluation run after a training run that exits 0. */
+  evaluate?: EvaluateSpec;
+}
+
+export type SandboxMode = 'auto' | 'required' | 'off';
+
+export interface EvaluateSpec {
+  command: string;
+  /** The evaluator's figure that decides, instead of the trainer's printed metric. */
+  metric?: string;
+  /** A held-out figure: recorded for people, never given to the proposer. */
+  heldOut?: string;
+  /** Paths (relative to the repository) that only the evaluation may read. */
+  heldOutPaths?: string[];
+  timeoutSec?: number;
 }
 
 export interface MetricSpec {
@@ -72,6 +91,8 @@ export interface RunResult {
   /** Last lines of the log, bounded so history stays small. */
   logTail: string;
   reason: string;
+  /** The evaluator's held-out figure (config evaluate.heldOut); never given to the proposer. */
+  heldOut?: number | null;
 }
 
 /** One proposal, as it crosses history: a commit and a line, never file contents. */
@@ -100,6 +121,8 @@ export interface RunRecord {
   host: string;
   slot: string;
   reason: string;
+  /** The held-out figure of this run, when an evaluator gives one; never given to the proposer. */
+  heldOut?: number | null;
 }
 
 /** One row of the ledger: every field Nightlab knows of one experiment. */
@@ -127,6 +150,8 @@ export interface ExperimentRecord {
   costUsd: number;
   fixOf: number | null;
   finishedAt: string;
+  /** Mean held-out figure over the experiment's runs that have one; never given to the proposer. */
+  heldOut?: number | null;
 }
 
 /** Compact state carried across continue-as-new (a few hundred bytes plus the config). */

@@ -1,16 +1,19 @@
 // The training run, on one GPU slot: move the slot's worktree to the candidate commit, run the
-// command in its own process group, stream the log to disk, heartbeat, enforce the hard timeout,
-// and classify how it ended. Every run leaves a record, even when it dies.
-import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, openSync, readSync, closeSync, statSync } from 'node:fs';
+// command in its own process group (in a sandbox where the host allows: see sandbox.ts), stream
+// the log to disk, heartbeat, enforce the hard timeout, verify the locked files were not touched,
+// run the locked evaluation when the config has one, and classify how it ended. Every run leaves
+// a record, even when it dies.
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, openSync, readSync, closeSync, statSync, lstatSync, readlinkSync, type WriteStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { Context, CancelledFailure } from '@temporalio/activity';
 import { execa } from 'execa';
 import type { RunRequest, RunResult, RunOutcome } from '../common/shared';
-import { looksOutOfMemory, readFigure, readMetric } from '../common/metrics';
+import { checkMetric, looksOutOfMemory, readFigure } from '../common/metrics';
 import { checkoutWorktree, fetchCommit } from '../activities/git';
 import { trainingEnv } from './env';
+import { bwrapArgs, decideSandbox } from './sandbox';
 
 const HEARTBEAT_MS = 5_000;
 /** After SIGTERM, the run's process group gets this long before SIGKILL. */
@@ -20,6 +23,10 @@ const ATTEMPT_HEADER = '=== nightlab ';
 const TAIL_CHARS = 4_000;
 /** The summary block is at the end; read only this much of a long log to find it. */
 const SUMMARY_BYTES = 64 * 1024;
+/** After a run's process exits, its output pipes get this long to drain. */
+const STREAM_GRACE_MS = 2_000;
+/** The evaluation's hard timeout when the config gives none. */
+const DEFAULT_EVAL_TIMEOUT_SEC = 120;
 
 export interface Slot {
   /** "gpu0", "gpu1", ... or "cpu". */
@@ -71,112 +78,329 @@ export function createGpuActivities(deps: GpuDeps) {
   };
 
   async function runOnSlot(req: RunRequest, slot: Slot): Promise<RunResult> {
-      const ctx = Context.current();
-      const slotDir = path.join(deps.home, 'slots', slot.name);
-      const pidFile = path.join(slotDir, 'run.pid');
-      reapOrphan(pidFile);
-      mkdirSync(slotDir, { recursive: true });
-      // A per-remote cache: a host fetches each candidate once, whatever slot runs it.
-      const repoKey = createHash('sha256').update(req.remote).digest('hex').slice(0, 16);
-      const cache = path.join(deps.home, 'repos', repoKey);
-      // One worktree per slot and campaign repository: campaigns sharing the fleet never mix.
-      const worktree = path.join(slotDir, repoKey);
-      // Slots share the cache repo: its fetches and worktree bookkeeping go one at a time.
-      await locked(cache, async () => {
-        await fetchCommit(cache, req.remote, req.ref, req.sha);
-        await checkoutWorktree(cache, worktree, req.sha);
-      });
+    const ctx = Context.current();
+    const slotDir = path.join(deps.home, 'slots', slot.name);
+    const pidFile = path.join(slotDir, 'run.pid');
+    reapOrphan(pidFile);
+    mkdirSync(slotDir, { recursive: true });
+    // A per-remote cache: a host fetches each candidate once, whatever slot runs it.
+    const repoKey = createHash('sha256').update(req.remote).digest('hex').slice(0, 16);
+    const cache = path.join(deps.home, 'repos', repoKey);
+    // One worktree per slot and campaign repository: campaigns sharing the fleet never mix.
+    const worktree = path.join(slotDir, repoKey);
+    // Slots share the cache repo: its fetches and worktree bookkeeping go one at a time.
+    await locked(cache, async () => {
+      await fetchCommit(cache, req.remote, req.ref, req.sha);
+      await checkoutWorktree(cache, worktree, req.sha);
+    });
 
-      const logPath = path.join(deps.home, 'logs', req.tag, `${req.experiment}-${req.run}.log`);
-      mkdirSync(path.dirname(logPath), { recursive: true });
-      const log = createWriteStream(logPath, { flags: 'a' });
-      log.write(`${ATTEMPT_HEADER}${req.tag} experiment ${req.experiment} run ${req.run} attempt ${ctx.info.attempt} on ${host}/${slot.name} at ${req.sha.slice(0, 7)}: ${req.command}\n`);
+    // The run's scratch, fresh each run: its output (NIGHTLAB_OUTPUT_DIR, e.g. a checkpoint for the
+    // evaluation) and TMPDIR. Nothing from an earlier run can pose as this run's output.
+    const scratch = path.join(slotDir, 'scratch');
+    rmSync(scratch, { recursive: true, force: true });
+    const outDir = path.join(scratch, 'out');
+    const tmpDir = path.join(scratch, 'tmp');
+    const evalTmp = path.join(scratch, 'eval-tmp');
+    for (const d of [outDir, tmpDir, evalTmp]) mkdirSync(d, { recursive: true });
 
-      const started = Date.now();
-      const child = execa(req.command, {
-        shell: true,
-        cwd: worktree,
-        env: trainingEnv(req.env, slot.devices),
-        extendEnv: false,
-        detached: true, // its own process group, so the whole tree can be killed
-        reject: false,
-        buffer: false,
-        stdin: 'ignore',
-      });
-      writeFileSync(pidFile, String(child.pid));
-      let lastLine = '';
-      const onData = (chunk: Buffer) => {
-        log.write(chunk);
-        const lines = chunk.toString().split(/[\r\n]+/).filter((l) => l.trim());
-        if (lines.length) lastLine = lines.at(-1)!.slice(0, 200);
-      };
-      child.stdout?.on('data', onData);
-      child.stderr?.on('data', onData);
-
-      let killedFor: 'timeout' | 'cancelled' | null = null;
-      const killGroup = (why: 'timeout' | 'cancelled') => {
-        if (killedFor) return;
-        killedFor = why;
-        signalGroup(child.pid!, 'SIGTERM');
-        setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), KILL_GRACE_MS).unref();
-      };
-      const timer = setTimeout(() => killGroup('timeout'), req.timeoutSec * 1000);
-      const onCancel = () => killGroup('cancelled');
-      ctx.cancellationSignal.addEventListener('abort', onCancel);
-      let peakMb: number | null = null;
-      const beat = setInterval(async () => {
-        const elapsed = (Date.now() - started) / 1000;
-        ctx.heartbeat({ elapsedSec: Math.round(elapsed), timeoutSec: req.timeoutSec, lastLine, slot: slot.name, host });
-        const used = await gpuMemoryMb(slot.devices);
-        if (used !== null) peakMb = Math.max(peakMb ?? 0, used);
-      }, HEARTBEAT_MS);
-      ctx.heartbeat({ elapsedSec: 0, timeoutSec: req.timeoutSec, lastLine: 'started', slot: slot.name, host });
-
-      const done = await child;
-      clearTimeout(timer);
-      clearInterval(beat);
-      ctx.cancellationSignal.removeEventListener('abort', onCancel);
-      // Wait for the grace kill of stragglers (children that outlived the shell) before we go.
-      signalGroup(child.pid!, 'SIGKILL');
+    const logPath = path.join(deps.home, 'logs', req.tag, `${req.experiment}-${req.run}.log`);
+    mkdirSync(path.dirname(logPath), { recursive: true });
+    const log = createWriteStream(logPath, { flags: 'a' });
+    log.write(`${ATTEMPT_HEADER}${req.tag} experiment ${req.experiment} run ${req.run} attempt ${ctx.info.attempt} on ${host}/${slot.name} at ${req.sha.slice(0, 7)}: ${req.command}\n`);
+    const early = async (reason: string): Promise<RunResult> => {
+      log.write(`=== ${reason}\n`);
       await new Promise<void>((resolve) => log.end(resolve));
-      rmSync(pidFile, { force: true });
-      const seconds = Math.round((Date.now() - started) / 100) / 10;
-      if (killedFor === 'cancelled') throw new CancelledFailure('run cancelled; process group killed');
+      return { outcome: 'crash', exitCode: null, metric: null, memoryMb: null, seconds: 0, logPath, host, slot: slot.name, logTail: '', reason };
+    };
 
-      // Only this attempt's output counts: an earlier attempt's summary must not pose as this one's.
-      const end = readEnd(logPath, SUMMARY_BYTES);
-      const summary = end.slice(Math.max(0, end.lastIndexOf(ATTEMPT_HEADER)));
-      const tail = summary.split('\n').slice(-TAIL_LINES - 1).join('\n').slice(-TAIL_CHARS);
-      const metric = readMetric(summary, req.metric);
-      const memoryFigure = req.memoryKey ? readFigure(summary, req.memoryKey) : null;
-      const { outcome, reason } = classify({ exitCode: done.exitCode ?? null, signal: done.signal ?? null, killedFor, metric, tail, timeoutSec: req.timeoutSec, command: req.command, metricName: req.metric.name });
-      return {
-        outcome,
-        exitCode: done.exitCode ?? null,
-        metric: outcome === 'ok' ? metric : null,
-        memoryMb: memoryFigure ?? peakMb,
-        seconds,
-        logPath,
-        host,
-        slot: slot.name,
-        logTail: tail,
-        reason,
-      };
+    // Locked files (and held-out data) as committed, before the run: their hashes are checked again after it.
+    const guarded = [...new Set([...(req.locked ?? []), ...(req.evaluate?.heldOutPaths ?? [])])];
+    const baseline = await lockedBaseline(cache, worktree, req.sha, guarded);
+    if (baseline.mismatch.length) return early(`locked file ${baseline.mismatch.join(', ')} in the worktree differs from the candidate commit before the run`);
+
+    const sandbox = await decideSandbox(req.sandbox);
+    if (sandbox.kind === 'refuse') return early(sandbox.reason);
+    log.write(`=== ${sandbox.header}\n`);
+    const localRemote = localDir(req.remote);
+    const hide = [deps.home, ...(localRemote ? [localRemote] : [])];
+
+    // In the sandbox, compile caches (Triton, TorchInductor) persist per slot, as they would in $HOME.
+    const compileCache = path.join(slotDir, 'cache');
+    const caches = sandbox.kind === 'bwrap' ? sandboxCaches(compileCache, req.env) : {};
+    const trainEnv = { ...trainingEnv(req.env, slot.devices), ...caches, NIGHTLAB_OUTPUT_DIR: outDir, TMPDIR: tmpDir };
+    const trained = await runProcess({
+      command: req.command, cwd: worktree, env: trainEnv, timeoutSec: req.timeoutSec, pidFile, ctx, slot, host, sink: log,
+      bwrap: sandbox.kind === 'bwrap' ? { path: sandbox.bwrap, args: bwrapArgs({ worktree, writable: [outDir, tmpDir], caches: [compileCache], hide, hideInWorktree: req.evaluate?.heldOutPaths ?? [], env: trainEnv }) } : null,
+    });
+    await new Promise<void>((resolve) => log.end(resolve));
+    if (trained.killedFor === 'cancelled') throw new CancelledFailure('run cancelled; process group killed');
+
+    // Only this attempt's output counts: an earlier attempt's summary must not pose as this one's.
+    const summary = lastAttempt(readEnd(logPath, SUMMARY_BYTES));
+    const tail = summary.split('\n').slice(-TAIL_LINES - 1).join('\n').slice(-TAIL_CHARS);
+    const memoryFigure = req.memoryKey ? readFigure(summary, req.memoryKey) : null;
+    let seconds = trained.seconds;
+    const result = (r: { outcome: RunOutcome; reason: string }, metric: number | null, heldOut: number | null = null): RunResult => ({
+      outcome: r.outcome,
+      exitCode: trained.exitCode,
+      metric: r.outcome === 'ok' ? metric : null,
+      memoryMb: memoryFigure ?? trained.peakMb,
+      seconds: Math.round(seconds * 10) / 10,
+      logPath,
+      host,
+      slot: slot.name,
+      logTail: tail,
+      reason: r.reason,
+      ...(req.evaluate?.heldOut ? { heldOut: r.outcome === 'ok' ? heldOut : null } : {}),
+    });
+    const facts = { exitCode: trained.exitCode, signal: trained.signal, killedFor: trained.killedFor, tail, timeoutSec: req.timeoutSec, command: req.command, metricName: req.metric.name };
+
+    // A run that changed a locked file (or the held-out data) is a crash, however it ended.
+    const modified = await lockedChanges(worktree, baseline);
+    if (modified.length) return result({ outcome: 'crash', reason: `modified locked file ${modified.join(', ')}` }, null);
+    const finished = trained.exitCode === 0 && !trained.killedFor;
+    const ev = req.evaluate;
+    if (!finished || !ev) {
+      const reading = finished ? checkMetric(summary, req.metric) : { value: null, problem: null };
+      return result(classify({ ...facts, metric: reading.value, metricProblem: reading.problem }), reading.value);
+    }
+    // Without an evaluator metric the trainer's own figure decides: no need to evaluate a run that has none.
+    const own = checkMetric(summary, req.metric);
+    if (!ev.metric && (own.value === null || own.problem)) return result(classify({ ...facts, metric: own.value, metricProblem: own.problem }), own.value);
+
+    // The locked evaluation: its figures come from its own output, which the trainer never touches.
+    const evalLog = logPath.replace(/\.log$/, '.eval.log');
+    const evalSink = createWriteStream(evalLog, { flags: 'a' });
+    evalSink.write(`${ATTEMPT_HEADER}${req.tag} experiment ${req.experiment} run ${req.run} attempt ${ctx.info.attempt}: evaluation: ${ev.command}\n=== ${sandbox.header}\n`);
+    const evalEnv = { ...trainingEnv(req.env, slot.devices), ...caches, NIGHTLAB_OUTPUT_DIR: outDir, TMPDIR: evalTmp };
+    const evalTimeout = ev.timeoutSec ?? DEFAULT_EVAL_TIMEOUT_SEC;
+    const evaluated = await runProcess({
+      command: ev.command, cwd: worktree, env: evalEnv, timeoutSec: evalTimeout, pidFile, ctx, slot, host, sink: evalSink,
+      bwrap: sandbox.kind === 'bwrap' ? { path: sandbox.bwrap, args: bwrapArgs({ worktree, worktreeReadOnly: true, readOnly: [outDir], writable: [evalTmp], caches: [compileCache], hide, hideInWorktree: [], env: evalEnv }) } : null,
+    });
+    await new Promise<void>((resolve) => evalSink.end(resolve));
+    seconds += evaluated.seconds;
+    if (evaluated.killedFor === 'cancelled') throw new CancelledFailure('run cancelled during its evaluation; process group killed');
+    const evalOut = lastAttempt(readEnd(evalLog, SUMMARY_BYTES));
+    if (evaluated.killedFor === 'timeout') return result({ outcome: 'crash', reason: `evaluation killed after its hard timeout of ${evalTimeout} s` }, null);
+    if (evaluated.exitCode !== 0) {
+      // The evaluator's last words, minus any line that names the held-out figure (the reason reaches the proposer).
+      const quiet = ev.heldOut ? evalOut.split('\n').filter((l) => !l.includes(ev.heldOut!)).join('\n') : evalOut;
+      const why = evaluated.exitCode === 127 ? `command not found (exit 127): ${ev.command}` : `exit ${evaluated.exitCode ?? evaluated.signal}: ${lastMeaningfulLine(quiet)}`;
+      return result({ outcome: 'crash', reason: `evaluation failed (${why})` }, null);
+    }
+    const heldOut = ev.heldOut ? checkMetric(evalOut, { name: ev.heldOut }).value : null;
+    if (!ev.metric) return result(classify({ ...facts, metric: own.value, metricProblem: own.problem }), own.value, heldOut);
+    const judged = checkMetric(evalOut, { name: ev.metric });
+    return result(classify({ ...facts, metric: judged.value, metricProblem: judged.problem, metricName: ev.metric, metricSource: 'evaluation' }), judged.value, heldOut);
   }
 }
 
 export type GpuActivities = ReturnType<typeof createGpuActivities>;
 
-/** How a run ended, in one word and one line. */
-export function classify(r: { exitCode: number | null; signal: string | null; killedFor: 'timeout' | 'cancelled' | null; metric: number | null; tail: string; timeoutSec: number; command: string; metricName: string }): { outcome: RunOutcome; reason: string } {
+/**
+ * How a run ended, in one word and one line. `metricProblem` (from checkMetric: the metric printed
+ * twice, or a malformed metric line) makes a run that exited 0 a crash; `metricSource` says whose
+ * output the metric was read from when it is not the trainer's.
+ */
+export function classify(r: { exitCode: number | null; signal: string | null; killedFor: 'timeout' | 'cancelled' | null; metric: number | null; tail: string; timeoutSec: number; command: string; metricName: string; metricProblem?: string | null; metricSource?: 'evaluation' }): { outcome: RunOutcome; reason: string } {
   if (r.killedFor === 'timeout') return { outcome: 'timeout', reason: `killed after the hard timeout of ${r.timeoutSec} s` };
   if (r.exitCode === 127) return { outcome: 'crash', reason: `command not found (exit 127): ${r.command}` };
   if (r.exitCode !== 0 && (looksOutOfMemory(r.tail) || r.exitCode === 137 || (r.signal === 'SIGKILL' && r.exitCode === null))) {
     return { outcome: 'oom', reason: `out of memory${r.signal ? ` (${r.signal})` : ''}: ${lastMeaningfulLine(r.tail)}` };
   }
   if (r.exitCode !== 0) return { outcome: 'crash', reason: `exit ${r.exitCode ?? r.signal}: ${lastMeaningfulLine(r.tail)}` };
-  if (r.metric === null) return { outcome: 'no-metric', reason: `exited 0 but printed no ${r.metricName} in its final summary block` };
+  if (r.metricProblem) return { outcome: 'crash', reason: r.metricSource ? `${r.metricProblem} (in the evaluation's output)` : r.metricProblem };
+  if (r.metric === null) {
+    return { outcome: 'no-metric', reason: r.metricSource ? `the evaluation exited 0 but printed no ${r.metricName} in its final summary block` : `exited 0 but printed no ${r.metricName} in its final summary block` };
+  }
   return { outcome: 'ok', reason: '' };
+}
+
+interface ProcessRun {
+  exitCode: number | null;
+  signal: string | null;
+  killedFor: 'timeout' | 'cancelled' | null;
+  seconds: number;
+  peakMb: number | null;
+}
+
+/**
+ * One command in its own process group (inside bubblewrap when `bwrap` is given), its output
+ * streamed to `sink`, heartbeats every few seconds, the whole group killed at the timeout or on
+ * cancel: SIGTERM, then SIGKILL after a grace period.
+ */
+async function runProcess(o: {
+  command: string; cwd: string; env: Record<string, string>; timeoutSec: number; pidFile: string; ctx: Context; slot: Slot; host: string;
+  sink: WriteStream; bwrap: { path: string; args: string[] } | null;
+}): Promise<ProcessRun> {
+  const { ctx, slot, host } = o;
+  const started = Date.now();
+  const options = {
+    cwd: o.cwd,
+    env: o.env,
+    extendEnv: false,
+    detached: true, // its own process group, so the whole tree can be killed
+    reject: false,
+    buffer: false,
+    stdin: 'ignore',
+  } as const;
+  const child = o.bwrap
+    ? execa(o.bwrap.path, [...o.bwrap.args, '--', '/bin/sh', '-c', o.command], options)
+    : execa(o.command, { ...options, shell: true });
+  writeFileSync(o.pidFile, String(child.pid));
+  let lastLine = '';
+  const onData = (chunk: Buffer) => {
+    o.sink.write(chunk);
+    const lines = chunk.toString().split(/[\r\n]+/).filter((l) => l.trim());
+    if (lines.length) lastLine = lines.at(-1)!.slice(0, 200);
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+
+  let killedFor: 'timeout' | 'cancelled' | null = null;
+  const killGroup = (why: 'timeout' | 'cancelled') => {
+    if (killedFor) return;
+    killedFor = why;
+    signalGroup(child.pid!, 'SIGTERM');
+    setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), KILL_GRACE_MS).unref();
+  };
+  const timer = setTimeout(() => killGroup('timeout'), o.timeoutSec * 1000);
+  const onCancel = () => killGroup('cancelled');
+  ctx.cancellationSignal.addEventListener('abort', onCancel);
+  let peakMb: number | null = null;
+  const beat = setInterval(async () => {
+    const elapsed = (Date.now() - started) / 1000;
+    ctx.heartbeat({ elapsedSec: Math.round(elapsed), timeoutSec: o.timeoutSec, lastLine, slot: slot.name, host });
+    const used = await gpuMemoryMb(slot.devices);
+    if (used !== null) peakMb = Math.max(peakMb ?? 0, used);
+  }, HEARTBEAT_MS);
+  ctx.heartbeat({ elapsedSec: 0, timeoutSec: o.timeoutSec, lastLine: 'started', slot: slot.name, host });
+
+  // The run is over when its process exits, not when its output pipes close: a child that escaped
+  // the process group (setsid) could hold them open for ever.
+  const streamsClosed = child.then(() => undefined, () => undefined);
+  const done = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', () => resolve({ code: null, signal: null }));
+  });
+  clearTimeout(timer);
+  clearInterval(beat);
+  ctx.cancellationSignal.removeEventListener('abort', onCancel);
+  // Stragglers (children that outlived the shell) go with the group.
+  signalGroup(child.pid!, 'SIGKILL');
+  // Output still in the pipes is read for a moment; then they are closed on our side.
+  await Promise.race([streamsClosed, new Promise((r) => setTimeout(r, STREAM_GRACE_MS))]);
+  child.stdout?.destroy();
+  child.stderr?.destroy();
+  rmSync(o.pidFile, { force: true });
+  return { exitCode: done.code, signal: done.signal, killedFor, seconds: (Date.now() - started) / 1000, peakMb };
+}
+
+/** Compile-cache variables for a sandboxed run (the config's own env wins), the directories made. */
+function sandboxCaches(dir: string, configEnv: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, sub] of [['TRITON_CACHE_DIR', 'triton'], ['TORCHINDUCTOR_CACHE_DIR', 'inductor']]) {
+    if (configEnv[name]) continue;
+    env[name] = path.join(dir, sub);
+    mkdirSync(env[name], { recursive: true });
+  }
+  return env;
+}
+
+/** The output of the last attempt in a log (from its header line on). */
+function lastAttempt(text: string): string {
+  return text.slice(Math.max(0, text.lastIndexOf(ATTEMPT_HEADER)));
+}
+
+/** The remote as a local directory (hidden from sandboxed runs), or null for a URL. */
+function localDir(remote: string): string | null {
+  if (/^[\w+.-]+:\/\//.test(remote) || /^[\w.-]+@[\w.-]+:/.test(remote)) return null;
+  const p = path.resolve(remote);
+  try {
+    return statSync(p).isDirectory() ? p : null;
+  } catch {
+    return null;
+  }
+}
+
+interface LockedBaseline {
+  /** Content hash (git blob id) of each guarded file before the run; null: absent from the commit. */
+  hashes: Map<string, string>;
+  /** Guarded directories: files appearing in them are changes too. */
+  dirs: string[];
+  algorithm: 'sha1' | 'sha256';
+  /** Guarded files whose worktree content is not the commit's. */
+  mismatch: string[];
+}
+
+/**
+ * The blobs of the guarded paths (locked files, held-out data) at the candidate commit, checked
+ * against the worktree before the run. A file that differs only through git's filters (line
+ * endings, LFS) counts as the commit's when git itself sees no change.
+ */
+async function lockedBaseline(cache: string, worktree: string, sha: string, paths: string[]): Promise<LockedBaseline> {
+  const base: LockedBaseline = { hashes: new Map(), dirs: [], algorithm: 'sha1', mismatch: [] };
+  if (!paths.length) return base;
+  const r = await execa('git', ['-C', cache, 'ls-tree', '-r', '-z', sha, '--', ...paths]);
+  for (const entry of r.stdout.split('\0').filter(Boolean)) {
+    const [meta, file] = [entry.slice(0, entry.indexOf('\t')), entry.slice(entry.indexOf('\t') + 1)];
+    const [mode, type, oid] = meta.split(' ');
+    if (type !== 'blob') continue;
+    base.algorithm = oid.length === 64 ? 'sha256' : 'sha1';
+    const actual = blobId(path.join(worktree, file), base.algorithm, mode === '120000');
+    if (actual === oid) {
+      base.hashes.set(file, oid);
+      continue;
+    }
+    const dirty = await execa('git', ['-C', worktree, 'diff', '--quiet', 'HEAD', '--', file], { reject: false });
+    if (dirty.exitCode === 0 && actual !== null) base.hashes.set(file, actual);
+    else base.mismatch.push(file);
+  }
+  base.dirs = paths.filter((p) => isDirectory(path.join(worktree, p)));
+  return base;
+}
+
+/** Guarded files the run changed, deleted or added (untracked and not ignored, in a guarded directory). */
+async function lockedChanges(worktree: string, base: LockedBaseline): Promise<string[]> {
+  const changed: string[] = [];
+  for (const [file, hash] of base.hashes) {
+    const now = blobId(path.join(worktree, file), base.algorithm, isSymlink(path.join(worktree, file)));
+    if (now === null) changed.push(`${file} (deleted)`);
+    else if (now !== hash) changed.push(file);
+  }
+  if (base.dirs.length) {
+    const r = await execa('git', ['-C', worktree, 'ls-files', '-z', '--others', '--exclude-standard', '--', ...base.dirs], { reject: false });
+    for (const file of (r.stdout ?? '').split('\0').filter(Boolean)) changed.push(`${file} (created)`);
+  }
+  return changed;
+}
+
+/** git's id of a file's content (`git hash-object`), or null when it is missing. */
+function blobId(file: string, algorithm: 'sha1' | 'sha256', symlink = false): string | null {
+  let content: Buffer;
+  try {
+    content = symlink ? Buffer.from(readlinkSync(file)) : readFileSync(file);
+  } catch {
+    return null;
+  }
+  return createHash(algorithm).update(`blob ${content.length}\0`).update(content).digest('hex');
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return lstatSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function isSymlink(p: string): boolean {
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
 }
 
 function lastMeaningfulLine(tail: string): string {

@@ -79,6 +79,7 @@ test('crash, timeout, out-of-memory and no-metric runs are recorded with their r
       crash: { maxFixAttempts: 0 },
       budget: { maxExperiments: 5 },
       lookahead: 0, // one at a time, so the plan's experiments run in number order
+      sandbox: 'off', // the hanging run's pid file lives in /tmp, which a sandboxed run cannot write
       run: { command: 'python3 train.py', env: {}, timeoutSec: 3 },
     });
     const s = await c.result();

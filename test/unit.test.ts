@@ -212,7 +212,7 @@ test('PRESETS.autoresearch is karpathy/autoresearch unchanged', () => {
   assert.equal(c.memory?.key, 'peak_vram_mb');
   const tiny = parseConfig(PRESETS['tiny-lm'], 'preset');
   assert.equal(tiny.metric.name, 'val_bpb');
-  assert.deepEqual(tiny.locked, ['prepare.py']);
+  assert.deepEqual(tiny.locked, ['prepare.py', 'evaluate.py']);
 });
 
 test('presetYaml round-trips through YAML and parseConfig; an unknown preset names the choices', () => {

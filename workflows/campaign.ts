@@ -81,7 +81,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
   const gpu = proxyActivities<GpuActivities>({
     taskQueue: input.gpuTaskQueue ?? GPU_TASK_QUEUE,
     // The run's own limit plus room for checkout and fetch; a silent worker is noticed by heartbeat.
-    startToCloseTimeout: `${Math.ceil(config.run.timeoutSec) + 300} seconds`,
+    startToCloseTimeout: `${Math.ceil(config.run.timeoutSec + (config.evaluate?.timeoutSec ?? 0)) + 300} seconds`,
     heartbeatTimeout: '60 seconds',
     retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
   });
@@ -265,6 +265,8 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
       // one that conflicts with it is proposed again, on top of it.
       const ran = await withSlot(async () => {
         if (s.stopRequested) return 'stopped' as const;
+        // The slot is held from here on: status shows it as training, even while rebasing.
+        flight.phase = 'train';
         if (parent !== s.best!.sha) {
           const r = await rebase(n, attempt - 1, sha, parent);
           if (!r) return 'conflict' as const;
@@ -398,6 +400,9 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
           // The run index is the seed: repeated runs of one commit differ only by it.
           env: { ...config.run.env, [config.noise.seedEnv]: String(run) },
           timeoutSec: config.run.timeoutSec, metric: config.metric, memoryKey: config.memory?.key,
+          // The harness: locked files hash-checked around the run, the sandbox, the locked evaluation.
+          locked: config.locked, sandbox: config.sandbox ?? 'auto',
+          ...(config.evaluate ? { evaluate: config.evaluate } : {}),
         },
       ]);
     } catch (err) {
@@ -420,6 +425,9 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
       seconds: Math.round(runs.reduce((a, r) => a + r.seconds, 0) * 10) / 10, logPath: main.logPath, host: main.host, slot: main.slot,
       costUsd, fixOf, finishedAt: new Date(Date.now()).toISOString(),
     };
+    // The held-out figure: the mean over this experiment's runs, for people only (never in the proposer's context).
+    const heldOut = runs.map((r) => r.heldOut).filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
+    if (heldOut.length) row.heldOut = heldOut.reduce((a, b) => a + b, 0) / heldOut.length;
     const metricText = metric === null ? 'no metric' : `${config.metric.name} ${metric.toFixed(6)}`;
     await cpu.recordExperiment.executeWithOptions({ summary: `experiment ${n}: ${statusWord} — ${metricText}` }, [
       { campaignDir: input.campaignDir, repo: input.repo, record: row, metricName: config.metric.name, logTail: main.logTail, runs: [...runs.map((r, i) => runRecord(n, i, sha, r)), ...bestRuns] },
@@ -427,7 +435,10 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
   }
 
   function runRecord(n: number, run: number, sha: string, r: RunResult): RunRecord {
-    return { tag, experiment: n, run, commit: sha, outcome: r.outcome, metric: r.metric, memoryMb: r.memoryMb, seconds: r.seconds, logPath: r.logPath, host: r.host, slot: r.slot, reason: r.reason };
+    return {
+      tag, experiment: n, run, commit: sha, outcome: r.outcome, metric: r.metric, memoryMb: r.memoryMb, seconds: r.seconds, logPath: r.logPath, host: r.host, slot: r.slot, reason: r.reason,
+      ...(r.heldOut !== undefined ? { heldOut: r.heldOut } : {}),
+    };
   }
 
   function proposerFixes(): boolean {

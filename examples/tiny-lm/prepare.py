@@ -2,11 +2,17 @@
 Fixed data, splits and evaluation for the tiny-lm example. LOCKED: the agent
 edits train.py only, so that every experiment is scored by the same code.
 
-The corpus is Tiny Shakespeare (data/input.txt, see data/README.md), modelled
-one character at a time. Splits are contiguous slices of the text, computed
-here at import time so they can never drift between runs:
+The corpus is Tiny Shakespeare (see data/README.md), modelled one character at
+a time. Splits are contiguous slices of the text, fixed here so they can never
+drift between runs:
 
-    train: first 90%    val: next 5%    test: last 5% (held out, never used by train.py)
+    train: first 90%    val: next 5%      (data/input.txt)
+    test:  last 5%                        (data/heldout/test.txt, held out)
+
+The test split lives in a file of its own so that it can be hidden from the
+training run: Nightlab's sandbox makes data/heldout/ unreadable to train.py,
+and only the locked evaluation (evaluate.py) reads it, after training. Its
+figure is recorded for people and never shown to the proposer.
 
 Usage from train.py:
 
@@ -32,11 +38,13 @@ EVAL_CHARS = 40_000      # characters of the split scored by evaluate_bpb (val h
 TIME_BUDGET = min(float(os.environ.get("TINYLM_TIME_BUDGET", TIME_BUDGET)), MAX_TIME_BUDGET)
 TOKEN_BUDGET = int(float(os.environ.get("TINYLM_TOKEN_BUDGET", TOKEN_BUDGET)))
 
-DATA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "input.txt")
-SPLIT_FRACTIONS = (0.90, 0.05, 0.05)  # train, val, test
+_HERE = os.path.dirname(os.path.abspath(__file__))
+DATA_PATH = os.path.join(_HERE, "data", "input.txt")                # train + val
+HELDOUT_PATH = os.path.join(_HERE, "data", "heldout", "test.txt")   # test: read only when scored
+VAL_CHARS = 55_769  # the last 5% of the full text before the test split
 
 # ---------------------------------------------------------------------------
-# Data: read once, character vocabulary over the whole text (65 symbols)
+# Data: read once, character vocabulary over train + val (all 65 symbols of the text)
 
 with open(DATA_PATH, "r", encoding="utf-8") as f:
     TEXT = f.read()
@@ -47,13 +55,11 @@ STOI = {ch: i for i, ch in enumerate(CHARS)}
 ITOS = {i: ch for i, ch in enumerate(CHARS)}
 
 _ALL = np.array([STOI[ch] for ch in TEXT], dtype=np.int32)
-_N_TRAIN = int(len(_ALL) * SPLIT_FRACTIONS[0])
-_N_VAL = int(len(_ALL) * SPLIT_FRACTIONS[1])
-# (start, end) offsets of each split in the full text
+_N_TRAIN = len(_ALL) - VAL_CHARS
+# (start, end) offsets of each split in the text (test follows val, in its own file)
 _BOUNDS = {
     "train": (0, _N_TRAIN),
-    "val": (_N_TRAIN, _N_TRAIN + _N_VAL),
-    "test": (_N_TRAIN + _N_VAL, len(_ALL)),
+    "val": (_N_TRAIN, len(_ALL)),
 }
 # bytes per character, so bits per byte stays correct even if the text were not ASCII
 _BYTES = np.array([len(ch.encode("utf-8")) for ch in CHARS], dtype=np.int64)
@@ -65,6 +71,20 @@ def encode(s):
 
 def decode(ids):
     return "".join(ITOS[int(i)] for i in ids)
+
+
+def _with_test():
+    """The train + val ids followed by the test ids, and the test bounds. Only evaluate.py gets here."""
+    try:
+        with open(HELDOUT_PATH, "r", encoding="utf-8") as f:
+            test = f.read()
+    except OSError as e:
+        raise PermissionError(f"the test split is held out ({HELDOUT_PATH}: {e.strerror}); only the locked evaluation reads it") from None
+    unknown = sorted(set(test) - set(STOI))
+    if unknown:
+        raise ValueError(f"the test split has characters outside the vocabulary: {unknown!r}")
+    ids = np.array([STOI[ch] for ch in test], dtype=np.int32)
+    return np.concatenate([_ALL, ids]), (len(_ALL), len(_ALL) + len(ids))
 
 
 def load_split(split):
@@ -91,7 +111,11 @@ def evaluate_bpb(logits_fn, split="val", batch_size=4096):
     """
     if split not in ("val", "test"):
         raise ValueError(f"evaluate_bpb: split must be 'val' or 'test', got {split!r}")
-    start, end = _BOUNDS[split]
+    data = _ALL
+    if split == "test":
+        data, (start, end) = _with_test()
+    else:
+        start, end = _BOUNDS[split]
     end = min(end, start + EVAL_CHARS)
     targets = np.arange(start, end)
     offsets = np.arange(-SEQ_LEN, 0)
@@ -99,8 +123,8 @@ def evaluate_bpb(logits_fn, split="val", batch_size=4096):
     total_bytes = 0
     for i in range(0, len(targets), batch_size):
         t = targets[i:i + batch_size]
-        x = _ALL[t[:, None] + offsets[None, :]]
-        y = _ALL[t]
+        x = data[t[:, None] + offsets[None, :]]
+        y = data[t]
         logits = np.asarray(logits_fn(x), dtype=np.float64)
         if logits.shape != (len(t), VOCAB_SIZE):
             raise ValueError(f"evaluate_bpb: logits_fn returned shape {logits.shape}, expected {(len(t), VOCAB_SIZE)}")
@@ -117,6 +141,11 @@ def evaluate_bpb(logits_fn, split="val", batch_size=4096):
 if __name__ == "__main__":
     for name, (s, e) in _BOUNDS.items():
         print(f"{name:5s}: {e - s:9,d} chars")
+    try:
+        _, (s, e) = _with_test()
+        print(f"test : {e - s:9,d} chars (held out)")
+    except (OSError, ValueError) as err:
+        print(f"test : {err}")
     print(f"vocab: {VOCAB_SIZE} chars")
     print(f"budgets: TIME_BUDGET={TIME_BUDGET}s TOKEN_BUDGET={TOKEN_BUDGET:,} SEQ_LEN={SEQ_LEN} EVAL_CHARS={EVAL_CHARS:,}")
     # sanity: a uniform model scores log2(VOCAB_SIZE) bits

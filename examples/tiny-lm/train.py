@@ -7,6 +7,11 @@ over the vocabulary. Backprop is written out by hand; the optimiser is AdamW.
 Training stops at TOKEN_BUDGET characters or TIME_BUDGET seconds, whichever
 comes first, then prepare.evaluate_bpb scores the model on the val split.
 
+The trained parameters are saved to CHECKPOINT, and load_model(path) rebuilds
+the model from such a file: the locked evaluate.py imports this module (the
+training below runs only under __main__), loads the checkpoint and scores it on
+val and on the held-out test split. Keep both working whatever the model is.
+
 Usage: python3 train.py
 """
 
@@ -126,64 +131,87 @@ def logits_fn(x):
 
 
 # ---------------------------------------------------------------------------
-# Training loop
+# Checkpoint: what evaluate.py scores. Nightlab gives each run an empty output directory in
+# NIGHTLAB_OUTPUT_DIR (outside the git tree); run by hand, the checkpoint goes to out/ (git-ignored).
 
-# every index whose CONTEXT predecessors lie inside the train split can be a target
-targets_low, targets_high = CONTEXT, len(train_data)
-offsets = np.arange(-CONTEXT, 0)
+CHECKPOINT = os.path.join(os.environ.get("NIGHTLAB_OUTPUT_DIR") or "out", "model.npz")
 
-print(f"params: {num_params:,} | context {CONTEXT} | token budget {TOKEN_BUDGET:,} | time budget {TIME_BUDGET:.1f}s", flush=True)
-t_train = time.time()
-step = 0
-tokens = 0
-smooth_loss = 0.0
-while True:
-    idx = rng.integers(targets_low, targets_high, size=BATCH_SIZE)
-    ctx = train_data[idx[:, None] + offsets[None, :]]
-    y = train_data[idx]
 
-    loss = loss_and_grads(ctx, y)
-    # fail fast, as autoresearch does: a diverged run is not worth evaluating
-    if math.isnan(loss) or loss > 100:
-        print("FAIL", flush=True)
-        sys.exit(1)
+def save_checkpoint(path):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    np.savez(path, flat_params=flat_params)
 
-    lr = lr_at(tokens / TOKEN_BUDGET)
-    step += 1
-    tokens += BATCH_SIZE
-    # AdamW with bias correction, on the whole flat buffer at once
-    adam_m *= beta1
-    adam_m += (1.0 - beta1) * flat_grads
-    adam_v *= beta2
-    adam_v += (1.0 - beta2) * (flat_grads * flat_grads)
-    flat_params *= 1.0 - (lr * WEIGHT_DECAY) * decay_mask
-    flat_params -= (lr / (1.0 - beta1 ** step)) * adam_m / (np.sqrt(adam_v / (1.0 - beta2 ** step)) + 1e-8)
 
-    # single-batch losses swing by +-0.5 at this batch size; log a debiased moving average instead
-    smooth_loss = 0.99 * smooth_loss + 0.01 * loss
-    elapsed = time.time() - t_train
-    if step % 1000 == 0:
-        print(f"step {step:05d} | loss {smooth_loss / (1.0 - 0.99 ** step):.4f} | elapsed {elapsed:.1f}s", flush=True)
-    if tokens >= TOKEN_BUDGET or elapsed >= TIME_BUDGET:
-        break
+def load_model(path):
+    """The logits function of the model saved at `path` (the same code and hyperparameters as this file)."""
+    saved = np.load(path)["flat_params"]
+    if saved.shape != flat_params.shape:
+        raise ValueError(f"checkpoint {path} has {saved.size} parameters, this model {flat_params.size}")
+    flat_params[...] = saved
+    return logits_fn
 
-training_seconds = time.time() - t_train
 
-# ---------------------------------------------------------------------------
-# Evaluation (prepare.evaluate_bpb is the ground truth) and summary
+if __name__ == "__main__":
+    # ---------------------------------------------------------------------------
+    # Training loop
 
-val_bpb = evaluate_bpb(logits_fn, split="val")
-total_seconds = time.time() - t_start
-# no GPU here: report the process's peak resident memory instead (ru_maxrss is in KiB on Linux)
-peak_mem_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # every index whose CONTEXT predecessors lie inside the train split can be a target
+    targets_low, targets_high = CONTEXT, len(train_data)
+    offsets = np.arange(-CONTEXT, 0)
 
-print("---")
-print(f"val_bpb:          {val_bpb:.6f}")
-print(f"training_seconds: {training_seconds:.1f}")
-print(f"total_seconds:    {total_seconds:.1f}")
-print(f"peak_vram_mb:     {peak_mem_mb:.1f}")
-print("mfu_percent:      0.00")  # no meaningful peak FLOP/s to compare against on a CPU
-print(f"total_tokens_M:   {tokens / 1e6:.1f}")
-print(f"num_steps:        {step}")
-print(f"num_params_M:     {num_params / 1e6:.2f}")
-print("depth:            1")  # hidden layers
+    print(f"params: {num_params:,} | context {CONTEXT} | token budget {TOKEN_BUDGET:,} | time budget {TIME_BUDGET:.1f}s", flush=True)
+    t_train = time.time()
+    step = 0
+    tokens = 0
+    smooth_loss = 0.0
+    while True:
+        idx = rng.integers(targets_low, targets_high, size=BATCH_SIZE)
+        ctx = train_data[idx[:, None] + offsets[None, :]]
+        y = train_data[idx]
+
+        loss = loss_and_grads(ctx, y)
+        # fail fast, as autoresearch does: a diverged run is not worth evaluating
+        if math.isnan(loss) or loss > 100:
+            print("FAIL", flush=True)
+            sys.exit(1)
+
+        lr = lr_at(tokens / TOKEN_BUDGET)
+        step += 1
+        tokens += BATCH_SIZE
+        # AdamW with bias correction, on the whole flat buffer at once
+        adam_m *= beta1
+        adam_m += (1.0 - beta1) * flat_grads
+        adam_v *= beta2
+        adam_v += (1.0 - beta2) * (flat_grads * flat_grads)
+        flat_params *= 1.0 - (lr * WEIGHT_DECAY) * decay_mask
+        flat_params -= (lr / (1.0 - beta1 ** step)) * adam_m / (np.sqrt(adam_v / (1.0 - beta2 ** step)) + 1e-8)
+
+        # single-batch losses swing by +-0.5 at this batch size; log a debiased moving average instead
+        smooth_loss = 0.99 * smooth_loss + 0.01 * loss
+        elapsed = time.time() - t_train
+        if step % 1000 == 0:
+            print(f"step {step:05d} | loss {smooth_loss / (1.0 - 0.99 ** step):.4f} | elapsed {elapsed:.1f}s", flush=True)
+        if tokens >= TOKEN_BUDGET or elapsed >= TIME_BUDGET:
+            break
+
+    training_seconds = time.time() - t_train
+
+    # ---------------------------------------------------------------------------
+    # Evaluation (prepare.evaluate_bpb is the ground truth) and summary
+
+    val_bpb = evaluate_bpb(logits_fn, split="val")
+    save_checkpoint(CHECKPOINT)
+    total_seconds = time.time() - t_start
+    # no GPU here: report the process's peak resident memory instead (ru_maxrss is in KiB on Linux)
+    peak_mem_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print("---")
+    print(f"val_bpb:          {val_bpb:.6f}")
+    print(f"training_seconds: {training_seconds:.1f}")
+    print(f"total_seconds:    {total_seconds:.1f}")
+    print(f"peak_vram_mb:     {peak_mem_mb:.1f}")
+    print("mfu_percent:      0.00")  # no meaningful peak FLOP/s to compare against on a CPU
+    print(f"total_tokens_M:   {tokens / 1e6:.1f}")
+    print(f"num_steps:        {step}")
+    print(f"num_params_M:     {num_params / 1e6:.2f}")
+    print("depth:            1")  # hidden layers
