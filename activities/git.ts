@@ -1,7 +1,7 @@
 // Git as the campaign's memory. Every write is idempotent or compare-and-swap, so an activity
 // retried after a crash finds its effect already there instead of doing it twice.
 // The user's own checkout is never touched: work happens in worktrees and under refs.
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, realpathSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 
@@ -17,10 +17,12 @@ export function git(dir: string): SimpleGit {
   return simpleGit({ baseDir: dir, trimmed: true, config: IDENTITY }).env(env);
 }
 
+/** `dir` is the top of a git repository (not merely inside one, like a home directory under version control). */
 export async function isGitRepo(dir: string): Promise<boolean> {
   if (!existsSync(dir)) return false;
   try {
-    return (await git(dir).revparse(['--is-inside-work-tree'])) === 'true' || (await git(dir).revparse(['--is-bare-repository'])) === 'true';
+    if ((await git(dir).revparse(['--is-bare-repository'])) === 'true') return true;
+    return realpathSync(await git(dir).revparse(['--show-toplevel'])) === realpathSync(dir);
   } catch {
     return false;
   }

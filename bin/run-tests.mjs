@@ -24,7 +24,9 @@ if (address && (await probe(address)) === 'temporal') {
 } else {
   const cli = await findTemporalCli({ install: true, log: (l) => console.log(`# ${l}`) });
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'nightlab-test-server-'));
-  const port = Number(process.env.NIGHTLAB_TEST_PORT || 17233);
+  // A port of our own: a server someone else started (and may stop) must not be reused by accident.
+  let port = Number(process.env.NIGHTLAB_TEST_PORT || 17233);
+  while ((await probe(`127.0.0.1:${port}`)) !== 'free' || (await probe(`127.0.0.1:${port + 1000}`)) !== 'free') port += 1;
   server = await startServer({ cli: cli.path, dataDir, port, uiPort: port + 1000 });
   address = server.address;
   console.log(`# tests use a fresh Temporal dev server at ${address} (${cli.version.split('\n')[0]}, from ${cli.source}; SQLite ${server.dbFile}; UI ${server.uiUrl})`);
