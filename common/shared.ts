@@ -108,21 +108,11 @@ export interface TokenUsage {
 }
 
 /** One run of a commit, as the ledger keeps it (an experiment may have several). */
-export interface RunRecord {
+export interface RunRecord extends Omit<RunResult, 'exitCode' | 'logTail'> {
   tag: string;
   experiment: number;
   run: number;
   commit: string;
-  outcome: RunOutcome;
-  metric: number | null;
-  memoryMb: number | null;
-  seconds: number;
-  logPath: string;
-  host: string;
-  slot: string;
-  reason: string;
-  /** The held-out figure of this run, when an evaluator gives one; never given to the proposer. */
-  heldOut?: number | null;
 }
 
 /** One row of the ledger: every field Nightlab knows of one experiment. */

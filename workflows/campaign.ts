@@ -419,7 +419,8 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     const memory = Math.max(...runs.map((r) => r.memoryMb ?? 0));
     const row: ExperimentRecord = {
       tag, experiment: n, commit: sha, parent, status: statusWord, outcome: main.outcome,
-      metric, bestBefore: n === 0 ? null : s.best ? mean(s.best.group) : null, delta,
+      // After a keep the best is already this experiment: what it was compared with is metric - delta.
+      metric, bestBefore: n === 0 ? null : metric !== null && delta !== null ? metric - delta : s.best ? mean(s.best.group) : null, delta,
       memoryGb: Math.round((memory / 1024) * 10) / 10,
       description, reason: statusWord === 'crash' ? main.reason : evidence, evidence, runs: runs.length,
       seconds: Math.round(runs.reduce((a, r) => a + r.seconds, 0) * 10) / 10, logPath: main.logPath, host: main.host, slot: main.slot,
