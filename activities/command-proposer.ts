@@ -3,6 +3,7 @@
 // may write its one-line description to $NIGHTLAB_DESCRIPTION; the diff then goes through preflight.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { CancelledFailure } from '@temporalio/activity';
 import { execa } from 'execa';
 import { ProposalRejected, renderContext, type Proposer } from './context';
 
@@ -33,6 +34,9 @@ export function commandProposer(command: string, scratchDir: string): Proposer {
       forceKillAfterDelay: 5000,
     });
     writeFileSync(path.join(dir, 'output.log'), r.all ?? '');
+    // A worker shutting down cancels the agent: that is a retry of the same proposal, not a rejection.
+    if (r.signal || r.isCanceled) await new Promise((s) => setTimeout(s, 1000)); // the cancel may lag the signal
+    if (signal.aborted) throw new CancelledFailure(`proposer command stopped: ${(signal.reason as Error)?.message ?? 'cancelled'}`);
     if (r.exitCode !== 0) {
       throw new ProposalRejected(`proposer command exited ${r.exitCode ?? r.signal}: ${lastLine(r.all ?? '')}`);
     }

@@ -1,7 +1,7 @@
 // The campaign's records on disk: `results.tsv` in autoresearch's exact schema, and a JSONL
 // ledger with every field. Appends are keyed (experiment number, proposal attempt) so a
 // retried activity never writes a row twice.
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { ExperimentRecord, RunRecord } from '../common/shared';
 
@@ -30,19 +30,113 @@ export function cleanDescription(text: string): string {
   return line.length > 200 ? `${line.slice(0, 197)}...` : line;
 }
 
-export function readLedger(campaignDir: string): LedgerRow[] {
-  const file = path.join(campaignDir, LEDGER_FILE);
-  if (!existsSync(file)) return [];
-  const rows: LedgerRow[] = [];
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
+/**
+ * Reading the ledger on every append made a campaign O(n²) in its experiments. Each file is parsed
+ * once per process and then only its new bytes: the cache below remembers the rows and their keys
+ * up to the last complete line, and is thrown away whenever the file is not simply longer than it
+ * was (another inode, shorter, rewritten in place, or its bytes before the cached end changed).
+ */
+interface LedgerCache {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  /** Bytes parsed: up to and including the last newline. */
+  offset: number;
+  /** The last bytes before `offset`, checked to tell an append from a rewrite. */
+  tail: Buffer;
+  rows: LedgerRow[];
+  keys: Set<string>;
+}
+
+const CHECK_BYTES = 64;
+const MAX_CACHED = 32;
+const ledgerCache = new Map<string, LedgerCache>();
+
+function rowKey(r: LedgerRow): string {
+  if (r.kind === 'experiment') return `e/${r.experiment}`;
+  if (r.kind === 'run') return `r/${r.experiment}/${r.run}`;
+  return `x/${r.experiment}/${r.attempt}`;
+}
+
+function readBytes(file: string, from: number, length: number): Buffer {
+  const buf = Buffer.alloc(length);
+  const fd = openSync(file, 'r');
+  try {
+    let done = 0;
+    while (done < length) {
+      const n = readSync(fd, buf, done, length - done, from + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return done === length ? buf : buf.subarray(0, done);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function parseLines(text: string, into: (row: LedgerRow) => void): void {
+  for (const line of text.split('\n')) {
     if (!line.trim()) continue;
     try {
-      rows.push(JSON.parse(line));
+      into(JSON.parse(line));
     } catch {
       // A line cut by a crash mid-write; its activity is retried and writes it whole.
     }
   }
-  return rows;
+}
+
+/** The ledger's rows and keys as the file stands now; `partial` is a last line without its newline. */
+function loadLedger(file: string): { cache: LedgerCache | null; partial: LedgerRow[] } {
+  let st;
+  try {
+    st = statSync(file);
+  } catch {
+    ledgerCache.delete(file);
+    return { cache: null, partial: [] };
+  }
+  let c = ledgerCache.get(file);
+  if (c) {
+    const same = c.dev === st.dev && c.ino === st.ino;
+    const unchanged = same && st.size === c.size && st.mtimeMs === c.mtimeMs;
+    const appended = same && st.size > c.size && readBytes(file, c.offset - c.tail.length, c.tail.length).equals(c.tail);
+    if (!unchanged && !appended) c = undefined;
+  }
+  if (!c) c = { dev: st.dev, ino: st.ino, size: 0, mtimeMs: 0, offset: 0, tail: Buffer.alloc(0), rows: [], keys: new Set() };
+  let partial: LedgerRow[] = [];
+  if (st.size > c.offset) {
+    const fresh = readBytes(file, c.offset, st.size - c.offset);
+    const cut = fresh.lastIndexOf(0x0a) + 1;
+    const cache = c;
+    parseLines(fresh.subarray(0, cut).toString('utf8'), (row) => {
+      cache.rows.push(row);
+      cache.keys.add(rowKey(row));
+    });
+    if (cut > 0) {
+      const whole = Buffer.concat([c.tail, fresh.subarray(0, cut)]);
+      c.tail = Buffer.from(whole.subarray(Math.max(0, whole.length - CHECK_BYTES)));
+      c.offset += cut;
+    }
+    // Not cached: the next append closes this line (or a later read finds its newline).
+    parseLines(fresh.subarray(cut).toString('utf8'), (row) => partial.push(row));
+  }
+  c.size = st.size;
+  c.mtimeMs = st.mtimeMs;
+  ledgerCache.delete(file);
+  ledgerCache.set(file, c);
+  if (ledgerCache.size > MAX_CACHED) ledgerCache.delete(ledgerCache.keys().next().value!);
+  return { cache: c, partial };
+}
+
+function hasRow(file: string, key: string): boolean {
+  const { cache, partial } = loadLedger(file);
+  return (cache?.keys.has(key) ?? false) || partial.some((r) => rowKey(r) === key);
+}
+
+export function readLedger(campaignDir: string): LedgerRow[] {
+  const { cache, partial } = loadLedger(path.join(campaignDir, LEDGER_FILE));
+  // Copies: callers may change what they get without touching the cache.
+  return [...(cache?.rows ?? []), ...partial].map((r) => ({ ...r }));
 }
 
 export function experiments(campaignDir: string): (ExperimentRecord & { logTail: string })[] {
@@ -51,34 +145,75 @@ export function experiments(campaignDir: string): (ExperimentRecord & { logTail:
 
 function appendLine(file: string, line: string): void {
   mkdirSync(path.dirname(file), { recursive: true });
-  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const size = existsSync(file) ? statSync(file).size : 0;
   // A line cut short by a crash is closed first, so the new row stays parseable.
-  appendFileSync(file, `${text && !text.endsWith('\n') ? '\n' : ''}${line}\n`);
+  const open = size > 0 && readBytes(file, size - 1, 1)[0] !== 0x0a;
+  appendFileSync(file, `${open ? '\n' : ''}${line}\n`);
+}
+
+/** results.tsv's lines, read once per process and then only as the file grows (same rules as the ledger). */
+interface TsvCache {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  offset: number;
+  tail: Buffer;
+  lines: Set<string>;
+}
+const tsvCache = new Map<string, TsvCache>();
+
+function tsvHas(file: string, line: string): boolean {
+  const st = statSync(file);
+  let c = tsvCache.get(file);
+  if (c) {
+    const same = c.dev === st.dev && c.ino === st.ino;
+    const unchanged = same && st.size === c.size && st.mtimeMs === c.mtimeMs;
+    const appended = same && st.size > c.size && readBytes(file, c.offset - c.tail.length, c.tail.length).equals(c.tail);
+    if (!unchanged && !appended) c = undefined;
+  }
+  if (!c) c = { dev: st.dev, ino: st.ino, size: 0, mtimeMs: 0, offset: 0, tail: Buffer.alloc(0), lines: new Set() };
+  let last = '';
+  if (st.size > c.offset) {
+    const fresh = readBytes(file, c.offset, st.size - c.offset);
+    const cut = fresh.lastIndexOf(0x0a) + 1;
+    for (const l of fresh.subarray(0, cut).toString('utf8').split('\n')) c.lines.add(l);
+    if (cut > 0) {
+      const whole = Buffer.concat([c.tail, fresh.subarray(0, cut)]);
+      c.tail = Buffer.from(whole.subarray(Math.max(0, whole.length - CHECK_BYTES)));
+      c.offset += cut;
+    }
+    last = fresh.subarray(cut).toString('utf8');
+  }
+  c.size = st.size;
+  c.mtimeMs = st.mtimeMs;
+  tsvCache.delete(file);
+  tsvCache.set(file, c);
+  if (tsvCache.size > MAX_CACHED) tsvCache.delete(tsvCache.keys().next().value!);
+  return c.lines.has(line) || last === line;
 }
 
 /** Appends the experiment to the ledger and results.tsv, each only if it is not there yet. */
 export function appendExperiment(campaignDir: string, record: ExperimentRecord, metricName: string, logTail: string): void {
-  const ledger = readLedger(campaignDir);
-  if (!ledger.some((r) => r.kind === 'experiment' && r.experiment === record.experiment)) {
-    appendLine(path.join(campaignDir, LEDGER_FILE), JSON.stringify({ kind: 'experiment', ...record, logTail }));
-  }
+  const ledger = path.join(campaignDir, LEDGER_FILE);
+  if (!hasRow(ledger, `e/${record.experiment}`)) appendLine(ledger, JSON.stringify({ kind: 'experiment', ...record, logTail }));
   const tsv = path.join(campaignDir, RESULTS_FILE);
   if (!existsSync(tsv)) appendLine(tsv, resultsHeader(metricName));
   const line = resultsLine(record);
-  const present = readFileSync(tsv, 'utf8').split('\n').some((l) => l === line);
-  if (!present) appendLine(tsv, line);
+  if (!tsvHas(tsv, line)) appendLine(tsv, line);
 }
 
 /** Every run of every commit (repeated runs, confirmations, re-runs of the best), once. */
 export function appendRun(campaignDir: string, run: RunRecord): void {
-  if (readLedger(campaignDir).some((r) => r.kind === 'run' && r.experiment === run.experiment && r.run === run.run)) return;
-  appendLine(path.join(campaignDir, LEDGER_FILE), JSON.stringify({ kind: 'run', ...run }));
+  const ledger = path.join(campaignDir, LEDGER_FILE);
+  if (hasRow(ledger, `r/${run.experiment}/${run.run}`)) return;
+  appendLine(ledger, JSON.stringify({ kind: 'run', ...run }));
 }
 
 export function appendRejection(campaignDir: string, row: Omit<Extract<LedgerRow, { kind: 'rejected' }>, 'kind'>): void {
-  const ledger = readLedger(campaignDir);
-  if (ledger.some((r) => r.kind === 'rejected' && r.experiment === row.experiment && r.attempt === row.attempt)) return;
-  appendLine(path.join(campaignDir, LEDGER_FILE), JSON.stringify({ kind: 'rejected', ...row }));
+  const ledger = path.join(campaignDir, LEDGER_FILE);
+  if (hasRow(ledger, `x/${row.experiment}/${row.attempt}`)) return;
+  appendLine(ledger, JSON.stringify({ kind: 'rejected', ...row }));
 }
 
 /** Parses results.tsv back (used by tests and `nightlab results`). */

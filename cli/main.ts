@@ -10,7 +10,7 @@ import { campaignWorkflowId } from '../common/shared';
 import { experiments } from '../activities/ledger';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import { workerProposers } from '../workers/proposers';
-import { createGpuWorkers, resolveSlots } from '../gpu-worker/worker';
+import { createGpuWorkers, resolveSlots, SHUTDOWN_GRACE } from '../gpu-worker/worker';
 import { pauseSignal, resumeSignal, steerUpdate, stopSignal } from '../workflows/messages';
 import { campaignStatus, prepareStart, startCampaign, uiLink } from './campaigns';
 import { resultsTable, statusText } from './format';
@@ -234,24 +234,39 @@ program
 program
   .command('worker')
   .description('run the orchestrator worker (campaign workflows, proposers, git, records)')
-  .action(async () => {
+  .option('--task-queue <name>', 'the campaigns\' task queue (default nightlab-orchestrator)')
+  .action(async (o) => {
     const connection = await connectWorker();
-    const worker = await createOrchestratorWorker({ connection, namespace: temporalNamespace(), deps: { proposers: workerProposers() } });
+    const worker = await createOrchestratorWorker({ connection, namespace: temporalNamespace(), taskQueue: o.taskQueue, deps: { proposers: workerProposers() } });
     log(`Orchestrator worker on ${temporalAddress()} (${temporalNamespace()}). Ctrl-C stops it.`);
+    // Ctrl-C / SIGTERM: the SDK stops polling, cancels the activities in flight (they are retried
+    // by the next worker) and ends; campaigns wait in the server until a worker is back.
+    onStop(() => log('Stopping the orchestrator worker: campaigns resume when a worker runs again.'));
     await worker.run();
+    await connection.close();
   });
 
 program
   .command('gpu-worker')
   .description('run training on this host: one experiment per GPU slot')
   .option('--gpus <list>', 'GPU indexes (0,1,...), "all", or "cpu" for one CPU slot', process.env.NIGHTLAB_GPUS)
+  .option('--task-queue <name>', 'the GPU task queue (default nightlab-gpu; a campaign\'s gpuTaskQueue)')
   .action(async (o) => {
     const slots = await resolveSlots(o.gpus);
     const connection = await connectWorker();
-    const workers = await createGpuWorkers({ connection, home: nightlabHome(), slots, namespace: temporalNamespace() });
+    const workers = await createGpuWorkers({ connection, home: nightlabHome(), slots, namespace: temporalNamespace(), taskQueue: o.taskQueue });
     log(`GPU worker on ${temporalAddress()}: slots ${slots.map((s) => s.name).join(', ')}; worktrees and logs under ${nightlabHome()}. Ctrl-C stops it.`);
+    // Ctrl-C / SIGTERM: runs get SHUTDOWN_GRACE to finish, then their process groups are killed
+    // and they go back to the queue (retried, never recorded as crashes). A second Ctrl-C quits at once.
+    onStop(() => log(`Stopping the GPU worker: runs not done within ${SHUTDOWN_GRACE} are cancelled and run again on another worker.`));
     await Promise.all(workers.map((w) => w.run()));
+    await connection.close();
   });
+
+/** Says what a stop signal does (the Temporal SDK's own handler does the stopping). */
+function onStop(say: () => void): void {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, say);
+}
 
 try {
   await program.parseAsync();

@@ -1,9 +1,20 @@
 // The GPU worker: the host's GPU slots on the GPU task queue, one experiment per slot.
 import { Worker, type NativeConnection } from '@temporalio/worker';
+import { ApplicationFailure } from '@temporalio/activity';
 import os from 'node:os';
 import { execa } from 'execa';
-import { GPU_TASK_QUEUE, DEFAULT_NAMESPACE } from '../common/shared';
-import { createGpuActivities, type Slot } from './run';
+import { GPU_TASK_QUEUE, DEFAULT_NAMESPACE, type RunRequest, type RunResult } from '../common/shared';
+import { createGpuActivities, type GpuActivities, type Slot } from './run';
+
+/** A stopping worker lets a run finish for this long, then cancels it (it is retried on another worker). */
+export const SHUTDOWN_GRACE = '10s';
+/**
+ * Heartbeats reach the server at least this often (the SDK's default is 80% of the 60 s heartbeat
+ * timeout, 48 s, which leaves a live run only 12 s of network trouble before it is timed out).
+ */
+export const HEARTBEAT_THROTTLE = '10s';
+/** A run that died of a signal waits this long for its worker's own stop to show before it counts. */
+const SETTLE_MS = 2_000;
 
 /** `--gpus 0,1` → two slots; `--gpus all` → every GPU nvidia-smi lists; none → one CPU slot. */
 export async function resolveSlots(gpus: string | undefined): Promise<Slot[]> {
@@ -36,16 +47,51 @@ export async function createGpuWorkers(opts: {
   taskQueue?: string;
   host?: string;
 }): Promise<Worker[]> {
-  return [
-    await Worker.create({
-      connection: opts.connection,
-      namespace: opts.namespace ?? DEFAULT_NAMESPACE,
-      taskQueue: opts.taskQueue ?? GPU_TASK_QUEUE,
-      activities: createGpuActivities({ home: opts.home, slots: opts.slots, host: opts.host }),
-      maxConcurrentActivityTaskExecutions: opts.slots.length,
-      // A stopping worker cancels its runs; the experiments are retried elsewhere, not recorded as crashes.
-      shutdownGraceTime: '10s',
-      identity: `${opts.host ?? os.hostname()}/${process.pid}/${opts.slots.map((s) => s.name).join(',')}`,
-    }),
-  ];
+  let worker: Worker | undefined;
+  const stopping = () => worker !== undefined && worker.getState() !== 'RUNNING';
+  worker = await Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace ?? DEFAULT_NAMESPACE,
+    taskQueue: opts.taskQueue ?? GPU_TASK_QUEUE,
+    activities: retryWhenStopping(createGpuActivities({ home: opts.home, slots: opts.slots, host: opts.host }), stopping),
+    maxConcurrentActivityTaskExecutions: opts.slots.length,
+    // A stopping worker (Ctrl-C, SIGTERM) gives its runs this long, then cancels them: their
+    // process groups are killed and the attempts fail as "worker shutting down", so Temporal
+    // retries them on another worker at once instead of waiting for the heartbeat timeout.
+    shutdownGraceTime: SHUTDOWN_GRACE,
+    maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
+    identity: `${opts.host ?? os.hostname()}/${process.pid}/${opts.slots.map((s) => s.name).join(',')}`,
+  });
+  return [worker];
+}
+
+/**
+ * A run that ended badly while its worker was stopping died with the worker, not of its code: the
+ * same SIGTERM reached both (systemd stops a unit's whole cgroup; a cluster drains a node), or the
+ * run was cut short by the stop. It is not a crash of the candidate: the attempt fails and Temporal
+ * runs it again on a worker that stays up. A run that dies of a signal just before its worker hears
+ * of the stop gets a moment for the stop to show.
+ */
+export function retryWhenStopping(activities: GpuActivities, stopping: () => boolean, settleMs = SETTLE_MS): GpuActivities {
+  return {
+    ...activities,
+    async runExperiment(req: RunRequest): Promise<RunResult> {
+      const r = await activities.runExperiment(req);
+      if (r.outcome === 'ok') return r;
+      if (!stopping() && diedOfSignal(r)) {
+        const until = Date.now() + settleMs;
+        while (!stopping() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      if (!stopping()) return r;
+      throw ApplicationFailure.retryable(
+        `the GPU worker was stopping when experiment ${req.experiment} run ${req.run} ended (${r.outcome}: ${r.reason}); it runs again on another worker`,
+        'WorkerStopping',
+      );
+    },
+  };
+}
+
+/** Killed by a signal: no exit code, or a shell's 128 + signal number. */
+function diedOfSignal(r: RunResult): boolean {
+  return r.exitCode === null || r.exitCode > 128;
 }

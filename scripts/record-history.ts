@@ -1,0 +1,142 @@
+// Re-records the replay fixtures in test/fixtures/histories/: real campaigns on a real server with
+// the current workflow code, each run's history saved as JSON (the format of
+// `temporal workflow show -o json`). test/replay.test.ts replays them against the workflow code of
+// every later commit, so a change that would break a running campaign fails CI.
+//
+//   npx tsx scripts/record-history.ts              # every scenario
+//   npx tsx scripts/record-history.ts crash-keep   # one of them
+//
+// Uses the server at TEMPORAL_ADDRESS when one answers, else starts a dev server of its own.
+// Re-record only when a change is meant to be incompatible and is shipped with a new workflow
+// name or after every running campaign has finished (see README, "Upgrading a running fleet").
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { historyToJSON } from '../test/history-json';
+import { benchServer } from '../bench/harness';
+import { campaignWorkflowId, type CampaignStatus } from '../common/shared';
+import { experiments } from '../activities/ledger';
+import type { CampaignConfigInput } from '../common/config';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const HISTORIES_DIR = path.join(ROOT, 'test', 'fixtures', 'histories');
+
+interface Scenario {
+  name: string;
+  what: string;
+  run(): Promise<{ tag: string; status: CampaignStatus; statuses: string }>;
+}
+
+const server = await benchServer(19433);
+// The test helpers read TEMPORAL_ADDRESS when they load: after the server is known.
+const { lab, makeRepo, tempDir, waitFor } = await import('../test/helpers');
+const { statusQuery, pauseSignal, resumeSignal, steerUpdate } = await import('../workflows/messages');
+
+/** A `command` proposer whose experiment n sets plan[n]'s settings (lowercase names too, e.g. mode), after plan[n].delay seconds. */
+function plannedProposer(plan: Record<string, Record<string, number | string>>): string {
+  const dir = tempDir('nightlab-proposer-');
+  writeFileSync(path.join(dir, 'plan.json'), JSON.stringify(plan));
+  writeFileSync(
+    path.join(dir, 'propose.py'),
+    `import json, os, re, sys, time
+plan = json.load(open(sys.argv[1]))
+step = plan[os.environ["NIGHTLAB_EXPERIMENT"]]
+time.sleep(float(step.get("delay", 0)))
+src = open("train.py").read()
+for name, value in step.items():
+    if name in ("desc", "delay"): continue
+    src = re.sub(rf"^{name} = \\S+", f"{name} = {value}", src, flags=re.M)
+open("train.py", "w").write(src)
+open(os.environ["NIGHTLAB_DESCRIPTION"], "w").write(step.get("desc", "planned edit"))
+`,
+  );
+  return `python3 ${path.join(dir, 'propose.py')} ${path.join(dir, 'plan.json')}`;
+}
+
+const statusWords = (dir: string) => experiments(dir).sort((a, b) => a.experiment - b.experiment).map((r) => `${r.experiment}:${r.status}`).join(' ');
+
+const SCENARIOS: Scenario[] = [
+  {
+    name: 'crash-keep',
+    what: 'a keep, a crash, a fix of the crash that is kept, a discard; a steer update and a pause/resume mid-campaign',
+    async run() {
+      const l = await lab();
+      try {
+        const command = plannedProposer({
+          1: { LEARNING_RATE: 0.2, desc: 'lower learning rate' },
+          2: { mode: 1, desc: 'a change that crashes' },
+          3: { mode: 0, WIDTH: 12, desc: 'fix the crash; width 12' },
+          4: { LEARNING_RATE: 0.9, desc: 'much higher learning rate' },
+        });
+        const config: Partial<CampaignConfigInput> = {
+          proposer: { kind: 'command', command, seed: 0 }, lookahead: 0, budget: { maxExperiments: 4 }, noise: { baselineRuns: 1 },
+          crash: { maxFixAttempts: 1 }, run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.5' }, timeoutSec: 60 }, sandbox: 'off',
+        };
+        const c = await l.start(await makeRepo(), config);
+        const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
+        await waitFor('experiment 1 recorded', () => experiments(c.campaignDir).some((r) => r.experiment === 1));
+        await handle.executeUpdate(steerUpdate, { args: [{ note: 'recorded for the replay fixtures: try the width next' }] });
+        await handle.signal(pauseSignal);
+        await waitFor('paused', async () => (await handle.query(statusQuery)).state === 'paused');
+        await handle.signal(resumeSignal);
+        const status = await c.result();
+        return { tag: c.tag, status, statuses: statusWords(c.campaignDir) };
+      } finally {
+        await l.close();
+      }
+    },
+  },
+  {
+    name: 'continue-as-new',
+    what: 'parallelism 2 with lookahead 2 on two slots, a noisy target (two baseline runs), a keep, a proposal rebased onto it and confirmed with fresh seeds while the best is re-run, a rebase conflict proposed again; continued as new every ~60 events',
+    async run() {
+      const l = await lab({ slots: [{ name: 'cpu0', devices: null }, { name: 'cpu1', devices: null }] });
+      try {
+        const command = plannedProposer({
+          1: { LEARNING_RATE: 0.2, desc: 'lower learning rate' },
+          2: { WIDTH: 12, desc: 'width 12', delay: 0.3 },
+          3: { LEARNING_RATE: 0.15, desc: 'learning rate 0.15', delay: 0.6 },
+          4: { WIDTH: 16, desc: 'width 16', delay: 0.9 },
+          5: { WIDTH: 20, desc: 'width 20' },
+          6: { LEARNING_RATE: 0.12, desc: 'learning rate 0.12' },
+        });
+        const c = await l.start(await makeRepo(), {
+          proposer: { kind: 'command', command, seed: 0 }, parallelism: 2, lookahead: 2, budget: { maxExperiments: 6 },
+          noise: { baselineRuns: 2, confirmRuns: 2, bestRuns: 3 },
+          run: { command: 'python3 train.py', env: { QUAD_NOISE: '0.01', QUAD_SLEEP: '1' }, timeoutSec: 60 }, sandbox: 'off',
+        }, { historyEventsLimit: 60 });
+        const status = await c.result();
+        return { tag: c.tag, status, statuses: statusWords(c.campaignDir) };
+      } finally {
+        await l.close();
+      }
+    },
+  },
+];
+
+const only = process.argv.slice(2);
+const { connectClient } = await import('../common/connection');
+const client = await connectClient(server.address);
+mkdirSync(HISTORIES_DIR, { recursive: true });
+try {
+  for (const s of SCENARIOS.filter((x) => !only.length || only.includes(x.name))) {
+    console.log(`recording ${s.name}: ${s.what}`);
+    const { tag, status, statuses } = await s.run();
+    // Every run of the workflow, oldest first: the first and each one continued as new.
+    const runs: { runId: string; start: number }[] = [];
+    for await (const wf of client.workflow.list({ query: `WorkflowId = '${campaignWorkflowId(tag)}'` })) runs.push({ runId: wf.runId, start: wf.startTime.getTime() });
+    runs.sort((a, b) => a.start - b.start);
+    for (const f of readdirSync(HISTORIES_DIR)) if (f.startsWith(`${s.name}.`) && f.endsWith('.json')) rmSync(path.join(HISTORIES_DIR, f));
+    for (const [i, r] of runs.entries()) {
+      const history = await client.workflow.getHandle(campaignWorkflowId(tag), r.runId).fetchHistory();
+      const file = path.join(HISTORIES_DIR, `${s.name}.${i + 1}.json`);
+      writeFileSync(file, `${historyToJSON(history)}\n`);
+      console.log(`  ${path.relative(ROOT, file)}: ${history.events?.length} events`);
+    }
+    console.log(`  ${status.state}: ${status.experiments} experiments, ${status.kept} kept, ${status.crashes} crashed; ${statuses}`);
+  }
+} finally {
+  await client.connection.close();
+  await server.stop();
+}
+process.exit(0);
