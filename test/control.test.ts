@@ -35,7 +35,9 @@ test('pause waits after the current experiment, resume goes on, stop ends the ca
     assert.ok(final.experiments < 200);
     const rows = experiments(c.campaignDir);
     assert.equal(rows.length, final.experiments + 1, 'every finished experiment recorded once, the baseline too');
-    assert.deepEqual(rows.map((r) => r.experiment).sort((a, b) => a - b), [...rows.keys()]);
+    // Each recorded once. A proposal still waiting for a slot at the stop was never trained, so it
+    // leaves a gap in the numbers, not a row.
+    assert.equal(new Set(rows.map((r) => r.experiment)).size, rows.length);
     const desc = await handle.describe();
     assert.equal(desc.typedSearchAttributes.getAll().find((p) => p.key.name === 'NightlabStatus')?.value, 'stopped');
   } finally {
