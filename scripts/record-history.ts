@@ -29,29 +29,8 @@ interface Scenario {
 
 const server = await benchServer(19433);
 // The test helpers read TEMPORAL_ADDRESS when they load: after the server is known.
-const { lab, makeRepo, tempDir, waitFor } = await import('../test/helpers');
+const { lab, makeRepo, plannedProposer, waitFor } = await import('../test/helpers');
 const { statusQuery, pauseSignal, resumeSignal, steerUpdate } = await import('../workflows/messages');
-
-/** A `command` proposer whose experiment n sets plan[n]'s settings (lowercase names too, e.g. mode), after plan[n].delay seconds. */
-function plannedProposer(plan: Record<string, Record<string, number | string>>): string {
-  const dir = tempDir('nightlab-proposer-');
-  writeFileSync(path.join(dir, 'plan.json'), JSON.stringify(plan));
-  writeFileSync(
-    path.join(dir, 'propose.py'),
-    `import json, os, re, sys, time
-plan = json.load(open(sys.argv[1]))
-step = plan[os.environ["NIGHTLAB_EXPERIMENT"]]
-time.sleep(float(step.get("delay", 0)))
-src = open("train.py").read()
-for name, value in step.items():
-    if name in ("desc", "delay"): continue
-    src = re.sub(rf"^{name} = \\S+", f"{name} = {value}", src, flags=re.M)
-open("train.py", "w").write(src)
-open(os.environ["NIGHTLAB_DESCRIPTION"], "w").write(step.get("desc", "planned edit"))
-`,
-  );
-  return `python3 ${path.join(dir, 'propose.py')} ${path.join(dir, 'plan.json')}`;
-}
 
 const statusWords = (dir: string) => experiments(dir).sort((a, b) => a.experiment - b.experiment).map((r) => `${r.experiment}:${r.status}`).join(' ');
 
