@@ -1,20 +1,40 @@
 // Git as the campaign's memory. Every write is idempotent or compare-and-swap, so an activity
 // retried after a crash finds its effect already there instead of doing it twice.
 // The user's own checkout is never touched: work happens in worktrees and under refs.
-import { existsSync, mkdirSync, realpathSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { simpleGit, type SimpleGit } from 'simple-git';
+import { execFile } from 'node:child_process';
 
 const ZERO_SHA = '0000000000000000000000000000000000000000';
 
 /** Commits Nightlab makes carry its own identity, whatever the machine's git config says. */
 const IDENTITY = ['user.name=Nightlab', 'user.email=nightlab@localhost'];
 
-export function git(dir: string): SimpleGit {
+export interface Git {
+  /** Runs `git <args>` in the directory: its stdout, trimmed. Rejects on a non-zero exit, with git's stderr. */
+  raw(args: string[]): Promise<string>;
+  revparse(args: string[]): Promise<string>;
+  /** Like raw, untrimmed (file contents). */
+  text(args: string[]): Promise<string>;
+}
+
+/**
+ * git as a direct child process. (simple-git waits 50 ms after every command that printed nothing,
+ * such as update-ref, add, clean, fetch --quiet or worktree prune: about a dozen per experiment.)
+ */
+export function git(dir: string): Git {
   // Only the variables git needs: keys in the worker's environment stay out of hooks and filters.
   const env: Record<string, string> = {};
   for (const k of ['PATH', 'HOME', 'LANG', 'TMPDIR', 'SSH_AUTH_SOCK']) if (process.env[k]) env[k] = process.env[k]!;
-  return simpleGit({ baseDir: dir, trimmed: true, config: IDENTITY }).env(env);
+  const run = (args: string[], trim: boolean) =>
+    new Promise<string>((resolve, reject) => {
+      const argv = IDENTITY.flatMap((c) => ['-c', c]).concat(args);
+      execFile('git', argv, { cwd: dir, env, encoding: 'utf8', maxBuffer: 512 * 1024 * 1024 }, (err, stdout, stderr) => {
+        if (err) reject(Object.assign(new Error(`git ${args.join(' ')} failed in ${dir}: ${stderr.trim() || err.message}`), { exitCode: err.code, stderr }));
+        else resolve(trim ? stdout.trim() : stdout);
+      });
+    });
+  return { raw: (args) => run(args, true), revparse: (args) => run(['rev-parse', ...args], true), text: (args) => run(args, false) };
 }
 
 /** `dir` is the top of a git repository (not merely inside one, like a home directory under version control). */
@@ -119,7 +139,7 @@ export async function diffOf(repo: string, from: string, to: string, maxChars = 
 
 export async function showFile(repo: string, sha: string, file: string): Promise<string | null> {
   try {
-    return await simpleGit(repo).show([`${sha}:${file}`]);
+    return await git(repo).text(['show', `${sha}:${file}`]);
   } catch {
     return null;
   }
@@ -134,6 +154,12 @@ export async function fetchCommit(cache: string, remote: string, ref: string, sh
   if (!existsSync(cache)) {
     mkdirSync(cache, { recursive: true });
     await git(cache).raw(['init', '--bare', '--quiet']);
+    // A campaign repository on this host's disk (or a shared one) lends its objects: its
+    // candidates need no fetch at all. A URL remote is fetched as before.
+    if (path.isAbsolute(remote) && existsSync(remote)) {
+      const objects = path.resolve(remote, await git(remote).raw(['rev-parse', '--git-path', 'objects']));
+      writeFileSync(path.join(cache, 'objects', 'info', 'alternates'), `${objects}\n`);
+    }
   }
   if (await readRef(cache, sha)) return;
   await git(cache).raw(['fetch', '--quiet', '--no-write-fetch-head', remote, `+${ref}:${ref}`]);

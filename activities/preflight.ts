@@ -9,8 +9,10 @@ import { changedFiles } from './git';
 
 /** The reason the worktree's edits cannot be tried, or null when they can. */
 export async function preflight(worktree: string, codeSha: string, parentSha: string, config: Pick<CampaignConfig, 'editable' | 'locked'> & { evaluate?: { heldOutPaths?: string[] } }): Promise<string | null> {
-  if ((await changedFiles(worktree, codeSha)).length === 0) return 'no-op edit: the proposal changed nothing';
-  const changed = await changedFiles(worktree, parentSha);
+  const edited = await changedFiles(worktree, codeSha);
+  if (edited.length === 0) return 'no-op edit: the proposal changed nothing';
+  // A fix starts from the crashed commit; every other proposal from the best itself.
+  const changed = codeSha === parentSha ? edited : await changedFiles(worktree, parentSha);
   if (changed.length === 0) return 'no-op edit: the result is identical to the best commit';
   const locked = changed.filter((f) => covers(config.locked, f));
   if (locked.length) return `changes locked file(s): ${locked.join(', ')}`;
@@ -33,9 +35,16 @@ function covers(paths: string[], file: string): boolean {
   });
 }
 
-/** Compiles without writing __pycache__ into the worktree. */
+let interpreter: Promise<string> | undefined;
+/** The interpreter behind `python3` on PATH, resolved once: a pyenv/asdf shim costs ~100 ms a call. */
+function python(): Promise<string> {
+  interpreter ??= execa('python3', ['-c', 'import sys; print(sys.executable)']).then((r) => r.stdout.trim() || 'python3', () => 'python3');
+  return interpreter;
+}
+
+/** Compiles without writing __pycache__ into the worktree (-I -S: no site imports, ~10 ms). */
 async function pythonSyntaxError(file: string): Promise<string | null> {
-  const r = await execa('python3', ['-c', 'import sys; compile(open(sys.argv[1], encoding="utf-8").read(), sys.argv[1], "exec")', file], { reject: false });
+  const r = await execa(await python(), ['-I', '-S', '-c', 'import sys; compile(open(sys.argv[1], encoding="utf-8").read(), sys.argv[1], "exec")', file], { reject: false });
   if (r.exitCode === 0) return null;
   return r.stderr.trim().split('\n').slice(-3).join(' | ');
 }

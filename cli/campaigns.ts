@@ -50,7 +50,7 @@ export async function prepareStart(args: { config: CampaignConfig; baseDir: stri
   if (config.instructions) await committed('instructions', config.instructions);
   if (problems.length) throw new ConfigError(problems, 'target');
   const branch = branchName(config, args.tag);
-  // simple-git does not reject on a silent non-zero exit, so compare git's normalized name instead.
+  // git accepts some names only after normalizing them, so compare the normalized name too.
   const ref = `refs/heads/${branch}`;
   const normalized = await git(repo).raw(['check-ref-format', '--normalize', ref]).catch(() => '');
   if (normalized !== ref) throw new ConfigError([`branch: "${branch}" is not a valid git branch name; fix the branch field (default autoresearch/{tag})`], 'branch');
