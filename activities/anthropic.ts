@@ -21,7 +21,7 @@ type Usage = Anthropic.Usage;
 import { ApplicationFailure, asyncLocalStorage } from '@temporalio/activity';
 import { z } from 'zod';
 import type { TokenUsage } from '../common/shared';
-import { ProposalRejected, renderHistory, type ProposerContext, type Proposer } from './context';
+import { ProposalRejected, contextSections, type ProposerContext, type Proposer } from './context';
 import { cleanDescription } from './ledger';
 import { costOf, priceOf } from './prices';
 
@@ -180,30 +180,10 @@ class Spend {
 
 /**
  * The context as three user blocks, most stable first, so the cached prefix survives as long as
- * possible: (instructions, files) change on a keep; (history, notes, best) every experiment; the
- * task every request. Same sections as `renderContext`, split at the cache breakpoints.
+ * possible (see `contextSections`).
  */
 export function contextBlocks(ctx: ProposerContext): TextBlockParam[] {
-  const better = ctx.metric.direction === 'lower' ? 'lower' : 'higher';
-  const files: string[] = [];
-  files.push(`# Instructions\n\n${ctx.instructions.trim() || '(none given)'}`);
-  files.push(`# Goal\n\nMake ${ctx.metric.name} ${better}. Only these files may be edited: ${ctx.editable.map((f) => f.path).join(', ')}.`);
-  for (const f of ctx.locked) files.push(`# Locked file (read only): ${f.path}\n\n\`\`\`\n${f.content}\n\`\`\``);
-  for (const f of ctx.editable) files.push(`# Editable file: ${f.path}\n\n\`\`\`\n${f.content}\n\`\`\``);
-
-  const history: string[] = [];
-  history.push(`# Experiments so far (experiment, status, ${ctx.metric.name}, delta, description; ${better} is better)\n\n${renderHistory(ctx.history)}`);
-  history.push(`# Current best\n\nexperiment ${ctx.best.experiment}, ${ctx.metric.name} ${ctx.best.metric ?? 'unknown'}, commit ${ctx.best.commit.slice(0, 7)}`);
-  if (ctx.notes.length) history.push(`# Notes from the human (most recent last)\n\n${ctx.notes.map((n) => `- ${n}`).join('\n')}`);
-
-  const task: string[] = [];
-  if (ctx.fix) {
-    task.push(`# Task: fix the crash of experiment ${ctx.fix.experiment}\n\nIt tried: ${ctx.fix.description}\nIt failed: ${ctx.fix.reason}\n\nIts diff against the best:\n\`\`\`diff\n${ctx.fix.diff}\n\`\`\`\n\nThe end of its log:\n\`\`\`\n${ctx.fix.logTail}\n\`\`\`\n\nThe editable files above are the crashed version. Fix the bug if it is simple; otherwise propose something else.`);
-  } else {
-    task.push(`# Task\n\nPropose experiment ${ctx.experiment}: one idea, as edits to the editable files, with a one-line description.`);
-  }
-  if (ctx.lastRejection) task.push(`# Your previous proposal was rejected\n\n${ctx.lastRejection}`);
-
+  const { files, history, task } = contextSections(ctx);
   return [
     { type: 'text', text: files.join('\n\n'), cache_control: CACHE },
     { type: 'text', text: history.join('\n\n'), cache_control: CACHE },

@@ -2,7 +2,8 @@
 // the files, a compact history and the best so far. Held-out figures and secrets never enter it.
 import type { CampaignConfig } from '../common/config';
 import type { TokenUsage } from '../common/shared';
-import { diffOf, showFile } from './git';
+import { experimentRef } from '../common/shared';
+import { diffOf, refSubjects, showFile } from './git';
 import { experiments, readLedger } from './ledger';
 
 export interface FileText {
@@ -34,6 +35,8 @@ export interface ProposerContext {
   history: HistoryLine[];
   best: { experiment: number; metric: number | null; commit: string };
   fix: { experiment: number; description: string; reason: string; diff: string; logTail: string } | null;
+  /** Other experiments proposed and not judged yet (queued or training): not to be duplicated. */
+  inFlight: { experiment: number; description: string }[];
   lastRejection: string | null;
   /** The worktree holding the code to edit (at the best commit, or at the crashed one for a fix). */
   worktree: string;
@@ -74,6 +77,14 @@ export async function buildContext(args: {
       diff: await diffOf(repo, args.parentSha, args.fix.sha),
     };
   }
+  // In flight: the campaign's experiment refs that have no record yet (the ref names the
+  // experiment, its commit's subject is the proposal's description).
+  const recorded = new Set(rows.map((r) => r.experiment));
+  const prefix = experimentRef(args.tag, 0).replace(/0$/, '');
+  const inFlight = (await refSubjects(repo, prefix))
+    .map((r) => ({ experiment: Number(r.ref.slice(prefix.length)), description: r.subject }))
+    .filter((r) => Number.isInteger(r.experiment) && r.experiment > 0 && r.experiment !== args.experiment && !recorded.has(r.experiment))
+    .sort((a, b) => a.experiment - b.experiment);
   return {
     tag: args.tag,
     experiment: args.experiment,
@@ -89,29 +100,49 @@ export async function buildContext(args: {
     history: rows.slice(-HISTORY_LINES).map((r) => ({ experiment: r.experiment, status: r.status, metric: r.metric, delta: r.delta, description: r.description })),
     best: { experiment: best?.experiment ?? 0, metric: best?.metric ?? null, commit: args.parentSha },
     fix,
+    inFlight,
     lastRejection: rejected && rejected.kind === 'rejected' ? rejected.reason : null,
     worktree: args.worktree,
   };
 }
 
+/**
+ * The context's sections, in three groups from most to least stable: `files` (instructions and
+ * files: change on a keep), `history` (results, best, notes: every experiment) and `task` (this
+ * request only). The Anthropic proposer puts a cache breakpoint after each of the first two.
+ */
+export function contextSections(ctx: ProposerContext): { files: string[]; history: string[]; task: string[] } {
+  const better = ctx.metric.direction === 'lower' ? 'lower' : 'higher';
+  const files: string[] = [];
+  files.push(`# Instructions\n\n${ctx.instructions.trim() || '(none given)'}`);
+  files.push(`# Goal\n\nMake ${ctx.metric.name} ${better}. Only these files may be edited: ${ctx.editable.map((f) => f.path).join(', ')}.`);
+  for (const f of ctx.locked) files.push(`# Locked file (read only): ${f.path}\n\n\`\`\`\n${f.content}\n\`\`\``);
+  for (const f of ctx.editable) files.push(`# Editable file: ${f.path}\n\n\`\`\`\n${f.content}\n\`\`\``);
+
+  const history: string[] = [];
+  history.push(`# Experiments so far (experiment, status, ${ctx.metric.name}, delta, description; ${better} is better)\n\n${renderHistory(ctx.history)}`);
+  history.push(`# Current best\n\nexperiment ${ctx.best.experiment}, ${ctx.metric.name} ${ctx.best.metric ?? 'unknown'}, commit ${ctx.best.commit.slice(0, 7)}`);
+  if (ctx.notes.length) history.push(`# Notes from the human (most recent last)\n\n${ctx.notes.map((n) => `- ${n}`).join('\n')}`);
+
+  const task: string[] = [];
+  if (ctx.inFlight.length) {
+    // Parallel proposals that repeat each other waste GPU time, and edits to the same lines
+    // conflict when one of them is kept (the other is then proposed again).
+    task.push(`# Experiments in flight (proposed, not judged yet)\n\n${ctx.inFlight.map((f) => `${f.experiment}\t${f.description}`).join('\n')}\n\nPropose something different from these, preferably in other lines of the code.`);
+  }
+  if (ctx.fix) {
+    task.push(`# Task: fix the crash of experiment ${ctx.fix.experiment}\n\nIt tried: ${ctx.fix.description}\nIt failed: ${ctx.fix.reason}\n\nIts diff against the best:\n\`\`\`diff\n${ctx.fix.diff}\n\`\`\`\n\nThe end of its log:\n\`\`\`\n${ctx.fix.logTail}\n\`\`\`\n\nThe editable files above are the crashed version. Fix the bug if it is simple; otherwise propose something else.`);
+  } else {
+    task.push(`# Task\n\nPropose experiment ${ctx.experiment}: one idea, as edits to the editable files, with a one-line description.`);
+  }
+  if (ctx.lastRejection) task.push(`# Your previous proposal was rejected\n\n${ctx.lastRejection}`);
+  return { files, history, task };
+}
+
 /** The context as one markdown document: the prompt body for agents, the NIGHTLAB_CONTEXT file for commands. */
 export function renderContext(ctx: ProposerContext): string {
-  const better = ctx.metric.direction === 'lower' ? 'lower' : 'higher';
-  const out: string[] = [];
-  out.push(`# Instructions\n\n${ctx.instructions.trim() || '(none given)'}`);
-  if (ctx.notes.length) out.push(`# Notes from the human (most recent last)\n\n${ctx.notes.map((n) => `- ${n}`).join('\n')}`);
-  out.push(`# Goal\n\nMake ${ctx.metric.name} ${better}. Only these files may be edited: ${ctx.editable.map((f) => f.path).join(', ')}.`);
-  for (const f of ctx.locked) out.push(`# Locked file (read only): ${f.path}\n\n\`\`\`\n${f.content}\n\`\`\``);
-  for (const f of ctx.editable) out.push(`# Editable file: ${f.path}\n\n\`\`\`\n${f.content}\n\`\`\``);
-  out.push(`# Experiments so far (${ctx.metric.name}, ${better} is better)\n\n${renderHistory(ctx.history)}`);
-  out.push(`# Current best\n\nexperiment ${ctx.best.experiment}, ${ctx.metric.name} ${ctx.best.metric ?? 'unknown'}, commit ${ctx.best.commit.slice(0, 7)}`);
-  if (ctx.fix) {
-    out.push(`# Task: fix the crash of experiment ${ctx.fix.experiment}\n\nIt tried: ${ctx.fix.description}\nIt failed: ${ctx.fix.reason}\n\nIts diff against the best:\n\`\`\`diff\n${ctx.fix.diff}\n\`\`\`\n\nThe end of its log:\n\`\`\`\n${ctx.fix.logTail}\n\`\`\`\n\nThe editable files above are the crashed version. Fix the bug if it is simple; otherwise propose something else.`);
-  } else {
-    out.push(`# Task\n\nPropose experiment ${ctx.experiment}: one idea, as edits to the editable files, with a one-line description.`);
-  }
-  if (ctx.lastRejection) out.push(`# Your previous proposal was rejected\n\n${ctx.lastRejection}`);
-  return out.join('\n\n');
+  const { files, history, task } = contextSections(ctx);
+  return [...files, ...history, ...task].join('\n\n');
 }
 
 export function renderHistory(history: HistoryLine[]): string {

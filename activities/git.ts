@@ -103,8 +103,7 @@ export async function changedFiles(dir: string, sha: string): Promise<string[]> 
 export async function commitWorktree(dir: string, parent: string, message: string): Promise<string> {
   const wt = git(dir);
   await wt.raw(['add', '-A']);
-  const tree = await wt.raw(['write-tree']);
-  return wt.raw(['commit-tree', tree, '-p', parent, '-m', message]);
+  return commitTree(dir, await wt.raw(['write-tree']), parent, message);
 }
 
 /** Points `ref` at `sha`, whatever it held: for refs only this campaign writes. */
@@ -132,6 +131,40 @@ export async function applyChange(dir: string, sha: string): Promise<boolean> {
   }
 }
 
+let mergeTreeSupport: Promise<boolean> | undefined;
+/** `git merge-tree --write-tree` came with git 2.38. */
+function canMergeTree(): Promise<boolean> {
+  mergeTreeSupport ??= git(process.cwd()).raw(['--version']).then((v) => {
+    const [major, minor] = (/(\d+)\.(\d+)/.exec(v) ?? []).slice(1).map(Number);
+    return major > 2 || (major === 2 && minor >= 38);
+  }, () => false);
+  return mergeTreeSupport;
+}
+
+/**
+ * The tree of `sha`'s change (against `parent`) applied on top of `onto`, merged in the object
+ * store without a worktree: null when the change conflicts; undefined when this git is too old
+ * (then use `applyChange` in a worktree). merge-tree takes the merge base itself, which is
+ * `parent` whenever `parent` is an ancestor of `onto`, as an old best is of the new best; the
+ * three-way merge on that base is exactly a cherry-pick.
+ */
+export async function mergeChange(repo: string, sha: string, parent: string, onto: string): Promise<string | null | undefined> {
+  if (!(await canMergeTree())) return undefined;
+  const base = await git(repo).raw(['merge-base', onto, sha]).catch(() => '');
+  if (base !== parent) return undefined;
+  try {
+    return (await git(repo).raw(['merge-tree', '--write-tree', '--no-messages', onto, sha])).split('\n')[0];
+  } catch (err) {
+    if ((err as { exitCode?: unknown }).exitCode === 1) return null; // conflicts (2 and up: an error)
+    throw err;
+  }
+}
+
+/** A commit of `tree` with `parent`, by Nightlab. */
+export async function commitTree(repo: string, tree: string, parent: string, message: string): Promise<string> {
+  return git(repo).raw(['commit-tree', tree, '-p', parent, '-m', message]);
+}
+
 export async function diffOf(repo: string, from: string, to: string, maxChars = 20_000): Promise<string> {
   const d = await git(repo).raw(['diff', from, to]);
   return d.length > maxChars ? `${d.slice(0, maxChars)}\n... (diff truncated)` : d;
@@ -143,6 +176,15 @@ export async function showFile(repo: string, sha: string, file: string): Promise
   } catch {
     return null;
   }
+}
+
+/** The refs under `prefix` with their commits' subject lines, one git command. */
+export async function refSubjects(repo: string, prefix: string): Promise<{ ref: string; subject: string }[]> {
+  const out = await git(repo).raw(['for-each-ref', '--format=%(refname)%00%(contents:subject)', prefix]);
+  return out.split('\n').filter(Boolean).map((line) => {
+    const [ref, subject = ''] = line.split('\0');
+    return { ref, subject };
+  });
 }
 
 export async function commitMessage(repo: string, sha: string): Promise<string> {

@@ -6,7 +6,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { CampaignConfig } from '../common/config';
 import { experimentRef, type ExperimentRecord, type Proposal, type RunRecord } from '../common/shared';
 import { ProposalRejected, buildContext, type Proposer } from './context';
-import { applyChange, checkoutWorktree, commitMessage, commitWorktree, compareAndSwapRef, git, readRef, removeWorktree, setRef } from './git';
+import { applyChange, checkoutWorktree, commitMessage, commitTree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, removeWorktree, setRef } from './git';
 import { appendExperiment, appendRejection, appendRun, cleanDescription, readLedger } from './ledger';
 import { mutateProposer } from './mutate';
 import { commandProposer } from './command-proposer';
@@ -125,23 +125,31 @@ export function createActivities(deps: ActivityDeps = {}) {
       const ref = experimentRef(args.tag, args.experiment);
       const current = await readRef(args.repo, ref);
       if (current && current !== args.sha && (await git(args.repo).raw(['rev-parse', `${current}^`])) === args.onto) return current; // a retry
-      const worktree = path.join(args.campaignDir, 'worktrees', `e${args.experiment}`);
-      await checkoutWorktree(args.repo, worktree, args.onto);
-      try {
-        if (!(await applyChange(worktree, args.sha))) {
-          appendRejection(args.campaignDir, {
-            tag: args.tag, experiment: args.experiment, attempt: args.attempt, description: (await commitMessage(args.repo, args.sha)).split('\n')[0],
-            reason: `conflicts with kept experiment ${args.ontoExperiment} when rebased onto it`, costUsd: 0, at: new Date().toISOString(),
-          });
-          return null;
+      const original = await commitMessage(args.repo, args.sha);
+      const message = `${original}\n(rebased onto ${args.onto.slice(0, 7)})`;
+      let sha: string | null;
+      // In the object store when git can (a few ms: this is on the way to a GPU after a keep), else in a worktree.
+      const tree = await mergeChange(args.repo, args.sha, args.parent, args.onto);
+      if (tree !== undefined) {
+        sha = tree && (await commitTree(args.repo, tree, args.onto, message));
+      } else {
+        const worktree = path.join(args.campaignDir, 'worktrees', `e${args.experiment}`);
+        await checkoutWorktree(args.repo, worktree, args.onto);
+        try {
+          sha = (await applyChange(worktree, args.sha)) ? await commitWorktree(worktree, args.onto, message) : null;
+        } finally {
+          await removeWorktree(args.repo, worktree);
         }
-        const message = `${await commitMessage(args.repo, args.sha)}\n(rebased onto ${args.onto.slice(0, 7)})`;
-        const sha = await commitWorktree(worktree, args.onto, message);
-        await setRef(args.repo, ref, sha);
-        return sha;
-      } finally {
-        await removeWorktree(args.repo, worktree);
       }
+      if (!sha) {
+        appendRejection(args.campaignDir, {
+          tag: args.tag, experiment: args.experiment, attempt: args.attempt, description: original.split('\n')[0],
+          reason: `conflicts with kept experiment ${args.ontoExperiment} when rebased onto it`, costUsd: 0, at: new Date().toISOString(),
+        });
+        return null;
+      }
+      await setRef(args.repo, ref, sha);
+      return sha;
     },
 
     /** Keep: the campaign branch moves forward, only from the best commit the workflow knows. */

@@ -66,12 +66,22 @@ export const mutateProposer: Proposer = async (ctx) => {
   const knobs = findKnobs(ctx.editable);
   if (!knobs.length) throw new Error(`the mutate proposer found no UPPER_CASE = <number> settings in ${ctx.editable.map((f) => f.path).join(', ')}; use another proposer`);
   const random = rng(ctx.seed, ctx.tag, ctx.experiment, ctx.attempt);
+  // Settings an experiment in flight is changing are left to it while others remain: parallel
+  // experiments then test different things, and a keep of one never conflicts with the others.
+  const busy = new Set(ctx.inFlight.flatMap((f) => settingsIn(f.description)));
+  const free = knobs.filter((k) => !busy.has(k.name));
+  const pool = free.length ? free : knobs;
   // A change already tried (on this best or an earlier one) teaches nothing new: draw again.
   const tried = new Set(ctx.history.map((h) => h.description));
-  let proposal = draw(knobs, ctx, random);
-  for (let i = 0; i < MAX_DRAWS && tried.has(proposal.description); i++) proposal = draw(knobs, ctx, random);
+  let proposal = draw(pool, ctx, random);
+  for (let i = 0; i < MAX_DRAWS && tried.has(proposal.description); i++) proposal = draw(pool, ctx, random);
   return proposal;
 };
+
+/** The setting names a mutate description changes ("WIDTH 8 -> 16, DEPTH 4 -> 3"). */
+export function settingsIn(description: string): string[] {
+  return [...description.matchAll(/(?:^|, )([A-Z][A-Z0-9_]*) \S+ -> /g)].map((m) => m[1]);
+}
 
 const MAX_DRAWS = 50;
 

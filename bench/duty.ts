@@ -11,9 +11,8 @@
 //               the runs themselves: each run's trainer prints its start and end (epoch ms), and
 //                 duty = sum of (end - start) / (slots x (last end - first start)).
 //               "steady" starts at experiment 1's run; "from baseline" at the baseline's run, so it
-//               also counts the campaign's start (the first proposal is only made after the
-//               baseline is recorded). Each setting runs with the default lookahead (= parallelism
-//               = 1) and with lookahead 2.
+//               also counts the campaign's start. Each setting runs with lookahead 1 (one
+//               proposal ready per slot) and with the default lookahead (2 x parallelism = 2).
 // The four campaigns and the two bash loops run at the same time (each campaign has its own
 // orchestrator and GPU worker on task queues of their own): they sleep nearly all the time, and
 // contention only lengthens Nightlab's gaps. The trainer's own clock excludes process start-up,
@@ -58,7 +57,7 @@ async function main(): Promise<void> {
   try {
     console.log(`bench:duty — T = ${T} s of training per run, ${N} experiments per campaign, each campaign on one GPU slot of its own`);
     console.log(machineLine());
-    const settings = [T / 2, T].flatMap((L) => [null, 2].map((lookahead) => ({ L, lookahead })));
+    const settings = [T / 2, T].flatMap((L) => [1, null].map((lookahead) => ({ L, lookahead })));
     const shells = [T / 2, T].map(async (L) => ({ L, r: await shellLoop(await makeBenchRepo(), SHELL_N, { thinkSec: L, sleepSec: T }) }));
     const runs = settings.map(async ({ L, lookahead }) => {
       const l = await benchLab({ client: conn.client, connection: conn.connection, slots: 1, proposerLatencyMs: L * 1000 });
@@ -77,7 +76,7 @@ async function main(): Promise<void> {
       figure('autoresearch', { duty: `${f1(analytic)} % (T/(L+T))`, simulated: `${f1(shellDuty)} % (bash loop, ${shell.experiments} runs, first run to last)` });
       for (const r of results.filter((x) => x.L === L)) {
         figure('nightlab', {
-          lookahead: r.lookahead === null ? '1 (default)' : String(r.lookahead),
+          lookahead: r.lookahead === null ? '2 (default, 2 x P)' : String(r.lookahead),
           duty: `${f1(r.d.steady)} % steady`,
           'from baseline': `${f1(r.d.whole)} %`,
           'gap between runs': `p50 ${f0(percentile(r.d.gapsMs, 50))} ms, mean ${f0(sum(r.d.gapsMs) / r.d.gapsMs.length)} ms, max ${f0(Math.max(...r.d.gapsMs))} ms`,
@@ -88,7 +87,7 @@ async function main(): Promise<void> {
       }
     }
     console.log(`\nA gap runs from one run's end to the next run's start on the slot: the workflow hears of the end, starts the queued experiment (rebased first after a keep; proposed again if the rebase conflicts), and the GPU worker fetches and checks out the commit and starts the trainer. With one proposal prepared per slot and L = T, it also holds the wait for the proposer.`);
-    const at300 = results.map((r) => `L = ${r.L === T ? 'T' : 'T/2'}, lookahead ${r.lookahead ?? 1}: ${f1((100 * 300_000) / (300_000 + sum(r.d.gapsMs) / r.d.gapsMs.length))} %`);
+    const at300 = results.map((r) => `L = ${r.L === T ? 'T' : 'T/2'}, lookahead ${r.lookahead ?? 2}: ${f1((100 * 300_000) / (300_000 + sum(r.d.gapsMs) / r.d.gapsMs.length))} %`);
     console.log(`The same mean gaps at autoresearch's T = 300 s (and L <= T): ${at300.join('; ')}.`);
   } finally {
     await Promise.all(labs.map((l) => l.close()));

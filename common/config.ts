@@ -124,7 +124,11 @@ const configSchema = z
     if (c.proposer.kind === 'command' && !c.proposer.command) {
       ctx.addIssue({ code: 'custom', path: ['proposer', 'command'], message: 'required when proposer.kind is "command" (e.g. "claude -p ...")' });
     }
-  });
+  })
+  // The default lookahead is resolved here, into the campaign's input, so a later change of the
+  // default never changes what a running campaign does. 2 x P: one proposal ready for every slot,
+  // and one more to take a slot while a proposal that conflicted with a keep is made again.
+  .transform((c) => ({ ...c, lookahead: c.lookahead ?? 2 * c.parallelism }));
 
 export type CampaignConfigInput = z.input<typeof configSchema>;
 export type CampaignConfig = z.output<typeof configSchema>;

@@ -37,7 +37,7 @@ function context(over: Partial<ProposerContext> = {}): ProposerContext {
     locked: [{ path: 'prepare.py', content: PREPARE }],
     history: [{ experiment: 0, status: 'keep', metric: 1.5044, delta: null, description: 'baseline' }],
     best: { experiment: 0, metric: 1.5044, commit: 'abcdef0123456789' },
-    fix: null, lastRejection: null, worktree: '/nonexistent',
+    fix: null, inFlight: [], lastRejection: null, worktree: '/nonexistent',
     ...over,
   };
 }

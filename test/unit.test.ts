@@ -8,8 +8,8 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { closeGroup, groupOf, groupSS, judgeConfirmed, judgeFirstRun, launchBlocked, mean, nextFix, noiseSigma, runFailed, type NoisePolicy } from '../workflows/decisions';
 import { checkTag, ConfigError, parseConfig, presetYaml, PRESETS, type CampaignConfigInput } from '../common/config';
-import { findKnobs, mutateProposer, perturb } from '../activities/mutate';
-import type { ProposerContext } from '../activities/context';
+import { findKnobs, mutateProposer, perturb, settingsIn } from '../activities/mutate';
+import { buildContext, renderContext, type ProposerContext } from '../activities/context';
 import { looksOutOfMemory, readMetric } from '../common/metrics';
 import {
   appendExperiment, appendRejection, cleanDescription, experiments, LEDGER_FILE, readLedger, readResultsTsv, RESULTS_FILE, resultsLine,
@@ -17,7 +17,7 @@ import {
 import type { ExperimentRecord } from '../common/shared';
 import { classify } from '../gpu-worker/run';
 import { trainingEnv } from '../gpu-worker/env';
-import { applyChange, checkoutWorktree, commitWorktree, compareAndSwapRef, git, readRef, setRef } from '../activities/git';
+import { applyChange, checkoutWorktree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, setRef, showFile } from '../activities/git';
 import { preflight } from '../activities/preflight';
 import { makeRepo, QUADRATIC, QUADRATIC_CONFIG, setLine, tempDir } from './helpers';
 
@@ -299,7 +299,7 @@ function mutateCtx(over: Partial<ProposerContext> = {}): ProposerContext {
     editable: [{ path: 'train.py', content: TRAIN }],
     locked: [], history: [],
     best: { experiment: 0, metric: 1, commit: 'f'.repeat(40) },
-    fix: null, lastRejection: null, worktree: '/nonexistent',
+    fix: null, inFlight: [], lastRejection: null, worktree: '/nonexistent',
     ...over,
   };
 }
@@ -343,6 +343,52 @@ test('mutateProposer: each edit changes one or two numbers and nothing else', as
   }
   assert.ok((counts.get(1) ?? 0) > (counts.get(2) ?? 0), `mostly one change at a time: ${JSON.stringify([...counts])}`);
   assert.ok((counts.get(2) ?? 0) > 0, 'sometimes two');
+});
+
+test('mutateProposer: settings that experiments in flight are changing are left to them while others remain', async () => {
+  const signal = new AbortController().signal;
+  assert.deepEqual(settingsIn('WIDTH 8 -> 16, LEARNING_RATE 0.1 -> 0.05'), ['WIDTH', 'LEARNING_RATE']);
+  assert.deepEqual(settingsIn('try a wider model'), []);
+  const names = findKnobs([{ path: 'train.py', content: TRAIN }]).map((k) => k.name);
+  const busy = names.slice(0, -1);
+  const inFlight = busy.map((name, i) => ({ experiment: 10 + i, description: `${name} 1 -> 2` }));
+  for (let experiment = 1; experiment <= 20; experiment++) {
+    const reply = await mutateProposer(mutateCtx({ experiment, inFlight }), signal);
+    assert.deepEqual(settingsIn(reply.description), [names.at(-1)], `experiment ${experiment}: ${reply.description}`);
+  }
+  // Every setting busy: any of them may be drawn (a proposal is still made).
+  const all = names.map((name, i) => ({ experiment: 10 + i, description: `${name} 1 -> 2` }));
+  const drawn = new Set<string>();
+  for (let experiment = 1; experiment <= 20; experiment++) for (const n of settingsIn((await mutateProposer(mutateCtx({ experiment, inFlight: all }), signal)).description)) drawn.add(n);
+  assert.ok(drawn.size > 1, `draws from every setting: ${[...drawn].join(', ')}`);
+});
+
+test('buildContext: experiments proposed and not yet recorded are in flight, the proposal itself excepted', async () => {
+  const repo = await makeRepo();
+  const campaignDir = tempDir();
+  try {
+    const base = (await readRef(repo, 'HEAD'))!;
+    const wt = path.join(campaignDir, 'wt');
+    await checkoutWorktree(repo, wt, base);
+    for (const [n, width] of [[1, '16'], [2, '32'], [3, '64']] as const) {
+      setLine(path.join(wt, 'train.py'), 'WIDTH', width);
+      await setRef(repo, `refs/nightlab/unit/${n}`, await commitWorktree(wt, base, `WIDTH 8 -> ${width}\n\nNightlab campaign unit, experiment ${n}`));
+    }
+    await setRef(repo, 'refs/nightlab/unit/0', base);
+    await setRef(repo, 'refs/nightlab/other/5', base); // another campaign's experiment
+    appendExperiment(campaignDir, {
+      tag: 'unit', experiment: 1, commit: base, parent: base, status: 'discard', outcome: 'ok', metric: 1.5, bestBefore: 1.4, delta: 0.1, memoryGb: 0,
+      description: 'WIDTH 8 -> 16', reason: 'x', evidence: 'x', runs: 1, seconds: 1, logPath: '', host: 'h', slot: 's', costUsd: 0, fixOf: null, finishedAt: new Date().toISOString(),
+    }, 'val_bpb', '');
+    const config = parseConfig({ ...QUADRATIC_CONFIG, proposer: { kind: 'mutate', seed: 0 } }, 'unit');
+    const ctx = await buildContext({ tag: 'unit', experiment: 3, attempt: 0, repo, campaignDir, config, parentSha: base, fix: null, notes: [], instructionsOverride: null, worktree: wt });
+    assert.deepEqual(ctx.inFlight, [{ experiment: 2, description: 'WIDTH 8 -> 32' }], 'recorded 1, the baseline, itself and other campaigns are not in flight');
+    assert.match(renderContext(ctx), /# Experiments in flight \(proposed, not judged yet\)\n\n2\tWIDTH 8 -> 32\n/);
+    assert.doesNotMatch(renderContext({ ...ctx, inFlight: [] }), /in flight/);
+  } finally {
+    rmSync(path.dirname(repo), { recursive: true, force: true });
+    rmSync(campaignDir, { recursive: true, force: true });
+  }
 });
 
 test('mutateProposer: no knobs is a clear error', async () => {
@@ -608,7 +654,22 @@ test('commitWorktree + setRef: a child of the given parent under its own ref; th
   }
 });
 
-test('applyChange: a candidate\'s change moves onto a newer best; a conflicting one is refused and the worktree reset', async () => {
+test('git: a non-zero exit rejects with git\'s own words; file contents come back byte for byte', async () => {
+  const repo = await makeRepo();
+  try {
+    await assert.rejects(git(repo).raw(['rev-parse', '--verify', 'no-such-ref']), /git rev-parse --verify no-such-ref failed in .*: fatal: Needed a single revision/);
+    // A silent failure (no stderr) rejects too.
+    await assert.rejects(git(repo).raw(['rev-parse', '--verify', '--quiet', 'no-such-ref']));
+    const base = (await readRef(repo, 'HEAD'))!;
+    const text = readFileSync(path.join(repo, 'train.py'), 'utf8');
+    assert.equal(await showFile(repo, base, 'train.py'), text, 'trailing newline kept');
+    assert.equal(await showFile(repo, base, 'missing.py'), null);
+  } finally {
+    rmSync(path.dirname(repo), { recursive: true, force: true });
+  }
+});
+
+test('applyChange / mergeChange: a candidate\'s change moves onto a newer best; a conflicting one is refused and the worktree reset', async () => {
   const repo = await makeRepo();
   const home = tempDir();
   try {
@@ -633,6 +694,20 @@ test('applyChange: a candidate\'s change moves onto a newer best; a conflicting 
     assert.equal(await applyChange(wt, clash), false);
     assert.equal(await git(wt).raw(['status', '--porcelain']), '', 'nothing half-applied is left');
     assert.match(readFileSync(path.join(wt, 'train.py'), 'utf8'), /^WIDTH = 16$/m);
+
+    // The same rebase without a worktree (git 2.38+; CI's git is 2.39): the tree a cherry-pick makes.
+    await checkoutWorktree(repo, wt, kept);
+    await applyChange(wt, candidate);
+    await git(wt).raw(['add', '-A']);
+    const picked = await git(wt).raw(['write-tree']);
+    const [major, minor] = (await git(repo).raw(['--version'])).match(/(\d+)\.(\d+)/)!.slice(1).map(Number);
+    if (major > 2 || minor >= 38) {
+      assert.equal(await mergeChange(repo, candidate, base, kept), picked, 'merged in the object store, same tree');
+      assert.equal(await mergeChange(repo, clash, base, kept), null, 'a conflict');
+      assert.equal(await mergeChange(repo, candidate, kept, base), undefined, 'a parent that is not the merge base: left to the worktree path');
+    } else {
+      assert.equal(await mergeChange(repo, candidate, base, kept), undefined, 'too old a git: the worktree path');
+    }
   } finally {
     rmSync(path.dirname(repo), { recursive: true, force: true });
     rmSync(home, { recursive: true, force: true });

@@ -20,6 +20,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
   log,
+  patched,
   setCurrentDetails,
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
@@ -37,6 +38,8 @@ const HISTORY_EVENTS_LIMIT = 4000;
 const MAX_REJECTED_IN_A_ROW = 5;
 const MAX_NOTES = 20;
 const MAX_STEER_CHARS = 16_000;
+/** patched() ids: campaigns started by older workers keep their old steps (see README, "Upgrading a running fleet"). */
+const REBASE_WHILE_QUEUED = 'rebase-while-queued';
 
 const SA = {
   tag: defineSearchAttributeKey('NightlabTag', SearchAttributeType.KEYWORD),
@@ -70,6 +73,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
   let instructionsOverride = input.instructionsOverride;
   const policy = noisePolicy(config);
   const parallelism = config.parallelism;
+  // Campaigns started before the default was resolved in the config carry null: P, as then.
   const lookahead = config.lookahead ?? parallelism;
   const flights = new Map<number, Flight>();
   let freeSlots = parallelism;
@@ -263,7 +267,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
       flight.phase = 'queued';
       // The first run. A proposal prepared while the best moved is rebased onto the new best;
       // one that conflicts with it is proposed again, on top of it.
-      const ran = await withSlot(async () => {
+      const ran = patched(REBASE_WHILE_QUEUED) ? await firstRunOnBest() : await withSlot(async () => {
         if (s.stopRequested) return 'stopped' as const;
         // The slot is held from here on: status shows it as training, even while rebasing.
         flight.phase = 'train';
@@ -280,6 +284,32 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
       if (ran === 'stopped') return;
       if (ran === 'conflict') s.statusMessage = `experiment ${n}: its change conflicts with the new best; proposing again`;
       else first = ran;
+    }
+
+    /**
+     * A queued candidate is rebased as soon as the best moves, without holding a slot, and a
+     * conflicting one is proposed again at once: a freed slot goes to a candidate already on the
+     * best, so no GPU waits for a rebase it could skip or for a proposal made after the keep.
+     */
+    async function firstRunOnBest(): Promise<RunResult | 'stopped' | 'conflict'> {
+      for (;;) {
+        const took = await takeSlot(() => parent !== s.best!.sha || s.stopRequested);
+        if (took && parent === s.best!.sha && !s.stopRequested) {
+          try {
+            flight.phase = 'train';
+            s.statusMessage = `experiment ${n}: training — ${description}`;
+            publish();
+            return await train(n, 0, sha, description);
+          } finally {
+            freeSlots += 1;
+          }
+        }
+        if (took) freeSlots += 1; // the best moved in the same instant: rebase first
+        if (s.stopRequested) return 'stopped';
+        const r = await rebase(n, attempt - 1, sha, parent);
+        if (!r) return 'conflict';
+        ({ sha, parent } = r);
+      }
     }
 
     const runs: RunResult[] = [first];
@@ -377,18 +407,29 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
 
   /** Waits for one of the campaign's `parallelism` slots; none is taken while paused. */
   async function withSlot<T>(fn: () => Promise<T>): Promise<T> {
-    // The slot is taken inside the predicate: waiters are checked one by one in the order they
-    // started waiting, so two of them can never both see the same free slot.
-    await condition(() => {
-      if (freeSlots === 0 || (s.paused && !s.stopRequested)) return false;
-      freeSlots -= 1;
-      return true;
-    });
+    await takeSlot();
     try {
       return await fn();
     } finally {
       freeSlots += 1;
     }
+  }
+
+  /**
+   * Takes a slot (true), or gives up waiting as soon as `instead` holds (false). The slot is taken
+   * inside the predicate: waiters are checked one by one in the order they started waiting, so
+   * two of them can never both see the same free slot.
+   */
+  async function takeSlot(instead: () => boolean = () => false): Promise<boolean> {
+    let took = false;
+    await condition(() => {
+      if (instead()) return true;
+      if (freeSlots === 0 || (s.paused && !s.stopRequested)) return false;
+      freeSlots -= 1;
+      took = true;
+      return true;
+    });
+    return took;
   }
 
   async function train(n: number, run: number, sha: string, description: string): Promise<RunResult> {
