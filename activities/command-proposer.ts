@@ -24,6 +24,7 @@ export function commandProposer(command: string, scratchDir: string): Proposer {
         NIGHTLAB_CONTEXT: contextFile,
         NIGHTLAB_DESCRIPTION: descriptionFile,
         NIGHTLAB_EXPERIMENT: String(ctx.experiment),
+        NIGHTLAB_ATTEMPT: String(ctx.attempt),
         NIGHTLAB_FIX: ctx.fix ? String(ctx.fix.experiment) : '',
         NIGHTLAB_EDITABLE: ctx.editable.map((f) => f.path).join(' '),
       },

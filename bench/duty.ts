@@ -13,14 +13,15 @@
 //               "steady" starts at experiment 1's run; "from baseline" at the baseline's run, so it
 //               also counts the campaign's start. Each setting runs with lookahead 1 (one
 //               proposal ready per slot) and with the default lookahead (2 x parallelism = 2).
-// The four campaigns and the two bash loops run at the same time (each campaign has its own
-// orchestrator and GPU worker on task queues of their own): they sleep nearly all the time, and
-// contention only lengthens Nightlab's gaps. The trainer's own clock excludes process start-up,
-// so the figures are conservative for both systems.
+// The two bash loops run at the same time (they sleep nearly all the time); then the four
+// Nightlab campaigns run one after another, each with its own orchestrator and GPU worker, so no
+// campaign's gaps are lengthened by another's work on this 2-core machine. The trainer's own
+// clock excludes process start-up, so the figures are conservative for both systems.
+// Each Nightlab line is followed by where its gaps went, read from the workflow history.
 import { benchServer, figure } from './harness';
 import {
-  benchConfig, benchConnections, benchLab, covered, envNumber, f0, f1, machineLine, makeBenchRepo, percentile, removeTempDirs, runSpans, sum,
-  type BenchLab, type RunSpan,
+  benchConfig, benchConnections, benchLab, covered, envNumber, f0, f1, historyFacts, machineLine, makeBenchRepo, percentile, removeTempDirs, runSpans, sum,
+  type ActivitySpan, type BenchLab, type RunSpan,
 } from './lib';
 import { shellLoop } from './shell-loop';
 
@@ -50,6 +51,31 @@ function duty(spans: RunSpan[], slots: number): Duty {
   return { steady: (100 * covered(exp)) / window(exp), whole: (100 * covered(spans)) / window(spans), gapsMs };
 }
 
+/**
+ * Where the gaps between a slot's runs went, median ms per part: the GPU worker finishing a run,
+ * the workflow deciding and starting the next (a rebase after a keep included), the task queue,
+ * and the GPU worker preparing the next run (fetch, checkout, locked-file hashes, spawn).
+ */
+function gapParts(spans: RunSpan[], activities: ActivitySpan[]): Record<string, number[]> {
+  const runOf = new Map<string, ActivitySpan>();
+  for (const a of activities) {
+    const m = /^experiment (\d+)(?: run (\d+))?:/.exec(a.summary);
+    if (a.type === 'runExperiment' && m && a.closed !== null && a.started !== null) runOf.set(`${m[1]}/${m[2] ?? 0}`, a);
+  }
+  const parts: Record<string, number[]> = { 'run end -> activity completed': [], 'completed -> next run scheduled': [], 'scheduled -> started': [], 'started -> trainer start': [] };
+  const sorted = [...spans].sort((a, b) => a.t0 - b.t0);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = runOf.get(`${sorted[i - 1].experiment}/${sorted[i - 1].run}`);
+    const next = runOf.get(`${sorted[i].experiment}/${sorted[i].run}`);
+    if (!prev || !next || sorted[i - 1].experiment === 0) continue;
+    parts['run end -> activity completed'].push(prev.closed! - sorted[i - 1].t1);
+    parts['completed -> next run scheduled'].push(next.scheduled - prev.closed!);
+    parts['scheduled -> started'].push(next.started! - next.scheduled);
+    parts['started -> trainer start'].push(sorted[i].t0 - next.started!);
+  }
+  return parts;
+}
+
 async function main(): Promise<void> {
   const server = await benchServer();
   const conn = await benchConnections(server.address);
@@ -57,16 +83,21 @@ async function main(): Promise<void> {
   try {
     console.log(`bench:duty — T = ${T} s of training per run, ${N} experiments per campaign, each campaign on one GPU slot of its own`);
     console.log(machineLine());
-    const settings = [T / 2, T].flatMap((L) => [1, null].map((lookahead) => ({ L, lookahead })));
-    const shells = [T / 2, T].map(async (L) => ({ L, r: await shellLoop(await makeBenchRepo(), SHELL_N, { thinkSec: L, sleepSec: T }) }));
-    const runs = settings.map(async ({ L, lookahead }) => {
-      const l = await benchLab({ client: conn.client, connection: conn.connection, slots: 1, proposerLatencyMs: L * 1000 });
-      labs.push(l);
-      const c = await l.start(await makeBenchRepo(), benchConfig({ sleepSec: T, parallelism: 1, lookahead, budget: { maxExperiments: N } }));
-      const s = await c.result();
-      return { L, lookahead, d: duty(runSpans(c.campaignDir), 1), kept: s.kept, experiments: s.experiments };
-    });
-    const [shellResults, results] = await Promise.all([Promise.all(shells), Promise.all(runs)]);
+    const shellResults = await Promise.all([T / 2, T].map(async (L) => ({ L, r: await shellLoop(await makeBenchRepo(), SHELL_N, { thinkSec: L, sleepSec: T }) })));
+    const results = [];
+    for (const L of [T / 2, T]) {
+      for (const lookahead of [1, null]) {
+        const l = await benchLab({ client: conn.client, connection: conn.connection, slots: 1, proposerLatencyMs: L * 1000 });
+        labs.push(l);
+        const c = await l.start(await makeBenchRepo(), benchConfig({ sleepSec: T, parallelism: 1, lookahead, budget: { maxExperiments: N } }));
+        const s = await c.result();
+        const spans = runSpans(c.campaignDir);
+        const parts = gapParts(spans, (await historyFacts(conn.client, c.workflowId)).activities);
+        results.push({ L, lookahead, d: duty(spans, 1), parts, kept: s.kept, experiments: s.experiments });
+        await l.close();
+        labs.splice(labs.indexOf(l), 1);
+      }
+    }
 
     for (const L of [T / 2, T]) {
       const shell = shellResults.find((x) => x.L === L)!.r;
@@ -84,9 +115,10 @@ async function main(): Promise<void> {
           experiments: `${r.experiments} (${r.kept} kept)`,
           target: `${r.d.steady >= TARGET ? 'met' : 'NOT met'} (>= ${TARGET} %)`,
         });
+        console.log(`              gaps, median ms: ${Object.entries(r.parts).map(([k, v]) => `${k} ${f0(percentile(v, 50))}`).join(', ')}`);
       }
     }
-    console.log(`\nA gap runs from one run's end to the next run's start on the slot: the workflow hears of the end, starts the queued experiment (rebased first after a keep; proposed again if the rebase conflicts), and the GPU worker fetches and checks out the commit and starts the trainer. With one proposal prepared per slot and L = T, it also holds the wait for the proposer.`);
+    console.log(`\nA gap runs from one run's end to the next run's start on the slot: the workflow hears of the end, starts the queued experiment (rebased after a keep, as soon as the keep is decided; proposed again if the rebase conflicts), and the GPU worker fetches and checks out the commit and starts the trainer. With one proposal prepared per slot and L = T, it can also hold the wait for the proposer.`);
     const at300 = results.map((r) => `L = ${r.L === T ? 'T' : 'T/2'}, lookahead ${r.lookahead ?? 2}: ${f1((100 * 300_000) / (300_000 + sum(r.d.gapsMs) / r.d.gapsMs.length))} %`);
     console.log(`The same mean gaps at autoresearch's T = 300 s (and L <= T): ${at300.join('; ')}.`);
   } finally {

@@ -149,7 +149,8 @@ export function plannedProposer(plan: Record<string, Record<string, number | str
 plan = json.load(open(sys.argv[1]))
 n, fix = os.environ["NIGHTLAB_EXPERIMENT"], os.environ["NIGHTLAB_FIX"]
 shutil.copy(os.environ["NIGHTLAB_CONTEXT"], os.path.join(os.path.dirname(sys.argv[1]), f"context-{n}.md"))
-step = plan["fix"] if fix else plan[n]
+# "n/attempt" plans a proposal made again (after a rejection or a rebase conflict); "n" every attempt.
+step = plan["fix"] if fix else plan.get(f"{n}/{os.environ['NIGHTLAB_ATTEMPT']}", plan[n])
 time.sleep(float(step.get("delay", 0)))
 src = open("train.py").read()
 for name, value in step.items():

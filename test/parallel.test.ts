@@ -3,6 +3,8 @@
 // fleet, and noise-aware keeps with confirmation runs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { campaignWorkflowId } from '../common/shared';
 import { experiments, readLedger } from '../activities/ledger';
 import { git, readRef } from '../activities/git';
@@ -68,6 +70,39 @@ test('a proposal prepared while the best moved is rebased onto it; a conflicting
     const kept = Object.values(rows).filter((r) => r.status === 'keep' && r.experiment > 0);
     const onBranch = (await git(repo).raw(['rev-list', `${rows[0].commit}..${c.branch}`])).split('\n').filter(Boolean);
     assert.deepEqual(new Set(onBranch), new Set(kept.map((r) => r.commit)));
+  } finally {
+    await l.close();
+  }
+});
+
+test('a conflict never holds up the slot: a candidate on the new best trains while the conflicting one is proposed again, told what is in flight', async () => {
+  const l = await lab();
+  try {
+    const repo = await makeRepo();
+    // The default lookahead (2 x parallelism): 2 and 3 are proposed on the baseline while 1 trains.
+    const command = plannedProposer({
+      1: { WIDTH: 16, desc: 'wider' },
+      2: { WIDTH: 12, desc: 'width 12', delay: 0.3 },
+      '2/1': { WIDTH: 14, desc: 'width 14, on the new best', delay: 5 },
+      3: { LEARNING_RATE: 0.2, desc: 'lower lr', delay: 0.6 },
+    });
+    const c = await l.start(repo, {
+      proposer: { kind: 'command', command, seed: 0 }, budget: { maxExperiments: 3 },
+      run: { command: 'python3 train.py', env: { QUAD_SLEEP: '1' }, timeoutSec: 60 },
+    });
+    await c.result();
+    const rows = Object.fromEntries(experiments(c.campaignDir).map((r) => [r.experiment, r]));
+    assert.equal(rows[1].status, 'keep');
+    const conflict = readLedger(c.campaignDir).find((r) => r.kind === 'rejected' && r.experiment === 2);
+    assert.ok(conflict && conflict.kind === 'rejected' && /conflicts with kept experiment 1/.test(conflict.reason), JSON.stringify(conflict));
+    assert.equal(rows[3].parent, rows[1].commit, '3 was rebased onto 1');
+    assert.equal(rows[2].description, 'width 14, on the new best');
+    // 3 trained and was recorded while 2 was being proposed again (5 s): the slot did not wait for it.
+    const reproposed = statSync(path.join(c.campaignDir, 'proposals', '2-1.json')).mtimeMs;
+    assert.ok(Date.parse(rows[3].finishedAt) < reproposed, `3 finished at ${rows[3].finishedAt}, 2 was proposed again at ${new Date(reproposed).toISOString()}`);
+    // The second proposal of 2 was shown 3 as in flight.
+    const context = readFileSync(path.join(path.dirname(command.split(' ')[1]), 'context-2.md'), 'utf8');
+    assert.match(context, /# Experiments in flight \(proposed, not judged yet\)\n\n3\tlower lr\n/);
   } finally {
     await l.close();
   }

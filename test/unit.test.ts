@@ -144,6 +144,11 @@ test('parseConfig: the quadratic config parses, with defaults filled in', () => 
   assert.equal(c.crash.maxFixAttempts, 2);
   assert.equal(c.branch, 'autoresearch/{tag}');
   assert.equal(c.budget.maxHours, null);
+  // Lookahead defaults to 2 x parallelism, resolved into the config a campaign starts with.
+  assert.equal(c.parallelism, 1);
+  assert.equal(c.lookahead, 2);
+  assert.equal(parseConfig({ ...QUADRATIC_CONFIG, parallelism: 4 }).lookahead, 8);
+  assert.equal(parseConfig({ ...QUADRATIC_CONFIG, parallelism: 4, lookahead: 0 }).lookahead, 0);
   // Numbers in run.env become strings (environment values).
   assert.deepEqual(parseConfig({ ...BASE, run: { ...BASE.run, env: { QUAD_SLEEP: 2 } } }).run.env, { QUAD_SLEEP: '2' });
 });
