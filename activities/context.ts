@@ -3,7 +3,7 @@
 import type { CampaignConfig } from '../common/config';
 import type { TokenUsage } from '../common/shared';
 import { experimentRef } from '../common/shared';
-import { diffOf, refSubjects, showFile } from './git';
+import { diffOf, refSubjects, showFiles } from './git';
 import { experiments, readLedger } from './ledger';
 
 export interface FileText {
@@ -62,7 +62,7 @@ export async function buildContext(args: {
   const { config, repo } = args;
   const codeSha = args.fix?.sha ?? args.parentSha;
   const read = async (files: string[], sha: string) =>
-    Promise.all(files.map(async (f) => ({ path: f, content: (await showFile(repo, sha, f)) ?? '' })));
+    (await showFiles(repo, sha, files)).map((content, i) => ({ path: files[i], content: content ?? '' }));
   const rows = experiments(args.campaignDir);
   const best = rows.filter((r) => r.commit === args.parentSha).at(-1);
   const rejected = readLedger(args.campaignDir).filter((r) => r.kind === 'rejected' && r.experiment === args.experiment).at(-1);
@@ -85,6 +85,10 @@ export async function buildContext(args: {
     .map((r) => ({ experiment: Number(r.ref.slice(prefix.length)), description: r.subject }))
     .filter((r) => Number.isInteger(r.experiment) && r.experiment > 0 && r.experiment !== args.experiment && !recorded.has(r.experiment))
     .sort((a, b) => a.experiment - b.experiment);
+  // The locked files and the instructions (both at the best) in one git call.
+  const atBest = await read([...config.locked, ...(config.instructions ? [config.instructions] : [])], args.parentSha);
+  const locked = atBest.slice(0, config.locked.length);
+  const instructions = config.instructions ? atBest.at(-1)!.content : null;
   return {
     tag: args.tag,
     experiment: args.experiment,
@@ -93,10 +97,10 @@ export async function buildContext(args: {
     model: config.proposer.model,
     effort: config.proposer.effort,
     metric: { name: config.metric.name, direction: config.metric.direction },
-    instructions: args.instructionsOverride ?? (config.instructions ? (await showFile(repo, args.parentSha, config.instructions)) ?? '' : ''),
+    instructions: args.instructionsOverride ?? instructions ?? '',
     notes: args.notes,
     editable: await read(config.editable, codeSha),
-    locked: await read(config.locked, args.parentSha),
+    locked,
     history: rows.slice(-HISTORY_LINES).map((r) => ({ experiment: r.experiment, status: r.status, metric: r.metric, delta: r.delta, description: r.description })),
     best: { experiment: best?.experiment ?? 0, metric: best?.metric ?? null, commit: args.parentSha },
     fix,

@@ -16,6 +16,8 @@ export interface Git {
   revparse(args: string[]): Promise<string>;
   /** Like raw, untrimmed (file contents). */
   text(args: string[]): Promise<string>;
+  /** Like raw, with `input` on stdin and stdout as bytes (`cat-file --batch`). */
+  bytes(args: string[], input: string): Promise<Buffer>;
 }
 
 /**
@@ -26,15 +28,24 @@ export function git(dir: string): Git {
   // Only the variables git needs: keys in the worker's environment stay out of hooks and filters.
   const env: Record<string, string> = {};
   for (const k of ['PATH', 'HOME', 'LANG', 'TMPDIR', 'SSH_AUTH_SOCK']) if (process.env[k]) env[k] = process.env[k]!;
-  const run = (args: string[], trim: boolean) =>
-    new Promise<string>((resolve, reject) => {
+  const run = (args: string[], input?: string) =>
+    new Promise<Buffer>((resolve, reject) => {
       const argv = IDENTITY.flatMap((c) => ['-c', c]).concat(args);
-      execFile('git', argv, { cwd: dir, env, encoding: 'utf8', maxBuffer: 512 * 1024 * 1024 }, (err, stdout, stderr) => {
-        if (err) reject(Object.assign(new Error(`git ${args.join(' ')} failed in ${dir}: ${stderr.trim() || err.message}`), { exitCode: err.code, stderr }));
-        else resolve(trim ? stdout.trim() : stdout);
+      const child = execFile('git', argv, { cwd: dir, env, encoding: 'buffer', maxBuffer: 512 * 1024 * 1024 }, (err, stdout, stderr) => {
+        if (err) reject(Object.assign(new Error(`git ${args.join(' ')} failed in ${dir}: ${stderr.toString().trim() || err.message}`), { exitCode: err.code, stderr: stderr.toString() }));
+        else resolve(stdout);
       });
+      if (input !== undefined) {
+        child.stdin?.on('error', () => {}); // git exiting early is reported by its exit status
+        child.stdin?.end(input);
+      }
     });
-  return { raw: (args) => run(args, true), revparse: (args) => run(['rev-parse', ...args], true), text: (args) => run(args, false) };
+  return {
+    raw: async (args) => (await run(args)).toString('utf8').trim(),
+    revparse: async (args) => (await run(['rev-parse', ...args])).toString('utf8').trim(),
+    text: async (args) => (await run(args)).toString('utf8'),
+    bytes: run,
+  };
 }
 
 /** `dir` is the top of a git repository (not merely inside one, like a home directory under version control). */
@@ -82,7 +93,7 @@ export async function compareAndSwapRef(repo: string, ref: string, next: string,
 export async function checkoutWorktree(repo: string, dir: string, sha: string): Promise<void> {
   if (!existsSync(path.join(dir, '.git'))) {
     mkdirSync(path.dirname(dir), { recursive: true });
-    await git(repo).raw(['worktree', 'prune']);
+    // --force also takes over a registration whose directory is gone (a crash between rm and prune).
     await git(repo).raw(['worktree', 'add', '--force', '--detach', dir, sha]);
     return;
   }
@@ -99,10 +110,13 @@ export async function changedFiles(dir: string, sha: string): Promise<string[]> 
   return out ? out.split('\n').filter(Boolean) : [];
 }
 
-/** Commits the worktree's content as a child of `parent` (no branch moves) and returns the sha. */
-export async function commitWorktree(dir: string, parent: string, message: string): Promise<string> {
+/**
+ * Commits the worktree's content as a child of `parent` (no branch moves) and returns the sha.
+ * `staged`: the index already holds it (changedFiles just ran), so `git add` is skipped.
+ */
+export async function commitWorktree(dir: string, parent: string, message: string, staged = false): Promise<string> {
   const wt = git(dir);
-  await wt.raw(['add', '-A']);
+  if (!staged) await wt.raw(['add', '-A']);
   return commitTree(dir, await wt.raw(['write-tree']), parent, message);
 }
 
@@ -113,9 +127,9 @@ export async function setRef(repo: string, ref: string, sha: string): Promise<vo
 
 export async function removeWorktree(repo: string, dir: string): Promise<void> {
   if (!existsSync(dir)) return;
-  await git(repo).raw(['worktree', 'remove', '--force', dir]).catch(() => {});
+  const removed = await git(repo).raw(['worktree', 'remove', '--force', dir]).then(() => true, () => false);
   rmSync(dir, { recursive: true, force: true });
-  await git(repo).raw(['worktree', 'prune']);
+  if (!removed) await git(repo).raw(['worktree', 'prune']);
 }
 
 /** Applies `sha`'s change (against its parent) to the worktree; false on a conflict (the worktree is reset). */
@@ -171,11 +185,29 @@ export async function diffOf(repo: string, from: string, to: string, maxChars = 
 }
 
 export async function showFile(repo: string, sha: string, file: string): Promise<string | null> {
-  try {
-    return await git(repo).text(['show', `${sha}:${file}`]);
-  } catch {
-    return null;
+  return (await showFiles(repo, sha, [file]))[0];
+}
+
+/** Several files of one commit in one git process; null for a file the commit lacks (or a directory). */
+export async function showFiles(repo: string, sha: string, files: string[]): Promise<(string | null)[]> {
+  if (!files.length) return [];
+  // Paths with a newline cannot be asked for on a line; nobody names a training file like that.
+  const out = await git(repo).bytes(['cat-file', '--batch'], files.map((f) => `${sha}:${f.replace(/\n/g, '')}\n`).join(''));
+  const contents: (string | null)[] = [];
+  let at = 0;
+  for (let i = 0; i < files.length; i++) {
+    const eol = out.indexOf(0x0a, at);
+    const header = out.subarray(at, eol).toString('utf8').split(' ');
+    at = eol + 1;
+    if (header.length !== 3 || header[2] === 'missing' || header[1] === 'ambiguous') {
+      contents.push(null);
+      continue;
+    }
+    const size = Number(header[2]);
+    contents.push(header[1] === 'blob' ? out.subarray(at, at + size).toString('utf8') : null);
+    at += size + 1; // the content, then a newline
   }
+  return contents;
 }
 
 /** The refs under `prefix` with their commits' subject lines, one git command. */

@@ -105,7 +105,7 @@ export function createActivities(deps: ActivityDeps = {}) {
         if (reason) return reject(reason, description, costUsd, reply.usage);
 
         const message = `${description}\n\nNightlab campaign ${args.tag}, experiment ${args.experiment}${args.fix ? ` (fix of experiment ${args.fix.experiment})` : ''}`;
-        const sha = await commitWorktree(worktree, args.parentSha, message);
+        const sha = await commitWorktree(worktree, args.parentSha, message, true); // preflight staged it
         await setRef(args.repo, ref, sha);
         // Written last: from here on a retry returns this proposal instead of paying for another.
         const meta = { description, costUsd, usage: reply.usage, sha };

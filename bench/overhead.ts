@@ -9,7 +9,8 @@
 //                    baseline's record to the last experiment's record)
 //   orchestration    per-experiment minus the trainer's own time (measured alone, same machine)
 // Nightlab is measured twice: lookahead 0 (strictly one experiment after another, like the shell
-// loop) and the default lookahead (= parallelism = 1: the next proposal is made while one trains).
+// loop: the figure held to the target) and the default lookahead (2 x parallelism = 2: the next
+// proposals are made while one trains).
 // A profile of the strictly sequential run follows: where each experiment's time goes, read from
 // the workflow history, and the git/ledger/preflight steps of an experiment timed one by one.
 import { benchServer, figure } from './harness';
@@ -32,7 +33,7 @@ interface NightlabRun {
   rows: ReturnType<typeof experimentRows>;
 }
 
-async function nightlab(l: BenchLab, label: string, lookahead: number): Promise<NightlabRun> {
+async function nightlab(l: BenchLab, label: string, lookahead: number | null): Promise<NightlabRun> {
   const repo = await makeBenchRepo();
   const c = await l.start(repo, benchConfig({ lookahead, budget: { maxExperiments: N } }));
   const status = await c.result();
@@ -77,7 +78,7 @@ async function main(): Promise<void> {
     const shell = await shellLoop(repo, N);
     const shellMs = shell.wallMs / shell.experiments;
     const serial = await nightlab(l, '0', 0);
-    const piped = await nightlab(l, '1 (default)', 1);
+    const piped = await nightlab(l, '2 (default)', null);
 
     console.log('');
     figure('shell-loop', { 'per-experiment': `${f1(shellMs)} ms`, orchestration: `${f1(shellMs - trainerMs)} ms`, trainer: `${f1(trainerMs)} ms`, experiments: `${shell.experiments} (${shell.kept} kept)` });

@@ -57,13 +57,13 @@ export async function stepProfile(reps: number, ledgerRows: number): Promise<Rec
     const wt = path.join(campaignDir, 'worktrees', `e${n}`);
     // propose
     await time('propose: worktree add', () => checkoutWorktree(repo, wt, base));
-    const ctx = await time('propose: buildContext (git show + ledger read)', () => buildContext({ tag, experiment: n, attempt: 0, repo, campaignDir, config, parentSha: base, fix: null, notes: [], instructionsOverride: null, worktree: wt }));
+    const ctx = await time('propose: buildContext (git cat-file, refs, ledger read)', () => buildContext({ tag, experiment: n, attempt: 0, repo, campaignDir, config, parentSha: base, fix: null, notes: [], instructionsOverride: null, worktree: wt }));
     const reply = await mutateProposer(ctx, new AbortController().signal);
     for (const [f, content] of Object.entries(reply.files ?? {})) writeFileSync(path.join(wt, f), content);
-    const rejected = await time('propose: preflight (git add + diff, x2; python3 compile)', () => preflight(wt, base, base, config));
+    const rejected = await time('propose: preflight (git add + diff; python3 compile)', () => preflight(wt, base, base, config));
     if (rejected) throw new Error(`bench proposal rejected: ${rejected}`);
     const sha = await time('propose: commit-tree + update-ref', async () => {
-      const s = await commitWorktree(wt, base, `bench ${n}`);
+      const s = await commitWorktree(wt, base, `bench ${n}`, true);
       await setRef(repo, experimentRef(tag, n), s);
       return s;
     });
