@@ -5,7 +5,7 @@
 //     BENCH_SLOTS (default 32) slots of one GPU worker process; BENCH_N experiments per campaign
 //     (default 10), each training BENCH_T seconds (default 30), instant proposer (mutate);
 //     BENCH_ORCH_ACTIVITIES: concurrent activities of the orchestrator worker (default: the
-//     shipped worker's 8).
+//     shipped worker's DEFAULT_MAX_ACTIVITIES).
 // Why T = 30 s and not 2-3 s: 32 slots of T-second runs ask the engine for 32/T experiments per
 // second, and each costs about half a CPU-second on this machine (orchestrator with its git and
 // python subprocesses, GPU worker, Temporal server; the bench prints the split). At T = 3 s that
@@ -29,6 +29,9 @@
 //                   histories (p50/p99 over every run).
 //   memory          peak RSS (VmHWM) of each worker process.
 //   history         events per experiment (each campaign's events / its experiments).
+//   fairness        each campaign's slot-time in the steady window against an equal share, and
+//                   Jain's index; BENCH_P=4 asks for twice the slots there are, to see how the
+//                   task queue shares an oversubscribed fleet.
 // The shell-loop and autoresearch lines give the same fleet run by one sequential loop per slot
 // (nothing to compare of the engine's latency or memory: they have none).
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -38,6 +41,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { shellLoop } from './shell-loop';
 import { benchServer, figure } from './harness';
+import { DEFAULT_MAX_ACTIVITIES } from '../workers/orchestrator';
 import {
   benchConfig, benchConnections, covered, envNumber, f0, f1, f2, historyFacts, machineLine, makeBenchRepo, percentile, removeTempDirs, runSpans, startBench, sum, tempDir, uniqueId,
   type RunSpan, type StartedCampaign,
@@ -190,9 +194,13 @@ async function main(): Promise<void> {
     });
     console.log(`  ${experimentsDone} experiments + ${CAMPAIGNS} baselines, ${all.length} runs in ${f1(wallS)} s on ${slotsSeen} slots (${f2(all.length / wallS)} runs/s; the slots could take ${f2(SLOTS / T)}/s); kept ${sum(statuses.map((s) => s.kept))}`);
     const p50 = (xs: number[]) => f0(percentile(xs, 50));
-    console.log(`  orchestrator activities (${ORCH_ACTIVITIES || 8} at a time), p50 wait / p50 run: ${['propose', 'recordExperiment', 'rebaseCandidate', 'advanceBranch'].map((t) => `${t} ${p50(waits(t))} / ${p50(takes(t))} ms (${waits(t).length})`).join(', ')}; propose wait p99 ${f0(percentile(proposeLatency, 99))} ms`);
+    console.log(`  orchestrator activities (${ORCH_ACTIVITIES || DEFAULT_MAX_ACTIVITIES} at a time), p50 wait / p50 run: ${['propose', 'recordExperiment', 'rebaseCandidate', 'advanceBranch'].map((t) => `${t} ${p50(waits(t))} / ${p50(takes(t))} ms (${waits(t).length})`).join(', ')}; propose wait p99 ${f0(percentile(proposeLatency, 99))} ms`);
     const perRun = (c: number) => `${f0((1000 * c) / all.length)} ms`;
     console.log(`  CPU per run (with subprocesses): orchestrator ${perRun(cpu[0])}, gpu worker ${perRun(cpu[1])}, Temporal server ${Number.isFinite(cpu[2]) ? perRun(cpu[2]) : '(not on this machine)'}; together ${f1((cpu[0] + cpu[1] + (Number.isFinite(cpu[2]) ? cpu[2] : 0)) / wallS)} of this machine's ${os.cpus().length} cores on average`);
+    // Fairness: each campaign's slot-time in the steady window, against an equal share of the fleet.
+    const share = spans.map((sp) => covered(sp, from, to) / ((SLOTS / CAMPAIGNS) * (to - from)));
+    const jain = sum(share) ** 2 / (share.length * sum(share.map((x) => x * x)));
+    console.log(`  fairness: each campaign's slot-time in the steady window is ${f0(100 * Math.min(...share))}-${f0(100 * Math.max(...share))} % of an equal share (${f2(SLOTS / CAMPAIGNS)} slots); Jain's index ${jain.toFixed(3)} (1 = equal)`);
     const gaps = slotGaps(all, from, to);
     console.log(`  idle gap on a slot between two runs (steady window): p50 ${f0(percentile(gaps, 50))} ms, p99 ${f0(percentile(gaps, 99))} ms, mean ${f0(sum(gaps) / gaps.length)} ms; at T = 300 s that mean gap would leave utilisation at ${f1((100 * 300_000) / (300_000 + sum(gaps) / gaps.length))} %`);
   } finally {

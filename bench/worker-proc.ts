@@ -4,13 +4,11 @@
 //   node --import tsx bench/worker-proc.ts '<json>'
 //     { "role": "orchestrator" | "gpu", "address": "...", "taskQueue": "...", "home": "...",
 //       "slots": 32, "proposerLatencyMs": 0, "activities": 8 }
-// `activities` (orchestrator only) overrides the orchestrator worker's 8 concurrent activities, to
-// measure what that limit costs; without it the worker is exactly createOrchestratorWorker's.
+// `activities` (orchestrator only) overrides the orchestrator worker's DEFAULT_MAX_ACTIVITIES
+// concurrent activities, to measure what that limit costs.
 //
 // Prints "ready" when polling; shuts down cleanly on SIGTERM or SIGINT.
-import { Worker } from '@temporalio/worker';
-import { createOrchestratorWorker, workflowBundle } from '../workers/orchestrator';
-import { createActivities } from '../activities';
+import { createOrchestratorWorker } from '../workers/orchestrator';
 import { createGpuWorkers } from '../gpu-worker/worker';
 import { benchConnections, slotNames, slowMutate } from './lib';
 
@@ -29,9 +27,7 @@ const conn = await benchConnections(spec.address);
 const deps = { proposers: slowMutate(spec.proposerLatencyMs ?? 0) };
 const workers = spec.role === 'gpu'
   ? await createGpuWorkers({ connection: conn.connection, home: spec.home, slots: slotNames(spec.slots ?? 1), taskQueue: spec.taskQueue })
-  : spec.activities
-    ? [await Worker.create({ connection: conn.connection, taskQueue: spec.taskQueue, workflowBundle: await workflowBundle(), activities: createActivities(deps), maxConcurrentActivityTaskExecutions: spec.activities })]
-    : [await createOrchestratorWorker({ connection: conn.connection, taskQueue: spec.taskQueue, deps })];
+  : [await createOrchestratorWorker({ connection: conn.connection, taskQueue: spec.taskQueue, deps, maxActivities: spec.activities })];
 const running = Promise.allSettled(workers.map((w) => w.run()));
 const stop = () => workers.forEach((w) => w.shutdown());
 process.once('SIGTERM', stop);

@@ -8,7 +8,7 @@ import { findTemporalCli, TemporalCliMissing } from '../common/temporal-cli';
 import { startServer } from '../common/server';
 import { campaignWorkflowId } from '../common/shared';
 import { experiments } from '../activities/ledger';
-import { createOrchestratorWorker } from '../workers/orchestrator';
+import { createOrchestratorWorker, DEFAULT_MAX_ACTIVITIES } from '../workers/orchestrator';
 import { workerProposers } from '../workers/proposers';
 import { createGpuWorkers, resolveSlots, SHUTDOWN_GRACE } from '../gpu-worker/worker';
 import { pauseSignal, resumeSignal, steerUpdate, stopSignal } from '../workflows/messages';
@@ -29,6 +29,8 @@ Environment:
   NIGHTLAB_HOME       data: server database, campaign records, GPU worktrees and logs (default ~/.nightlab)
   TEMPORAL_CLI        path of a Temporal CLI binary to use
   ANTHROPIC_API_KEY   makes "auto" campaigns use the anthropic proposer (read by the orchestrator worker only)
+  NIGHTLAB_MAX_ACTIVITIES  the orchestrator worker's --max-activities
+  NIGHTLAB_GPUS       the GPU worker's --gpus
 
 Quick start:
   nightlab demo --iterations 12     server, workers and a tiny-lm campaign, all in one
@@ -235,9 +237,12 @@ program
   .command('worker')
   .description('run the orchestrator worker (campaign workflows, proposers, git, records)')
   .option('--task-queue <name>', 'the campaigns\' task queue (default nightlab-orchestrator)')
+  .option('--max-activities <n>', `activities (mostly proposals) run at once; at least the sum of every campaign's parallelism + lookahead (default ${DEFAULT_MAX_ACTIVITIES})`, process.env.NIGHTLAB_MAX_ACTIVITIES)
   .action(async (o) => {
+    const maxActivities = o.maxActivities === undefined ? DEFAULT_MAX_ACTIVITIES : Number(o.maxActivities);
+    if (!Number.isInteger(maxActivities) || maxActivities < 1) throw new Error(`--max-activities (or NIGHTLAB_MAX_ACTIVITIES) must be a whole number >= 1, not "${o.maxActivities}"`);
     const connection = await connectWorker();
-    const worker = await createOrchestratorWorker({ connection, namespace: temporalNamespace(), taskQueue: o.taskQueue, deps: { proposers: workerProposers() } });
+    const worker = await createOrchestratorWorker({ connection, namespace: temporalNamespace(), taskQueue: o.taskQueue, deps: { proposers: workerProposers() }, maxActivities });
     log(`Orchestrator worker on ${temporalAddress()} (${temporalNamespace()}). Ctrl-C stops it.`);
     // Ctrl-C / SIGTERM: the SDK stops polling, cancels the activities in flight (they are retried
     // by the next worker) and ends; campaigns wait in the server until a worker is back.

@@ -283,6 +283,14 @@ test('start without --tag is a usage error', async () => {
   assert.match(r.stderr, /required option '--tag <tag>' not specified/);
 });
 
+test('worker refuses a --max-activities that is not a whole number >= 1, before connecting', async () => {
+  for (const [args, env] of [[['worker', '--max-activities', '0'], {}], [['worker'], { NIGHTLAB_MAX_ACTIVITIES: 'many' }]] as const) {
+    const r = await nightlab([...args], { env: { ...env, TEMPORAL_ADDRESS: '127.0.0.1:1' } });
+    assert.notEqual(r.code, 0, show(r));
+    assert.match(r.stderr, /--max-activities \(or NIGHTLAB_MAX_ACTIVITIES\) must be a whole number >= 1/, show(r));
+  }
+});
+
 // ------------------------------------------------------------------------- status and doctor
 
 test('status, pause and results of an unknown tag say there is no such campaign', async () => {

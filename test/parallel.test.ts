@@ -126,6 +126,10 @@ test('two campaigns share one fleet of GPU workers and both finish', async () =>
     }
     const all = [a, b].flatMap((c) => readLedger(c.campaignDir).flatMap((r) => (r.kind === 'run' ? [r.slot] : [])));
     assert.deepEqual(new Set(all), new Set(['cpu0', 'cpu1']));
+    // Fair turns: each campaign finished an experiment before the other finished its last one
+    // (with the fleet asked for twice its slots, neither campaign waited for the other to end).
+    const finished = [a, b].map((c) => experiments(c.campaignDir).filter((r) => r.experiment > 0).map((r) => Date.parse(r.finishedAt)));
+    assert.ok(Math.min(...finished[0]) < Math.max(...finished[1]) && Math.min(...finished[1]) < Math.max(...finished[0]), `interleaved: ${JSON.stringify(finished)}`);
   } finally {
     await l.close();
   }

@@ -19,11 +19,20 @@ const quietBundlerLogger = {
   error: (m: string) => console.error(m),
 } as never;
 
+/**
+ * Activities one orchestrator worker runs at once. Proposals are most of them, and an LLM proposal
+ * mostly waits on the network for a minute or more: the limit should cover every campaign's
+ * parallelism + lookahead, or proposals queue behind each other and GPUs wait
+ * (`nightlab worker --max-activities`, NIGHTLAB_MAX_ACTIVITIES).
+ */
+export const DEFAULT_MAX_ACTIVITIES = 64;
+
 export async function createOrchestratorWorker(opts: {
   connection: NativeConnection;
   namespace?: string;
   taskQueue?: string;
   deps?: ActivityDeps;
+  maxActivities?: number;
 }): Promise<Worker> {
   return Worker.create({
     connection: opts.connection,
@@ -31,6 +40,6 @@ export async function createOrchestratorWorker(opts: {
     taskQueue: opts.taskQueue ?? ORCHESTRATOR_TASK_QUEUE,
     workflowBundle: await workflowBundle(),
     activities: createActivities(opts.deps),
-    maxConcurrentActivityTaskExecutions: 8,
+    maxConcurrentActivityTaskExecutions: opts.maxActivities ?? DEFAULT_MAX_ACTIVITIES,
   });
 }
