@@ -3,7 +3,7 @@
 // The user's own checkout is never touched: work happens in worktrees and under refs.
 import { existsSync, mkdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
+import { baseEnv, runCommand } from './spawn';
 
 const ZERO_SHA = '0000000000000000000000000000000000000000';
 
@@ -21,25 +21,21 @@ export interface Git {
 }
 
 /**
- * git as a direct child process. (simple-git waits 50 ms after every command that printed nothing,
- * such as update-ref, add, clean, fetch --quiet or worktree prune: about a dozen per experiment.)
+ * git in `dir`, started through spawn.ts (cheap starts). Every non-zero exit rejects, with git's
+ * own words. (simple-git is not used: it waits 50 ms after every command that prints nothing,
+ * such as update-ref, add or clean, about a dozen per experiment.)
  */
 export function git(dir: string): Git {
   // Only the variables git needs: keys in the worker's environment stay out of hooks and filters.
-  const env: Record<string, string> = {};
-  for (const k of ['PATH', 'HOME', 'LANG', 'TMPDIR', 'SSH_AUTH_SOCK']) if (process.env[k]) env[k] = process.env[k]!;
-  const run = (args: string[], input?: string) =>
-    new Promise<Buffer>((resolve, reject) => {
-      const argv = IDENTITY.flatMap((c) => ['-c', c]).concat(args);
-      const child = execFile('git', argv, { cwd: dir, env, encoding: 'buffer', maxBuffer: 512 * 1024 * 1024 }, (err, stdout, stderr) => {
-        if (err) reject(Object.assign(new Error(`git ${args.join(' ')} failed in ${dir}: ${stderr.toString().trim() || err.message}`), { exitCode: err.code, stderr: stderr.toString() }));
-        else resolve(stdout);
-      });
-      if (input !== undefined) {
-        child.stdin?.on('error', () => {}); // git exiting early is reported by its exit status
-        child.stdin?.end(input);
-      }
-    });
+  const env = baseEnv();
+  for (const k of ['TMPDIR', 'SSH_AUTH_SOCK']) if (process.env[k]) env[k] = process.env[k]!;
+  const run = async (args: string[], input?: string): Promise<Buffer> => {
+    const argv = ['git', ...IDENTITY.flatMap((c) => ['-c', c]), ...args];
+    const r = await runCommand(argv, { cwd: dir, env, input });
+    if (r.code === 0) return r.stdout;
+    const stderr = r.stderr.toString('utf8');
+    throw Object.assign(new Error(`git ${args.join(' ')} failed in ${dir}: ${stderr.trim() || `exit ${r.code ?? 'by signal'}`}`), { exitCode: r.code, stderr });
+  };
   return {
     raw: async (args) => (await run(args)).toString('utf8').trim(),
     revparse: async (args) => (await run(['rev-parse', ...args])).toString('utf8').trim(),

@@ -3,7 +3,7 @@
 // leaves Python that does not compile. A locked or held-out entry that is a directory covers
 // everything under it. (The GPU worker checks the same files again, by hash, around each run.)
 import path from 'node:path';
-import { execa } from 'execa';
+import { baseEnv, pythonExecutable, runCommand } from './spawn';
 import type { CampaignConfig } from '../common/config';
 import { changedFiles } from './git';
 
@@ -35,16 +35,9 @@ function covers(paths: string[], file: string): boolean {
   });
 }
 
-let interpreter: Promise<string> | undefined;
-/** The interpreter behind `python3` on PATH, resolved once: a pyenv/asdf shim costs ~100 ms a call. */
-function python(): Promise<string> {
-  interpreter ??= execa('python3', ['-c', 'import sys; print(sys.executable)']).then((r) => r.stdout.trim() || 'python3', () => 'python3');
-  return interpreter;
-}
-
 /** Compiles without writing __pycache__ into the worktree (-I -S: no site imports, ~10 ms). */
 async function pythonSyntaxError(file: string): Promise<string | null> {
-  const r = await execa(await python(), ['-I', '-S', '-c', 'import sys; compile(open(sys.argv[1], encoding="utf-8").read(), sys.argv[1], "exec")', file], { reject: false });
-  if (r.exitCode === 0) return null;
-  return r.stderr.trim().split('\n').slice(-3).join(' | ');
+  const r = await runCommand([await pythonExecutable(), '-I', '-S', '-c', 'import sys; compile(open(sys.argv[1], encoding="utf-8").read(), sys.argv[1], "exec")', file], { cwd: path.dirname(file), env: baseEnv() });
+  if (r.code === 0) return null;
+  return r.stderr.toString('utf8').trim().split('\n').slice(-3).join(' | ');
 }

@@ -11,7 +11,7 @@ import { Context, CancelledFailure } from '@temporalio/activity';
 import { execa } from 'execa';
 import type { RunRequest, RunResult, RunOutcome } from '../common/shared';
 import { checkMetric, looksOutOfMemory, readFigure } from '../common/metrics';
-import { checkoutWorktree, fetchCommit } from '../activities/git';
+import { checkoutWorktree, fetchCommit, git } from '../activities/git';
 import { trainingEnv } from './env';
 import { bwrapArgs, decideSandbox } from './sandbox';
 
@@ -342,8 +342,8 @@ interface LockedBaseline {
 async function lockedBaseline(cache: string, worktree: string, sha: string, paths: string[]): Promise<LockedBaseline> {
   const base: LockedBaseline = { hashes: new Map(), dirs: [], algorithm: 'sha1', mismatch: [] };
   if (!paths.length) return base;
-  const r = await execa('git', ['-C', cache, 'ls-tree', '-r', '-z', sha, '--', ...paths]);
-  for (const entry of r.stdout.split('\0').filter(Boolean)) {
+  const tree = await git(cache).text(['ls-tree', '-r', '-z', sha, '--', ...paths]);
+  for (const entry of tree.split('\0').filter(Boolean)) {
     const [meta, file] = [entry.slice(0, entry.indexOf('\t')), entry.slice(entry.indexOf('\t') + 1)];
     const [mode, type, oid] = meta.split(' ');
     if (type !== 'blob') continue;
@@ -353,8 +353,8 @@ async function lockedBaseline(cache: string, worktree: string, sha: string, path
       base.hashes.set(file, oid);
       continue;
     }
-    const dirty = await execa('git', ['-C', worktree, 'diff', '--quiet', 'HEAD', '--', file], { reject: false });
-    if (dirty.exitCode === 0 && actual !== null) base.hashes.set(file, actual);
+    const clean = await git(worktree).raw(['diff', '--quiet', 'HEAD', '--', file]).then(() => true, () => false);
+    if (clean && actual !== null) base.hashes.set(file, actual);
     else base.mismatch.push(file);
   }
   base.dirs = paths.filter((p) => isDirectory(path.join(worktree, p)));
@@ -370,8 +370,8 @@ async function lockedChanges(worktree: string, base: LockedBaseline): Promise<st
     else if (now !== hash) changed.push(file);
   }
   if (base.dirs.length) {
-    const r = await execa('git', ['-C', worktree, 'ls-files', '-z', '--others', '--exclude-standard', '--', ...base.dirs], { reject: false });
-    for (const file of (r.stdout ?? '').split('\0').filter(Boolean)) changed.push(`${file} (created)`);
+    const others = await git(worktree).text(['ls-files', '-z', '--others', '--exclude-standard', '--', ...base.dirs]).catch(() => '');
+    for (const file of others.split('\0').filter(Boolean)) changed.push(`${file} (created)`);
   }
   return changed;
 }

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
+import { SERVER_DYNAMIC_CONFIG } from '../common/server';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const COMPOSE_FILE = path.join(ROOT, 'docker-compose.yml');
@@ -223,7 +224,9 @@ test('temporal server 1.29.x on postgres12 starts after the schema job completes
   // DYNAMIC_CONFIG_FILE_PATH is relative to /etc/temporal and must exist through the mount.
   const dc = hostPathOf(server, path.posix.join('/etc/temporal', env.DYNAMIC_CONFIG_FILE_PATH!));
   assert.ok(existsSync(dc), `dynamic config ${dc} is missing`);
-  YAML.parse(readFileSync(dc, 'utf8'));
+  // The settings Nightlab's own dev server runs with (eager activity execution) hold here too.
+  const settings = YAML.parse(readFileSync(dc, 'utf8'));
+  for (const [key, value] of Object.entries(SERVER_DYNAMIC_CONFIG)) assert.deepEqual(settings[key], [{ value, constraints: {} }], key);
 });
 
 test('namespace job registers all six search attributes with >= 30 days retention', () => {

@@ -19,6 +19,7 @@ import { classify } from '../gpu-worker/run';
 import { trainingEnv } from '../gpu-worker/env';
 import { applyChange, checkoutWorktree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, setRef, showFile } from '../activities/git';
 import { preflight } from '../activities/preflight';
+import { baseEnv, helperPid, runCommand } from '../activities/spawn';
 import { makeRepo, QUADRATIC, QUADRATIC_CONFIG, setLine, tempDir } from './helpers';
 
 // ------------------------------------------------------------------------------------ decisions
@@ -671,6 +672,40 @@ test('git: a non-zero exit rejects with git\'s own words; file contents come bac
     assert.equal(await showFile(repo, base, 'missing.py'), null);
   } finally {
     rmSync(path.dirname(repo), { recursive: true, force: true });
+  }
+});
+
+test('runCommand: exit status, bytes out, stdin in, only the given environment; a missing command rejects', async () => {
+  const dir = tempDir();
+  try {
+    const r = await runCommand(['sh', '-c', 'cat; printf "%s|%s" "$FOO" "${SECRET:-unset}" >&2; exit 3'], { cwd: dir, env: { ...baseEnv(), FOO: 'bar' }, input: 'héllo\n' });
+    assert.equal(r.code, 3);
+    assert.equal(r.stdout.toString('utf8'), 'héllo\n');
+    assert.equal(r.stderr.toString('utf8'), 'bar|unset');
+    assert.ok(helperPid(), 'went through the helper');
+    await assert.rejects(runCommand(['no-such-command-xyz'], { cwd: dir, env: baseEnv() }), (e: Error & { code?: string }) => e.code === 'ENOENT');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('runCommand: commands run side by side; a helper that dies fails its commands in flight and the next one starts a new helper', async () => {
+  const dir = tempDir();
+  try {
+    // The first waits for a file the second makes: run one after another, this would never end.
+    const waiter = runCommand(['sh', '-c', 'while [ ! -f go ]; do sleep 0.05; done; echo waited'], { cwd: dir, env: baseEnv() });
+    await runCommand(['touch', 'go'], { cwd: dir, env: baseEnv() });
+    assert.equal((await waiter).stdout.toString().trim(), 'waited');
+
+    const first = helperPid()!;
+    const inFlight = runCommand(['sleep', '30'], { cwd: dir, env: baseEnv() });
+    process.kill(first, 'SIGKILL');
+    await assert.rejects(inFlight, /the command helper exited/);
+    const again = await runCommand(['echo', 'ok'], { cwd: dir, env: baseEnv() });
+    assert.equal(again.stdout.toString().trim(), 'ok');
+    assert.notEqual(helperPid(), first, 'a new helper');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
