@@ -29,6 +29,8 @@ export function git(dir: string): Git {
   // Only the variables git needs: keys in the worker's environment stay out of hooks and filters.
   const env = baseEnv();
   for (const k of ['TMPDIR', 'SSH_AUTH_SOCK']) if (process.env[k]) env[k] = process.env[k]!;
+  // A worker has no terminal: a remote asking for a password fails at once instead of hanging.
+  env.GIT_TERMINAL_PROMPT = '0';
   const run = async (args: string[], input?: string): Promise<Buffer> => {
     const argv = ['git', ...IDENTITY.flatMap((c) => ['-c', c]), ...args];
     const r = await runCommand(argv, { cwd: dir, env, input });

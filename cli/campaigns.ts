@@ -49,6 +49,10 @@ export async function prepareStart(args: { config: CampaignConfig; baseDir: stri
   for (const f of config.locked) await committed('locked', f);
   if (config.instructions) await committed('instructions', config.instructions);
   if (problems.length) throw new ConfigError(problems, 'target');
+  if (config.remote) {
+    const problem = await remoteProblem(repo, config.remote, baseSha);
+    if (problem) throw new ConfigError([`remote: ${problem}`], 'remote');
+  }
   const branch = branchName(config, args.tag);
   // git accepts some names only after normalizing them, so compare the normalized name too.
   const ref = `refs/heads/${branch}`;
@@ -58,6 +62,26 @@ export async function prepareStart(args: { config: CampaignConfig; baseDir: stri
     throw new ConfigError([`branch ${branch} already exists in ${repo}; choose another --tag, or delete the branch (git branch -D ${branch})`], '--tag');
   }
   return { tag: args.tag, config, repo, branch, baseSha, campaignDir: campaignDirFor(args.tag, args.home) };
+}
+
+/**
+ * Why GPU workers could not fetch candidates from `remote`, or null. It must serve the target
+ * repository itself (Nightlab writes each candidate there, under refs/nightlab/): one of its refs
+ * is at the target's HEAD. A path that does not exist here may be a GPU hosts' path: not checked.
+ */
+async function remoteProblem(repo: string, remote: string, baseSha: string): Promise<string | null> {
+  const url = /^[\w+.-]+:\/\//.test(remote) || /^[\w.-]+@[\w.-]+:/.test(remote);
+  if (!url && !existsSync(path.resolve(repo, remote))) return null;
+  let refs: string;
+  try {
+    refs = await git(repo).raw(['ls-remote', remote]);
+  } catch (e) {
+    return `${remote} cannot be read from this host (${(e as Error).message.split('\n').slice(-1)[0]}); fix the URL, or leave remote out when GPU workers can read the target path`;
+  }
+  if (!refs.split('\n').some((line) => line.startsWith(baseSha))) {
+    return `${remote} does not serve the target repository (none of its refs is at HEAD ${baseSha.slice(0, 7)}); name the target repository itself, which GPU workers fetch candidates from`;
+  }
+  return null;
 }
 
 const SA_TAG = defineSearchAttributeKey('NightlabTag', SearchAttributeType.KEYWORD);

@@ -23,6 +23,10 @@ const relPath = z
 const configSchema = z
   .object({
     target: z.string({ required_error: 'required: the path of the target git repository (e.g. ".")' }).min(1).default('.'),
+    // Where GPU workers fetch candidate commits from, when they cannot read the target's path: a
+    // git URL of the target repository itself (ssh://, https://, git://, file://), or the path it
+    // has on the GPU hosts. null: the target's path.
+    remote: z.string().min(1, 'must not be empty (leave it out to use the target path)').nullable().default(null),
     editable: z.array(relPath, { required_error: 'required: list the files the proposer may edit (e.g. [train.py])' }).min(1, 'list at least one file the proposer may edit (e.g. [train.py])'),
     locked: z.array(relPath).default([]),
     instructions: relPath.optional(),

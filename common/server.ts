@@ -14,11 +14,19 @@ export const RETENTION_DAYS = 30;
 
 /**
  * Dynamic config of every server Nightlab starts (deploy/dynamicconfig/nightlab.yaml sets the same
- * for compose). Eager activity execution: a workflow task that schedules an orchestrator activity
- * gets the activity back in its reply, instead of the activity waiting in matching for a poll
- * (about 30 ms each time, several times an experiment).
+ * for compose).
+ * - Eager activity execution: a workflow task that schedules an orchestrator activity gets the
+ *   activity back in its reply, instead of the activity waiting in matching for a poll (about
+ *   30 ms each time, several times an experiment).
+ * - New tasks go to one partition of each task queue: the queues carry a few tasks a second, and
+ *   one partition hands them out in order, so on a fleet shared by more runs than it has slots
+ *   every queued run waits about the same. Reads stay at the default 4 partitions, so a backlog
+ *   written by an older setup still drains (Temporal's rule for shrinking: writes first).
  */
-export const SERVER_DYNAMIC_CONFIG: Record<string, unknown> = { 'system.enableActivityEagerExecution': true };
+export const SERVER_DYNAMIC_CONFIG: Record<string, unknown> = {
+  'system.enableActivityEagerExecution': true,
+  'matching.numTaskqueueWritePartitions': 1,
+};
 
 export interface ServerOptions {
   cli: string;

@@ -313,11 +313,13 @@ function lastAttempt(text: string): string {
   return text.slice(Math.max(0, text.lastIndexOf(ATTEMPT_HEADER)));
 }
 
-/** The remote as a local directory (hidden from sandboxed runs), or null for a URL. */
+/** The remote as a local directory (hidden from sandboxed runs), or null for a network URL. */
 function localDir(remote: string): string | null {
-  if (/^[\w+.-]+:\/\//.test(remote) || /^[\w.-]+@[\w.-]+:/.test(remote)) return null;
-  const p = path.resolve(remote);
+  let p = remote;
+  if (remote.startsWith('file://')) p = decodeURIComponent(new URL(remote).pathname);
+  else if (/^[\w+.-]+:\/\//.test(remote) || /^[\w.-]+@[\w.-]+:/.test(remote)) return null;
   try {
+    p = path.resolve(p);
     return statSync(p).isDirectory() ? p : null;
   } catch {
     return null;

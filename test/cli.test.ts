@@ -108,6 +108,8 @@ interface StartCase {
   file?: string;
   /** Prepares the case's directory (and may return a target repo of its own). */
   setup?: (dir: string, tag: string) => Promise<string | void> | string | void;
+  /** The config, when it names something setup made in the case's directory. */
+  configFor?: (dir: string) => Record<string, unknown>;
   tag?: string;
   expect: RegExp;
 }
@@ -168,6 +170,19 @@ test('start refuses bad input with a clear message and starts nothing', { timeou
       config: base({ locked: ['prepare.py', 'data.bin'] }),
       expect: /locked: data\.bin is not in the target's HEAD commit [0-9a-f]{7} \(it exists but is not committed; commit it\)/,
     },
+    { name: 'remote that cannot be read', config: base({ remote: 'file:///no/such/repo.git' }), expect: /remote: file:\/\/\/no\/such\/repo\.git cannot be read from this host \(.+\); fix the URL, or leave remote out/ },
+    {
+      name: 'remote of another repository',
+      setup: async (dir) => {
+        const other = path.join(dir, 'other');
+        cpSync(QUADRATIC, other, { recursive: true });
+        await git(other).raw(['init', '--quiet', '-b', 'main']);
+        await git(other).raw(['add', '-A']);
+        await git(other).raw(['commit', '--quiet', '-m', 'another history']);
+      },
+      configFor: (dir) => base({ remote: `file://${path.join(dir, 'other')}` }),
+      expect: /remote: file:\/\/.+ does not serve the target repository \(none of its refs is at HEAD [0-9a-f]{7}\); name the target repository itself/,
+    },
     { name: 'tag with uppercase', tag: 'Nov27', expect: /tag: "Nov27" must be lowercase letters, digits/ },
     { name: 'tag with a space', tag: 'my tag', expect: /tag: "my tag" must be lowercase letters, digits/ },
     {
@@ -197,7 +212,7 @@ test('start refuses bad input with a clear message and starts nothing', { timeou
         const target = own ?? repo;
         const ownRefs = own ? await refs(own).catch(() => null) : null; // null: not a repo, or no commits
         const file = path.join(dir, c.file ?? 'config.yaml');
-        const config = c.config ?? base({});
+        const config = c.configFor?.(dir) ?? c.config ?? base({});
         if (c.file !== 'nope/missing.yaml') {
           const text = typeof config === 'string' ? config : YAML.stringify({ ...config, target: typeof config.target === 'string' && config.target !== '.' ? config.target : target });
           writeFileSync(file, text);

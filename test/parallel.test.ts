@@ -3,7 +3,8 @@
 // fleet, and noise-aware keeps with confirmation runs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { campaignWorkflowId } from '../common/shared';
 import { experiments, readLedger } from '../activities/ledger';
@@ -103,6 +104,30 @@ test('a conflict never holds up the slot: a candidate on the new best trains whi
     // The second proposal of 2 was shown 3 as in flight.
     const context = readFileSync(path.join(path.dirname(command.split(' ')[1]), 'context-2.md'), 'utf8');
     assert.match(context, /# Experiments in flight \(proposed, not judged yet\)\n\n3\tlower lr\n/);
+  } finally {
+    await l.close();
+  }
+});
+
+test('a GPU worker fetches candidates over the campaign\'s remote URL; a target path it can read lends its objects instead', async () => {
+  const l = await lab();
+  try {
+    const run = { command: 'python3 train.py', env: {}, timeoutSec: 60 };
+    const viaUrl = await makeRepo();
+    const url = `file://${viaUrl}`;
+    const a = await l.start(viaUrl, { remote: url, budget: { maxExperiments: 2 }, run });
+    const viaPath = await makeRepo();
+    const b = await l.start(viaPath, { budget: { maxExperiments: 2 }, run });
+    assert.equal((await a.result()).experiments, 2);
+    assert.equal((await b.result()).experiments, 2);
+    const cacheOf = (remote: string) => path.join(l.home, 'repos', createHash('sha256').update(remote).digest('hex').slice(0, 16));
+    // Over the URL: each candidate was fetched into the GPU host's own cache.
+    const fetched = (await git(cacheOf(url)).raw(['for-each-ref', '--format=%(refname)', `refs/nightlab/${a.tag}/`])).split('\n').filter(Boolean);
+    assert.deepEqual(fetched.sort(), [0, 1, 2].map((n) => `refs/nightlab/${a.tag}/${n}`).sort());
+    assert.equal(existsSync(path.join(cacheOf(url), 'objects', 'info', 'alternates')), false);
+    // From the path: nothing fetched, the objects are the target's own.
+    assert.equal(readFileSync(path.join(cacheOf(viaPath), 'objects', 'info', 'alternates'), 'utf8').trim(), path.join(viaPath, '.git', 'objects'));
+    assert.equal(await git(cacheOf(viaPath)).raw(['for-each-ref', `refs/nightlab/${b.tag}/`]), '');
   } finally {
     await l.close();
   }

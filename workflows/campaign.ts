@@ -436,7 +436,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     try {
       return await gpu.runExperiment.executeWithOptions({ summary: `experiment ${n}${run ? ` run ${run}` : ''}: ${oneLine(description)}` }, [
         {
-          tag, experiment: n, run, remote: input.repo, ref: experimentRef(tag, n), sha,
+          tag, experiment: n, run, remote: config.remote ?? input.repo, ref: experimentRef(tag, n), sha,
           command: config.run.command,
           // The run index is the seed: repeated runs of one commit differ only by it.
           env: { ...config.run.env, [config.noise.seedEnv]: String(run) },
