@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { adoptBest, judgeCandidate, type EvaluationIO, type NoiseState } from '../workflows/evaluation';
 import { closeGroup, groupOf, groupSS, judgeConfirmed, judgeFirstRun, launchBlocked, mean, nextFix, noiseSigma, runFailed, type NoisePolicy } from '../workflows/decisions';
 import { checkTag, ConfigError, parseConfig, presetYaml, PRESETS, type CampaignConfigInput } from '../common/config';
 import { findKnobs, mutateProposer, perturb, settingsIn } from '../activities/mutate';
@@ -94,6 +95,30 @@ test('judgeConfirmed: the fresh runs\' mean must clear k standard errors of the 
   assert.equal(judgeConfirmed(groupOf([1.025, 1.025]), groupOf([1.0, 1.0]), 0.01, HIGHER).kind, 'keep');
   assert.equal(judgeConfirmed(groupOf([1.015, 1.015]), groupOf([1.0, 1.0]), 0.01, HIGHER).kind, 'discard');
   assert.equal(judgeConfirmed(groupOf([1.025, 1.025]), groupOf([1.0, 1.0]), 0.01, { ...HIGHER, minImprovement: 0.03 }).kind, 'discard');
+});
+
+test('judgeCandidate: a keep is adopted the moment it is decided, so an experiment judged in the same instant meets the new best', async () => {
+  const state: NoiseState = { best: { sha: 'base', experiment: 0, group: best(1.5), nextRun: 1, pending: 0 }, pool: { ss: 0, dof: 0 } };
+  const parentOf: Record<string, string> = { a: 'base', b: 'base' };
+  const io = (name: string, experiment: number): EvaluationIO => ({
+    candidate: async () => ({ metric: 1.3, failed: false, reason: '' }),
+    best: async () => ({ metric: 1.2, failed: false, reason: '' }),
+    onBest: () => parentOf[name] === state.best.sha,
+    rebase: async () => {
+      parentOf[name] = state.best.sha;
+      return true;
+    },
+    adopt: (keep) => adoptBest(state, { sha: name, experiment, group: keep.group, nextRun: keep.runs }),
+  });
+  // Both first runs end together (one workflow activation): a is better than the base, and so is b.
+  const [a, b] = await Promise.all([
+    judgeCandidate({ metric: 1.2, failed: false, reason: '' }, state, LOWER, io('a', 1)),
+    judgeCandidate({ metric: 1.3, failed: false, reason: '' }, state, LOWER, io('b', 2)),
+  ]);
+  assert.equal(a.kind, 'keep');
+  assert.equal(state.best.sha, 'a', 'a is the best');
+  // b was judged against a, not against the base both started from: not a second keep off a's line.
+  assert.notEqual(b.kind, 'keep', JSON.stringify(b));
 });
 
 test('launchBlocked: experiments, hours and cost each stop new experiments, and only when reached', () => {

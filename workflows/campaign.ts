@@ -40,6 +40,7 @@ const MAX_NOTES = 20;
 const MAX_STEER_CHARS = 16_000;
 /** patched() ids: campaigns started by older workers keep their old steps (see README, "Upgrading a running fleet"). */
 const REBASE_WHILE_QUEUED = 'rebase-while-queued';
+const KEEP_AT_DECISION = 'keep-at-decision';
 
 const SA = {
   tag: defineSearchAttributeKey('NightlabTag', SearchAttributeType.KEYWORD),
@@ -312,8 +313,19 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
       }
     }
 
+    /** Makes this experiment's commit the best; returns the best it replaced. */
+    const adoptKeep = (keep: { group: Group; runs: number }) => {
+      const old = { sha: s.best!.sha, metric: mean(s.best!.group) };
+      adoptBest(noise, { sha, experiment: n, group: keep.group, nextRun: keep.runs });
+      s.kept += 1;
+      return old;
+    };
+
     const runs: RunResult[] = [first];
     const bestRuns: RunRecord[] = [];
+    // The best this experiment replaced, when it is kept (adopted the moment the keep is decided).
+    let replaced: { sha: string; metric: number } | null = null;
+    const keepAtOnce = patched(KEEP_AT_DECISION);
     const judgement = await judgeCandidate(lite(first), noise, policy, {
       candidate: (run) => withSlot(async () => {
         flight.phase = 'confirm';
@@ -333,15 +345,15 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
         ({ sha, parent } = r);
         return true;
       },
+      // Decided: the new best takes effect now, for every experiment in flight.
+      ...(keepAtOnce ? { adopt: (keep) => (replaced = adoptKeep(keep)) } : {}),
     });
 
     flight.phase = 'record';
-    const before = mean(s.best!.group);
+    if (judgement.kind === 'keep' && !replaced) replaced = adoptKeep(judgement);
+    const before = replaced?.metric ?? mean(s.best!.group);
     if (judgement.kind === 'keep') {
-      // Decided: the new best takes effect now, for every experiment in flight.
-      const from = s.best!.sha;
-      adoptBest(noise, { sha, experiment: n, group: judgement.group as Group, nextRun: judgement.runs });
-      s.kept += 1;
+      const from = replaced!.sha;
       const move = branchMoves.then(() =>
         cpu.advanceBranch.executeWithOptions({ summary: `experiment ${n}: keep — branch to ${sha.slice(0, 7)}` }, [{ repo: input.repo, branch: input.branch, from, to: sha }]),
       );

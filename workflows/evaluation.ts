@@ -41,6 +41,13 @@ export interface EvaluationIO {
   onBest(): boolean;
   /** Rebases the candidate onto the current best; false when it conflicts. */
   rebase(): Promise<boolean>;
+  /**
+   * Called the moment a keep is decided, in the same step as the check that the candidate is on
+   * the best, so the caller can make it the best before any other experiment is judged. (An
+   * `await` between the decision and the adoption would let a second experiment be judged
+   * against the same old best and kept too, and move the branch off the first keep.)
+   */
+  adopt?(keep: { group: Group; runs: number }): void;
 }
 
 export type Judgement =
@@ -84,10 +91,15 @@ export async function judgeCandidate(first: RunLite, state: NoiseState, p: Noise
       continue;
     }
     if (confirmed.kind !== 'keep') state.pool = closeGroup(state.pool, groupOf(sameCommit));
-    return { ...(confirmed as Extract<Verdict, { kind: 'keep' | 'discard' }>), evidence: trail.join('; '), runs, group };
+    return decided({ ...(confirmed as Extract<Verdict, { kind: 'keep' | 'discard' }>), evidence: trail.join('; '), runs, group });
   }
   if (verdict.kind === 'discard') state.pool = closeGroup(state.pool, groupOf(sameCommit));
-  return { ...verdict, evidence: trail.join('; '), runs, group: groupOf(sameCommit) };
+  return decided({ ...(verdict as Extract<Verdict, { kind: 'keep' | 'discard' }>), evidence: trail.join('; '), runs, group: groupOf(sameCommit) });
+
+  function decided(j: Judgement): Judgement {
+    if (j.kind === 'keep') io.adopt?.(j);
+    return j;
+  }
 
   function discard(why: string): Judgement {
     return { kind: 'discard', metric: first.metric!, delta: first.metric! - mean(state.best.group), evidence: [...trail, why].join('; '), runs, group: groupOf([first.metric!]) };
