@@ -91,6 +91,29 @@ const SCENARIOS: Scenario[] = [
       }
     },
   },
+  {
+    name: 'rebase-while-queued',
+    what: 'the default lookahead (2 x parallelism): two proposals wait while a keep trains; both are rebased at once without a slot, one conflicts and is proposed again while the other trains; keeps adopted at the decision (patched rebase-while-queued and keep-at-decision)',
+    async run() {
+      const l = await lab();
+      try {
+        const command = plannedProposer({
+          1: { WIDTH: 16, desc: 'wider' },
+          2: { WIDTH: 12, desc: 'width 12', delay: 0.3 },
+          '2/1': { WIDTH: 14, desc: 'width 14, on the new best', delay: 3 },
+          3: { LEARNING_RATE: 0.2, desc: 'lower lr', delay: 0.6 },
+        });
+        const c = await l.start(await makeRepo(), {
+          proposer: { kind: 'command', command, seed: 0 }, budget: { maxExperiments: 3 },
+          noise: { baselineRuns: 1 }, run: { command: 'python3 train.py', env: { QUAD_SLEEP: '1' }, timeoutSec: 60 }, sandbox: 'off',
+        });
+        const status = await c.result();
+        return { tag: c.tag, status, statuses: statusWords(c.campaignDir) };
+      } finally {
+        await l.close();
+      }
+    },
+  },
 ];
 
 const only = process.argv.slice(2);

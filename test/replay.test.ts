@@ -48,7 +48,7 @@ function payloadText(p: temporal.api.common.v1.IPayload | null | undefined): str
   return p?.data ? Buffer.from(p.data).toString('utf8') : '';
 }
 
-test('the fixtures cover a crash, a keep, a fix, a rebase, a conflict, confirmations, messages and continue-as-new', () => {
+test('the fixtures cover a crash, a keep, a fix, a rebase, a conflict, confirmations, messages, continue-as-new and both sides of each patch', () => {
   const all = fixtures();
   assert.ok(all.length >= 3, `fixtures in ${DIR}: run \`npx tsx scripts/record-history.ts\``);
   const events = all.flatMap((f) => f.history.events ?? []);
@@ -64,6 +64,13 @@ test('the fixtures cover a crash, a keep, a fix, a rebase, a conflict, confirmat
   assert.ok(events.some((e) => e.workflowExecutionStartedEventAttributes?.continuedExecutionRunId), 'a run that started from a carry');
   assert.ok(events.some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'pause'), 'a pause signal');
   assert.ok(events.some((e) => e.workflowExecutionUpdateAcceptedEventAttributes), 'a steer update');
+  // Both sides of each patch: histories from before it (no marker) and from after it.
+  const patchesOf = (f: { history: History }) => (f.history.events ?? []).flatMap((e) =>
+    e.markerRecordedEventAttributes?.markerName === 'core_patch' ? [JSON.parse(payloadText(e.markerRecordedEventAttributes.details?.['patch-data']?.payloads?.[0])).id as string] : []);
+  for (const id of ['rebase-while-queued', 'keep-at-decision']) {
+    assert.ok(all.some((f) => patchesOf(f).includes(id)), `a history recorded with the ${id} patch`);
+    assert.ok(all.some((f) => !patchesOf(f).includes(id)), `a history from before ${id}`);
+  }
   for (const f of all) assert.ok((f.history.events?.length ?? 0) < 10_000, `${f.name} is a small history`);
 });
 
