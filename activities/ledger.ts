@@ -31,12 +31,13 @@ export function cleanDescription(text: string): string {
 }
 
 /**
- * Reading the ledger on every append made a campaign O(n²) in its experiments. Each file is parsed
- * once per process and then only its new bytes: the cache below remembers the rows and their keys
- * up to the last complete line, and is thrown away whenever the file is not simply longer than it
- * was (another inode, shorter, rewritten in place, or its bytes before the cached end changed).
+ * Reading the ledger on every append made a campaign O(n²) in its experiments. Each file (the
+ * ledger, results.tsv) is parsed once per process and then only its new bytes: a cache remembers
+ * what was read up to the last complete line, and is thrown away whenever the file is not simply
+ * longer than it was (another inode, shorter, rewritten in place, or its bytes before the cached
+ * end changed).
  */
-interface LedgerCache {
+interface GrowingFile<S> {
   dev: number;
   ino: number;
   size: number;
@@ -45,13 +46,53 @@ interface LedgerCache {
   offset: number;
   /** The last bytes before `offset`, checked to tell an append from a rewrite. */
   tail: Buffer;
-  rows: LedgerRow[];
-  keys: Set<string>;
+  /** What the complete lines so far amount to. */
+  state: S;
 }
 
 const CHECK_BYTES = 64;
 const MAX_CACHED = 32;
-const ledgerCache = new Map<string, LedgerCache>();
+
+/**
+ * `file`'s state as it stands now: complete lines read since the last call are passed to
+ * `addLines`; the text after the last newline (a line still being written, or cut by a crash) is
+ * returned as `partial`, not cached.
+ */
+function readGrowing<S>(caches: Map<string, GrowingFile<S>>, file: string, empty: () => S, addLines: (state: S, text: string) => void): { state: S; partial: string } {
+  const st = statSync(file);
+  let c = caches.get(file);
+  if (c) {
+    const same = c.dev === st.dev && c.ino === st.ino;
+    const unchanged = same && st.size === c.size && st.mtimeMs === c.mtimeMs;
+    const appended = same && st.size > c.size && readBytes(file, c.offset - c.tail.length, c.tail.length).equals(c.tail);
+    if (!unchanged && !appended) c = undefined;
+  }
+  if (!c) c = { dev: st.dev, ino: st.ino, size: 0, mtimeMs: 0, offset: 0, tail: Buffer.alloc(0), state: empty() };
+  let partial = '';
+  if (st.size > c.offset) {
+    const fresh = readBytes(file, c.offset, st.size - c.offset);
+    const cut = fresh.lastIndexOf(0x0a) + 1;
+    addLines(c.state, fresh.subarray(0, cut).toString('utf8'));
+    if (cut > 0) {
+      const whole = Buffer.concat([c.tail, fresh.subarray(0, cut)]);
+      c.tail = Buffer.from(whole.subarray(Math.max(0, whole.length - CHECK_BYTES)));
+      c.offset += cut;
+    }
+    partial = fresh.subarray(cut).toString('utf8');
+  }
+  c.size = st.size;
+  c.mtimeMs = st.mtimeMs;
+  caches.delete(file);
+  caches.set(file, c);
+  if (caches.size > MAX_CACHED) caches.delete(caches.keys().next().value!);
+  return { state: c.state, partial };
+}
+
+interface LedgerState {
+  rows: LedgerRow[];
+  keys: Set<string>;
+}
+const ledgerCache = new Map<string, GrowingFile<LedgerState>>();
 
 function rowKey(r: LedgerRow): string {
   if (r.kind === 'experiment') return `e/${r.experiment}`;
@@ -87,45 +128,25 @@ function parseLines(text: string, into: (row: LedgerRow) => void): void {
 }
 
 /** The ledger's rows and keys as the file stands now; `partial` is a last line without its newline. */
-function loadLedger(file: string): { cache: LedgerCache | null; partial: LedgerRow[] } {
-  let st;
+function loadLedger(file: string): { cache: LedgerState | null; partial: LedgerRow[] } {
+  let read;
   try {
-    st = statSync(file);
-  } catch {
+    read = readGrowing(ledgerCache, file, () => ({ rows: [], keys: new Set<string>() }), (st, text) =>
+      parseLines(text, (row) => {
+        st.rows.push(row);
+        st.keys.add(rowKey(row));
+      }),
+    );
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     ledgerCache.delete(file);
     return { cache: null, partial: [] };
   }
-  let c = ledgerCache.get(file);
-  if (c) {
-    const same = c.dev === st.dev && c.ino === st.ino;
-    const unchanged = same && st.size === c.size && st.mtimeMs === c.mtimeMs;
-    const appended = same && st.size > c.size && readBytes(file, c.offset - c.tail.length, c.tail.length).equals(c.tail);
-    if (!unchanged && !appended) c = undefined;
-  }
-  if (!c) c = { dev: st.dev, ino: st.ino, size: 0, mtimeMs: 0, offset: 0, tail: Buffer.alloc(0), rows: [], keys: new Set() };
-  let partial: LedgerRow[] = [];
-  if (st.size > c.offset) {
-    const fresh = readBytes(file, c.offset, st.size - c.offset);
-    const cut = fresh.lastIndexOf(0x0a) + 1;
-    const cache = c;
-    parseLines(fresh.subarray(0, cut).toString('utf8'), (row) => {
-      cache.rows.push(row);
-      cache.keys.add(rowKey(row));
-    });
-    if (cut > 0) {
-      const whole = Buffer.concat([c.tail, fresh.subarray(0, cut)]);
-      c.tail = Buffer.from(whole.subarray(Math.max(0, whole.length - CHECK_BYTES)));
-      c.offset += cut;
-    }
-    // Not cached: the next append closes this line (or a later read finds its newline).
-    parseLines(fresh.subarray(cut).toString('utf8'), (row) => partial.push(row));
-  }
-  c.size = st.size;
-  c.mtimeMs = st.mtimeMs;
-  ledgerCache.delete(file);
-  ledgerCache.set(file, c);
-  if (ledgerCache.size > MAX_CACHED) ledgerCache.delete(ledgerCache.keys().next().value!);
-  return { cache: c, partial };
+  const { state, partial } = read;
+  // Not cached: the next append closes this line (or a later read finds its newline).
+  const rows: LedgerRow[] = [];
+  parseLines(partial, (row) => rows.push(row));
+  return { cache: state, partial: rows };
 }
 
 function hasRow(file: string, key: string): boolean {
@@ -151,46 +172,14 @@ function appendLine(file: string, line: string): void {
   appendFileSync(file, `${open ? '\n' : ''}${line}\n`);
 }
 
-/** results.tsv's lines, read once per process and then only as the file grows (same rules as the ledger). */
-interface TsvCache {
-  dev: number;
-  ino: number;
-  size: number;
-  mtimeMs: number;
-  offset: number;
-  tail: Buffer;
-  lines: Set<string>;
-}
-const tsvCache = new Map<string, TsvCache>();
+/** results.tsv's lines, read once per process and then only as the file grows. */
+const tsvCache = new Map<string, GrowingFile<Set<string>>>();
 
 function tsvHas(file: string, line: string): boolean {
-  const st = statSync(file);
-  let c = tsvCache.get(file);
-  if (c) {
-    const same = c.dev === st.dev && c.ino === st.ino;
-    const unchanged = same && st.size === c.size && st.mtimeMs === c.mtimeMs;
-    const appended = same && st.size > c.size && readBytes(file, c.offset - c.tail.length, c.tail.length).equals(c.tail);
-    if (!unchanged && !appended) c = undefined;
-  }
-  if (!c) c = { dev: st.dev, ino: st.ino, size: 0, mtimeMs: 0, offset: 0, tail: Buffer.alloc(0), lines: new Set() };
-  let last = '';
-  if (st.size > c.offset) {
-    const fresh = readBytes(file, c.offset, st.size - c.offset);
-    const cut = fresh.lastIndexOf(0x0a) + 1;
-    for (const l of fresh.subarray(0, cut).toString('utf8').split('\n')) c.lines.add(l);
-    if (cut > 0) {
-      const whole = Buffer.concat([c.tail, fresh.subarray(0, cut)]);
-      c.tail = Buffer.from(whole.subarray(Math.max(0, whole.length - CHECK_BYTES)));
-      c.offset += cut;
-    }
-    last = fresh.subarray(cut).toString('utf8');
-  }
-  c.size = st.size;
-  c.mtimeMs = st.mtimeMs;
-  tsvCache.delete(file);
-  tsvCache.set(file, c);
-  if (tsvCache.size > MAX_CACHED) tsvCache.delete(tsvCache.keys().next().value!);
-  return c.lines.has(line) || last === line;
+  const { state, partial } = readGrowing(tsvCache, file, () => new Set<string>(), (lines, text) => {
+    for (const l of text.split('\n')) lines.add(l);
+  });
+  return state.has(line) || partial === line;
 }
 
 /** Appends the experiment to the ledger and results.tsv, each only if it is not there yet. */
