@@ -137,7 +137,7 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
 
 /**
  * A `command` proposer driven by a plan: experiment n sets plan[n]'s settings (a fix uses
- * plan.fix), after sleeping `delay` seconds; each proposal's context is kept as context-<n>.md
+ * plan.fix when the plan has one; attempt a of n uses plan["n/a"] when there is one), after sleeping `delay` seconds; each proposal's context is kept as context-<n>.md
  * beside the plan. Returns the command; `contextDir(command)` finds the kept contexts.
  */
 export function plannedProposer(plan: Record<string, Record<string, number | string>>): string {
@@ -149,8 +149,9 @@ export function plannedProposer(plan: Record<string, Record<string, number | str
 plan = json.load(open(sys.argv[1]))
 n, fix = os.environ["NIGHTLAB_EXPERIMENT"], os.environ["NIGHTLAB_FIX"]
 shutil.copy(os.environ["NIGHTLAB_CONTEXT"], os.path.join(os.path.dirname(sys.argv[1]), f"context-{n}.md"))
-# "n/attempt" plans a proposal made again (after a rejection or a rebase conflict); "n" every attempt.
-step = plan["fix"] if fix else plan.get(f"{n}/{os.environ['NIGHTLAB_ATTEMPT']}", plan[n])
+# "n/attempt" plans a proposal made again (after a rejection or a rebase conflict); "n" every attempt;
+# "fix" any fix of a crash, where the plan has one (else a fix is planned by its number too).
+step = plan["fix"] if fix and "fix" in plan else plan.get(f"{n}/{os.environ['NIGHTLAB_ATTEMPT']}", plan[n])
 time.sleep(float(step.get("delay", 0)))
 src = open("train.py").read()
 for name, value in step.items():
