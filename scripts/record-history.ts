@@ -34,85 +34,91 @@ const { statusQuery, pauseSignal, resumeSignal, steerUpdate } = await import('..
 
 const statusWords = (dir: string) => experiments(dir).sort((a, b) => a.experiment - b.experiment).map((r) => `${r.experiment}:${r.status}`).join(' ');
 
+type Lab = Awaited<ReturnType<typeof lab>>;
+type Started = Awaited<ReturnType<Lab['start']>>;
+
+/**
+ * One planned campaign (command proposer, quadratic target, no sandbox) in a lab of its own:
+ * `during` may steer it while it runs; returns what the recording needs once it ends.
+ */
+async function plannedCampaign(o: {
+  slots?: number;
+  plan: Parameters<typeof plannedProposer>[0];
+  config: Partial<CampaignConfigInput>;
+  historyEventsLimit?: number;
+  during?: (c: Started, l: Lab) => Promise<void>;
+}): Promise<{ tag: string; status: CampaignStatus; statuses: string }> {
+  const l = await lab(o.slots ? { slots: Array.from({ length: o.slots }, (_, i) => ({ name: `cpu${i}`, devices: null })) } : {});
+  try {
+    const c = await l.start(await makeRepo(), {
+      proposer: { kind: 'command', command: plannedProposer(o.plan), seed: 0 }, sandbox: 'off', ...o.config,
+    }, { historyEventsLimit: o.historyEventsLimit });
+    await o.during?.(c, l);
+    const status = await c.result();
+    return { tag: c.tag, status, statuses: statusWords(c.campaignDir) };
+  } finally {
+    await l.close();
+  }
+}
+
 const SCENARIOS: Scenario[] = [
   {
     name: 'crash-keep',
     what: 'a keep, a crash, a fix of the crash that is kept, a discard; a steer update and a pause/resume mid-campaign',
-    async run() {
-      const l = await lab();
-      try {
-        const command = plannedProposer({
-          1: { LEARNING_RATE: 0.2, desc: 'lower learning rate' },
-          2: { mode: 1, desc: 'a change that crashes' },
-          3: { mode: 0, WIDTH: 12, desc: 'fix the crash; width 12' },
-          4: { LEARNING_RATE: 0.9, desc: 'much higher learning rate' },
-        });
-        const config: Partial<CampaignConfigInput> = {
-          proposer: { kind: 'command', command, seed: 0 }, lookahead: 0, budget: { maxExperiments: 4 }, noise: { baselineRuns: 1 },
-          crash: { maxFixAttempts: 1 }, run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.5' }, timeoutSec: 60 }, sandbox: 'off',
-        };
-        const c = await l.start(await makeRepo(), config);
+    run: () => plannedCampaign({
+      plan: {
+        1: { LEARNING_RATE: 0.2, desc: 'lower learning rate' },
+        2: { mode: 1, desc: 'a change that crashes' },
+        3: { mode: 0, WIDTH: 12, desc: 'fix the crash; width 12' },
+        4: { LEARNING_RATE: 0.9, desc: 'much higher learning rate' },
+      },
+      config: {
+        lookahead: 0, budget: { maxExperiments: 4 }, noise: { baselineRuns: 1 },
+        crash: { maxFixAttempts: 1 }, run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.5' }, timeoutSec: 60 },
+      },
+      async during(c, l) {
         const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
         await waitFor('experiment 1 recorded', () => experiments(c.campaignDir).some((r) => r.experiment === 1));
         await handle.executeUpdate(steerUpdate, { args: [{ note: 'recorded for the replay fixtures: try the width next' }] });
         await handle.signal(pauseSignal);
         await waitFor('paused', async () => (await handle.query(statusQuery)).state === 'paused');
         await handle.signal(resumeSignal);
-        const status = await c.result();
-        return { tag: c.tag, status, statuses: statusWords(c.campaignDir) };
-      } finally {
-        await l.close();
-      }
-    },
+      },
+    }),
   },
   {
     name: 'continue-as-new',
     what: 'parallelism 2 with lookahead 2 on two slots, a noisy target (two baseline runs), a keep, a proposal rebased onto it and confirmed with fresh seeds while the best is re-run, a rebase conflict proposed again; continued as new every ~60 events',
-    async run() {
-      const l = await lab({ slots: [{ name: 'cpu0', devices: null }, { name: 'cpu1', devices: null }] });
-      try {
-        const command = plannedProposer({
-          1: { LEARNING_RATE: 0.2, desc: 'lower learning rate' },
-          2: { WIDTH: 12, desc: 'width 12', delay: 0.3 },
-          3: { LEARNING_RATE: 0.15, desc: 'learning rate 0.15', delay: 0.6 },
-          4: { WIDTH: 16, desc: 'width 16', delay: 0.9 },
-          5: { WIDTH: 20, desc: 'width 20' },
-          6: { LEARNING_RATE: 0.12, desc: 'learning rate 0.12' },
-        });
-        const c = await l.start(await makeRepo(), {
-          proposer: { kind: 'command', command, seed: 0 }, parallelism: 2, lookahead: 2, budget: { maxExperiments: 6 },
-          noise: { baselineRuns: 2, confirmRuns: 2, bestRuns: 3 },
-          run: { command: 'python3 train.py', env: { QUAD_NOISE: '0.01', QUAD_SLEEP: '1' }, timeoutSec: 60 }, sandbox: 'off',
-        }, { historyEventsLimit: 60 });
-        const status = await c.result();
-        return { tag: c.tag, status, statuses: statusWords(c.campaignDir) };
-      } finally {
-        await l.close();
-      }
-    },
+    run: () => plannedCampaign({
+      slots: 2,
+      plan: {
+        1: { LEARNING_RATE: 0.2, desc: 'lower learning rate' },
+        2: { WIDTH: 12, desc: 'width 12', delay: 0.3 },
+        3: { LEARNING_RATE: 0.15, desc: 'learning rate 0.15', delay: 0.6 },
+        4: { WIDTH: 16, desc: 'width 16', delay: 0.9 },
+        5: { WIDTH: 20, desc: 'width 20' },
+        6: { LEARNING_RATE: 0.12, desc: 'learning rate 0.12' },
+      },
+      config: {
+        parallelism: 2, lookahead: 2, budget: { maxExperiments: 6 },
+        noise: { baselineRuns: 2, confirmRuns: 2, bestRuns: 3 },
+        run: { command: 'python3 train.py', env: { QUAD_NOISE: '0.01', QUAD_SLEEP: '1' }, timeoutSec: 60 },
+      },
+      historyEventsLimit: 60,
+    }),
   },
   {
     name: 'rebase-while-queued',
     what: 'the default lookahead (2 x parallelism): two proposals wait while a keep trains; both are rebased at once without a slot, one conflicts and is proposed again while the other trains; keeps adopted at the decision (patched rebase-while-queued and keep-at-decision)',
-    async run() {
-      const l = await lab();
-      try {
-        const command = plannedProposer({
-          1: { WIDTH: 16, desc: 'wider' },
-          2: { WIDTH: 12, desc: 'width 12', delay: 0.3 },
-          '2/1': { WIDTH: 14, desc: 'width 14, on the new best', delay: 3 },
-          3: { LEARNING_RATE: 0.2, desc: 'lower lr', delay: 0.6 },
-        });
-        const c = await l.start(await makeRepo(), {
-          proposer: { kind: 'command', command, seed: 0 }, budget: { maxExperiments: 3 },
-          noise: { baselineRuns: 1 }, run: { command: 'python3 train.py', env: { QUAD_SLEEP: '1' }, timeoutSec: 60 }, sandbox: 'off',
-        });
-        const status = await c.result();
-        return { tag: c.tag, status, statuses: statusWords(c.campaignDir) };
-      } finally {
-        await l.close();
-      }
-    },
+    run: () => plannedCampaign({
+      plan: {
+        1: { WIDTH: 16, desc: 'wider' },
+        2: { WIDTH: 12, desc: 'width 12', delay: 0.3 },
+        '2/1': { WIDTH: 14, desc: 'width 14, on the new best', delay: 3 },
+        3: { LEARNING_RATE: 0.2, desc: 'lower lr', delay: 0.6 },
+      },
+      config: { budget: { maxExperiments: 3 }, noise: { baselineRuns: 1 }, run: { command: 'python3 train.py', env: { QUAD_SLEEP: '1' }, timeoutSec: 60 } },
+    }),
   },
 ];
 
