@@ -221,6 +221,11 @@ export async function commitMessage(repo: string, sha: string): Promise<string> 
   return git(repo).raw(['log', '-1', '--format=%B', sha]);
 }
 
+/** `remote` is a git URL (scheme://... or scp-like user@host:path), not a path. */
+export function isGitUrl(remote: string): boolean {
+  return /^[\w+.-]+:\/\//.test(remote) || /^[\w.-]+@[\w.-]+:/.test(remote);
+}
+
 /** Fetches `ref` from `remote` into `cache` unless the commit is already there. */
 export async function fetchCommit(cache: string, remote: string, ref: string, sha: string): Promise<void> {
   if (!existsSync(cache)) {

@@ -6,7 +6,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Clien
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { branchName, checkTag, ConfigError, type CampaignConfig } from '../common/config';
 import { CAMPAIGN_WORKFLOW, ORCHESTRATOR_TASK_QUEUE, campaignWorkflowId, type CampaignInput, type CampaignStatus, type ExperimentRecord } from '../common/shared';
-import { isGitRepo, readRef, showFile, git } from '../activities/git';
+import { isGitRepo, isGitUrl, readRef, showFile, git } from '../activities/git';
 import { experiments } from '../activities/ledger';
 import { priceOf } from '../activities/prices';
 import { nightlabHome } from '../common/connection';
@@ -70,8 +70,7 @@ export async function prepareStart(args: { config: CampaignConfig; baseDir: stri
  * is at the target's HEAD. A path that does not exist here may be a GPU hosts' path: not checked.
  */
 async function remoteProblem(repo: string, remote: string, baseSha: string): Promise<string | null> {
-  const url = /^[\w+.-]+:\/\//.test(remote) || /^[\w.-]+@[\w.-]+:/.test(remote);
-  if (!url && !existsSync(path.resolve(repo, remote))) return null;
+  if (!isGitUrl(remote) && !existsSync(path.resolve(repo, remote))) return null;
   let refs: string;
   try {
     refs = await git(repo).raw(['ls-remote', remote]);

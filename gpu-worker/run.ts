@@ -11,7 +11,7 @@ import { Context, CancelledFailure } from '@temporalio/activity';
 import { execa } from 'execa';
 import type { RunRequest, RunResult, RunOutcome } from '../common/shared';
 import { checkMetric, looksOutOfMemory, readFigure } from '../common/metrics';
-import { checkoutWorktree, fetchCommit, git } from '../activities/git';
+import { checkoutWorktree, fetchCommit, git, isGitUrl } from '../activities/git';
 import { trainingEnv } from './env';
 import { bwrapArgs, decideSandbox } from './sandbox';
 
@@ -317,7 +317,7 @@ function lastAttempt(text: string): string {
 function localDir(remote: string): string | null {
   let p = remote;
   if (remote.startsWith('file://')) p = decodeURIComponent(new URL(remote).pathname);
-  else if (/^[\w+.-]+:\/\//.test(remote) || /^[\w.-]+@[\w.-]+:/.test(remote)) return null;
+  else if (isGitUrl(remote)) return null;
   try {
     p = path.resolve(p);
     return statSync(p).isDirectory() ? p : null;
