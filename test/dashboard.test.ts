@@ -81,8 +81,14 @@ test('the dashboard lists a running campaign, draws its chart, and pauses, resum
     assert.match(await text(page, '#chart svg'), /val_bpb \(lower is better\)/);
     await waitFor('the results table', async () => (await page.locator('#results tbody tr').count()) >= 4, 15_000);
     // A row opens the experiment: its diff from git and its log tail.
-    await page.locator('#results tbody tr[data-experiment="1"]').click();
-    await waitFor('the diff of experiment 1', async () => /@@[\s\S]*[+-][A-Z_]+ = /.test(await text(page, '#experiment-diff')), 15_000);
+    // (The table is re-rendered as experiments finish: a click that lands on a row just replaced
+    // is lost, so the row is clicked again until its experiment shows.)
+    await waitFor('the diff of experiment 1', async () => {
+      if (/@@[\s\S]*[+-][A-Z_]+ = /.test(await text(page, '#experiment-diff'))) return true;
+      await page.locator('#results tbody tr[data-experiment="1"]').click();
+      await new Promise((r) => setTimeout(r, 1000));
+      return false;
+    }, 30_000);
     assert.match(await text(page, '#experiment-log'), /val_bpb:/);
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-running.png'), fullPage: true });
 
