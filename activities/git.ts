@@ -92,7 +92,7 @@ export async function checkoutWorktree(repo: string, dir: string, sha: string): 
   if (!existsSync(path.join(dir, '.git'))) {
     mkdirSync(path.dirname(dir), { recursive: true });
     // --force also takes over a registration whose directory is gone (a crash between rm and prune).
-    await git(repo).raw(['worktree', 'add', '--force', '--detach', dir, sha]);
+    await worktreeAdmin(repo, ['worktree', 'add', '--force', '--detach', dir, sha]);
     return;
   }
   const wt = git(dir);
@@ -125,9 +125,39 @@ export async function setRef(repo: string, ref: string, sha: string): Promise<vo
 
 export async function removeWorktree(repo: string, dir: string): Promise<void> {
   if (!existsSync(dir)) return;
-  const removed = await git(repo).raw(['worktree', 'remove', '--force', dir]).then(() => true, () => false);
+  const removed = await worktreeAdmin(repo, ['worktree', 'remove', '--force', dir]).then(() => true, () => false);
   rmSync(dir, { recursive: true, force: true });
-  if (!removed) await git(repo).raw(['worktree', 'prune']);
+  if (!removed) await worktreeAdmin(repo, ['worktree', 'prune']);
+}
+
+/** The tail of each repository's queue of worktree registration changes in this process. */
+const worktreeQueues = new Map<string, Promise<unknown>>();
+/** git's words when it lists the worktrees while another process is half-way through registering one. */
+const HALF_REGISTERED = /failed to read .*worktrees\/[^/]+\/(commondir|gitdir)|worktrees\/[^/]+\/locked/;
+
+/**
+ * `git worktree add|remove|prune` in `repo`, one at a time. git lists every registered worktree
+ * while adding one, and a registration half-written by a concurrent add fails it ("failed to read
+ * .git/worktrees/e1/commondir"): proposals and slots add worktrees side by side. In one process the
+ * queue rules that out; across processes (two GPU workers sharing a cache) a short retry covers it.
+ */
+export function worktreeAdmin(repo: string, args: string[]): Promise<string> {
+  const key = path.resolve(repo);
+  const attempt = async (): Promise<string> => {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await git(repo).raw(args);
+      } catch (e) {
+        if (tries >= 5 || !HALF_REGISTERED.test(String((e as { stderr?: string }).stderr ?? ''))) throw e;
+        await new Promise((r) => setTimeout(r, 20 * tries));
+      }
+    }
+  };
+  const result = (worktreeQueues.get(key) ?? Promise.resolve()).then(attempt, attempt);
+  const tail = result.catch(() => {});
+  worktreeQueues.set(key, tail);
+  void tail.then(() => { if (worktreeQueues.get(key) === tail) worktreeQueues.delete(key); });
+  return result;
 }
 
 /** Applies `sha`'s change (against its parent) to the worktree; false on a conflict (the worktree is reset). */

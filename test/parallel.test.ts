@@ -89,7 +89,8 @@ test('a conflict never holds up the slot: a candidate on the new best trains whi
     });
     const c = await l.start(repo, {
       proposer: { kind: 'command', command, seed: 0 }, budget: { maxExperiments: 3 },
-      run: { command: 'python3 train.py', env: { QUAD_SLEEP: '1' }, timeoutSec: 60 },
+      // 1 trains for 2 s so that 2 and 3 are surely proposed on the baseline before it is kept.
+      run: { command: 'python3 train.py', env: { QUAD_SLEEP: '2' }, timeoutSec: 60 },
     });
     await c.result();
     const rows = Object.fromEntries(experiments(c.campaignDir).map((r) => [r.experiment, r]));

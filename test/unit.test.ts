@@ -3,7 +3,7 @@
 // preflight. Git and preflight run against real repositories in temp directories.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { adoptBest, judgeCandidate, type EvaluationIO, type NoiseState } from '../workflows/evaluation';
@@ -18,7 +18,7 @@ import {
 import type { ExperimentRecord } from '../common/shared';
 import { classify } from '../gpu-worker/run';
 import { trainingEnv } from '../gpu-worker/env';
-import { applyChange, checkoutWorktree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, setRef, showFile } from '../activities/git';
+import { applyChange, checkoutWorktree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, removeWorktree, setRef, showFile } from '../activities/git';
 import { preflight } from '../activities/preflight';
 import { baseEnv, helperPid, runCommand } from '../activities/spawn';
 import { makeRepo, QUADRATIC, QUADRATIC_CONFIG, setLine, tempDir } from './helpers';
@@ -815,6 +815,37 @@ test("checkoutWorktree: moves a detached worktree, cleans it, and leaves the use
     assert.equal(await git(repo).raw(['symbolic-ref', 'HEAD']), 'refs/heads/main', 'still on their branch');
     assert.equal(await git(repo).raw(['status', '--porcelain']), statusBefore, 'their edits and untracked files are intact');
     assert.equal(readFileSync(path.join(repo, 'program.md'), 'utf8'), 'my unsaved notes\n');
+  } finally {
+    rmSync(path.dirname(repo), { recursive: true, force: true });
+    rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test('checkoutWorktree / removeWorktree side by side in one repository; a registration half-written by another process is waited out', async () => {
+  const repo = await makeRepo(QUADRATIC);
+  const home = tempDir();
+  try {
+    const head = (await readRef(repo, 'HEAD'))!;
+    const dirs = Array.from({ length: 12 }, (_, i) => path.join(home, 'worktrees', `e${i}`));
+    await Promise.all(dirs.map((d) => checkoutWorktree(repo, d, head)));
+    for (const d of dirs) assert.equal(await readRef(d, 'HEAD'), head);
+    // Removing half while adding the rest anew, as proposals and rebases do.
+    const more = dirs.map((d) => `${d}-again`);
+    await Promise.all([...dirs.slice(0, 6).map((d) => removeWorktree(repo, d)), ...more.map((d) => checkoutWorktree(repo, d, head))]);
+    const listed = (await git(repo).raw(['worktree', 'list', '--porcelain'])).split('\n').filter((l) => l.startsWith('worktree ')).length;
+    assert.equal(listed, 1 + 6 + 12, 'the main checkout, 6 left, 12 new');
+
+    // Another process is half-way through registering "zz": git refuses to add any worktree until
+    // its commondir is written. The add is retried and succeeds once it is.
+    const admin = path.join(repo, '.git', 'worktrees', 'zz');
+    mkdirSync(admin, { recursive: true });
+    writeFileSync(path.join(admin, 'commondir'), '');
+    writeFileSync(path.join(admin, 'gitdir'), `${path.join(home, 'zz', '.git')}\n`);
+    await assert.rejects(git(repo).raw(['worktree', 'add', '--detach', path.join(home, 'plain'), head]), /failed to read .*commondir/);
+    setTimeout(() => writeFileSync(path.join(admin, 'commondir'), '../..\n'), 60);
+    const late = path.join(home, 'late');
+    await checkoutWorktree(repo, late, head);
+    assert.equal(await readRef(late, 'HEAD'), head);
   } finally {
     rmSync(path.dirname(repo), { recursive: true, force: true });
     rmSync(home, { recursive: true, force: true });
