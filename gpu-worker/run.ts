@@ -248,7 +248,7 @@ async function runProcess(o: {
   const child = o.bwrap
     ? execa(o.bwrap.path, [...o.bwrap.args, '--', '/bin/sh', '-c', o.command], options)
     : execa(o.command, { ...options, shell: true });
-  writeFileSync(o.pidFile, String(child.pid));
+  writeFileSync(o.pidFile, pidRecord(child.pid!));
   let lastLine = '';
   const onData = (chunk: Buffer) => {
     o.sink.write(chunk);
@@ -425,19 +425,69 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** A run left behind by a worker that died: kill its process group before this slot is reused. */
-export function reapOrphan(pidFile: string): number | null {
-  if (!existsSync(pidFile)) return null;
-  const pid = Number(readFileSync(pidFile, 'utf8'));
-  rmSync(pidFile, { force: true });
-  if (!Number.isInteger(pid) || pid <= 1) return null;
+/**
+ * What run.pid holds: the run's process group, and what tells that process apart from a later one
+ * given the same number (after a reboot, or once pids wrap): this boot's id and the leader's start
+ * time, both from /proc (null where there is none, as on macOS).
+ */
+interface PidRecord { pid: number; boot: string | null; start: string | null }
+
+function bootId(): string | null {
   try {
-    process.kill(-pid, 0);
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
   } catch {
     return null;
   }
-  signalGroup(pid, 'SIGKILL');
-  return pid;
+}
+
+/** The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat); null when it is gone or there is no /proc. */
+function startTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export function pidRecord(pid: number): string {
+  return JSON.stringify({ pid, boot: bootId(), start: startTime(pid) } satisfies PidRecord);
+}
+
+/**
+ * A run left behind by a worker that died: kill its process group before this slot is reused.
+ * Only when it is that run's group: a pid file that outlived a reboot, or whose number now belongs
+ * to another process, is dropped without a signal (a blind SIGKILL there could hit anything).
+ */
+export function reapOrphan(pidFile: string): number | null {
+  if (!existsSync(pidFile)) return null;
+  const text = readFileSync(pidFile, 'utf8').trim();
+  rmSync(pidFile, { force: true });
+  // A bare number: written by a version before the record (no way to check; the old behaviour).
+  const rec: PidRecord = /^\d+$/.test(text) ? { pid: Number(text), boot: null, start: null } : parseRecord(text);
+  if (!Number.isInteger(rec.pid) || rec.pid <= 1) return null;
+  if (rec.boot !== null && rec.boot !== bootId()) return null;
+  // The leader may be gone while the rest of its group lives on; the kernel does not hand out a
+  // pid still in use as a group id, so a leader that exists must be the one recorded.
+  const start = startTime(rec.pid);
+  if (rec.start !== null && start !== null && start !== rec.start) return null;
+  try {
+    process.kill(-rec.pid, 0);
+  } catch {
+    return null;
+  }
+  signalGroup(rec.pid, 'SIGKILL');
+  return rec.pid;
+}
+
+function parseRecord(text: string): PidRecord {
+  try {
+    const r = JSON.parse(text) as Partial<PidRecord>;
+    return { pid: Number(r.pid), boot: r.boot ?? null, start: r.start ?? null };
+  } catch {
+    return { pid: NaN, boot: null, start: null };
+  }
 }
 
 function readEnd(file: string, bytes: number): string {

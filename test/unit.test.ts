@@ -16,7 +16,8 @@ import {
   appendExperiment, appendRejection, cleanDescription, experiments, LEDGER_FILE, readLedger, readResultsTsv, RESULTS_FILE, resultsLine,
 } from '../activities/ledger';
 import type { ExperimentRecord } from '../common/shared';
-import { classify } from '../gpu-worker/run';
+import { classify, pidRecord, reapOrphan } from '../gpu-worker/run';
+import { spawn } from 'node:child_process';
 import { trainingEnv } from '../gpu-worker/env';
 import { applyChange, checkoutWorktree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, removeWorktree, setRef, showFile } from '../activities/git';
 import { preflight } from '../activities/preflight';
@@ -627,6 +628,52 @@ test('trainingEnv: secrets on the worker never reach the run; PATH does; CUDA_VI
   } finally {
     for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
     Object.assign(process.env, saved);
+  }
+});
+
+test('reapOrphan kills the run recorded in run.pid, and nothing that only shares its number (another boot, another process)', async () => {
+  const dir = tempDir();
+  const pidFile = path.join(dir, 'run.pid');
+  const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  const orphan = () => {
+    const child = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
+    child.unref();
+    return child.pid!;
+  };
+  const gone = async (pid: number) => { for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 20)); return !alive(pid); };
+  const pids: number[] = [];
+  try {
+    const pid = orphan();
+    pids.push(pid);
+    const rec = JSON.parse(pidRecord(pid));
+    assert.equal(rec.pid, pid);
+    if (existsSync('/proc/self/stat')) assert.match(String(rec.start), /^\d+$/);
+
+    // Written before a reboot: the number may now be anyone's.
+    writeFileSync(pidFile, JSON.stringify({ ...rec, boot: 'another-boot' }));
+    assert.equal(reapOrphan(pidFile), null);
+    assert.equal(existsSync(pidFile), false, 'the stale record is dropped');
+    // The number was handed to a process started later.
+    if (rec.start !== null) {
+      writeFileSync(pidFile, JSON.stringify({ ...rec, start: String(Number(rec.start) - 1) }));
+      assert.equal(reapOrphan(pidFile), null);
+    }
+    assert.ok(alive(pid), 'neither record killed the process');
+
+    // The run's own record: its group is killed.
+    writeFileSync(pidFile, pidRecord(pid));
+    assert.equal(reapOrphan(pidFile), pid);
+    assert.ok(await gone(pid));
+    // A bare number, as versions before the record wrote it, is still reaped.
+    const old = orphan();
+    pids.push(old);
+    writeFileSync(pidFile, String(old));
+    assert.equal(reapOrphan(pidFile), old);
+    assert.ok(await gone(old));
+    assert.equal(reapOrphan(pidFile), null, 'no file, nothing to do');
+  } finally {
+    for (const p of pids) try { process.kill(-p, 'SIGKILL'); } catch { /* gone */ }
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
