@@ -130,8 +130,24 @@ export async function removeWorktree(repo: string, dir: string): Promise<void> {
   if (!removed) await worktreeAdmin(repo, ['worktree', 'prune']);
 }
 
-/** The tail of each repository's queue of worktree registration changes in this process. */
-const worktreeQueues = new Map<string, Promise<unknown>>();
+/**
+ * A queue per key, in this process: the returned function runs `fn` after every earlier `fn` for
+ * the same key has settled, whatever their outcome. Each caller makes its own, so queues nest
+ * without waiting on themselves.
+ */
+export function oneAtATime(): <T>(key: string, fn: () => Promise<T>) => Promise<T> {
+  const tails = new Map<string, Promise<unknown>>();
+  return (key, fn) => {
+    const result = (tails.get(key) ?? Promise.resolve()).then(fn, fn);
+    const tail = result.catch(() => {});
+    tails.set(key, tail);
+    // An idle key is forgotten: the map holds only keys with work queued.
+    void tail.then(() => { if (tails.get(key) === tail) tails.delete(key); });
+    return result;
+  };
+}
+
+const worktreeQueue = oneAtATime();
 /** git's words when it lists the worktrees while another process is half-way through registering one. */
 const HALF_REGISTERED = /failed to read .*worktrees\/[^/]+\/(commondir|gitdir)|worktrees\/[^/]+\/locked/;
 
@@ -142,8 +158,7 @@ const HALF_REGISTERED = /failed to read .*worktrees\/[^/]+\/(commondir|gitdir)|w
  * queue rules that out; across processes (two GPU workers sharing a cache) a short retry covers it.
  */
 export function worktreeAdmin(repo: string, args: string[]): Promise<string> {
-  const key = path.resolve(repo);
-  const attempt = async (): Promise<string> => {
+  return worktreeQueue(path.resolve(repo), async () => {
     for (let tries = 1; ; tries++) {
       try {
         return await git(repo).raw(args);
@@ -152,12 +167,7 @@ export function worktreeAdmin(repo: string, args: string[]): Promise<string> {
         await new Promise((r) => setTimeout(r, 20 * tries));
       }
     }
-  };
-  const result = (worktreeQueues.get(key) ?? Promise.resolve()).then(attempt, attempt);
-  const tail = result.catch(() => {});
-  worktreeQueues.set(key, tail);
-  void tail.then(() => { if (worktreeQueues.get(key) === tail) worktreeQueues.delete(key); });
-  return result;
+  });
 }
 
 /** Applies `sha`'s change (against its parent) to the worktree; false on a conflict (the worktree is reset). */

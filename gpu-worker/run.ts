@@ -11,7 +11,7 @@ import { Context, CancelledFailure } from '@temporalio/activity';
 import { execa } from 'execa';
 import type { RunRequest, RunResult, RunOutcome } from '../common/shared';
 import { checkMetric, looksOutOfMemory, readFigure } from '../common/metrics';
-import { checkoutWorktree, fetchCommit, git, isGitUrl } from '../activities/git';
+import { checkoutWorktree, fetchCommit, git, isGitUrl, oneAtATime } from '../activities/git';
 import { trainingEnv } from './env';
 import { bwrapArgs, decideSandbox } from './sandbox';
 
@@ -27,6 +27,9 @@ const SUMMARY_BYTES = 64 * 1024;
 const STREAM_GRACE_MS = 2_000;
 /** The evaluation's hard timeout when the config gives none. */
 const DEFAULT_EVAL_TIMEOUT_SEC = 120;
+
+/** Slots share a cache repo per remote: its fetches and checkouts go one at a time. */
+const cacheQueue = oneAtATime();
 
 export interface Slot {
   /** "gpu0", "gpu1", ... or "cpu". */
@@ -89,7 +92,7 @@ export function createGpuActivities(deps: GpuDeps) {
     // One worktree per slot and campaign repository: campaigns sharing the fleet never mix.
     const worktree = path.join(slotDir, repoKey);
     // Slots share the cache repo: its fetches and worktree bookkeeping go one at a time.
-    await locked(cache, async () => {
+    await cacheQueue(cache, async () => {
       await fetchCommit(cache, req.remote, req.ref, req.sha);
       await checkoutWorktree(cache, worktree, req.sha);
     });
@@ -407,14 +410,6 @@ function isSymlink(p: string): boolean {
 
 function lastMeaningfulLine(tail: string): string {
   return tail.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('===')).at(-1)?.slice(0, 200) ?? '(no output)';
-}
-
-const locks = new Map<string, Promise<unknown>>();
-/** Runs `fn` after every earlier `fn` for the same key has finished (in this process). */
-function locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const run = (locks.get(key) ?? Promise.resolve()).catch(() => {}).then(fn);
-  locks.set(key, run);
-  return run;
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
