@@ -3,7 +3,7 @@
 // fleet, and noise-aware keeps with confirmation runs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { campaignWorkflowId } from '../common/shared';
@@ -33,6 +33,51 @@ test('parallelism 2 keeps two CPU slots training at once, never more', async () 
     const runs = readLedger(c.campaignDir).filter((r) => r.kind === 'run');
     assert.deepEqual(new Set(runs.map((r) => r.kind === 'run' && r.slot)), new Set(['cpu0', 'cpu1']), 'both slots were used');
     assert.deepEqual(experiments(c.campaignDir).map((r) => r.experiment).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6]);
+  } finally {
+    await l.close();
+  }
+});
+
+test('status counts an experiment as training only while its run holds a slot: a win on an old best waits for its confirmation as judge', async () => {
+  const l = await lab({ slots: [{ name: 'cpu0', devices: null }, { name: 'cpu1', devices: null }] });
+  try {
+    // Two settings the metric ignores, so 3 and 4 rebase onto 1 without a conflict.
+    const repo = await makeRepo(undefined, (dir) => appendFileSync(path.join(dir, 'train.py'), '\nPAD_A = 1\n\n\n\nPAD_B = 1\n'));
+    // 1 and 2 are wins trained side by side on the baseline. 1 is kept first; 3 and 4, queued,
+    // are rebased onto it and take the two slots; 2, a win measured on the old best, must be
+    // rebased and confirmed, and waits for a slot.
+    const command = plannedProposer({
+      1: { LEARNING_RATE: 0.3, desc: 'lower lr' },
+      2: { WIDTH: 20, desc: 'wider, a bigger win', delay: 0.5 },
+      3: { PAD_A: 2, desc: 'pad a', delay: 0.8 },
+      4: { PAD_B: 2, desc: 'pad b', delay: 0.8 },
+    });
+    const c = await l.start(repo, {
+      parallelism: 2, proposer: { kind: 'command', command, seed: 0 }, budget: { maxExperiments: 4 },
+      run: { command: 'python3 train.py', env: { QUAD_SLEEP: '2' }, timeoutSec: 60 },
+    });
+    const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
+    let most = 0;
+    const phasesOf2 = new Set<string>();
+    let finished = false;
+    const done = c.result().finally(() => (finished = true));
+    while (!finished) {
+      const s = await handle.query(statusQuery).catch(() => null);
+      if (s) {
+        most = Math.max(most, s.inFlight.filter((f) => f.phase === 'train' || f.phase === 'confirm').length);
+        const two = s.inFlight.find((f) => f.experiment === 2);
+        if (two) phasesOf2.add(two.phase);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await done;
+    const rows = Object.fromEntries(experiments(c.campaignDir).map((r) => [r.experiment, r]));
+    const summary = JSON.stringify(Object.values(rows).map((r) => [r.experiment, r.status, r.metric, r.reason]));
+    assert.equal(rows[1].status, 'keep', summary);
+    assert.equal(rows[2].status, 'keep', summary);
+    assert.equal(rows[2].parent, rows[1].commit, '2 was rebased onto 1 before its confirmation');
+    assert.ok(phasesOf2.has('judge'), `2 waited for its confirmation slot as judge (seen: ${[...phasesOf2].join(', ')})`);
+    assert.equal(most, 2, 'never more than two experiments shown training on two slots');
   } finally {
     await l.close();
   }

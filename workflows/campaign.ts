@@ -64,7 +64,12 @@ export interface CampaignOptions {
 
 interface Flight {
   experiment: number;
-  phase: 'propose' | 'queued' | 'train' | 'confirm' | 'record';
+  /**
+   * What the experiment is doing. 'train' and 'confirm' only while one of its runs holds a slot;
+   * 'judge' between runs: deciding, rebasing, waiting for a slot for a confirmation run, or for
+   * the best's re-runs.
+   */
+  phase: 'propose' | 'queued' | 'train' | 'confirm' | 'judge' | 'record';
   description: string;
 }
 
@@ -117,7 +122,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
       costUsd: s.costUsd,
       budget: { ...config.budget },
       startedAt: new Date(s.startedAtMs).toISOString(),
-      current: inFlight.find((f) => f.phase === 'train' || f.phase === 'confirm' || f.phase === 'record') ?? null,
+      current: inFlight.find((f) => f.phase === 'train' || f.phase === 'confirm' || f.phase === 'judge' || f.phase === 'record') ?? null,
       inFlight,
       noiseSigma: s.best ? sigma(noise) : null,
       parallelism,
@@ -250,6 +255,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     let parent = '';
     let description = '';
     let first: RunResult | null = null;
+    let slotted = 0; // this experiment's runs holding a slot now
     while (!first) {
       // Proposals until one passes preflight (each rejection is recorded and counted).
       let proposal: Extract<Proposal, { kind: 'candidate' }> | null = null;
@@ -277,14 +283,29 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
           if (!r) return 'conflict' as const;
           ({ sha, parent } = r);
         }
-        flight.phase = 'train';
         s.statusMessage = `experiment ${n}: training — ${description}`;
-        publish();
-        return train(n, 0, sha, description);
+        return inSlot('train', () => train(n, 0, sha, description));
       });
       if (ran === 'stopped') return;
       if (ran === 'conflict') s.statusMessage = `experiment ${n}: its change conflicts with the new best; proposing again`;
       else first = ran;
+    }
+
+    /**
+     * Runs one of this experiment's runs in the slot the caller holds: the phase says 'train' or
+     * 'confirm' only while a run of it holds a slot (status and the dashboard count those as
+     * training), and 'judge' once none does.
+     */
+    async function inSlot(phase: 'train' | 'confirm', run: () => Promise<RunResult>): Promise<RunResult> {
+      slotted += 1;
+      flight.phase = phase;
+      // The first run publishes (its search attributes are in every history): a confirmation does not.
+      if (phase === 'train') publish();
+      try {
+        return await run();
+      } finally {
+        if (--slotted === 0) flight.phase = 'judge';
+      }
     }
 
     /**
@@ -297,10 +318,8 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
         const took = await takeSlot(() => parent !== s.best!.sha || s.stopRequested);
         if (took && parent === s.best!.sha && !s.stopRequested) {
           try {
-            flight.phase = 'train';
             s.statusMessage = `experiment ${n}: training — ${description}`;
-            publish();
-            return await train(n, 0, sha, description);
+            return await inSlot('train', () => train(n, 0, sha, description));
           } finally {
             freeSlots += 1;
           }
@@ -328,8 +347,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     const keepAtOnce = patched(KEEP_AT_DECISION);
     const judgement = await judgeCandidate(lite(first), noise, policy, {
       candidate: (run) => withSlot(async () => {
-        flight.phase = 'confirm';
-        const r = await train(n, run, sha, description);
+        const r = await inSlot('confirm', () => train(n, run, sha, description));
         runs.push(r);
         return lite(r);
       }),

@@ -150,16 +150,23 @@ function renderRuns(v) {
   if (!inFlight.length && !v.runs.length) {
     blocks.push(el('div', { class: 'muted' }, s.state === 'paused' ? 'Paused: nothing runs until you resume.' : ['completed', 'stopped', 'failed'].includes(s.state) ? '' : 'Between experiments.'));
   }
-  inFlight.forEach((f, i) => {
-    const run = v.runs.find((r) => r.experiment === f.experiment) || (inFlight.length === 1 ? v.runs[0] : v.runs[i]);
-    blocks.push(runBlock(f, f.phase === 'train' || f.phase === 'confirm' ? run : null));
+  // Each experiment with its own run; the runs left over (the best's re-runs, more confirmation
+  // seeds) get blocks of their own, so every busy slot shows.
+  const training = (f) => f.phase === 'train' || f.phase === 'confirm';
+  const shown = new Set();
+  inFlight.forEach((f) => {
+    const run = v.runs.find((r) => r.experiment === f.experiment && !shown.has(r))
+      || (v.runs.length === 1 && inFlight.filter(training).length <= 1 && training(f) && v.runs[0].experiment === undefined ? v.runs[0] : null);
+    if (run) shown.add(run);
+    blocks.push(runBlock(f, run));
   });
-  if (!inFlight.length) v.runs.forEach((r) => blocks.push(runBlock(null, r)));
+  v.runs.filter((r) => !shown.has(r)).forEach((r) => blocks.push(runBlock(null, r)));
   $('runs').replaceChildren(...blocks);
 }
 
 function runBlock(f, run) {
-  const head = f ? `experiment ${f.experiment} · ${f.phase}${f.description ? ` — ${f.description}` : ''}` : 'a run';
+  const head = f ? `experiment ${f.experiment} · ${f.phase}${f.description ? ` — ${f.description}` : ''}`
+    : run && run.experiment !== undefined ? `a run of experiment ${run.experiment}${run.run ? ` (run ${run.run})` : ''}` : 'a run';
   const kids = [el('div', {}, el('b', {}, head))];
   if (run) {
     const frac = run.timeoutSec ? run.elapsedSec / run.timeoutSec : 0;
