@@ -80,15 +80,23 @@ test('the dashboard lists a running campaign, draws its chart, and pauses, resum
     }, 30_000);
     assert.match(await text(page, '#chart svg'), /val_bpb \(lower is better\)/);
     await waitFor('the results table', async () => (await page.locator('#results tbody tr').count()) >= 4, 15_000);
-    // A row opens the experiment: its diff from git and its log tail.
-    // (The table is re-rendered as experiments finish: a click that lands on a row just replaced
-    // is lost, so the row is clicked again until its experiment shows.)
+    // An experiment's view: its diff from git and its log tail, from the API, then in the page.
+    const DIFF = /@@[\s\S]*\n[+-][A-Z_]+ = /;
+    const one = await (await fetch(`${dash.url}api/campaigns/${c.tag}/experiments/1`)).json() as { diff: string; row: { logTail: string } };
+    assert.match(one.diff, DIFF, `the API's diff of experiment 1: ${JSON.stringify(one).slice(0, 2000)}`);
+    // A row opens the experiment. (The table is re-rendered as experiments finish: a click that
+    // lands on a row just replaced is lost, so the row is clicked again until its experiment shows.)
+    let shown = '';
     await waitFor('the diff of experiment 1', async () => {
-      if (/@@[\s\S]*[+-][A-Z_]+ = /.test(await text(page, '#experiment-diff'))) return true;
-      await page.locator('#results tbody tr[data-experiment="1"]').click();
+      const diff = await text(page, '#experiment-diff');
+      shown = `${await text(page, '#experiment-title')} | ${await text(page, '#experiment-meta')} | ${diff.slice(0, 500)} | error: ${await text(page, '#error')}`;
+      if (/^experiment 1:/.test(await text(page, '#experiment-title')) && DIFF.test(diff)) return true;
+      await page.locator('#results tbody tr[data-experiment="1"]').click({ timeout: 5_000 }).catch((e: Error) => (shown += ` | click: ${e.message.split('\n')[0]}`));
       await new Promise((r) => setTimeout(r, 1000));
       return false;
-    }, 30_000);
+    }, 45_000).catch((e: Error) => {
+      throw new Error(`${e.message}; the page showed: ${shown}`);
+    });
     assert.match(await text(page, '#experiment-log'), /val_bpb:/);
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-running.png'), fullPage: true });
 
