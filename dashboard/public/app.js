@@ -2,6 +2,7 @@
 // Every text from a campaign (descriptions, logs, diffs) goes in as textContent, never as HTML.
 'use strict';
 
+const API_TIMEOUT_MS = 60_000;
 const state = { tag: null, list: [], view: null, specKey: '', experiment: null, chartView: null, busy: false };
 const $ = (id) => document.getElementById(id);
 
@@ -26,8 +27,9 @@ function duration(sec) {
   return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, '0')}m`;
 }
 
-async function api(path, options) {
-  const res = await fetch(path, options);
+async function api(path, options = {}) {
+  // A request the server never answers is given up, so a poll cannot hang for good.
+  const res = await fetch(path, { signal: AbortSignal.timeout(API_TIMEOUT_MS), ...options });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(body.error || `${res.status} ${res.statusText}`);
   return body;
@@ -40,9 +42,32 @@ function showError(e) {
   box.textContent = e.message || String(e);
 }
 
+/**
+ * One call of `fn` at a time: a call made while one runs waits for it and then runs `fn` once
+ * more. A slow server then never piles up polls in the browser's few connections, where a click's
+ * request (an experiment's diff) would wait behind them.
+ */
+function oneAtATime(fn) {
+  let running = null;
+  let again = false;
+  return () => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        await fn();
+      } while (again);
+    })().finally(() => { running = null; });
+    return running;
+  };
+}
+
 // --- the campaign list -------------------------------------------------------------------
 
-async function refreshList() {
+const refreshList = oneAtATime(async () => {
   try {
     const { campaigns, namespace } = await api('/api/campaigns');
     state.list = campaigns;
@@ -61,7 +86,7 @@ async function refreshList() {
   } catch (e) {
     showError(e);
   }
-}
+});
 
 function select(tag) {
   if (state.tag !== tag) {
@@ -79,7 +104,7 @@ function select(tag) {
 
 // --- one campaign ------------------------------------------------------------------------
 
-async function refreshCampaign() {
+const refreshCampaign = oneAtATime(async () => {
   const tag = state.tag;
   if (!tag) return;
   try {
@@ -91,7 +116,7 @@ async function refreshCampaign() {
   } catch (e) {
     showError(e);
   }
-}
+});
 
 function render(v) {
   const s = v.status;
