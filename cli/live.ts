@@ -5,7 +5,7 @@ import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import proto from '@temporalio/proto';
-import { campaignWorkflowId, type CampaignInput } from '../common/shared';
+import { campaignWorkflowId, type CampaignInput, type CampaignStatus } from '../common/shared';
 
 function fromPayload<T>(client: Client, payload: Payload | null | undefined): T | undefined {
   if (!payload) return undefined;
@@ -82,4 +82,33 @@ export async function runningRuns(client: Client, tag: string, now = Date.now())
     });
   }
   return runs;
+}
+
+type InFlight = CampaignStatus['inFlight'][number];
+/** Phases whose experiment holds a slot (older workflows said 'training' and 'confirming'). */
+const TRAINING = ['train', 'confirm', 'training', 'confirming'];
+
+/** The experiments in flight: `inFlight` where the status has it (parallel campaigns), else `current`. */
+export function inFlightOf(s: CampaignStatus): InFlight[] {
+  const list = (s as { inFlight?: InFlight[] }).inFlight;
+  if (Array.isArray(list)) return list;
+  return s.current ? [s.current] : [];
+}
+
+/**
+ * Each experiment in flight with its own run (none while it holds no slot), then the runs no
+ * experiment in flight owns: the best's re-runs, more confirmation seeds. A run whose heartbeat
+ * names no experiment (a run that has not beaten yet) goes to the one training experiment.
+ * `nightlab watch` and the dashboard draw from this.
+ */
+export function pairRuns(inFlight: InFlight[], runs: RunningRun[]): { flight: InFlight | null; run: RunningRun | null }[] {
+  const training = (f: InFlight) => TRAINING.includes(f.phase);
+  const shown = new Set<RunningRun>();
+  const pairs = inFlight.map((flight) => {
+    const run = runs.find((r) => r.experiment === flight.experiment && !shown.has(r))
+      ?? (runs.length === 1 && runs[0].experiment === undefined && training(flight) && inFlight.filter(training).length <= 1 ? runs[0] : null);
+    if (run) shown.add(run);
+    return { flight, run };
+  });
+  return [...pairs, ...runs.filter((r) => !shown.has(r)).map((run) => ({ flight: null, run }))];
 }

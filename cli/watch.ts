@@ -5,7 +5,7 @@ import type { Client } from '@temporalio/client';
 import type { CampaignStatus, ExperimentRecord } from '../common/shared';
 import { experiments } from '../activities/ledger';
 import { campaignStatus } from './campaigns';
-import { runningRuns, type RunningRun } from './live';
+import { inFlightOf, pairRuns, runningRuns, type RunningRun } from './live';
 
 export interface WatchSnapshot {
   status: CampaignStatus;
@@ -82,17 +82,10 @@ export function renderWatch(snap: WatchSnapshot, opts: { last?: number; width?: 
   if (!inFlight.length && !ENDED.includes(s.state)) {
     lines.push(s.state === 'paused' ? 'now: paused (resume with `nightlab resume`)' : 'now: between experiments');
   }
-  const shown = new Set<RunningRun>();
-  inFlight.forEach((f) => {
-    lines.push(cut(`now: experiment ${f.experiment} ${f.phase}${f.description ? ` — ${f.description}` : ''}`));
-    const run = runs.find((r) => r.experiment === f.experiment && !shown.has(r))
-      ?? (runs.length === 1 && inFlight.filter((x) => TRAINING.includes(x.phase)).length <= 1 && TRAINING.includes(f.phase) ? runs[0] : undefined);
-    if (run && !shown.has(run)) {
-      shown.add(run);
-      lines.push(...runLines(run, cut));
-    }
-  });
-  for (const r of runs.filter((x) => !shown.has(x))) lines.push(cut(`now: a run${r.experiment !== undefined ? ` of experiment ${r.experiment}` : ''}`), ...runLines(r, cut));
+  for (const { flight: f, run } of pairRuns(inFlight, runs)) {
+    lines.push(cut(f ? `now: experiment ${f.experiment} ${f.phase}${f.description ? ` — ${f.description}` : ''}` : `now: a run${run!.experiment !== undefined ? ` of experiment ${run!.experiment}` : ''}`));
+    if (run) lines.push(...runLines(run, cut));
+  }
 
   // The last results.
   const last = rows.slice(-(opts.last ?? 8));
@@ -105,15 +98,6 @@ export function renderWatch(snap: WatchSnapshot, opts: { last?: number; width?: 
     }
   }
   return lines.join('\n');
-}
-
-const TRAINING = ['train', 'confirm', 'training', 'confirming'];
-
-/** The experiments in flight: `inFlight` where the status has it (parallel campaigns), else `current`. */
-export function inFlightOf(s: CampaignStatus): { experiment: number; phase: string; description: string }[] {
-  const list = (s as { inFlight?: { experiment: number; phase: string; description: string }[] }).inFlight;
-  if (Array.isArray(list)) return list;
-  return s.current ? [s.current] : [];
 }
 
 function runLines(r: RunningRun, cut: (l: string) => string): string[] {

@@ -23,7 +23,7 @@ import { diffOf } from '../activities/git';
 import { pauseSignal, resumeSignal, steerUpdate, stopSignal } from '../workflows/messages';
 import { campaignStatus, uiLink } from '../cli/campaigns';
 import { chartData, chartSpec } from '../cli/chart';
-import { campaignInput, runningRuns } from '../cli/live';
+import { campaignInput, inFlightOf, pairRuns, runningRuns } from '../cli/live';
 import { estimateTimeLeft } from '../cli/watch';
 import { experimentRows, reportTotals } from '../cli/report';
 
@@ -130,6 +130,8 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       chart,
       spec: chartSpec(chart),
       runs,
+      // What the page's run blocks draw: each experiment in flight with its run, then the others.
+      inFlightRuns: pairRuns(inFlightOf(status), runs),
       estimate: estimateTimeLeft(status, rows, now),
       uiUrl: link(tag),
       repo: input?.repo ?? null,

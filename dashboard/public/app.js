@@ -170,22 +170,12 @@ function render(v) {
 
 function renderRuns(v) {
   const s = v.status;
-  const inFlight = s.inFlight || (s.current ? [s.current] : []);
-  const blocks = [];
-  if (!inFlight.length && !v.runs.length) {
+  // Each experiment in flight with its own run, then the runs no experiment owns (the best's
+  // re-runs, more confirmation seeds): the server pairs them (cli/live.ts pairRuns).
+  const blocks = v.inFlightRuns.map(({ flight, run }) => runBlock(flight, run));
+  if (!blocks.length) {
     blocks.push(el('div', { class: 'muted' }, s.state === 'paused' ? 'Paused: nothing runs until you resume.' : ['completed', 'stopped', 'failed'].includes(s.state) ? '' : 'Between experiments.'));
   }
-  // Each experiment with its own run; the runs left over (the best's re-runs, more confirmation
-  // seeds) get blocks of their own, so every busy slot shows.
-  const training = (f) => f.phase === 'train' || f.phase === 'confirm';
-  const shown = new Set();
-  inFlight.forEach((f) => {
-    const run = v.runs.find((r) => r.experiment === f.experiment && !shown.has(r))
-      || (v.runs.length === 1 && inFlight.filter(training).length <= 1 && training(f) && v.runs[0].experiment === undefined ? v.runs[0] : null);
-    if (run) shown.add(run);
-    blocks.push(runBlock(f, run));
-  });
-  v.runs.filter((r) => !shown.has(r)).forEach((r) => blocks.push(runBlock(null, r)));
   $('runs').replaceChildren(...blocks);
 }
 
