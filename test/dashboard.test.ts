@@ -82,15 +82,15 @@ test('the dashboard lists a running campaign, draws its chart, and pauses, resum
     await waitFor('the results table', async () => (await page.locator('#results tbody tr').count()) >= 4, 15_000);
     // An experiment's view: its diff from git and its log tail, from the API, then in the page.
     const DIFF = /@@[\s\S]*\n[+-][A-Z_]+ = /;
-    const one = await (await fetch(`${dash.url}api/campaigns/${c.tag}/experiments/1`)).json() as { diff: string; row: { logTail: string } };
+    const one = await (await fetch(`${dash.url}api/campaigns/${c.tag}/experiments/1`)).json() as { diff: string };
     assert.match(one.diff, DIFF, `the API's diff of experiment 1: ${JSON.stringify(one).slice(0, 2000)}`);
     // A row opens the experiment. (The table is re-rendered as experiments finish: a click that
     // lands on a row just replaced is lost, so the row is clicked again until its experiment shows.)
     let shown = '';
     await waitFor('the diff of experiment 1', async () => {
-      const diff = await text(page, '#experiment-diff');
-      shown = `${await text(page, '#experiment-title')} | ${await text(page, '#experiment-meta')} | ${diff.slice(0, 500)} | error: ${await text(page, '#error')}`;
-      if (/^experiment 1:/.test(await text(page, '#experiment-title')) && DIFF.test(diff)) return true;
+      const [title, diff] = [await text(page, '#experiment-title'), await text(page, '#experiment-diff')];
+      shown = `${title} | ${await text(page, '#experiment-meta')} | ${diff.slice(0, 500)} | error: ${await text(page, '#error')}`;
+      if (/^experiment 1:/.test(title) && DIFF.test(diff)) return true;
       await page.locator('#results tbody tr[data-experiment="1"]').click({ timeout: 5_000 }).catch((e: Error) => (shown += ` | click: ${e.message.split('\n')[0]}`));
       await new Promise((r) => setTimeout(r, 1000));
       return false;

@@ -10,26 +10,34 @@ import { campaignWorkflowId } from '../common/shared';
 import { experiments, readLedger } from '../activities/ledger';
 import { git, readRef } from '../activities/git';
 import { statusQuery } from '../workflows/messages';
-import { lab, makeRepo, plannedProposer } from './helpers';
+import type { CampaignStatus } from '../common/shared';
+import { lab, makeRepo, plannedProposer, type Lab } from './helpers';
+
+/** Queries the campaign's status every `everyMs` until it ends: its result and every status seen. */
+async function watchStatus(l: Lab, c: { tag: string; result: () => Promise<CampaignStatus> }, everyMs: number): Promise<{ result: CampaignStatus; seen: CampaignStatus[] }> {
+  const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
+  const seen: CampaignStatus[] = [];
+  let finished = false;
+  const done = c.result().finally(() => (finished = true));
+  while (!finished) {
+    const s = await handle.query(statusQuery).catch(() => null);
+    if (s) seen.push(s);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  return { result: await done, seen };
+}
+
+/** The most experiments any status showed training (holding a slot) at once. */
+const mostTraining = (seen: CampaignStatus[]) => Math.max(0, ...seen.map((s) => s.inFlight.filter((f) => f.phase === 'train' || f.phase === 'confirm').length));
 
 test('parallelism 2 keeps two CPU slots training at once, never more', async () => {
   const l = await lab({ slots: [{ name: 'cpu0', devices: null }, { name: 'cpu1', devices: null }] });
   try {
     const repo = await makeRepo();
     const c = await l.start(repo, { parallelism: 2, budget: { maxExperiments: 6 }, run: { command: 'python3 train.py', env: { QUAD_SLEEP: '1' }, timeoutSec: 60 } });
-    const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
-    let most = 0;
-    const done = c.result();
-    let finished = false;
-    void done.finally(() => (finished = true));
-    while (!finished) {
-      const s = await handle.query(statusQuery).catch(() => null);
-      if (s) most = Math.max(most, s.inFlight.filter((f) => f.phase === 'train' || f.phase === 'confirm').length);
-      await new Promise((r) => setTimeout(r, 150));
-    }
-    const status = await done;
+    const { result: status, seen } = await watchStatus(l, c, 150);
     assert.equal(status.experiments, 6);
-    assert.equal(most, 2, 'two experiments trained at the same time, and never three');
+    assert.equal(mostTraining(seen), 2, 'two experiments trained at the same time, and never three');
     const runs = readLedger(c.campaignDir).filter((r) => r.kind === 'run');
     assert.deepEqual(new Set(runs.map((r) => r.kind === 'run' && r.slot)), new Set(['cpu0', 'cpu1']), 'both slots were used');
     assert.deepEqual(experiments(c.campaignDir).map((r) => r.experiment).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6]);
@@ -56,28 +64,15 @@ test('status counts an experiment as training only while its run holds a slot: a
       parallelism: 2, proposer: { kind: 'command', command, seed: 0 }, budget: { maxExperiments: 4 },
       run: { command: 'python3 train.py', env: { QUAD_SLEEP: '2' }, timeoutSec: 60 },
     });
-    const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
-    let most = 0;
-    const phasesOf2 = new Set<string>();
-    let finished = false;
-    const done = c.result().finally(() => (finished = true));
-    while (!finished) {
-      const s = await handle.query(statusQuery).catch(() => null);
-      if (s) {
-        most = Math.max(most, s.inFlight.filter((f) => f.phase === 'train' || f.phase === 'confirm').length);
-        const two = s.inFlight.find((f) => f.experiment === 2);
-        if (two) phasesOf2.add(two.phase);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    await done;
+    const { seen } = await watchStatus(l, c, 100);
+    const phasesOf2 = new Set(seen.flatMap((s) => s.inFlight.filter((f) => f.experiment === 2).map((f) => f.phase)));
     const rows = Object.fromEntries(experiments(c.campaignDir).map((r) => [r.experiment, r]));
     const summary = JSON.stringify(Object.values(rows).map((r) => [r.experiment, r.status, r.metric, r.reason]));
     assert.equal(rows[1].status, 'keep', summary);
     assert.equal(rows[2].status, 'keep', summary);
     assert.equal(rows[2].parent, rows[1].commit, '2 was rebased onto 1 before its confirmation');
     assert.ok(phasesOf2.has('judge'), `2 waited for its confirmation slot as judge (seen: ${[...phasesOf2].join(', ')})`);
-    assert.equal(most, 2, 'never more than two experiments shown training on two slots');
+    assert.equal(mostTraining(seen), 2, 'never more than two experiments shown training on two slots');
   } finally {
     await l.close();
   }
