@@ -3,7 +3,7 @@
 import type { CampaignConfig } from '../common/config';
 import type { TokenUsage } from '../common/shared';
 import { experimentRef } from '../common/shared';
-import { diffOf, refSubjects, showFiles } from './git';
+import { diffOf, refSubjects, showFiles } from '../lib/git';
 import { experiments, readLedger } from './ledger';
 
 export interface FileText {
@@ -38,8 +38,8 @@ export interface ProposerContext {
   /** Other experiments proposed and not judged yet (queued or training): not to be duplicated. */
   inFlight: { experiment: number; description: string }[];
   lastRejection: string | null;
-  /** The worktree holding the code to edit (at the best commit, or at the crashed one for a fix). */
-  worktree: string;
+  /** Where the code to edit is: the best commit, or the crashed one for a fix (a command proposer gets a copy). */
+  code: { repo: string; sha: string };
 }
 
 /** A proposer's answer: new file contents (or edits made in place in the worktree) and one line. */
@@ -57,7 +57,7 @@ const HISTORY_LINES = 60;
 
 export async function buildContext(args: {
   tag: string; experiment: number; attempt: number; repo: string; campaignDir: string; config: CampaignConfig;
-  parentSha: string; fix: { sha: string; experiment: number } | null; notes: string[]; instructionsOverride: string | null; worktree: string;
+  parentSha: string; fix: { sha: string; experiment: number } | null; notes: string[]; instructionsOverride: string | null;
 }): Promise<ProposerContext> {
   const { config, repo } = args;
   const codeSha = args.fix?.sha ?? args.parentSha;
@@ -106,7 +106,7 @@ export async function buildContext(args: {
     fix,
     inFlight,
     lastRejection: rejected && rejected.kind === 'rejected' ? rejected.reason : null,
-    worktree: args.worktree,
+    code: { repo, sha: codeSha },
   };
 }
 

@@ -6,11 +6,12 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { CampaignConfig } from '../common/config';
 import { experimentRef, type ExperimentRecord, type Proposal, type RunRecord } from '../common/shared';
 import { ProposalRejected, buildContext, type Proposer } from './context';
-import { applyChange, checkoutWorktree, commitMessage, commitTree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, removeWorktree, setRef } from './git';
+import { applyChange, checkoutWorktree, commitFiles, commitMessage, commitTree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, removeWorktree, setRef, showFiles } from '../lib/git';
+import { bounded, privateDir, writePrivate } from '../lib/supervise';
 import { appendExperiment, appendRejection, appendRun, cleanDescription, readLedger } from './ledger';
 import { mutateProposer } from './mutate';
 import { commandProposer } from './command-proposer';
-import { preflight } from './preflight';
+import { MAX_REJECTION_CHARS, preflight } from './preflight';
 
 const PROPOSE_HEARTBEAT_MS = 20_000;
 
@@ -39,9 +40,12 @@ interface ProposalMeta {
 }
 
 export function createActivities(deps: ActivityDeps = {}) {
-  function proposerFor(config: CampaignConfig, campaignDir: string): Proposer {
+  function proposerFor(config: CampaignConfig, campaignDir: string, repo: string): Proposer {
     const kind = config.proposer.kind;
-    if (kind === 'command') return commandProposer(config.proposer.command!, path.join(campaignDir, 'proposals'));
+    if (kind === 'command') {
+      const home = path.dirname(path.dirname(campaignDir)); // NIGHTLAB_HOME (campaign directories are <home>/campaigns/<tag>)
+      return commandProposer({ config, campaignDir, scratchDir: path.join(home, 'proposers', path.basename(campaignDir)), protect: [home, repo] });
+    }
     const p = deps.proposers?.[kind] ?? (kind === 'mutate' ? mutateProposer : undefined);
     if (!p) throw ApplicationFailure.nonRetryable(`proposer "${kind}" is not available on this worker${kind === 'anthropic' ? ': set ANTHROPIC_API_KEY for the orchestrator worker' : ''}`, 'ProposerUnavailable');
     return p;
@@ -72,49 +76,43 @@ export function createActivities(deps: ActivityDeps = {}) {
       const done = readLedger(args.campaignDir).find((r) => r.kind === 'rejected' && r.experiment === args.experiment && r.attempt === args.attempt);
       if (done && done.kind === 'rejected') return { kind: 'rejected', reason: done.reason, description: done.description, costUsd: 0 };
 
-      // A worktree per experiment: experiments in flight propose at the same time.
-      const worktree = path.join(args.campaignDir, 'worktrees', `e${args.experiment}`);
       const codeSha = args.fix?.sha ?? args.parentSha;
-      await checkoutWorktree(args.repo, worktree, codeSha);
+      const ctx = await buildContext(args);
+      const reject = (reason: string, description: string, costUsd: number, usage?: Proposal['usage']): Proposal => {
+        reason = bounded(reason, MAX_REJECTION_CHARS);
+        appendRejection(args.campaignDir, { tag: args.tag, experiment: args.experiment, attempt: args.attempt, description, reason, costUsd, usage, at: new Date().toISOString() });
+        return { kind: 'rejected', reason, description, costUsd, usage };
+      };
+
+      let reply;
+      // An agent may think for many minutes; heartbeats keep a live proposal from being timed out.
+      const beat = setInterval(() => Context.current().heartbeat({ experiment: args.experiment, attempt: args.attempt }), PROPOSE_HEARTBEAT_MS);
       try {
-        const ctx = await buildContext({ ...args, worktree });
-        const reject = (reason: string, description: string, costUsd: number, usage?: Proposal['usage']): Proposal => {
-          appendRejection(args.campaignDir, { tag: args.tag, experiment: args.experiment, attempt: args.attempt, description, reason, costUsd, usage, at: new Date().toISOString() });
-          return { kind: 'rejected', reason, description, costUsd, usage };
-        };
-
-        let reply;
-        // An agent may think for many minutes; heartbeats keep a live proposal from being timed out.
-        const beat = setInterval(() => Context.current().heartbeat({ experiment: args.experiment, attempt: args.attempt }), PROPOSE_HEARTBEAT_MS);
-        try {
-          reply = await proposerFor(args.config, args.campaignDir)(ctx, Context.current().cancellationSignal);
-        } catch (err) {
-          if (err instanceof ProposalRejected) return reject(err.message, '', err.costUsd, err.usage);
-          throw err;
-        } finally {
-          clearInterval(beat);
-        }
-        const description = cleanDescription(reply.description) || 'unnamed proposal';
-        const costUsd = reply.costUsd ?? 0;
-        for (const [file, content] of Object.entries(reply.files ?? {})) {
-          if (path.isAbsolute(file) || file.split(/[\\/]/).includes('..')) return reject(`edit to a path outside the repository: ${file}`, description, costUsd, reply.usage);
-          mkdirSync(path.dirname(path.join(worktree, file)), { recursive: true });
-          writeFileSync(path.join(worktree, file), content);
-        }
-        const reason = await preflight(worktree, codeSha, args.parentSha, args.config);
-        if (reason) return reject(reason, description, costUsd, reply.usage);
-
-        const message = `${description}\n\nNightlab campaign ${args.tag}, experiment ${args.experiment}${args.fix ? ` (fix of experiment ${args.fix.experiment})` : ''}`;
-        const sha = await commitWorktree(worktree, args.parentSha, message, true); // preflight staged it
-        await setRef(args.repo, ref, sha);
-        // Written last: from here on a retry returns this proposal instead of paying for another.
-        const meta = { description, costUsd, usage: reply.usage, sha };
-        mkdirSync(path.dirname(metaFile), { recursive: true });
-        writeFileSync(metaFile, JSON.stringify(meta));
-        return { kind: 'candidate', ref, ...meta };
+        reply = await proposerFor(args.config, args.campaignDir, args.repo)(ctx, Context.current().cancellationSignal);
+      } catch (err) {
+        if (err instanceof ProposalRejected) return reject(err.message, '', err.costUsd, err.usage);
+        throw err;
       } finally {
-        await removeWorktree(args.repo, worktree);
+        clearInterval(beat);
       }
+      const description = cleanDescription(reply.description) || 'unnamed proposal';
+      const costUsd = reply.costUsd ?? 0;
+      const files = reply.files ?? {};
+      // What the edited files held before, at the commit edited and at the best (a fix differs).
+      const names = [...new Set([...Object.keys(files), ...args.config.editable])].filter((f) => !f.startsWith('/') && !f.split(/[\\/]/).includes('..'));
+      const before = Object.fromEntries((await showFiles(args.repo, codeSha, names)).map((c, i) => [names[i], c]));
+      const atParent = codeSha === args.parentSha ? before : Object.fromEntries((await showFiles(args.repo, args.parentSha, names)).map((c, i) => [names[i], c]));
+      const reason = await preflight(files, before, atParent, args.config);
+      if (reason) return reject(reason, description, costUsd, reply.usage);
+
+      const message = `${description}\n\nNightlab campaign ${args.tag}, experiment ${args.experiment}${args.fix ? ` (fix of experiment ${args.fix.experiment})` : ''}`;
+      const indexFile = path.join(privateDir(path.join(args.campaignDir, 'proposals')), `.index-${args.experiment}-${args.attempt}`);
+      const sha = await commitFiles(args.repo, { code: codeSha, parent: args.parentSha, files, message, indexFile });
+      await setRef(args.repo, ref, sha);
+      // Written last: from here on a retry returns this proposal instead of paying for another.
+      const meta = { description, costUsd, usage: reply.usage, sha };
+      writePrivate(metaFile, JSON.stringify(meta));
+      return { kind: 'candidate', ref, ...meta };
     },
 
     /**

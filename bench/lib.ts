@@ -12,7 +12,7 @@ import type { Client } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { parseConfig, type CampaignConfigInput } from '../common/config';
 import { campaignWorkflowId, type CampaignStatus, type RunRecord } from '../common/shared';
-import { git } from '../activities/git';
+import { git } from '../lib/git';
 import { readLedger, experiments } from '../activities/ledger';
 import { mutateProposer } from '../activities/mutate';
 import type { ActivityDeps } from '../activities';

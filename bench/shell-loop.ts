@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { git } from '../activities/git';
+import { git } from '../lib/git';
 import { tempDir } from './lib';
 
 /**

@@ -11,7 +11,8 @@ import { promisify } from 'node:util';
 import { execa } from 'execa';
 import { parseConfig } from '../common/config';
 import { experimentRef, type ExperimentRecord, type RunRecord } from '../common/shared';
-import { checkoutWorktree, commitWorktree, fetchCommit, readRef, removeWorktree, setRef, compareAndSwapRef } from '../activities/git';
+import { commitFiles, fetchCommit, readRef, setRef, showFiles, compareAndSwapRef } from '../lib/git';
+import { freshTree } from '../gpu-worker/workspace';
 import { buildContext } from '../activities/context';
 import { mutateProposer } from '../activities/mutate';
 import { preflight } from '../activities/preflight';
@@ -54,24 +55,22 @@ export async function stepProfile(reps: number, ledgerRows: number): Promise<Rec
   };
   for (let i = 0; i < reps; i++) {
     const n = ledgerRows + i + 1;
-    const wt = path.join(campaignDir, 'worktrees', `e${n}`);
     // propose
-    await time('propose: worktree add', () => checkoutWorktree(repo, wt, base));
-    const ctx = await time('propose: buildContext (git cat-file, refs, ledger read)', () => buildContext({ tag, experiment: n, attempt: 0, repo, campaignDir, config, parentSha: base, fix: null, notes: [], instructionsOverride: null, worktree: wt }));
+    const ctx = await time('propose: buildContext (git cat-file, refs, ledger read)', () => buildContext({ tag, experiment: n, attempt: 0, repo, campaignDir, config, parentSha: base, fix: null, notes: [], instructionsOverride: null }));
     const reply = await mutateProposer(ctx, new AbortController().signal);
-    for (const [f, content] of Object.entries(reply.files ?? {})) writeFileSync(path.join(wt, f), content);
-    const rejected = await time('propose: preflight (git add + diff; python3 compile)', () => preflight(wt, base, base, config));
+    const files = reply.files ?? {};
+    const before = await time('propose: files before the edit (git cat-file)', async () => Object.fromEntries((await showFiles(repo, base, config.editable)).map((c, i) => [config.editable[i], c])));
+    const rejected = await time('propose: preflight (python3 compile)', () => preflight(files, before, before, config));
     if (rejected) throw new Error(`bench proposal rejected: ${rejected}`);
-    const sha = await time('propose: commit-tree + update-ref', async () => {
-      const s = await commitWorktree(wt, base, `bench ${n}`, true);
+    const sha = await time('propose: commit in the object store + update-ref', async () => {
+      const s = await commitFiles(repo, { code: base, parent: base, files, message: `bench ${n}`, indexFile: path.join(campaignDir, `.index-${n}`) });
       await setRef(repo, experimentRef(tag, n), s);
       return s;
     });
-    await time('propose: worktree remove + prune', () => removeWorktree(repo, wt));
     // train (GPU side, without the run)
     const cache = path.join(gpuHome, 'repos', 'r');
     await time('train: fetch candidate into cache', () => fetchCommit(cache, repo, experimentRef(tag, n), sha));
-    await time('train: checkout + clean slot worktree', () => checkoutWorktree(cache, path.join(gpuHome, 'slots', 's0', 'r'), sha));
+    await time('train: fresh workspace written from the cache', () => freshTree(cache, path.join(gpuHome, 'slots', 's0', 'r'), sha));
     await time('train: spawn trainer (sh run.sh)', () => execa('sh', ['-c', TRAINER], { cwd: repo, env: { BENCH_SLEEP: '0' } }));
     // record
     await time(`record: ledger appends (${ledgerRows} rows before)`, () => {

@@ -6,7 +6,8 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Clien
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { branchName, checkTag, ConfigError, type CampaignConfig } from '../common/config';
 import { CAMPAIGN_WORKFLOW, ORCHESTRATOR_TASK_QUEUE, campaignWorkflowId, type CampaignInput, type CampaignStatus, type ExperimentRecord } from '../common/shared';
-import { isGitRepo, isGitUrl, readRef, showFile, git } from '../activities/git';
+import { isGitRepo, isGitUrl, readRef, showFile, git } from '../lib/git';
+import { guardOf, listTree } from '../lib/tree';
 import { experiments } from '../activities/ledger';
 import { priceOf } from '../activities/prices';
 import { nightlabHome } from '../common/connection';
@@ -40,6 +41,11 @@ export async function prepareStart(args: { config: CampaignConfig; baseDir: stri
   const baseSha = await readRef(repo, 'HEAD');
   if (!baseSha) throw new ConfigError([`target: ${repo} has no commits; commit the baseline code first (git add -A && git commit -m baseline)`], 'target');
   const problems: string[] = [];
+  const committedPath = async (field: string, f: string) => {
+    if (!(await listTree(git(repo), baseSha, { paths: [f], recursive: false })).length) {
+      problems.push(`${field}: ${f} is not in the target's HEAD commit ${baseSha.slice(0, 7)}${existsSync(path.join(repo, f)) ? ' (it exists but is not committed; commit it)' : '; fix the path (a misspelt held-out path would hide nothing)'}`);
+    }
+  };
   const committed = async (field: string, f: string) => {
     if ((await showFile(repo, baseSha, f)) === null) {
       problems.push(`${field}: ${f} is not in the target's HEAD commit ${baseSha.slice(0, 7)}${existsSync(path.join(repo, f)) ? ' (it exists but is not committed; commit it)' : '; fix the path or add the file'}`);
@@ -47,8 +53,16 @@ export async function prepareStart(args: { config: CampaignConfig; baseDir: stri
   };
   for (const f of config.editable) await committed('editable', f);
   for (const f of config.locked) await committed('locked', f);
+  // Held-out data must be there to be hidden: a misspelt path would hide nothing.
+  for (const f of config.evaluate?.heldOutPaths ?? []) await committedPath('evaluate.heldOutPaths', f);
   if (config.instructions) await committed('instructions', config.instructions);
+  const tracked = new Set((await listTree(git(repo), baseSha)).map((e) => e.path));
+  for (const p of config.run.persist) {
+    if ([...tracked].some((t) => t === p || t.startsWith(`${p}/`))) problems.push(`run.persist: ${p} is committed in ${baseSha.slice(0, 7)}; persisted paths are made by run.setup and ignored by git (add ${p} to .gitignore and remove it from the commit)`);
+  }
   if (problems.length) throw new ConfigError(problems, 'target');
+  // The locked files and held-out data as the base has them: every run is checked against these.
+  const guard = await guardOf(git(repo), baseSha, [...config.locked, ...(config.evaluate?.heldOutPaths ?? [])]);
   if (config.remote) {
     const problem = await remoteProblem(repo, config.remote, baseSha);
     if (problem) throw new ConfigError([`remote: ${problem}`], 'remote');
@@ -61,7 +75,7 @@ export async function prepareStart(args: { config: CampaignConfig; baseDir: stri
   if (await readRef(repo, `refs/heads/${branch}`)) {
     throw new ConfigError([`branch ${branch} already exists in ${repo}; choose another --tag, or delete the branch (git branch -D ${branch})`], '--tag');
   }
-  return { tag: args.tag, config, repo, branch, baseSha, campaignDir: campaignDirFor(args.tag, args.home) };
+  return { tag: args.tag, config, repo, branch, baseSha, campaignDir: campaignDirFor(args.tag, args.home), guard };
 }
 
 /**

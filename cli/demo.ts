@@ -9,7 +9,7 @@ import { parseConfig, PRESETS } from '../common/config';
 import { connectClient, connectWorker, nightlabHome, temporalAddress, temporalNamespace } from '../common/connection';
 import { findTemporalCli } from '../common/temporal-cli';
 import { prepareNamespace, probe, splitAddress, startServer, type RunningServer } from '../common/server';
-import { git } from '../activities/git';
+import { git } from '../lib/git';
 import { experiments } from '../activities/ledger';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import { workerProposers } from '../workers/proposers';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { CampaignStatus, ExperimentRecord } from '../common/shared';
 import { readLedger, type LedgerRow } from '../activities/ledger';
-import { diffOf } from '../activities/git';
+import { diffOf } from '../lib/git';
 import { chartData, renderPng, renderSvg, type ChartData } from './chart';
 import { campaignDirFor, campaignStatus, uiLink } from './campaigns';
 import { campaignInput } from './live';

@@ -18,7 +18,20 @@ const relPath = z
   .min(1, 'must not be empty')
   .refine((p) => !path.isAbsolute(p) && !p.split(/[\\/]/).includes('..'), {
     message: 'must be a path inside the target repository (relative, no "..")',
+  })
+  // One spelling per path (git's): "./data/heldout/" is "data/heldout".
+  .transform((p) => path.posix.normalize(p.replace(/\\/g, '/')).replace(/\/+$/, ''))
+  .refine((p) => p !== '.' && p !== '.git' && !p.startsWith('.git/'), { message: 'must name a file or folder of the repository (not "." or .git)' });
+
+/** A host path a sandboxed process may read: absolute, or under the home directory (~/...), never all of it. */
+const hostPath = z
+  .string()
+  .refine((p) => (path.isAbsolute(p) || p.startsWith('~/')) && !['/', '~/', '/home', '/root', '/run', '/var/run', '/proc', '/dev'].includes(p.replace(/\/+$/, '') || '/'), {
+    message: 'must be an absolute path or ~/..., naming a folder to read (not /, ~ itself, /home, /root, /run, /proc or /dev)',
   });
+
+/** A host the command proposer may reach: host or host:port (port 443 by default). */
+const hostPort = z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$/, 'must be host or host:port (e.g. api.anthropic.com)');
 
 const configSchema = z
   .object({
@@ -35,6 +48,13 @@ const configSchema = z
         command: z.string({ required_error: 'required: the training command (e.g. "uv run train.py")' }).min(1, 'must not be empty'),
         env: z.record(z.string(), z.union([z.string(), z.number()]).transform(String)).default({}),
         timeoutSec: z.number({ invalid_type_error: 'must be a number of seconds (e.g. 600)' }).positive('must be > 0').default(600),
+        // Ignored paths of the workspace kept from run to run (a .venv), read-only to every run;
+        // made by `setup` on the campaign's base commit (with the network) where one is missing.
+        persist: z.array(relPath).default([]),
+        setup: z.string().min(1, 'must not be empty (leave it out when nothing is to be made)').optional(),
+        // Host paths a sandboxed run may read besides the system and its tools (datasets, caches).
+        readOnly: z.array(hostPath).default([]),
+        maxLogMb: z.number().positive('must be > 0').default(64),
       }, { required_error: 'required: how to train (e.g. run: { command: "uv run train.py", timeoutSec: 600 })' })
       .strict(),
     metric: z
@@ -55,6 +75,9 @@ const configSchema = z
     evaluate: z
       .object({
         command: z.string({ required_error: 'required: the evaluation command (e.g. "python3 evaluate.py")' }).min(1, 'must not be empty'),
+        // The candidate's model, served to the scorer over fd 3 from a sandbox of its own: the
+        // scorer then runs only locked code of the base commit (see README, "Threat model").
+        model: z.string().min(1, 'must not be empty').optional(),
         metric: z.string().regex(/^[A-Za-z_][\w.]*$/, 'must be an identifier such as val_bpb').optional(),
         heldOut: z.string().regex(/^[A-Za-z_][\w.]*$/, 'must be an identifier such as test_bpb').optional(),
         heldOutPaths: z.array(relPath).default([]),
@@ -81,6 +104,11 @@ const configSchema = z
         model: z.string().default(DEFAULT_MODEL),
         effort: z.enum(['low', 'medium', 'high']).default('medium'),
         command: z.string().optional(),
+        // For the command proposer: environment variables it gets from the orchestrator (its API
+        // key), hosts it may reach (through a proxy that lets nothing else out), host paths it may read.
+        env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name (e.g. ANTHROPIC_API_KEY)')).default([]),
+        network: z.array(hostPort).default([]),
+        readOnly: z.array(hostPath).default([]),
         maxAttempts: z.number().int().positive().default(3),
       })
       .strict()
@@ -125,6 +153,13 @@ const configSchema = z
         if (clash) ctx.addIssue({ code: 'custom', path: ['evaluate', 'heldOutPaths', i], message: `${h} overlaps ${clash[0]} ${clash[1]}; held-out data must be neither locked (locked files are shown to the proposer) nor editable` });
       }
     }
+    const tracked = [...c.editable, ...c.locked, ...(c.evaluate?.heldOutPaths ?? [])];
+    for (const [i, p] of c.run.persist.entries()) {
+      const clash = tracked.find((f) => f === p || f.startsWith(`${p}/`) || p.startsWith(`${f}/`));
+      if (clash) ctx.addIssue({ code: 'custom', path: ['run', 'persist', i], message: `${p} overlaps ${clash}; persisted paths are made by run.setup and never part of the code` });
+    }
+    if (c.run.persist.length && !c.run.setup) ctx.addIssue({ code: 'custom', path: ['run', 'setup'], message: 'required with run.persist: the command that makes the persisted paths (e.g. "uv sync --frozen")' });
+    if (c.evaluate?.model && !c.evaluate.metric) ctx.addIssue({ code: 'custom', path: ['evaluate', 'metric'], message: 'required with evaluate.model: the scorer\'s figure that decides (e.g. val_bpb)' });
     if (c.proposer.kind === 'command' && !c.proposer.command) {
       ctx.addIssue({ code: 'custom', path: ['proposer', 'command'], message: 'required when proposer.kind is "command" (e.g. "claude -p ...")' });
     }
@@ -210,7 +245,13 @@ export const PRESETS: Record<string, CampaignConfigInput> = {
     editable: ['train.py'],
     locked: ['prepare.py', 'pyproject.toml'],
     instructions: 'program.md',
-    run: { command: 'uv run train.py', env: {}, timeoutSec: 600 },
+    // The .venv is made once per GPU slot by setup (on the base commit, with the network), then
+    // read-only to every run. prepare.py's data and tokenizer, and the flash-attention kernel
+    // train.py loads from the Hugging Face cache, are read where `uv run prepare.py` put them.
+    run: {
+      command: 'uv run train.py', env: { HF_HUB_OFFLINE: '1' }, timeoutSec: 600,
+      setup: 'uv sync --frozen', persist: ['.venv'], readOnly: ['~/.cache/autoresearch', '~/.cache/huggingface/hub'],
+    },
     metric: { name: 'val_bpb', direction: 'lower' },
     memory: { key: 'peak_vram_mb' },
     budget: { maxExperiments: 100, maxHours: 10, maxCostUsd: null },
@@ -228,7 +269,8 @@ export const PRESETS: Record<string, CampaignConfigInput> = {
     instructions: 'program.md',
     run: { command: 'python3 train.py', env: {}, timeoutSec: 120 },
     metric: { name: 'val_bpb', direction: 'lower' },
-    evaluate: { command: 'python3 evaluate.py', metric: 'val_bpb', heldOut: 'test_bpb', heldOutPaths: ['data/heldout'], timeoutSec: 60 },
+    // The scorer runs the base commit's locked code only; the candidate's model answers it from a sandbox of its own.
+    evaluate: { command: 'python3 evaluate.py', model: 'python3 evaluate.py --serve', metric: 'val_bpb', heldOut: 'test_bpb', heldOutPaths: ['data/heldout'], timeoutSec: 60 },
     sandbox: 'auto',
     memory: { key: 'peak_vram_mb' },
     budget: { maxExperiments: 12, maxHours: 2, maxCostUsd: null },

@@ -57,12 +57,30 @@ export interface RunRequest {
   sandbox?: SandboxMode;
   /** The locked evaluation run after a training run that exits 0. */
   evaluate?: EvaluateSpec;
+  /** The campaign's base commit: a candidate may differ from it only in `editable` files. */
+  base?: string;
+  editable?: string[];
+  /** Object ids of the locked files and held-out paths at the base commit, taken at `start`. */
+  guard?: Record<string, string>;
+  /** Ignored paths of the workspace kept between runs, read-only inside the sandbox (run.persist). */
+  persist?: string[];
+  /** Makes the persisted paths, on the base commit, where one is missing (run.setup). */
+  setup?: string;
+  /** Host paths a run may read besides the system and its tools (run.readOnly; `~` is HOME). */
+  readOnly?: string[];
+  /** Cap of each log, in bytes (run.maxLogMb). */
+  maxLogBytes?: number;
+  /** A suspect gain's confirmation: compile caches start empty, so no other run's leftovers count. */
+  fresh?: boolean;
 }
 
 export type SandboxMode = 'auto' | 'required' | 'off';
 
 export interface EvaluateSpec {
+  /** The locked scorer. With `model`, it runs apart from any proposer code, on the base commit's files. */
   command: string;
+  /** Serves the candidate's model to the scorer over fd 3 (proposer code, run in a sandbox of its own). */
+  model?: string;
   /** The evaluator's figure that decides, instead of the trainer's printed metric. */
   metric?: string;
   /** A held-out figure: recorded for people, never given to the proposer. */
@@ -178,6 +196,8 @@ export interface CampaignInput {
   gpuTaskQueue?: string;
   /** Instructions given by `nightlab steer --instructions`, replacing the instructions file. */
   instructionsOverride?: string;
+  /** Object ids of the locked files and held-out paths at baseSha, taken at `start` (see RunRequest.guard). */
+  guard?: Record<string, string>;
 }
 
 export interface CampaignStatus {

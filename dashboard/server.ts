@@ -19,7 +19,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { TAG_PATTERN } from '../common/config';
 import { CAMPAIGN_WORKFLOW, campaignWorkflowId, type CampaignInput } from '../common/shared';
 import { readLedger } from '../activities/ledger';
-import { diffOf } from '../activities/git';
+import { diffOf } from '../lib/git';
 import { pauseSignal, resumeSignal, steerUpdate, stopSignal } from '../workflows/messages';
 import { campaignStatus, uiLink } from '../cli/campaigns';
 import { chartData, chartSpec } from '../cli/chart';

@@ -12,7 +12,7 @@ import { anthropicProposer, didYouMean } from '../activities/anthropic';
 import { ProposalRejected, type ProposerContext, type ProposerReply } from '../activities/context';
 import { costOf, KNOWN_MODELS } from '../activities/prices';
 import { experiments, readLedger } from '../activities/ledger';
-import { git } from '../activities/git';
+import { git } from '../lib/git';
 import { campaignWorkflowId } from '../common/shared';
 import { statusQuery, stopSignal } from '../workflows/messages';
 import { workerProposers } from '../workers/proposers';
@@ -37,7 +37,7 @@ function context(over: Partial<ProposerContext> = {}): ProposerContext {
     locked: [{ path: 'prepare.py', content: PREPARE }],
     history: [{ experiment: 0, status: 'keep', metric: 1.5044, delta: null, description: 'baseline' }],
     best: { experiment: 0, metric: 1.5044, commit: 'abcdef0123456789' },
-    fix: null, inFlight: [], lastRejection: null, worktree: '/nonexistent',
+    fix: null, inFlight: [], lastRejection: null, code: { repo: '/nonexistent', sha: '0'.repeat(40) },
     ...over,
   };
 }

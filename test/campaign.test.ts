@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { campaignWorkflowId, experimentRef } from '../common/shared';
 import { experiments, readLedger, readResultsTsv } from '../activities/ledger';
-import { readRef, git } from '../activities/git';
+import { readRef, git } from '../lib/git';
 import { lab, makeRepo } from './helpers';
 
 test('a campaign runs the baseline and N experiments, keeps improvements and records everything', async () => {

@@ -11,7 +11,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { parseConfig, PRESETS } from '../common/config';
 import { campaignWorkflowId } from '../common/shared';
 import { connectClient } from '../common/connection';
-import { git } from '../activities/git';
+import { git } from '../lib/git';
 import { ADDRESS, makeRepo, QUADRATIC, QUADRATIC_CONFIG, ROOT, tempDir, uniqueTag } from './helpers';
 
 const BIN = path.join(ROOT, 'bin', 'nightlab.mjs');

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { campaignWorkflowId } from '../common/shared';
 import { experiments } from '../activities/ledger';
-import { readRef, git } from '../activities/git';
+import { readRef, git } from '../lib/git';
 import { pauseSignal, resumeSignal, statusQuery, steerUpdate, stopSignal } from '../workflows/messages';
 import { contextDir, lab, makeRepo, plannedProposer, tempDir, waitFor } from './helpers';
 

@@ -13,7 +13,7 @@ import { parseConfig, type CampaignConfigInput } from '../common/config';
 import { experimentRef, type CampaignStatus } from '../common/shared';
 import { prepareStart, startCampaign } from '../cli/campaigns';
 import { readLedger, readResultsTsv, type LedgerRow } from '../activities/ledger';
-import { git, readRef } from '../activities/git';
+import { git, readRef } from '../lib/git';
 import { statusQuery } from '../workflows/messages';
 import { QUADRATIC_CONFIG, makeRepo, tempDir, uniqueTag, waitFor } from './helpers';
 import { PrivateServer, TrainingHold, pidAlive, sleep, startWorker, type Proc } from './processes';

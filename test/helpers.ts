@@ -14,7 +14,7 @@ import type { Slot } from '../gpu-worker/run';
 import type { ActivityDeps } from '../activities';
 import { makeExampleRepo } from '../cli/demo';
 import { prepareStart, startCampaign } from '../cli/campaigns';
-import { git } from '../activities/git';
+import { git } from '../lib/git';
 
 // Worker chatter at INFO would drown the test report; warnings and errors still show.
 Runtime.install({ logger: new DefaultLogger('WARN') });

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { campaignWorkflowId, experimentRef, type ExperimentRecord } from '../common/shared';
 import { appendExperiment, appendRejection, appendRun, experiments, LEDGER_FILE, readLedger, readResultsTsv } from '../activities/ledger';
-import { readRef, git } from '../activities/git';
+import { readRef, git } from '../lib/git';
 import { lab, makeRepo } from './helpers';
 
 const N = Number(process.env.NIGHTLAB_LONG_EXPERIMENTS || 1000);

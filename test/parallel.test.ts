@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { campaignWorkflowId } from '../common/shared';
 import { experiments, readLedger } from '../activities/ledger';
-import { git, readRef } from '../activities/git';
+import { git, readRef } from '../lib/git';
 import { statusQuery } from '../workflows/messages';
 import type { CampaignStatus } from '../common/shared';
 import { lab, makeRepo, plannedProposer, type Lab } from './helpers';

@@ -13,7 +13,7 @@ import { experiments, readLedger } from '../activities/ledger';
 import { campaignWorkflowId } from '../common/shared';
 import { ConfigError, parseConfig } from '../common/config';
 import { checkMetric } from '../common/metrics';
-import { decideSandbox, resetSandboxProbe, sandboxSupport } from '../gpu-worker/sandbox';
+import { decideSandbox, resetSandboxProbe, sandboxSupport } from '../lib/sandbox';
 import { ADDRESS, lab, makeRepo, tempDir, waitFor } from './helpers';
 
 const SECRET = 'sk-ant-redteam-secret-0123456789';

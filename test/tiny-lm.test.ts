@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PRESETS } from '../common/config';
 import { experiments, readResultsTsv } from '../activities/ledger';
-import { readRef } from '../activities/git';
+import { readRef } from '../lib/git';
 import { lab, makeRepo, TINY_LM } from './helpers';
 
 test('tiny-lm: baseline and experiments with the offline proposer; the branch ends at the best kept commit', async () => {

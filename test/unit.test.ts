@@ -16,12 +16,13 @@ import {
   appendExperiment, appendRejection, cleanDescription, experiments, LEDGER_FILE, readLedger, readResultsTsv, RESULTS_FILE, resultsLine,
 } from '../activities/ledger';
 import type { ExperimentRecord } from '../common/shared';
-import { classify, pidRecord, reapOrphan } from '../gpu-worker/run';
+import { classify } from '../gpu-worker/outcome';
+import { pidRecord, reapOrphan } from '../lib/supervise';
 import { spawn } from 'node:child_process';
 import { trainingEnv } from '../gpu-worker/env';
-import { applyChange, checkoutWorktree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, removeWorktree, setRef, showFile } from '../activities/git';
+import { applyChange, checkoutWorktree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, removeWorktree, setRef, showFile } from '../lib/git';
 import { preflight } from '../activities/preflight';
-import { baseEnv, helperPid, runCommand } from '../activities/spawn';
+import { baseEnv, helperPid, runCommand } from '../lib/spawn';
 import { pairRuns, type RunningRun } from '../cli/live';
 import { makeRepo, QUADRATIC, QUADRATIC_CONFIG, setLine, tempDir } from './helpers';
 
@@ -332,7 +333,7 @@ function mutateCtx(over: Partial<ProposerContext> = {}): ProposerContext {
     editable: [{ path: 'train.py', content: TRAIN }],
     locked: [], history: [],
     best: { experiment: 0, metric: 1, commit: 'f'.repeat(40) },
-    fix: null, inFlight: [], lastRejection: null, worktree: '/nonexistent',
+    fix: null, inFlight: [], lastRejection: null, code: { repo: '/nonexistent', sha: '0'.repeat(40) },
     ...over,
   };
 }
@@ -414,7 +415,7 @@ test('buildContext: experiments proposed and not yet recorded are in flight, the
       description: 'WIDTH 8 -> 16', reason: 'x', evidence: 'x', runs: 1, seconds: 1, logPath: '', host: 'h', slot: 's', costUsd: 0, fixOf: null, finishedAt: new Date().toISOString(),
     }, 'val_bpb', '');
     const config = parseConfig({ ...QUADRATIC_CONFIG, proposer: { kind: 'mutate', seed: 0 } }, 'unit');
-    const ctx = await buildContext({ tag: 'unit', experiment: 3, attempt: 0, repo, campaignDir, config, parentSha: base, fix: null, notes: [], instructionsOverride: null, worktree: wt });
+    const ctx = await buildContext({ tag: 'unit', experiment: 3, attempt: 0, repo, campaignDir, config, parentSha: base, fix: null, notes: [], instructionsOverride: null });
     assert.deepEqual(ctx.inFlight, [{ experiment: 2, description: 'WIDTH 8 -> 32' }], 'recorded 1, the baseline, itself and other campaigns are not in flight');
     assert.match(renderContext(ctx), /# Experiments in flight \(proposed, not judged yet\)\n\n2\tWIDTH 8 -> 32\n/);
     assert.doesNotMatch(renderContext({ ...ctx, inFlight: [] }), /in flight/);
@@ -903,32 +904,23 @@ test('checkoutWorktree / removeWorktree side by side in one repository; a regist
 // ------------------------------------------------------------------------------------ preflight
 
 test('preflight: no-op, locked file, file outside editable, Python syntax error are rejected; a valid edit passes', async () => {
-  const repo = await makeRepo();
-  const home = tempDir();
-  try {
-    const base = (await readRef(repo, 'HEAD'))!;
-    const wt = path.join(home, 'wt');
-    const config = { editable: ['train.py'], locked: ['prepare.py'] };
-    const attempt = async (edit: (wt: string) => void) => {
-      await checkoutWorktree(repo, wt, base);
-      edit(wt);
-      return preflight(wt, base, base, config);
-    };
-
-    assert.match((await attempt(() => {}))!, /^no-op edit: the proposal changed nothing/);
-    assert.match((await attempt((d) => writeFileSync(path.join(d, 'train.py'), readFileSync(path.join(d, 'train.py'), 'utf8'))))!, /^no-op edit/, 'rewriting the same bytes is a no-op');
-    assert.equal(await attempt((d) => setLine(path.join(d, 'prepare.py'), 'EVAL_TOKENS', '10')), 'changes locked file(s): prepare.py');
-    assert.equal(await attempt((d) => { setLine(path.join(d, 'train.py'), 'WIDTH', '9'); writeFileSync(path.join(d, 'program.md'), 'new instructions\n'); }), 'edits outside the editable files (train.py): program.md');
-    assert.equal(await attempt((d) => writeFileSync(path.join(d, 'helper.py'), 'X = 1\n')), 'edits outside the editable files (train.py): helper.py', 'a new file counts');
-    assert.equal(await attempt((d) => rmSync(path.join(d, 'program.md'))), 'edits outside the editable files (train.py): program.md', 'a deleted file counts');
-    const syntax = await attempt((d) => setLine(path.join(d, 'train.py'), 'WIDTH', '8 +* ('));
-    assert.match(syntax!, /^train\.py does not compile: .*SyntaxError/);
-    assert.equal(await attempt((d) => setLine(path.join(d, 'train.py'), 'WIDTH', '16')), null);
-    assert.equal(existsSync(path.join(wt, '__pycache__')), false, 'compiling leaves no __pycache__ in the worktree');
-  } finally {
-    rmSync(path.dirname(repo), { recursive: true, force: true });
-    rmSync(home, { recursive: true, force: true });
-  }
+  const config = { editable: ['train.py'], locked: ['prepare.py'], evaluate: { heldOutPaths: ['heldout'] } };
+  const before = { 'train.py': 'WIDTH = 8\n', 'prepare.py': 'EVAL = 1\n' };
+  const attempt = (files: Record<string, string>, atParent: Record<string, string | null> = before) => preflight(files, before, atParent, config);
+  assert.match((await attempt({}))!, /^no-op edit: the proposal changed nothing/);
+  assert.match((await attempt({ 'train.py': 'WIDTH = 8\n' }))!, /^no-op edit/, 'rewriting the same bytes is a no-op');
+  assert.equal(await attempt({ 'prepare.py': 'EVAL = 10\n' }), 'changes locked file(s): prepare.py');
+  assert.equal(await attempt({ 'heldout/test.txt': 'easy\n' }), 'changes held-out data: heldout/test.txt');
+  assert.equal(await attempt({ 'train.py': 'WIDTH = 9\n', 'program.md': 'new\n' }), 'edits outside the editable files (train.py): program.md');
+  assert.equal(await attempt({ '../escape.py': 'X = 1\n' }), 'edit to a path outside the repository: ../escape.py');
+  assert.match((await attempt({ 'train.py': 'WIDTH = 8 +* (\n' }))!, /^train\.py does not compile: .*SyntaxError/);
+  assert.equal(await attempt({ 'train.py': 'WIDTH = 16\n' }), null);
+  // A fix edits the crashed commit: back to the best's own code is a no-op too.
+  assert.match((await attempt({ 'train.py': 'WIDTH = 7\n' }, { 'train.py': 'WIDTH = 7\n', 'prepare.py': 'EVAL = 1\n' }))!, /^no-op edit: the result is identical to the best commit/);
+  // A rejection reason is bounded, however many paths a proposal names.
+  const many = Object.fromEntries(Array.from({ length: 1200 }, (_, i) => [`${'d'.repeat(900)}/${i}.py`, 'X = 1\n']));
+  const reason = (await attempt(many))!;
+  assert.ok(reason.length <= 1000 && /\[cut: \d+ more characters\]$/.test(reason), `bounded with a marker (${reason.length} characters)`);
 });
 
 test('pairRuns: each experiment in flight gets its own run, none while it judges; the best\'s re-runs stand apart', () => {

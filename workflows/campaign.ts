@@ -471,9 +471,13 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
           // The run index is the seed: repeated runs of one commit differ only by it.
           env: { ...config.run.env, [config.noise.seedEnv]: String(run) },
           timeoutSec: config.run.timeoutSec, metric: config.metric, memoryKey: config.memory?.key,
-          // The harness: locked files hash-checked around the run, the sandbox, the locked evaluation.
+          // The harness: the candidate checked against the base, locked files hash-checked around
+          // the run, the sandbox, the locked evaluation. (New optional fields: replay-safe.)
           locked: config.locked, sandbox: config.sandbox ?? 'auto',
           ...(config.evaluate ? { evaluate: config.evaluate } : {}),
+          base: input.baseSha, editable: config.editable, ...(input.guard ? { guard: input.guard } : {}),
+          persist: config.run.persist ?? [], ...(config.run.setup ? { setup: config.run.setup } : {}), readOnly: config.run.readOnly ?? [],
+          ...(config.run.maxLogMb ? { maxLogBytes: Math.round(config.run.maxLogMb * 1024 * 1024) } : {}),
         },
       ]);
     } catch (err) {

@@ -33,6 +33,7 @@ TOKEN_BUDGET = 1_200_000 # training characters; the default train.py reaches it 
                          # so a default run stops on a count, not a clock, and is reproducible
 SEQ_LEN = 32             # longest context (in characters) a model may look at when predicting the next one
 EVAL_CHARS = 40_000      # characters of the split scored by evaluate_bpb (val has ~55.8k)
+EVAL_STREAMS = 64        # evaluate_bpb walks the scored text as this many streams side by side
 
 # Tests shorten runs through the environment; no setting can push the time budget past the hard cap.
 TIME_BUDGET = min(float(os.environ.get("TINYLM_TIME_BUDGET", TIME_BUDGET)), MAX_TIME_BUDGET)
@@ -98,16 +99,23 @@ def load_split(split):
 # ---------------------------------------------------------------------------
 # Evaluation: the ground truth metric. Do not reimplement it in train.py.
 
-def evaluate_bpb(logits_fn, split="val", batch_size=4096):
+def evaluate_bpb(logits_fn, split="val"):
     """
-    Mean cross-entropy of the next character, in bits per byte, over the first
-    EVAL_CHARS characters of `split` ('val', or 'test' for held-out scoring).
+    Mean cross-entropy of the next character, in bits per byte, over EVAL_CHARS
+    characters of `split` ('val', or 'test' for held-out scoring).
 
-    logits_fn(x) gets x: int32 array [B, SEQ_LEN], the SEQ_LEN characters that
-    precede each target (x[:, -1] is the one right before it; the first targets
-    of a split borrow their context from the text before the split), and must
-    return unnormalised logits [B, VOCAB_SIZE]. The softmax is taken here, in
+    The scored text is cut into EVAL_STREAMS streams, each preceded by SEQ_LEN
+    characters that are context only (never scored), and the streams are walked
+    in lockstep: call j asks for the j-th target of every stream. logits_fn(x)
+    gets x: int32 array [EVAL_STREAMS, SEQ_LEN], the SEQ_LEN characters that
+    precede each target (x[:, -1] is the one right before it), and must return
+    unnormalised logits [EVAL_STREAMS, VOCAB_SIZE]. The softmax is taken here, in
     float64, so a model cannot score itself with unnormalised probabilities.
+
+    Why lockstep streams: a model is never shown a character it has not yet
+    predicted. Every context holds only its own stream's earlier characters,
+    so a model that runs apart from the scorer (evaluate.py) cannot read a
+    target off another row of the same request.
     """
     if split not in ("val", "test"):
         raise ValueError(f"evaluate_bpb: split must be 'val' or 'test', got {split!r}")
@@ -116,13 +124,14 @@ def evaluate_bpb(logits_fn, split="val", batch_size=4096):
         data, (start, end) = _with_test()
     else:
         start, end = _BOUNDS[split]
-    end = min(end, start + EVAL_CHARS)
-    targets = np.arange(start, end)
+    per_stream = min(EVAL_CHARS, end - start - EVAL_STREAMS * SEQ_LEN) // EVAL_STREAMS
+    # stream s scores targets first[s] .. first[s] + per_stream - 1; the SEQ_LEN characters before first[s] are its context only
+    first = start + SEQ_LEN + np.arange(EVAL_STREAMS) * (SEQ_LEN + per_stream)
     offsets = np.arange(-SEQ_LEN, 0)
     total_nats = 0.0
     total_bytes = 0
-    for i in range(0, len(targets), batch_size):
-        t = targets[i:i + batch_size]
+    for j in range(per_stream):
+        t = first + j
         x = data[t[:, None] + offsets[None, :]]
         y = data[t]
         logits = np.asarray(logits_fn(x), dtype=np.float64)

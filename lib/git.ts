@@ -7,12 +7,15 @@ import { baseEnv, runCommand } from './spawn';
 
 const ZERO_SHA = '0000000000000000000000000000000000000000';
 
-/** Commits Nightlab makes carry its own identity, whatever the machine's git config says. */
-const IDENTITY = ['user.name=Nightlab', 'user.email=nightlab@localhost'];
+/**
+ * Every git call: commits carry Nightlab's own identity, whatever the machine's config says, and
+ * no hook or fsmonitor ever runs (git on a worker never executes a program a repository names).
+ */
+const CONFIG = ['user.name=Nightlab', 'user.email=nightlab@localhost', 'core.hooksPath=/dev/null', 'core.fsmonitor=false'];
 
 export interface Git {
   /** Runs `git <args>` in the directory: its stdout, trimmed. Rejects on a non-zero exit, with git's stderr. */
-  raw(args: string[]): Promise<string>;
+  raw(args: string[], input?: string): Promise<string>;
   revparse(args: string[]): Promise<string>;
   /** Like raw, untrimmed (file contents). */
   text(args: string[]): Promise<string>;
@@ -25,25 +28,33 @@ export interface Git {
  * own words. (simple-git is not used: it waits 50 ms after every command that prints nothing,
  * such as update-ref, add or clean, about a dozen per experiment.)
  */
-export function git(dir: string): Git {
+export function git(dir: string, opts: { gitDir?: boolean; env?: Record<string, string> } = {}): Git {
   // Only the variables git needs: keys in the worker's environment stay out of hooks and filters.
-  const env = baseEnv();
+  const env = { ...baseEnv(), ...opts.env };
   for (const k of ['TMPDIR', 'SSH_AUTH_SOCK']) if (process.env[k]) env[k] = process.env[k]!;
   // A worker has no terminal: a remote asking for a password fails at once instead of hanging.
   env.GIT_TERMINAL_PROMPT = '0';
   const run = async (args: string[], input?: string): Promise<Buffer> => {
-    const argv = ['git', ...IDENTITY.flatMap((c) => ['-c', c]), ...args];
+    const argv = ['git', ...CONFIG.flatMap((c) => ['-c', c]), ...(opts.gitDir ? [`--git-dir=${dir}`] : []), ...args];
     const r = await runCommand(argv, { cwd: dir, env, input });
     if (r.code === 0) return r.stdout;
     const stderr = r.stderr.toString('utf8');
     throw Object.assign(new Error(`git ${args.join(' ')} failed in ${dir}: ${stderr.trim() || `exit ${r.code ?? 'by signal'}`}`), { exitCode: r.code, stderr });
   };
   return {
-    raw: async (args) => (await run(args)).toString('utf8').trim(),
+    raw: async (args, input) => (await run(args, input)).toString('utf8').trim(),
     revparse: async (args) => (await run(['rev-parse', ...args])).toString('utf8').trim(),
     text: async (args) => (await run(args)).toString('utf8'),
     bytes: run,
   };
+}
+
+/**
+ * git on a bare repository named explicitly (`--git-dir`): the GPU worker's caches. Nothing in a
+ * directory a run can write (a `.git` file, a config, hooks) takes part.
+ */
+export function bareGit(gitDir: string): Git {
+  return git(gitDir, { gitDir: true });
 }
 
 /** `dir` is the top of a git repository (not merely inside one, like a home directory under version control). */
@@ -212,6 +223,26 @@ export async function mergeChange(repo: string, sha: string, parent: string, ont
   }
 }
 
+/**
+ * A commit, child of `parent`, of `code`'s tree with `files` written over it: made in the object
+ * store through an index of its own, without a worktree and without any file a proposer wrote on
+ * disk. A file keeps its mode (an executable stays one); a new one is 100644.
+ */
+export async function commitFiles(repo: string, o: { code: string; parent: string; files: Record<string, string>; message: string; indexFile: string }): Promise<string> {
+  const g = git(repo, { env: { GIT_INDEX_FILE: o.indexFile } });
+  try {
+    await g.raw(['read-tree', o.code]);
+    const modes = new Map((await g.text(['ls-files', '-s', '-z', '--', ...Object.keys(o.files)])).split('\0').filter(Boolean).map((l) => [l.slice(l.indexOf('\t') + 1), l.split(' ')[0]]));
+    for (const [file, content] of Object.entries(o.files)) {
+      const oid = await g.raw(['hash-object', '-w', '--stdin'], content);
+      await g.raw(['update-index', '--add', '--cacheinfo', `${modes.get(file) === '100755' ? '100755' : '100644'},${oid},${file}`]);
+    }
+    return await commitTree(repo, await g.raw(['write-tree']), o.parent, o.message);
+  } finally {
+    rmSync(o.indexFile, { force: true });
+  }
+}
+
 /** A commit of `tree` with `parent`, by Nightlab. */
 export async function commitTree(repo: string, tree: string, parent: string, message: string): Promise<string> {
   return git(repo).raw(['commit-tree', tree, '-p', parent, '-m', message]);
@@ -266,11 +297,12 @@ export function isGitUrl(remote: string): boolean {
   return /^[\w+.-]+:\/\//.test(remote) || /^[\w.-]+@[\w.-]+:/.test(remote);
 }
 
-/** Fetches `ref` from `remote` into `cache` unless the commit is already there. */
+/** Fetches `ref` from `remote` into the bare `cache` unless the commit is already there. */
 export async function fetchCommit(cache: string, remote: string, ref: string, sha: string): Promise<void> {
+  const g = bareGit(cache);
   if (!existsSync(cache)) {
-    mkdirSync(cache, { recursive: true });
-    await git(cache).raw(['init', '--bare', '--quiet']);
+    mkdirSync(cache, { recursive: true, mode: 0o700 });
+    await g.raw(['init', '--bare', '--quiet']);
     // A campaign repository on this host's disk (or a shared one) lends its objects: its
     // candidates need no fetch at all. A URL remote is fetched as before.
     if (path.isAbsolute(remote) && existsSync(remote)) {
@@ -279,6 +311,6 @@ export async function fetchCommit(cache: string, remote: string, ref: string, sh
     }
   }
   if (await readRef(cache, sha)) return;
-  await git(cache).raw(['fetch', '--quiet', '--no-write-fetch-head', remote, `+${ref}:${ref}`]);
+  await g.raw(['fetch', '--quiet', '--no-write-fetch-head', remote, `+${ref}:${ref}`]);
   if (!(await readRef(cache, sha))) throw new Error(`${remote} ${ref} does not hold ${sha}`);
 }
