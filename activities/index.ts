@@ -5,7 +5,7 @@ import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { CampaignConfig } from '../common/config';
 import { experimentRef, type ExperimentRecord, type Proposal, type RunRecord } from '../common/shared';
-import { ProposalRejected, buildContext, type Proposer } from './context';
+import { ProposalRejected, buildContext, renderContext, type Proposer } from './context';
 import { applyChange, checkoutWorktree, commitFiles, commitMessage, commitTree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, removeWorktree, setRef, showFiles } from '../lib/git';
 import { bounded, privateDir, writePrivate } from '../lib/supervise';
 import { appendExperiment, appendRejection, appendRun, cleanDescription, readLedger } from './ledger';
@@ -78,6 +78,8 @@ export function createActivities(deps: ActivityDeps = {}) {
 
       const codeSha = args.fix?.sha ?? args.parentSha;
       const ctx = await buildContext(args);
+      // What this proposal was shown, kept for people (a proposer's failures are read against it).
+      writePrivate(path.join(args.campaignDir, 'proposals', `${args.experiment}-${args.attempt}.context.md`), renderContext(ctx));
       const reject = (reason: string, description: string, costUsd: number, usage?: Proposal['usage']): Proposal => {
         reason = bounded(reason, MAX_REJECTION_CHARS);
         appendRejection(args.campaignDir, { tag: args.tag, experiment: args.experiment, attempt: args.attempt, description, reason, costUsd, usage, at: new Date().toISOString() });

@@ -51,7 +51,7 @@ async function plannedCampaign(o: {
   const l = await lab(o.slots ? { slots: Array.from({ length: o.slots }, (_, i) => ({ name: `cpu${i}`, devices: null })) } : {});
   try {
     const c = await l.start(await makeRepo(), {
-      proposer: { kind: 'command', command: plannedProposer(o.plan), seed: 0 }, sandbox: 'off', ...o.config,
+      proposer: plannedProposer(o.plan), sandbox: 'off', ...o.config,
     }, { historyEventsLimit: o.historyEventsLimit });
     await o.during?.(c, l);
     const status = await c.result();

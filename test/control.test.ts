@@ -8,7 +8,7 @@ import { campaignWorkflowId } from '../common/shared';
 import { experiments } from '../activities/ledger';
 import { readRef, git } from '../lib/git';
 import { pauseSignal, resumeSignal, statusQuery, steerUpdate, stopSignal } from '../workflows/messages';
-import { contextDir, lab, makeRepo, plannedProposer, tempDir, waitFor } from './helpers';
+import { lab, makeRepo, plannedProposer, proposalContext, tempDir, waitFor } from './helpers';
 
 test('pause waits after the current experiment, resume goes on, stop ends the campaign cleanly', async () => {
   const l = await lab();
@@ -69,7 +69,7 @@ test('crash, timeout, out-of-memory and no-metric runs are recorded with their r
     const train = path.join(repo, 'train.py');
     writeFileSync(train, readFileSync(train, 'utf8').replace('if mode == 2:\n', `if mode == 2:\n    open(${JSON.stringify(pidFile)}, "w").write(str(os.getpid()))\n`));
     await git(repo).raw(['commit', '-qam', 'pidfile for the hang']);
-    const command = plannedProposer({
+    const proposer = plannedProposer({
       1: { mode: 1, desc: 'crash on purpose' },
       2: { mode: 2, desc: 'hang on purpose' },
       3: { mode: 3, desc: 'print no metric' },
@@ -77,7 +77,7 @@ test('crash, timeout, out-of-memory and no-metric runs are recorded with their r
       5: { LEARNING_RATE: 0.2, desc: 'lower the learning rate' },
     });
     const c = await l.start(repo, {
-      proposer: { kind: 'command', command, seed: 0 },
+      proposer,
       crash: { maxFixAttempts: 0 },
       budget: { maxExperiments: 5 },
       lookahead: 0, // one at a time, so the plan's experiments run in number order
@@ -117,13 +117,13 @@ test('a crash gets fix attempts that see the log tail, and a fix is kept on top 
   const l = await lab();
   try {
     const repo = await makeRepo();
-    const command = plannedProposer({
+    const proposer = plannedProposer({
       1: { mode: 1, LEARNING_RATE: 0.2, desc: 'lower lr (and a bug)' },
       fix: { mode: 0, desc: 'fix: remove the bug' },
       3: { WIDTH: 4, desc: 'narrower' },
     });
     // lookahead 0: experiment 2 is proposed after 1 crashed, so it is the fix.
-    const c = await l.start(repo, { proposer: { kind: 'command', command, seed: 0 }, crash: { maxFixAttempts: 2 }, budget: { maxExperiments: 3 }, lookahead: 0 });
+    const c = await l.start(repo, { proposer, crash: { maxFixAttempts: 2 }, budget: { maxExperiments: 3 }, lookahead: 0 });
     const s = await c.result();
     const rows = experiments(c.campaignDir);
     assert.deepEqual(rows.map((r) => [r.experiment, r.status, r.fixOf]), [
@@ -132,8 +132,7 @@ test('a crash gets fix attempts that see the log tail, and a fix is kept on top 
       [2, 'keep', 1],
       [3, 'discard', null],
     ]);
-    const contexts = contextDir(command);
-    const fixContext = readFileSync(path.join(contexts, 'context-2.md'), 'utf8');
+    const fixContext = proposalContext(c.campaignDir, 2);
     assert.match(fixContext, /fix the crash of experiment 1/);
     assert.match(fixContext, /RuntimeError: boom: the model diverged/, 'the log tail reaches the proposer');
     // The fix's parent is the baseline (best), not the crashed commit: the branch holds only keeps.
@@ -172,14 +171,13 @@ test('a steering note given mid-campaign reaches the next proposal\'s context an
     const repo = await makeRepo();
     const plan: Record<string, Record<string, number | string>> = {};
     for (let n = 1; n <= 6; n++) plan[n] = { WIDTH: 8 + n, desc: `width ${8 + n}` };
-    const command = plannedProposer(plan);
-    const contexts = contextDir(command);
+    const proposer = plannedProposer(plan);
     const c = await l.start(repo, {
-      proposer: { kind: 'command', command, seed: 0 }, lookahead: 0, budget: { maxExperiments: 6 },
+      proposer, lookahead: 0, budget: { maxExperiments: 6 },
       run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.7' }, timeoutSec: 60 },
     });
     const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
-    await waitFor('experiment 2 proposed', () => existsSync(path.join(contexts, 'context-2.md')));
+    await waitFor('experiment 2 proposed', () => existsSync(path.join(c.campaignDir, 'proposals', '2-0.context.md')));
     const note = 'try wider models first, never touch the learning rate';
     // An empty note is refused by the update's validator, before it reaches history.
     await assert.rejects(handle.executeUpdate(steerUpdate, { args: [{ note: '  ' }] }), (e: Error & { cause?: Error }) => /non-empty --note or --instructions/.test(e.cause?.message ?? ''));
@@ -187,9 +185,9 @@ test('a steering note given mid-campaign reaches the next proposal\'s context an
     assert.equal(r.notes, 1);
     const s = await c.result();
     assert.equal(s.state, 'completed');
-    const before = readFileSync(path.join(contexts, 'context-1.md'), 'utf8');
+    const before = proposalContext(c.campaignDir, 1);
     assert.doesNotMatch(before, /Notes from the human/);
-    const after = readFileSync(path.join(contexts, 'context-6.md'), 'utf8');
+    const after = proposalContext(c.campaignDir, 6);
     assert.match(after, /# Notes from the human/);
     assert.ok(after.includes(note), 'the note is in the context of a later proposal');
     const history = JSON.stringify((await handle.fetchHistory()).events);

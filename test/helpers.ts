@@ -1,5 +1,5 @@
 // Test harness: real git repos, real workers on their own task queues, the suite's real server.
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -137,18 +137,18 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
 
 /**
  * A `command` proposer driven by a plan: experiment n sets plan[n]'s settings (a fix uses
- * plan.fix when the plan has one; attempt a of n uses plan["n/a"] when there is one), after sleeping `delay` seconds; each proposal's context is kept as context-<n>.md
- * beside the plan. Returns the command; `contextDir(command)` finds the kept contexts.
+ * plan.fix when the plan has one; attempt a of n uses plan["n/a"] when there is one), after
+ * sleeping `delay` seconds. Returns the proposer's config: its script is a read-only path of the
+ * sandbox (proposer.readOnly). What each proposal saw is in the campaign's proposals/ (proposalContext).
  */
-export function plannedProposer(plan: Record<string, Record<string, number | string>>): string {
+export function plannedProposer(plan: Record<string, Record<string, number | string>>) {
   const dir = tempDir('nightlab-proposer-');
   writeFileSync(path.join(dir, 'plan.json'), JSON.stringify(plan));
   writeFileSync(
     path.join(dir, 'propose.py'),
-    `import json, os, re, shutil, sys, time
+    `import json, os, re, sys, time
 plan = json.load(open(sys.argv[1]))
 n, fix = os.environ["NIGHTLAB_EXPERIMENT"], os.environ["NIGHTLAB_FIX"]
-shutil.copy(os.environ["NIGHTLAB_CONTEXT"], os.path.join(os.path.dirname(sys.argv[1]), f"context-{n}.md"))
 # "n/attempt" plans a proposal made again (after a rejection or a rebase conflict); "n" every attempt;
 # "fix" any fix of a crash, where the plan has one (else a fix is planned by its number too).
 step = plan["fix"] if fix and "fix" in plan else plan.get(f"{n}/{os.environ['NIGHTLAB_ATTEMPT']}", plan[n])
@@ -161,9 +161,12 @@ open("train.py", "w").write(src)
 open(os.environ["NIGHTLAB_DESCRIPTION"], "w").write(step.get("desc", "planned edit"))
 `,
   );
-  return `python3 ${path.join(dir, 'propose.py')} ${path.join(dir, 'plan.json')}`;
+  return { kind: 'command' as const, command: `python3 ${path.join(dir, 'propose.py')} ${path.join(dir, 'plan.json')}`, seed: 0, readOnly: [dir] };
 }
 
-export function contextDir(command: string): string {
-  return path.dirname(command.split(' ')[2]);
+/** The context proposal `attempt` of experiment n saw (the last attempt's when none is given). */
+export function proposalContext(campaignDir: string, n: number, attempt?: number): string {
+  const dir = path.join(campaignDir, 'proposals');
+  const a = attempt ?? Math.max(...readdirSync(dir).map((f) => new RegExp(`^${n}-(\\d+)\\.context\\.md$`).exec(f)?.[1]).filter(Boolean).map(Number));
+  return readFileSync(path.join(dir, `${n}-${a}.context.md`), 'utf8');
 }

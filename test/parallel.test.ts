@@ -11,7 +11,7 @@ import { experiments, readLedger } from '../activities/ledger';
 import { git, readRef } from '../lib/git';
 import { statusQuery } from '../workflows/messages';
 import type { CampaignStatus } from '../common/shared';
-import { lab, makeRepo, plannedProposer, type Lab } from './helpers';
+import { lab, makeRepo, plannedProposer, proposalContext, type Lab } from './helpers';
 
 /** Queries the campaign's status every `everyMs` until it ends: its result and every status seen. */
 async function watchStatus(l: Lab, c: { tag: string; result: () => Promise<CampaignStatus> }, everyMs: number): Promise<{ result: CampaignStatus; seen: CampaignStatus[] }> {
@@ -54,14 +54,14 @@ test('status counts an experiment as training only while its run holds a slot: a
     // 1 and 2 are wins trained side by side on the baseline. 1 is kept first; 3 and 4, queued,
     // are rebased onto it and take the two slots; 2, a win measured on the old best, must be
     // rebased and confirmed, and waits for a slot.
-    const command = plannedProposer({
+    const proposer = plannedProposer({
       1: { LEARNING_RATE: 0.3, desc: 'lower lr' },
       2: { WIDTH: 20, desc: 'wider, a bigger win', delay: 0.5 },
       3: { PAD_A: 2, desc: 'pad a', delay: 0.8 },
       4: { PAD_B: 2, desc: 'pad b', delay: 0.8 },
     });
     const c = await l.start(repo, {
-      parallelism: 2, proposer: { kind: 'command', command, seed: 0 }, budget: { maxExperiments: 4 },
+      parallelism: 2, proposer, budget: { maxExperiments: 4 },
       run: { command: 'python3 train.py', env: { QUAD_SLEEP: '2' }, timeoutSec: 60 },
     });
     const { seen } = await watchStatus(l, c, 100);
@@ -84,13 +84,13 @@ test('a proposal prepared while the best moved is rebased onto it; a conflicting
     const repo = await makeRepo();
     // Experiments 2 and 3 are proposed while 1 trains (lookahead 2), all on the baseline; the
     // delays make them reach the slot in number order.
-    const command = plannedProposer({
+    const proposer = plannedProposer({
       1: { WIDTH: 16, desc: 'wider' },
       2: { LEARNING_RATE: 0.2, desc: 'lower lr', delay: 0.4 },
       3: { WIDTH: 12, desc: 'width 12', delay: 0.8 },
     });
     const c = await l.start(repo, {
-      proposer: { kind: 'command', command, seed: 0 }, lookahead: 2, budget: { maxExperiments: 3 },
+      proposer, lookahead: 2, budget: { maxExperiments: 3 },
       run: { command: 'python3 train.py', env: { QUAD_SLEEP: '1' }, timeoutSec: 60 },
     });
     await c.result();
@@ -121,14 +121,14 @@ test('a conflict never holds up the slot: a candidate on the new best trains whi
   try {
     const repo = await makeRepo();
     // The default lookahead (2 x parallelism): 2 and 3 are proposed on the baseline while 1 trains.
-    const command = plannedProposer({
+    const proposer = plannedProposer({
       1: { WIDTH: 16, desc: 'wider' },
       2: { WIDTH: 12, desc: 'width 12', delay: 0.3 },
       '2/1': { WIDTH: 14, desc: 'width 14, on the new best', delay: 5 },
       3: { LEARNING_RATE: 0.2, desc: 'lower lr', delay: 0.6 },
     });
     const c = await l.start(repo, {
-      proposer: { kind: 'command', command, seed: 0 }, budget: { maxExperiments: 3 },
+      proposer, budget: { maxExperiments: 3 },
       // 1 trains for 2 s so that 2 and 3 are surely proposed on the baseline before it is kept.
       run: { command: 'python3 train.py', env: { QUAD_SLEEP: '2' }, timeoutSec: 60 },
     });
@@ -143,7 +143,7 @@ test('a conflict never holds up the slot: a candidate on the new best trains whi
     const reproposed = statSync(path.join(c.campaignDir, 'proposals', '2-1.json')).mtimeMs;
     assert.ok(Date.parse(rows[3].finishedAt) < reproposed, `3 finished at ${rows[3].finishedAt}, 2 was proposed again at ${new Date(reproposed).toISOString()}`);
     // The second proposal of 2 was shown 3 as in flight.
-    const context = readFileSync(path.join(path.dirname(command.split(' ')[1]), 'context-2.md'), 'utf8');
+    const context = proposalContext(c.campaignDir, 2);
     assert.match(context, /# Experiments in flight \(proposed, not judged yet\)\n\n3\tlower lr\n/);
   } finally {
     await l.close();
@@ -205,12 +205,12 @@ test('a win inside the noise is confirmed with other seeds while the best is re-
   const l = await lab();
   try {
     const repo = await makeRepo();
-    const command = plannedProposer({
+    const proposer = plannedProposer({
       1: { LEARNING_RATE: 0.499, desc: 'a change smaller than the noise' },
       2: { LEARNING_RATE: 0.2, desc: 'a real improvement' },
     });
     const c = await l.start(repo, {
-      proposer: { kind: 'command', command, seed: 0 }, lookahead: 0, budget: { maxExperiments: 2 },
+      proposer, lookahead: 0, budget: { maxExperiments: 2 },
       noise: { baselineRuns: 3, k: 1.8, confirmRuns: 2, bestRuns: 5 },
       run: { command: 'python3 train.py', env: { QUAD_NOISE: '0.01' }, timeoutSec: 60 },
     });

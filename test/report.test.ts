@@ -11,29 +11,9 @@ import { reportCampaign, reportTotals } from '../cli/report';
 import { campaignInput } from '../cli/live';
 import { estimateTimeLeft, progressBar, renderWatch, watchCampaign } from '../cli/watch';
 import type { CampaignStatus, ExperimentRecord } from '../common/shared';
-import { lab, makeRepo, ROOT, tempDir } from './helpers';
+import { lab, makeRepo, plannedProposer, ROOT, tempDir } from './helpers';
 
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
-
-/** A `command` proposer that follows a plan: experiment n sets plan[n]'s names in train.py. */
-function plannedProposer(plan: Record<string, Record<string, number | string>>): string {
-  const dir = tempDir('nightlab-proposer-');
-  writeFileSync(path.join(dir, 'plan.json'), JSON.stringify(plan));
-  writeFileSync(
-    path.join(dir, 'propose.py'),
-    `import json, os, re, sys
-plan = json.load(open(sys.argv[1]))
-step = plan[os.environ["NIGHTLAB_EXPERIMENT"]]
-src = open("train.py").read()
-for name, value in step.items():
-    if name != "desc":
-        src = re.sub(rf"^{name} = \\S+", f"{name} = {value}", src, flags=re.M)
-open("train.py", "w").write(src)
-open(os.environ["NIGHTLAB_DESCRIPTION"], "w").write(step["desc"])
-`,
-  );
-  return `python3 ${path.join(dir, 'propose.py')} ${path.join(dir, 'plan.json')}`;
-}
 
 /** Width and height from a PNG's IHDR chunk, after checking the signature. */
 function pngSize(buf: Buffer): { width: number; height: number } {
@@ -47,7 +27,7 @@ test('the report of a recorded campaign: chart data from the ledger, SVG, PNG an
   try {
     const repo = await makeRepo();
     // val = (LEARNING_RATE - 0.12)^2 + (WIDTH - 20)^2 / 400 + 1; the baseline (0.5, 8) gives 1.5044.
-    const command = plannedProposer({
+    const proposer = plannedProposer({
       1: { LEARNING_RATE: 0.3, desc: 'lower the learning rate to 0.3' }, // 1.3924: keep
       2: { LEARNING_RATE: 0.8, desc: 'raise the learning rate to 0.8' }, // 1.8224: discard
       3: { mode: 1, desc: 'a change that crashes' }, // crash
@@ -56,7 +36,7 @@ test('the report of a recorded campaign: chart data from the ledger, SVG, PNG an
       6: { LEARNING_RATE: 0.15, desc: 'learning rate 0.15' }, // 1.0409: keep
     });
     const c = await l.start(repo, {
-      proposer: { kind: 'command', command, seed: 0 },
+      proposer,
       crash: { maxFixAttempts: 0 },
       budget: { maxExperiments: 6 },
     });
