@@ -54,7 +54,7 @@ export function createActivities(deps: ActivityDeps = {}) {
   return {
     /** Creates the campaign directory, the campaign branch and experiment 0's ref (idempotent). */
     async prepareCampaign(args: { tag: string; repo: string; branch: string; baseSha: string; campaignDir: string }): Promise<void> {
-      mkdirSync(args.campaignDir, { recursive: true });
+      privateDir(args.campaignDir);
       const branchRef = `refs/heads/${args.branch}`;
       if (!(await readRef(args.repo, branchRef))) await compareAndSwapRef(args.repo, branchRef, args.baseSha, null);
       await compareAndSwapRef(args.repo, experimentRef(args.tag, 0), args.baseSha, null);

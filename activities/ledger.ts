@@ -1,7 +1,8 @@
 // The campaign's records on disk: `results.tsv` in autoresearch's exact schema, and a JSONL
 // ledger with every field. Appends are keyed (experiment number, proposal attempt) so a
 // retried activity never writes a row twice.
-import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { appendFileSync, chmodSync, closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { privateDir } from '../lib/supervise';
 import path from 'node:path';
 import type { ExperimentRecord, RunRecord } from '../common/shared';
 
@@ -164,12 +165,19 @@ export function experiments(campaignDir: string): (ExperimentRecord & { logTail:
   return readLedger(campaignDir).filter((r): r is Extract<LedgerRow, { kind: 'experiment' }> => r.kind === 'experiment');
 }
 
+/** Records are the worker's user's alone: files 0600 in folders 0700 (tightened once per process). */
+const tightened = new Set<string>();
+
 function appendLine(file: string, line: string): void {
-  mkdirSync(path.dirname(file), { recursive: true });
+  if (!tightened.has(file)) {
+    privateDir(path.dirname(file));
+    if (existsSync(file)) chmodSync(file, 0o600);
+    tightened.add(file);
+  }
   const size = existsSync(file) ? statSync(file).size : 0;
   // A line cut short by a crash is closed first, so the new row stays parseable.
   const open = size > 0 && readBytes(file, size - 1, 1)[0] !== 0x0a;
-  appendFileSync(file, `${open ? '\n' : ''}${line}\n`);
+  appendFileSync(file, `${open ? '\n' : ''}${line}\n`, { mode: 0o600 });
 }
 
 /** results.tsv's lines, read once per process and then only as the file grows. */

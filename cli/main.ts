@@ -7,7 +7,7 @@ import { connectClient, connectWorker, nightlabHome, temporalAddress, temporalNa
 import { findTemporalCli, TemporalCliMissing } from '../common/temporal-cli';
 import { startServer } from '../common/server';
 import { campaignWorkflowId } from '../common/shared';
-import { experiments } from '../activities/ledger';
+import { experiments, readLedger } from '../activities/ledger';
 import { createOrchestratorWorker, DEFAULT_MAX_ACTIVITIES } from '../workers/orchestrator';
 import { workerProposers } from '../workers/proposers';
 import { createGpuWorkers, resolveSlots, SHUTDOWN_GRACE } from '../gpu-worker/worker';
@@ -135,10 +135,20 @@ program
       await watchCampaign(client, tag);
       return;
     }
+    const { alarms, alarmLines } = await import('./alarms');
+    const ledgerOf = (s: { campaignDir: string }) => {
+      try {
+        return readLedger(s.campaignDir);
+      } catch {
+        return [];
+      }
+    };
     for (;;) {
       const s = await campaignStatus(client, tag);
-      if (o.json) console.log(JSON.stringify(s, null, 2));
-      else console.log(statusText(s));
+      // Alarms for people: the keeps' held-out figures, suspect gains (from the ledger on this host).
+      const ledger = ledgerOf(s);
+      if (o.json) console.log(JSON.stringify({ ...s, alarms: alarms(ledger, s.direction) }, null, 2));
+      else console.log([statusText(s), ...alarmLines(ledger, s.direction, s.metricName)].join('\n'));
       if (!o.watch || ['completed', 'stopped', 'failed'].includes(s.state)) return;
       await new Promise((r) => setTimeout(r, 2000));
     }

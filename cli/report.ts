@@ -10,6 +10,7 @@ import { diffOf } from '../lib/git';
 import { chartData, renderPng, renderSvg, type ChartData } from './chart';
 import { campaignDirFor, campaignStatus, uiLink } from './campaigns';
 import { campaignInput } from './live';
+import { alarms } from './alarms';
 
 export type ReportRow = ExperimentRecord & { logTail?: string; heldOut?: unknown };
 
@@ -115,14 +116,18 @@ ${haveHeldOut ? `<td class="num">${esc(heldOutText(r.heldOut))}</td>` : ''}
   const details = rows.map((r) => {
     const diff = diffs.get(r.experiment) ?? '';
     return `<details id="exp-${r.experiment}" class="${esc(r.status)}"${r.status === 'keep' ? ' open' : ''}>
-<summary><b>experiment ${r.experiment}</b> <span class="status">${esc(r.status)}</span> ${esc(fmt(r.metric))} — ${esc(r.description)}</summary>
-<p>${esc(r.reason)}</p>${(r as { evidence?: string }).evidence ? `<p class="meta">evidence: ${esc((r as { evidence?: string }).evidence)}</p>` : ''}
+<summary><b>experiment ${r.experiment}</b> <span class="status">${esc(r.status)}</span> ${esc(fmt(r.metric))}${typeof r.heldOut === 'number' ? ` (held-out ${esc(fmt(r.heldOut))})` : ''} — ${esc(r.description)}</summary>
+<p>${esc(r.reason)}</p>${r.suspect ? `<p class="meta"><b>suspect</b>: ${esc(r.suspect)}</p>` : ''}${(r as { evidence?: string }).evidence ? `<p class="meta">evidence: ${esc((r as { evidence?: string }).evidence)}</p>` : ''}
 <p class="meta">commit <code>${esc(r.commit)}</code>, parent <code>${esc(r.parent)}</code>; outcome ${esc(r.outcome)}; ${r.seconds.toFixed(1)} s on ${esc([r.host, r.slot].filter(Boolean).join('/') || '-')}; log ${esc(r.logPath)}${r.fixOf !== null && r.fixOf !== undefined ? `; a fix of experiment ${r.fixOf}` : ''}${input.uiUrl ? `; <a href="${esc(input.uiUrl)}">Temporal Web UI</a>` : ''}</p>
 <h4>diff</h4><pre class="diff">${diff ? diffHtml(diff) : '<i>(no diff)</i>'}</pre>
 <h4>log tail</h4><pre class="log">${esc(r.logTail ?? '') || '<i>(empty)</i>'}</pre>
 </details>`;
   }).join('\n');
 
+  const raised = alarms(input.ledger, input.direction);
+  const alarmsHtml = raised.length
+    ? `<h2>Alarms</h2><p class="meta">For people only: never shown to the proposer.</p><ul class="alarms">${raised.map((a) => `<li><b>${esc(a.kind)}</b>: <a href="#exp-${a.experiment}">experiment ${a.experiment}</a>: ${esc(a.text)}</li>`).join('')}</ul>`
+    : '';
   const rejectedHtml = rejected.length
     ? `<h2>Rejected proposals</h2><table><tr><th>#</th><th>attempt</th><th>description</th><th>reason</th></tr>${rejected.map((r) => `<tr><td>${r.experiment}</td><td>${r.attempt}</td><td>${esc(r.description)}</td><td>${esc(r.reason)}</td></tr>`).join('')}</table>`
     : '';
@@ -149,6 +154,7 @@ p.meta { color: #555; font-size: 12px; }
 <h1>Nightlab report: ${esc(input.tag)}</h1>
 <p>Generated ${esc(new Date().toISOString())}.${input.uiUrl ? ` <a href="${esc(input.uiUrl)}">The campaign in the Temporal Web UI</a>.` : ''} Chart files: <a href="progress.svg">progress.svg</a>, <a href="progress.png">progress.png</a>.</p>
 <dl>${summary.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl>
+${alarmsHtml}
 <h2>Progress</h2>
 <div class="chart">${svg.replace(/^<\?xml[^>]*>/, '')}</div>
 <h2>Results</h2>

@@ -160,6 +160,8 @@ export interface ExperimentRecord {
   finishedAt: string;
   /** Mean held-out figure over the experiment's runs that have one; never given to the proposer. */
   heldOut?: number | null;
+  /** Why the first run's gain looked too good to be true (for people; confirmed on clean caches). */
+  suspect?: string;
 }
 
 /** Compact state carried across continue-as-new (a few hundred bytes plus the config). */
@@ -181,6 +183,8 @@ export interface CampaignCarry {
   stopRequested: boolean;
   statusMessage: string;
   notes: string[];
+  /** The largest gain a keep has brought (a gain far beyond it is suspect); absent in older carries. */
+  largestGain?: number;
 }
 
 export interface CampaignInput {

@@ -28,7 +28,7 @@ import type { OrchestratorActivities } from '../activities';
 import type { GpuActivities } from '../gpu-worker/run';
 import { GPU_TASK_QUEUE, experimentRef } from '../common/shared';
 import type { CampaignCarry, CampaignInput, CampaignStatus, ExperimentRecord, Proposal, RunRecord, RunResult } from '../common/shared';
-import { groupOf, initialCarry, launchBlocked, mean, nextFix, noisePolicy, noiseSigma, runFailed, type Group } from './decisions';
+import { groupOf, improvement, initialCarry, launchBlocked, mean, nextFix, noisePolicy, noiseSigma, runFailed, type Group } from './decisions';
 import { adoptBest, judgeCandidate, sigma, type NoiseState, type RunLite } from './evaluation';
 import { pauseSignal, resumeSignal, statusQuery, steerUpdate, stopSignal } from './messages';
 
@@ -41,6 +41,7 @@ const MAX_STEER_CHARS = 16_000;
 /** patched() ids: campaigns started by older workers keep their old steps (see README, "Upgrading a running fleet"). */
 const REBASE_WHILE_QUEUED = 'rebase-while-queued';
 const KEEP_AT_DECISION = 'keep-at-decision';
+const SUSPECT_GAINS = 'suspect-gains';
 
 const SA = {
   tag: defineSearchAttributeKey('NightlabTag', SearchAttributeType.KEYWORD),
@@ -193,8 +194,10 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     const failed = runs.find(runFailed);
     const group = failed ? null : groupOf(runs.map((r) => r.metric!));
     const spread = group && group.n > 1 ? `; noise sigma ${noiseSigma({ ss: 0, dof: 0 }, [group])!.toPrecision(3)} from ${group.n} runs` : '';
-    await record(0, input.baseSha, input.baseSha, 'baseline', runs, failed ? 'crash' : 'keep', group ? mean(group) : null, null,
-      failed ? failed.reason : `baseline: mean of ${runs.length} run${runs.length > 1 ? 's' : ''}${spread}`, null, 0, []);
+    await record({
+      n: 0, sha: input.baseSha, parent: input.baseSha, description: 'baseline', runs, decision: failed ? 'crash' : 'keep', metric: group ? mean(group) : null, delta: null,
+      evidence: failed ? failed.reason : `baseline: mean of ${runs.length} run${runs.length > 1 ? 's' : ''}${spread}`, fixOf: null, costUsd: 0, bestRuns: [],
+    });
     flights.delete(0);
     if (failed) {
       s.statusMessage = `baseline crashed: ${failed.reason}`;
@@ -335,6 +338,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     /** Makes this experiment's commit the best; returns the best it replaced. */
     const adoptKeep = (keep: { group: Group; runs: number }) => {
       const old = { sha: s.best!.sha, metric: mean(s.best!.group) };
+      s.largestGain = Math.max(s.largestGain ?? 0, improvement(mean(keep.group), old.metric, config.metric.direction));
       adoptBest(noise, { sha, experiment: n, group: keep.group, nextRun: keep.runs });
       s.kept += 1;
       return old;
@@ -345,9 +349,11 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     // The best this experiment replaced, when it is kept (adopted the moment the keep is decided).
     let replaced: { sha: string; metric: number } | null = null;
     const keepAtOnce = patched(KEEP_AT_DECISION);
+    // A gain far beyond anything seen is confirmed on clean caches and flagged (older campaigns: not judged so).
+    const suspects = patched(SUSPECT_GAINS) ? { largestGain: s.largestGain ?? null } : undefined;
     const judgement = await judgeCandidate(lite(first), noise, policy, {
-      candidate: (run) => withSlot(async () => {
-        const r = await inSlot('confirm', () => train(n, run, sha, description));
+      candidate: (run, fresh) => withSlot(async () => {
+        const r = await inSlot('confirm', () => train(n, run, sha, description, fresh));
         runs.push(r);
         return lite(r);
       }),
@@ -365,7 +371,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
       },
       // Decided: the new best takes effect now, for every experiment in flight.
       ...(keepAtOnce ? { adopt: (keep) => (replaced = adoptKeep(keep)) } : {}),
-    });
+    }, suspects);
 
     flight.phase = 'record';
     if (judgement.kind === 'keep' && !replaced) replaced = adoptKeep(judgement);
@@ -383,8 +389,10 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
       s.fix = proposerFixes() ? nextFix(fix, { sha, experiment: n }, config.crash.maxFixAttempts) : null;
     }
     const metric = judgement.kind === 'crash' ? null : judgement.metric;
-    await record(n, sha, parent, description, runs, judgement.kind, metric, judgement.kind === 'crash' ? null : metric! - before,
-      judgement.evidence, fix?.experiment ?? null, costUsd, bestRuns);
+    await record({
+      n, sha, parent, description, runs, decision: judgement.kind, metric, delta: judgement.kind === 'crash' ? null : metric! - before,
+      evidence: judgement.evidence, fixOf: fix?.experiment ?? null, costUsd, bestRuns, suspect: judgement.suspect,
+    });
     s.experiments += 1;
     s.statusMessage = `experiment ${n}: ${judgement.kind} — ${description}`;
     publish();
@@ -462,7 +470,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     return took;
   }
 
-  async function train(n: number, run: number, sha: string, description: string): Promise<RunResult> {
+  async function train(n: number, run: number, sha: string, description: string, fresh = false): Promise<RunResult> {
     try {
       return await gpu.runExperiment.executeWithOptions({ summary: `experiment ${n}${run ? ` run ${run}` : ''}: ${oneLine(description)}` }, [
         {
@@ -478,6 +486,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
           base: input.baseSha, editable: config.editable, ...(input.guard ? { guard: input.guard } : {}),
           persist: config.run.persist ?? [], ...(config.run.setup ? { setup: config.run.setup } : {}), readOnly: config.run.readOnly ?? [],
           ...(config.run.maxLogMb ? { maxLogBytes: Math.round(config.run.maxLogMb * 1024 * 1024) } : {}),
+          ...(fresh ? { fresh } : {}),
         },
       ]);
     } catch (err) {
@@ -486,10 +495,12 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     }
   }
 
-  async function record(
-    n: number, sha: string, parent: string, description: string, runs: RunResult[], statusWord: ExperimentRecord['status'],
-    metric: number | null, delta: number | null, evidence: string, fixOf: number | null, costUsd: number, bestRuns: RunRecord[],
-  ): Promise<void> {
+  /** The record of experiment n: its runs (and the best's re-runs it caused), its decision and the evidence. */
+  async function record(r: {
+    n: number; sha: string; parent: string; description: string; runs: RunResult[]; decision: ExperimentRecord['status'];
+    metric: number | null; delta: number | null; evidence: string; fixOf: number | null; costUsd: number; bestRuns: RunRecord[]; suspect?: string;
+  }): Promise<void> {
+    const { n, sha, parent, description, runs, decision: statusWord, metric, delta, evidence, fixOf, costUsd, bestRuns } = r;
     const main = runs.find(runFailed) ?? runs[0];
     const memory = Math.max(...runs.map((r) => r.memoryMb ?? 0));
     const row: ExperimentRecord = {
@@ -500,6 +511,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
       description, reason: statusWord === 'crash' ? main.reason : evidence, evidence, runs: runs.length,
       seconds: Math.round(runs.reduce((a, r) => a + r.seconds, 0) * 10) / 10, logPath: main.logPath, host: main.host, slot: main.slot,
       costUsd, fixOf, finishedAt: new Date(Date.now()).toISOString(),
+      ...(r.suspect ? { suspect: r.suspect } : {}),
     };
     // The held-out figure: the mean over this experiment's runs, for people only (never in the proposer's context).
     const heldOut = runs.map((r) => r.heldOut).filter((x): x is number => typeof x === 'number' && Number.isFinite(x));

@@ -114,6 +114,26 @@ export function judgeConfirmed(fresh: Group, best: Group, sigma: number | null, 
   return { kind: gain > margin ? 'keep' : 'discard', metric: m, delta: m - b, evidence };
 }
 
+/** A gain this many noise sigmas beyond the best, in one step, is suspect... */
+export const SUSPECT_SIGMAS = 20;
+/** ...when it is also this many times the largest gain kept so far (or nothing was kept yet). */
+export const SUSPECT_FACTOR = 3;
+
+/**
+ * Why a first run's gain is suspect (far beyond anything the campaign has seen: a faked figure, a
+ * leak, a bug in the scoring), or null. Such a gain is never kept on one run: fresh runs on clean
+ * caches confirm it, and a person is told, whatever the outcome. Unknown or zero noise: not judged.
+ */
+export function suspectGain(x: number, best: Group, sigma: number | null, largestGain: number | null, p: Pick<NoisePolicy, 'direction'>): string | null {
+  if (sigma === null || !(sigma > 0)) return null;
+  const gain = improvement(x, mean(best), p.direction);
+  const sd = sigma * Math.sqrt(1 + 1 / best.n);
+  if (gain < SUSPECT_SIGMAS * sd) return null;
+  if (largestGain !== null && largestGain > 0 && gain < SUSPECT_FACTOR * largestGain) return null;
+  const seen = largestGain !== null && largestGain > 0 ? `${fmt(gain / largestGain)} x the largest gain kept so far (${fmt(largestGain)})` : 'before any keep';
+  return `suspect gain: ${fmt(gain)} is ${fmt(gain / sd)} noise sigmas in one step, ${seen}`;
+}
+
 /** A run that ended without a usable metric. */
 export function runFailed(run: Pick<RunResult, 'outcome' | 'metric'>): boolean {
   return run.outcome !== 'ok' || run.metric === null || !Number.isFinite(run.metric);

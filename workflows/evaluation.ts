@@ -5,7 +5,7 @@
 //      the fresh runs' mean decides.
 // A candidate built on a commit that is no longer the best is rebased onto it and must prove
 // itself again with fresh runs: the combination of its change and the new best never ran.
-import { addRun, closeGroup, EMPTY_GROUP, groupOf, judgeConfirmed, mean, judgeFirstRun, noiseSigma, type Group, type NoisePolicy, type Pool, type Verdict } from './decisions';
+import { addRun, closeGroup, EMPTY_GROUP, groupOf, judgeConfirmed, mean, judgeFirstRun, noiseSigma, suspectGain, type Group, type NoisePolicy, type Pool, type Verdict } from './decisions';
 
 /** A rebase can race another keep; after this many rounds the candidate is discarded. */
 const MAX_ROUNDS = 3;
@@ -33,8 +33,8 @@ export interface RunLite {
 }
 
 export interface EvaluationIO {
-  /** Runs the candidate's current commit as run `run` of its experiment (the seed is the run index). */
-  candidate(run: number): Promise<RunLite>;
+  /** Runs the candidate's current commit as run `run` of its experiment (the seed is the run index); `fresh`: on clean caches. */
+  candidate(run: number, fresh?: boolean): Promise<RunLite>;
   /** Re-runs the best commit as run `run` of the best's experiment. */
   best(best: { sha: string; experiment: number }, run: number): Promise<RunLite>;
   /** True when the candidate's parent is the current best. */
@@ -50,15 +50,22 @@ export interface EvaluationIO {
   adopt?(keep: { group: Group; runs: number }): void;
 }
 
-export type Judgement =
+export type Judgement = (
   | { kind: 'keep' | 'discard'; metric: number; delta: number; evidence: string; runs: number; group: Group }
-  | { kind: 'crash'; evidence: string; runs: number; failedRun: number };
+  | { kind: 'crash'; evidence: string; runs: number; failedRun: number }
+) & { suspect?: string };
 
-/** The first run has been made; judges it and confirms when needed. Mutates `state` (noise, best re-runs). */
-export async function judgeCandidate(first: RunLite, state: NoiseState, p: NoisePolicy, io: EvaluationIO): Promise<Judgement> {
+/**
+ * The first run has been made; judges it and confirms when needed. Mutates `state` (noise, best
+ * re-runs). With `suspects` (the largest gain kept so far), a gain far beyond anything seen is
+ * confirmed with fresh runs on clean caches instead of being kept on one run, and flagged.
+ */
+export async function judgeCandidate(first: RunLite, state: NoiseState, p: NoisePolicy, io: EvaluationIO, suspects?: { largestGain: number | null }): Promise<Judgement> {
   if (first.failed) return { kind: 'crash', evidence: first.reason, runs: 1, failedRun: 0 };
   let runs = 1;
   let verdict: Verdict = judgeFirstRun(first.metric!, state.best.group, sigma(state), p);
+  const suspect = suspects ? suspectGain(first.metric!, state.best.group, sigma(state), suspects.largestGain, p) : null;
+  if (suspect && verdict.kind !== 'discard') verdict = { kind: 'confirm', evidence: `${suspect}: never kept on one run; confirming with ${Math.max(1, p.confirmRuns)} fresh runs on clean caches` };
   const trail = [verdict.evidence];
   let sameCommit: number[] = [first.metric!];
   // A win measured on an old best is re-proven on top of the new one.
@@ -73,13 +80,13 @@ export async function judgeCandidate(first: RunLite, state: NoiseState, p: Noise
       sameCommit = [];
       if (!(await io.rebase())) return discard('its change conflicts with a newer kept experiment');
     }
-    const fresh = Array.from({ length: Math.max(1, p.confirmRuns) }, (_, i) => io.candidate(runs + i));
+    const fresh = Array.from({ length: Math.max(1, p.confirmRuns) }, (_, i) => (suspect ? io.candidate(runs + i, true) : io.candidate(runs + i)));
     runs += fresh.length;
     const [results] = await Promise.all([Promise.all(fresh), reRunBest(state, p, io)]);
     const failed = results.findIndex((r) => r.failed);
     if (failed >= 0) {
       state.pool = closeGroup(state.pool, groupOf(sameCommit));
-      return { kind: 'crash', evidence: `confirmation run ${runs - fresh.length + failed} crashed: ${results[failed].reason}`, runs, failedRun: runs - fresh.length + failed };
+      return { kind: 'crash', evidence: `confirmation run ${runs - fresh.length + failed} crashed: ${results[failed].reason}`, runs, failedRun: runs - fresh.length + failed, ...(suspect ? { suspect } : {}) };
     }
     const metrics = results.map((r) => r.metric!);
     sameCommit = [...sameCommit, ...metrics];
@@ -98,11 +105,11 @@ export async function judgeCandidate(first: RunLite, state: NoiseState, p: Noise
 
   function decided(j: Judgement): Judgement {
     if (j.kind === 'keep') io.adopt?.(j);
-    return j;
+    return suspect ? { ...j, suspect } : j;
   }
 
   function discard(why: string): Judgement {
-    return { kind: 'discard', metric: first.metric!, delta: first.metric! - mean(state.best.group), evidence: [...trail, why].join('; '), runs, group: groupOf([first.metric!]) };
+    return { kind: 'discard', metric: first.metric!, delta: first.metric! - mean(state.best.group), evidence: [...trail, why].join('; '), runs, group: groupOf([first.metric!]), ...(suspect ? { suspect } : {}) };
   }
 }
 
