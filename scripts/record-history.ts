@@ -120,6 +120,20 @@ const SCENARIOS: Scenario[] = [
       config: { budget: { maxExperiments: 3 }, noise: { baselineRuns: 1 }, run: { command: 'python3 train.py', env: { QUAD_SLEEP: '1' }, timeoutSec: 60 } },
     }),
   },
+  {
+    name: 'suspect-gain',
+    what: 'a noisy target (three baseline runs) and a first gain of hundreds of noise sigmas: never kept on one run, confirmed with fresh runs on clean caches while the best is re-run, kept and flagged (patched suspect-gains); then an ordinary discard',
+    run: () => plannedCampaign({
+      plan: {
+        1: { LEARNING_RATE: 0.12, WIDTH: 20, desc: 'the optimum at once' },
+        2: { WIDTH: 24, desc: 'width 24' },
+      },
+      config: {
+        lookahead: 0, budget: { maxExperiments: 2 }, noise: { baselineRuns: 3, confirmRuns: 2, bestRuns: 4 },
+        run: { command: 'python3 train.py', env: { QUAD_NOISE: '0.001' }, timeoutSec: 60 },
+      },
+    }),
+  },
 ];
 
 const only = process.argv.slice(2);

@@ -60,6 +60,7 @@ test('the fixtures cover a crash, a keep, a fix, a rebase, a conflict, confirmat
   assert.ok(summaries.some((s) => /propose \(attempt [1-9]/.test(s)), 'a proposal made again (after a rebase conflict)');
   assert.ok(summaries.some((s) => /^"experiment [1-9]\d* run [1-9]\d*: (?!re-run)/.test(s)), 'a confirmation run');
   assert.ok(summaries.some((s) => /re-run of the best/.test(s)), 'a re-run of the best');
+  assert.ok(events.some((e) => (e.activityTaskScheduledEventAttributes?.input?.payloads ?? []).some((p) => /"suspect":"suspect gain/.test(payloadText(p)))), 'a suspect gain recorded');
   assert.ok(events.some((e) => e.workflowExecutionContinuedAsNewEventAttributes), 'a run that continued as new');
   assert.ok(events.some((e) => e.workflowExecutionStartedEventAttributes?.continuedExecutionRunId), 'a run that started from a carry');
   assert.ok(events.some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'pause'), 'a pause signal');
@@ -67,7 +68,7 @@ test('the fixtures cover a crash, a keep, a fix, a rebase, a conflict, confirmat
   // Both sides of each patch: histories from before it (no marker) and from after it.
   const patchesOf = (f: { history: History }) => (f.history.events ?? []).flatMap((e) =>
     e.markerRecordedEventAttributes?.markerName === 'core_patch' ? [JSON.parse(payloadText(e.markerRecordedEventAttributes.details?.['patch-data']?.payloads?.[0])).id as string] : []);
-  for (const id of ['rebase-while-queued', 'keep-at-decision']) {
+  for (const id of ['rebase-while-queued', 'keep-at-decision', 'suspect-gains']) {
     assert.ok(all.some((f) => patchesOf(f).includes(id)), `a history recorded with the ${id} patch`);
     assert.ok(all.some((f) => !patchesOf(f).includes(id)), `a history from before ${id}`);
   }

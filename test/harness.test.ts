@@ -1,0 +1,262 @@
+// The harness's parts, one by one: trees written out of git and hashed back, the locked-file guard,
+// capped logs, the egress allowlist, the sandbox's allowlist, suspect gains and the alarms.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { bareGit, commitFiles, git, readRef, showFile } from '../lib/git';
+import { diskId, guardChanges, guardOf, listTree, wipeDir, writeTree } from '../lib/tree';
+import { CappedLog, LOG_TAIL_BYTES, bounded } from '../lib/supervise';
+import { allows, startEgress } from '../lib/egress';
+import { sandboxArgs, sandboxSupport } from '../lib/sandbox';
+import { groupOf, suspectGain } from '../workflows/decisions';
+import { alarms } from '../cli/alarms';
+import type { LedgerRow } from '../activities/ledger';
+import { experiments } from '../activities/ledger';
+import { lab, makeRepo, tempDir } from './helpers';
+import { execa } from 'execa';
+
+test('writeTree writes a commit\'s files as git has them; diskId gives git\'s own ids for files and folders', async () => {
+  const repo = await makeRepo(undefined, (dir) => {
+    mkdirSync(path.join(dir, 'data', 'heldout'), { recursive: true });
+    writeFileSync(path.join(dir, 'data', 'heldout', 'test.txt'), 'secret\n');
+    writeFileSync(path.join(dir, 'data', 'a b.txt'), 'spaces\n');
+    writeFileSync(path.join(dir, 'run.sh'), '#!/bin/sh\necho hi\n');
+    chmodSync(path.join(dir, 'run.sh'), 0o755);
+    symlinkSync('run.sh', path.join(dir, 'link'));
+  });
+  const dir = tempDir();
+  try {
+    const head = (await readRef(repo, 'HEAD'))!;
+    const g = git(repo);
+    await writeTree(g, head, dir, ['data/heldout']);
+    assert.equal(existsSync(path.join(dir, 'data', 'heldout')), false, 'held-out data left out');
+    assert.equal(readFileSync(path.join(dir, 'data', 'a b.txt'), 'utf8'), 'spaces\n');
+    assert.ok(statSync(path.join(dir, 'run.sh')).mode & 0o100, 'executable stays executable');
+    const guard = await guardOf(g, head, ['train.py', 'data', 'link', 'run.sh']);
+    assert.equal(guard.data, (await g.raw(['rev-parse', `${head}:data`])), 'a folder is guarded by its tree id');
+    await writeTree(g, head, path.join(dir, 'full'));
+    assert.deepEqual(guardChanges(path.join(dir, 'full'), guard), [], 'what was written hashes to git\'s ids');
+    // Any change shows: content, a new file in a guarded folder, a deleted file, a symlinked parent.
+    writeFileSync(path.join(dir, 'full', 'data', 'new.txt'), 'x');
+    rmSync(path.join(dir, 'full', 'run.sh'));
+    assert.deepEqual(guardChanges(path.join(dir, 'full'), guard).sort(), ['data', 'run.sh (deleted)']);
+    assert.equal(diskId(path.join(dir, 'nothing'), 'sha1'), null);
+    // wipeDir keeps only what it is told to (and its parents).
+    mkdirSync(path.join(dir, 'full', '.venv', 'bin'), { recursive: true });
+    mkdirSync(path.join(dir, 'full', 'ro'));
+    writeFileSync(path.join(dir, 'full', 'ro', 'f'), 'x');
+    chmodSync(path.join(dir, 'full', 'ro'), 0o500);
+    wipeDir(path.join(dir, 'full'), ['.venv']);
+    assert.deepEqual(readdir(path.join(dir, 'full')), ['.venv']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(path.dirname(repo), { recursive: true, force: true });
+  }
+});
+
+function readdir(d: string): string[] {
+  return readdirSync(d).sort();
+}
+
+test('commitFiles makes the candidate in the object store: the code\'s tree with the files over it, the mode kept', async () => {
+  const repo = await makeRepo();
+  try {
+    const head = (await readRef(repo, 'HEAD'))!;
+    const index = path.join(tempDir(), 'index');
+    const sha = await commitFiles(repo, { code: head, parent: head, files: { 'train.py': 'WIDTH = 9\n' }, message: 'width 9', indexFile: index });
+    assert.equal(await showFile(repo, sha, 'train.py'), 'WIDTH = 9\n');
+    assert.equal(await showFile(repo, sha, 'prepare.py'), await showFile(repo, head, 'prepare.py'));
+    assert.equal(await git(repo).raw(['rev-parse', `${sha}^`]), head);
+    assert.equal(existsSync(index), false, 'the index is gone');
+    assert.equal(await git(repo).raw(['status', '--porcelain']), '', 'the user\'s checkout is untouched');
+    const bare = await bareGit(path.join(repo, '.git')).raw(['cat-file', '-t', sha]);
+    assert.equal(bare, 'commit');
+  } finally {
+    rmSync(path.dirname(repo), { recursive: true, force: true });
+  }
+});
+
+test('a capped log keeps its head and its last 64 KiB, with a marker between', () => {
+  const dir = tempDir();
+  try {
+    const file = path.join(dir, 'logs', 'x.log');
+    const log = new CappedLog(file, 256 * 1024);
+    for (let i = 0; i < 4000; i++) log.write(`line ${i} ${'x'.repeat(200)}\n`);
+    log.write('---\nval_bpb: 1.0\n');
+    log.close();
+    const text = readFileSync(file, 'utf8');
+    assert.ok(statSync(file).size <= 256 * 1024 + 200, `capped (${statSync(file).size})`);
+    assert.match(text, /^line 0 /);
+    assert.match(text, /=== nightlab: log capped at 262144 bytes: \d+ bytes left out here; the last 65536 follow ===/);
+    assert.ok(text.endsWith('---\nval_bpb: 1.0\n'), 'the summary block survives');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.equal(statSync(path.dirname(file)).mode & 0o777, 0o700);
+    assert.ok(LOG_TAIL_BYTES === 65536);
+    assert.equal(bounded('abcdef', 10), 'abcdef');
+    assert.match(bounded('x'.repeat(5000), 100), /^x+ … \[cut: \d+ more characters\]$/);
+    assert.equal(bounded('x'.repeat(5000), 100).length, 100);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the egress proxy lets through the named hosts only', async () => {
+  assert.ok(allows(['api.anthropic.com'], 'API.anthropic.com', 443));
+  assert.ok(!allows(['api.anthropic.com'], 'api.anthropic.com', 80));
+  assert.ok(allows(['127.0.0.1:8080'], '127.0.0.1', 8080));
+  assert.ok(!allows(['127.0.0.1:8080'], '127.0.0.1', 7233));
+  assert.ok(!allows(['example.com'], 'evil.example.com', 443));
+  const web = http.createServer((_, res) => res.end('hello\n'));
+  await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+  const port = (web.address() as net.AddressInfo).port;
+  const egress = await startEgress(0, [`127.0.0.1:${port}`]);
+  try {
+    const connect = (target: string) => new Promise<string>((resolve) => {
+      const s = net.connect(egress.port!, '127.0.0.1', () => s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
+      let got = '';
+      s.on('data', (d) => {
+        got += d;
+        if (got.includes('\r\n\r\n') && got.startsWith('HTTP/1.1 200')) {
+          s.write('GET / HTTP/1.0\r\n\r\n');
+          s.once('data', (b) => { got += b; });
+        }
+      });
+      s.on('close', () => resolve(got));
+      setTimeout(() => s.destroy(), 1500);
+    });
+    assert.match(await connect(`127.0.0.1:${port}`), /^HTTP\/1\.1 200 Connection Established[\s\S]*hello/);
+    assert.match(await connect('127.0.0.1:1'), /^HTTP\/1\.1 403 Forbidden/);
+    assert.deepEqual(egress.refused, ['127.0.0.1:1']);
+  } finally {
+    await egress.close();
+    web.close();
+  }
+});
+
+test('the sandbox is an allowlist: the system read-only, an empty home, nothing of /run, protected places never exposed', async (t) => {
+  const support = await sandboxSupport();
+  if (!support.ok) {
+    t.skip(`no sandbox here: ${support.why}`);
+    return;
+  }
+  const work = tempDir('nightlab-sbx-');
+  const nightlabHome = path.join(os.homedir(), `.nightlab-sbx-test-${process.pid}`);
+  mkdirSync(nightlabHome, { recursive: true });
+  writeFileSync(path.join(nightlabHome, 'ledger.jsonl'), 'records\n');
+  try {
+    const env = { PATH: `${nightlabHome}:/`.concat(':', process.env.PATH ?? ''), HOME: os.homedir() };
+    const { args, env: inside } = await sandboxArgs({ cwd: work, mounts: [{ path: work, mode: 'rw' }], env, protect: [nightlabHome], readOnly: ['~'] });
+    const run = (script: string) => execa(support.bwrap, [...args, '--', 'python3', '-c', script], { env: inside, extendEnv: false, reject: false });
+    const r = await run(`import os
+print(sorted(os.listdir(${JSON.stringify(os.homedir())})))
+for p in ("/run", "/var/run", "/root/.ssh", "/etc/shadow", ${JSON.stringify(nightlabHome)}):
+    try:
+        print(p, os.path.exists(p) and (os.listdir(p) if os.path.isdir(p) else open(p).read()))
+    except OSError as e:
+        print(p, "denied", e.errno)
+open("out.txt", "w").write("ok")
+`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    const lines = r.stdout.split('\n');
+    assert.ok(!r.stdout.includes('records'), 'NIGHTLAB_HOME is never exposed, even by a PATH entry or a declared ~');
+    assert.match(lines.find((l) => l.startsWith('/run '))!, /^\/run False$/);
+    assert.match(lines.find((l) => l.startsWith('/etc/shadow'))!, /^\/etc\/shadow (False|denied 13|)$/, 'the system\'s secrets are masked');
+    assert.match(lines.find((l) => l.startsWith('/root/.ssh'))!, /^\/root\/.ssh False$/);
+    assert.equal(readFileSync(path.join(work, 'out.txt'), 'utf8'), 'ok', 'the working directory is writable');
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+    rmSync(nightlabHome, { recursive: true, force: true });
+  }
+});
+
+test('suspect gains: far beyond the noise and beyond anything kept; not judged without a noise estimate', () => {
+  const best = groupOf([1.5, 1.51, 1.49]);
+  const p = { direction: 'lower' as const };
+  assert.match(suspectGain(1.0, best, 0.01, null, p)!, /^suspect gain: 0\.5 is \d+(\.\d+)? noise sigmas in one step, before any keep/);
+  assert.equal(suspectGain(1.45, best, 0.01, null, p), null, '5 sigma is an ordinary gain');
+  assert.equal(suspectGain(1.0, best, 0.01, 0.3, p), null, 'a gain under 3 x the largest kept so far');
+  assert.match(suspectGain(1.0, best, 0.01, 0.1, p)!, /5 x the largest gain kept so far \(0\.1\)/);
+  assert.equal(suspectGain(1.0, best, null, null, p), null);
+  assert.equal(suspectGain(1.0, best, 0, null, p), null);
+  assert.equal(suspectGain(2.0, best, 0.01, null, p), null, 'worse is never suspect');
+});
+
+test('alarms: a keep whose held-out figure got worse beyond its noise, and a suspect gain, are raised for people', () => {
+  const run = (experiment: number, heldOut: number, n = 0): LedgerRow => ({ kind: 'run', tag: 't', experiment, run: n, commit: 'c', outcome: 'ok', metric: 1, memoryMb: 0, seconds: 1, logPath: '', host: '', slot: '', reason: '', heldOut });
+  const exp = (experiment: number, metric: number, heldOut: number, extra: Record<string, unknown> = {}): LedgerRow => ({
+    kind: 'experiment', tag: 't', experiment, commit: 'c', parent: 'p', status: 'keep', outcome: 'ok', metric, bestBefore: null, delta: null, memoryGb: 0,
+    description: '', reason: '', evidence: 'e', runs: 1, seconds: 1, logPath: '', host: '', slot: '', costUsd: 0, fixOf: null, finishedAt: '', heldOut, logTail: '', ...extra,
+  } as LedgerRow);
+  const ledger: LedgerRow[] = [
+    run(0, 2.00, 0), run(0, 2.01, 1), run(0, 1.99, 2), exp(0, 1.5, 2.0),
+    run(1, 2.005), exp(1, 1.4, 2.005), // held-out within the noise: no alarm
+    run(2, 2.3), exp(2, 1.3, 2.3, { suspect: 'suspect gain: 0.1 is 40 noise sigmas in one step, before any keep' }),
+  ];
+  const raised = alarms(ledger, 'lower');
+  assert.deepEqual(raised.map((a) => [a.experiment, a.kind]), [[2, 'held-out worse'], [2, 'suspect gain']]);
+  assert.match(raised[0].text, /held-out 2\.300000 is worse than 2\.005000 \(experiment 1\)/);
+});
+
+test('run.setup makes the persisted .venv once per slot, on the base commit; runs use it read-only', async () => {
+  const l = await lab();
+  try {
+    const repo = await makeRepo(undefined, (dir) => {
+      writeFileSync(path.join(dir, '.gitignore'), '.venv/\n');
+      const train = path.join(dir, 'train.py');
+      // The run tries to change the environment every later run would use.
+      writeFileSync(train, readFileSync(train, 'utf8').replace('import time\n', `import time
+try:
+    open(".venv/planted.py", "w").write("x")
+    print("venv: written", flush=True)
+except OSError as e:
+    print("venv: refused", e.errno, flush=True)
+`));
+    });
+    const c = await l.start(repo, {
+      budget: { maxExperiments: 2 }, noise: { baselineRuns: 2 },
+      run: { command: '.venv/bin/python train.py', setup: 'python3 -m venv --system-site-packages .venv', persist: ['.venv'], timeoutSec: 60 },
+    });
+    const s = await c.result();
+    assert.equal(s.state, 'completed', s.message);
+    const rows = experiments(c.campaignDir);
+    assert.ok(rows.every((r) => r.outcome === 'ok'), rows.map((r) => r.reason).join('; '));
+    const logs = readdirSync(path.dirname(rows[0].logPath)).filter((f) => /^\d+-\d+\.log$/.test(f)).map((f) => readFileSync(path.join(path.dirname(rows[0].logPath), f), 'utf8'));
+    assert.equal(logs.filter((t) => t.includes('=== setup of .venv on the base commit')).length, 1, 'setup ran once for the slot');
+    const sandboxed = (await sandboxSupport()).ok;
+    if (sandboxed) assert.ok(logs.every((t) => /venv: refused 30/.test(t)), 'the persisted .venv is read-only to every run');
+  } finally {
+    await l.close();
+  }
+});
+
+test('uv: `uv run train.py` in the sandbox, with the .venv that `uv sync --frozen` made by run.setup', async (t) => {
+  const uv = (await execa('uv', ['--version'], { reject: false }).catch(() => null))?.exitCode === 0;
+  if (!uv) {
+    t.skip('uv is not installed here');
+    return;
+  }
+  const l = await lab();
+  try {
+    const repo = await makeRepo(undefined, (dir) => {
+      writeFileSync(path.join(dir, 'pyproject.toml'), '[project]\nname = "target"\nversion = "0.1.0"\nrequires-python = ">=3.8"\ndependencies = []\n\n[tool.uv]\npackage = false\n');
+      writeFileSync(path.join(dir, '.gitignore'), '.venv/\n');
+    });
+    await execa('uv', ['lock'], { cwd: repo });
+    await git(repo).raw(['add', '-A']);
+    await git(repo).raw(['commit', '-qm', 'uv.lock']);
+    const c = await l.start(repo, {
+      budget: { maxExperiments: 1 }, noise: { baselineRuns: 1 }, locked: ['prepare.py', 'pyproject.toml', 'uv.lock'],
+      run: { command: 'uv run train.py', setup: 'uv sync --frozen', persist: ['.venv'], timeoutSec: 120 },
+    });
+    const s = await c.result();
+    assert.equal(s.state, 'completed', s.message);
+    const rows = experiments(c.campaignDir);
+    assert.ok(rows.every((r) => r.outcome === 'ok'), rows.map((r) => `${r.reason}\n${r.logTail}`).join('; '));
+  } finally {
+    await l.close();
+  }
+});
