@@ -26,7 +26,7 @@ program
 Environment:
   TEMPORAL_ADDRESS    Temporal frontend (default 127.0.0.1:7233)
   TEMPORAL_NAMESPACE  namespace (default "default")
-  NIGHTLAB_HOME       data: server database, campaign records, GPU worktrees and logs (default ~/.nightlab)
+  NIGHTLAB_HOME       data: server database, campaign records, GPU workspaces, caches and logs (default ~/.nightlab)
   TEMPORAL_CLI        path of a Temporal CLI binary to use
   ANTHROPIC_API_KEY   makes "auto" campaigns use the anthropic proposer (read by the orchestrator worker only)
   NIGHTLAB_MAX_ACTIVITIES  the orchestrator worker's --max-activities
@@ -270,7 +270,7 @@ program
     const slots = await resolveSlots(o.gpus);
     const connection = await connectWorker();
     const workers = await createGpuWorkers({ connection, home: nightlabHome(), slots, namespace: temporalNamespace(), taskQueue: o.taskQueue });
-    log(`GPU worker on ${temporalAddress()}: slots ${slots.map((s) => s.name).join(', ')}; worktrees and logs under ${nightlabHome()}. Ctrl-C stops it.`);
+    log(`GPU worker on ${temporalAddress()}: slots ${slots.map((s) => s.name).join(', ')}; workspaces and logs under ${nightlabHome()}. Ctrl-C stops it.`);
     // Ctrl-C / SIGTERM: runs get SHUTDOWN_GRACE to finish, then their process groups are killed
     // and they go back to the queue (retried, never recorded as crashes). A second Ctrl-C quits at once.
     onStop(() => log(`Stopping the GPU worker: runs not done within ${SHUTDOWN_GRACE} are cancelled and run again on another worker.`));
