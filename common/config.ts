@@ -50,7 +50,9 @@ const configSchema = z
         timeoutSec: z.number({ invalid_type_error: 'must be a number of seconds (e.g. 600)' }).positive('must be > 0').default(600),
         // Ignored paths of the workspace kept from run to run (a .venv), read-only to every run;
         // made by `setup` on the campaign's base commit (with the network) where one is missing.
-        persist: z.array(relPath).default([]),
+        // Top-level only: a persisted folder is a mount point in the sandbox, which a run can neither
+        // rename nor replace; a folder above it could be.
+        persist: z.array(relPath.refine((p) => !p.includes('/'), { message: 'must be a top-level path of the repository (e.g. .venv)' })).default([]),
         setup: z.string().min(1, 'must not be empty (leave it out when nothing is to be made)').optional(),
         // Host paths a sandboxed run may read besides the system and its tools (datasets, caches).
         readOnly: z.array(hostPath).default([]),

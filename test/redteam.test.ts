@@ -148,4 +148,13 @@ test('config: held-out data is neither locked (shown to the proposer) nor editab
   assert.match(problems({ ...base, locked: ['prepare.py', 'data'], evaluate: { command: 'e', heldOutPaths: ['data/heldout'] } }), /evaluate\.heldOutPaths\.0: data\/heldout overlaps locked data; held-out data must be neither locked/);
   assert.match(problems({ ...base, evaluate: { command: 'e', heldOut: 'val_bpb' } }), /evaluate\.heldOut: val_bpb is the deciding metric/);
   assert.match(problems({ ...base, sandbox: 'sometimes' }), /sandbox: must be "auto", "required" or "off"/);
+  // The harness's own settings.
+  assert.match(problems({ ...base, run: { command: 'x', persist: ['envs/.venv'], setup: 's' } }), /run\.persist\.0: must be a top-level path of the repository/);
+  assert.match(problems({ ...base, run: { command: 'x', persist: ['.venv'] } }), /run\.setup: required with run\.persist/);
+  assert.match(problems({ ...base, run: { command: 'x', persist: ['train.py'], setup: 's' } }), /run\.persist\.0: train\.py overlaps train\.py/);
+  assert.match(problems({ ...base, run: { command: 'x', readOnly: ['~'] } }), /run\.readOnly\.0: must be an absolute path or ~\/\.\.\./);
+  assert.match(problems({ ...base, evaluate: { command: 'e', model: 'm' } }), /evaluate\.metric: required with evaluate\.model/);
+  assert.match(problems({ ...base, proposer: { kind: 'command', command: 'c', network: ['http://api.anthropic.com'] } }), /proposer\.network\.0: must be host or host:port/);
+  assert.match(problems({ ...base, locked: ['.git/config'] }), /locked\.0: must name a file or folder of the repository/);
+  assert.deepEqual(parseConfig({ ...base, locked: ['./prepare.py', 'data/'] }).locked, ['prepare.py', 'data'], 'one spelling per path');
 });
