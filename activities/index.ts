@@ -101,15 +101,14 @@ export function createActivities(deps: ActivityDeps = {}) {
       const costUsd = reply.costUsd ?? 0;
       const files = reply.files ?? {};
       // What the edited files held before, at the commit edited and at the best (a fix differs).
-      const names = [...new Set([...Object.keys(files), ...args.config.editable])].filter((f) => !f.startsWith('/') && !f.split(/[\\/]/).includes('..'));
-      const before = Object.fromEntries((await showFiles(args.repo, codeSha, names)).map((c, i) => [names[i], c]));
-      const atParent = codeSha === args.parentSha ? before : Object.fromEntries((await showFiles(args.repo, args.parentSha, names)).map((c, i) => [names[i], c]));
+      // (The context holds the editable files at the commit edited; preflight rejects any other name.)
+      const before: Record<string, string | null> = Object.fromEntries(ctx.editable.map((f) => [f.path, f.content]));
+      const atParent = codeSha === args.parentSha ? before : Object.fromEntries((await showFiles(args.repo, args.parentSha, args.config.editable)).map((c, i) => [args.config.editable[i], c]));
       const reason = await preflight(files, before, atParent, args.config);
       if (reason) return reject(reason, description, costUsd, reply.usage);
 
       const message = `${description}\n\nNightlab campaign ${args.tag}, experiment ${args.experiment}${args.fix ? ` (fix of experiment ${args.fix.experiment})` : ''}`;
-      const indexFile = path.join(privateDir(path.join(args.campaignDir, 'proposals')), `.index-${args.experiment}-${args.attempt}`);
-      const sha = await commitFiles(args.repo, { code: codeSha, parent: args.parentSha, files, message, indexFile });
+      const sha = await commitFiles(args.repo, { code: codeSha, parent: args.parentSha, files, message });
       await setRef(args.repo, ref, sha);
       // Written last: from here on a retry returns this proposal instead of paying for another.
       const meta = { description, costUsd, usage: reply.usage, sha };

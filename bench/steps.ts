@@ -63,7 +63,7 @@ export async function stepProfile(reps: number, ledgerRows: number): Promise<Rec
     const rejected = await time('propose: preflight (python3 compile)', () => preflight(files, before, before, config));
     if (rejected) throw new Error(`bench proposal rejected: ${rejected}`);
     const sha = await time('propose: commit in the object store + update-ref', async () => {
-      const s = await commitFiles(repo, { code: base, parent: base, files, message: `bench ${n}`, indexFile: path.join(campaignDir, `.index-${n}`) });
+      const s = await commitFiles(repo, { code: base, parent: base, files, message: `bench ${n}` });
       await setRef(repo, experimentRef(tag, n), s);
       return s;
     });

@@ -6,6 +6,7 @@ import { findTemporalCli } from '../common/temporal-cli';
 import { missingSearchAttributes, probe } from '../common/server';
 import { listGpus } from '../gpu-worker/worker';
 import { pythonPackagesMissing } from './python';
+import { INSTALL_HINT, sandboxSupport } from '../lib/sandbox';
 
 interface Check {
   name: string;
@@ -80,6 +81,15 @@ export async function doctor(print: (l: string) => void = console.log): Promise<
         if (!v) return { ok: false, detail: 'python3 not found', fix: 'install Python 3.10+' };
         const missing = await pythonPackagesMissing();
         return { ok: !missing, detail: missing ?? `${v}, numpy present`, fix: 'run `nightlab setup` (pip install -r examples/tiny-lm/requirements.txt)' };
+      },
+    },
+    {
+      name: 'sandbox (bubblewrap) for proposers and runs', required: false,
+      run: async () => {
+        const s = await sandboxSupport();
+        return s.ok
+          ? { ok: true, detail: `${s.bwrap} creates the namespaces a run needs` }
+          : { ok: false, detail: `${s.why}; runs and command proposers would not be isolated (config sandbox: auto warns, required refuses)`, fix: `${INSTALL_HINT}, on a host that allows user namespaces` };
       },
     },
     {

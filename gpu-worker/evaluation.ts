@@ -54,7 +54,7 @@ export interface Evaluation {
 
 export async function evaluate(a: EvaluationArgs): Promise<Evaluation> {
   const { req, ev, places } = a;
-  const heldOut = ev.heldOutPaths ?? [];
+  const heldOut = (ev.heldOutPaths ?? []).map((p) => p.replace(/\/+$/, ''));
   const persist = req.persist ?? [];
   const timeoutSec = ev.timeoutSec ?? 120;
   const evalLog = new CappedLog(a.logPath.replace(/\.log$/, '.eval.log'), req.maxLogBytes);

@@ -13,6 +13,8 @@ export async function candidateProblem(cache: string, base: string, sha: string,
     const changed = (await g.text(['diff-tree', '-r', '-z', '--no-renames', '--name-only', base, sha])).split('\0').filter(Boolean);
     const outside = changed.filter((f) => !editable.includes(f));
     if (outside.length) return `the candidate changes ${listed(outside)} outside the editable files (${editable.join(', ')}) against the campaign's base ${base.slice(0, 7)}`;
+    // Nothing but editable files differs from the base, whose locked entries the guard was taken from.
+    return null;
   }
   const actual = await guardOf(g, sha, Object.keys(guard));
   const differ = Object.keys(guard).filter((p) => actual[p] !== guard[p]);

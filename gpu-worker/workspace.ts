@@ -43,10 +43,19 @@ export function slotPlaces(home: string, slotDir: string, remote: string, tag: s
   };
 }
 
+/** Commits known to be in a cache (objects never leave one): the base is looked up once, not per run. */
+const present = new Set<string>();
+
 /** Fetches the candidate (and the campaign's base, for the guard) into the cache, unless there. */
 export async function fetchCandidate(cache: string, remote: string, want: { ref: string; sha: string }[]): Promise<void> {
+  const missing = want.filter((w) => !present.has(`${cache}\0${w.sha}`));
+  if (!missing.length) return;
   await cacheQueue(cache, async () => {
-    for (const w of want) await fetchCommit(cache, remote, w.ref, w.sha);
+    for (const w of missing) {
+      await fetchCommit(cache, remote, w.ref, w.sha);
+      if (present.size > 10_000) present.clear();
+      present.add(`${cache}\0${w.sha}`);
+    }
   });
 }
 

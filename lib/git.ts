@@ -225,22 +225,44 @@ export async function mergeChange(repo: string, sha: string, parent: string, ont
 
 /**
  * A commit, child of `parent`, of `code`'s tree with `files` written over it: made in the object
- * store through an index of its own, without a worktree and without any file a proposer wrote on
- * disk. A file keeps its mode (an executable stays one); a new one is 100644.
+ * store (blobs, then the trees on the way to them, then the commit), without a worktree or an
+ * index, and without any file a proposer wrote on disk. A file keeps its mode (an executable
+ * stays one); a new one is 100644.
  */
-export async function commitFiles(repo: string, o: { code: string; parent: string; files: Record<string, string>; message: string; indexFile: string }): Promise<string> {
-  const g = git(repo, { env: { GIT_INDEX_FILE: o.indexFile } });
-  try {
-    await g.raw(['read-tree', o.code]);
-    const modes = new Map((await g.text(['ls-files', '-s', '-z', '--', ...Object.keys(o.files)])).split('\0').filter(Boolean).map((l) => [l.slice(l.indexOf('\t') + 1), l.split(' ')[0]]));
-    for (const [file, content] of Object.entries(o.files)) {
-      const oid = await g.raw(['hash-object', '-w', '--stdin'], content);
-      await g.raw(['update-index', '--add', '--cacheinfo', `${modes.get(file) === '100755' ? '100755' : '100644'},${oid},${file}`]);
+export async function commitFiles(repo: string, o: { code: string; parent: string; files: Record<string, string>; message: string }): Promise<string> {
+  const g = git(repo);
+  const blobs = new Map<string, string>();
+  for (const [file, content] of Object.entries(o.files)) blobs.set(file, await g.raw(['hash-object', '-w', '--stdin'], content));
+  return commitTree(repo, await treeWith(g, `${o.code}^{tree}`, blobs), o.parent, o.message);
+}
+
+/** `tree` with the blobs at the given paths (relative to it) put in, as a new tree's id. */
+async function treeWith(g: Git, tree: string | null, blobs: Map<string, string>): Promise<string> {
+  const entries = new Map<string, { mode: string; type: string; oid: string }>();
+  if (tree) {
+    for (const line of (await g.text(['ls-tree', '-z', tree])).split('\0').filter(Boolean)) {
+      const tab = line.indexOf('\t');
+      const [mode, type, oid] = line.slice(0, tab).split(' ');
+      entries.set(line.slice(tab + 1), { mode, type, oid });
     }
-    return await commitTree(repo, await g.raw(['write-tree']), o.parent, o.message);
-  } finally {
-    rmSync(o.indexFile, { force: true });
   }
+  const below = new Map<string, Map<string, string>>();
+  for (const [file, oid] of blobs) {
+    const slash = file.indexOf('/');
+    if (slash < 0) {
+      entries.set(file, { mode: entries.get(file)?.mode === '100755' ? '100755' : '100644', type: 'blob', oid });
+      continue;
+    }
+    const dir = file.slice(0, slash);
+    if (!below.has(dir)) below.set(dir, new Map());
+    below.get(dir)!.set(file.slice(slash + 1), oid);
+  }
+  for (const [dir, inner] of below) {
+    const current = entries.get(dir);
+    entries.set(dir, { mode: '040000', type: 'tree', oid: await treeWith(g, current?.type === 'tree' ? current.oid : null, inner) });
+  }
+  const input = [...entries].map(([name, e]) => `${e.mode} ${e.type} ${e.oid}\t${name}\0`).join('');
+  return g.raw(['mktree', '-z'], input);
 }
 
 /** A commit of `tree` with `parent`, by Nightlab. */

@@ -66,12 +66,25 @@ test('commitFiles makes the candidate in the object store: the code\'s tree with
   const repo = await makeRepo();
   try {
     const head = (await readRef(repo, 'HEAD'))!;
-    const index = path.join(tempDir(), 'index');
-    const sha = await commitFiles(repo, { code: head, parent: head, files: { 'train.py': 'WIDTH = 9\n' }, message: 'width 9', indexFile: index });
+    chmodSync(path.join(repo, 'prepare.py'), 0o755);
+    await git(repo).raw(['commit', '-qam', 'an executable']);
+    const code = (await readRef(repo, 'HEAD'))!;
+    const sha = await commitFiles(repo, { code, parent: head, files: { 'train.py': 'WIDTH = 9\n', 'prepare.py': 'EVAL = 2\n', 'deep/new/file.txt': 'x\n' }, message: 'width 9' });
     assert.equal(await showFile(repo, sha, 'train.py'), 'WIDTH = 9\n');
-    assert.equal(await showFile(repo, sha, 'prepare.py'), await showFile(repo, head, 'prepare.py'));
+    assert.equal(await showFile(repo, sha, 'deep/new/file.txt'), 'x\n');
+    assert.equal(await showFile(repo, sha, 'program.md'), await showFile(repo, head, 'program.md'));
+    assert.match(await git(repo).raw(['ls-tree', sha, 'prepare.py']), /^100755 /, 'the mode is kept');
+    assert.match(await git(repo).raw(['ls-tree', sha, 'train.py']), /^100644 /);
     assert.equal(await git(repo).raw(['rev-parse', `${sha}^`]), head);
-    assert.equal(existsSync(index), false, 'the index is gone');
+    // The same tree as git's own index would make.
+    const wt = tempDir();
+    await git(repo).raw(['worktree', 'add', '-q', '--detach', wt, code]);
+    writeFileSync(path.join(wt, 'train.py'), 'WIDTH = 9\n');
+    writeFileSync(path.join(wt, 'prepare.py'), 'EVAL = 2\n');
+    mkdirSync(path.join(wt, 'deep', 'new'), { recursive: true });
+    writeFileSync(path.join(wt, 'deep', 'new', 'file.txt'), 'x\n');
+    await git(wt).raw(['add', '-A']);
+    assert.equal(await git(wt).raw(['write-tree']), await git(repo).raw(['rev-parse', `${sha}^{tree}`]));
     assert.equal(await git(repo).raw(['status', '--porcelain']), '', 'the user\'s checkout is untouched');
     const bare = await bareGit(path.join(repo, '.git')).raw(['cat-file', '-t', sha]);
     assert.equal(bare, 'commit');
