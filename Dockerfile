@@ -31,9 +31,13 @@ FROM ${NODE_IMAGE} AS node
 
 FROM ${BASE_IMAGE} AS runtime
 ENV DEBIAN_FRONTEND=noninteractive
+# bubblewrap: the sandbox of proposers and runs. It needs user namespaces in the container
+# (e.g. a seccomp profile that allows them); where it cannot run, `nightlab doctor` says so,
+# every log header says `sandbox: NONE`, `nightlab status` raises an alarm, and `sandbox: required`
+# refuses to run at all.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      ca-certificates git python3 python3-pip python3-venv python3-numpy tini \
+      ca-certificates git python3 python3-pip python3-venv python3-numpy tini bubblewrap \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 

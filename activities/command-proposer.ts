@@ -87,7 +87,7 @@ export function commandProposer(o: CommandProposerOptions): Proposer {
       const spec = { cwd: work, mounts, env, protect: o.protect, readOnly: config.proposer.readOnly, network: false };
       const proc = await confined(sandbox, spec, command);
       log.write(`=== nightlab ${ctx.tag} experiment ${ctx.experiment} proposal ${ctx.attempt}: ${config.proposer.command}\n=== ${sandbox.header}\n`);
-      const r = await supervise({ argv: proc.argv, cwd: work, env: proc.env, timeoutSec: COMMAND_TIMEOUT_SEC, signal, log }).done;
+      const r = await supervise({ argv: proc.argv, cwd: work, env: proc.env, timeoutSec: COMMAND_TIMEOUT_SEC, signal, log, feed: proc.feed }).done;
       if (egress?.refused.length) log.write(`=== nightlab: connections refused (not in proposer.network): ${[...new Set(egress.refused)].join(', ')}\n`);
       log.close();
       // A worker shutting down cancels the agent: that is a retry of the same proposal, not a rejection.

@@ -27,7 +27,8 @@ export function resultsLine(r: Pick<ExperimentRecord, 'commit' | 'metric' | 'mem
 
 /** results.tsv is tab-separated and one line per row: no tabs, no newlines, bounded length. */
 export function cleanDescription(text: string): string {
-  const line = text.replace(/[\t\r\n]+/g, ' ').replace(/\s+/g, ' ').trim();
+  // No tabs or newlines (one line of the table), and no control characters (terminal escapes).
+  const line = text.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').replace(/\s+/g, ' ').trim();
   return line.length > 200 ? `${line.slice(0, 197)}...` : line;
 }
 

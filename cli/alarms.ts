@@ -10,7 +10,7 @@ const HELD_OUT_K = 2;
 
 export interface Alarm {
   experiment: number;
-  kind: 'held-out worse' | 'suspect gain';
+  kind: 'held-out worse' | 'suspect gain' | 'not sandboxed';
   text: string;
 }
 
@@ -50,6 +50,12 @@ export function alarms(ledger: LedgerRow[], direction: 'lower' | 'higher'): Alar
         text: `kept experiment ${now.experiment}: held-out ${now.heldOut.toFixed(6)} is worse than ${before.heldOut.toFixed(6)} (experiment ${before.experiment}) by ${worse.toFixed(6)}, ${sigma === null ? 'with no held-out noise estimate' : `beyond ${HELD_OUT_K} sigma (${margin.toFixed(6)})`}, while the deciding figure went from ${fmt(before.metric)} to ${fmt(now.metric)}`,
       });
     }
+  }
+  // Runs that had no sandbox although the config asked for one where possible (auto): nothing held them.
+  const bare = ledger.filter((r): r is Extract<LedgerRow, { kind: 'run' }> => r.kind === 'run' && r.isolation === 'none');
+  if (bare.length) {
+    const which = [...new Set(bare.map((r) => r.experiment))];
+    out.push({ experiment: which[0], kind: 'not sandboxed', text: `${bare.length} run${bare.length > 1 ? 's' : ''} (experiment${which.length > 1 ? 's' : ''} ${which.slice(0, 10).join(', ')}${which.length > 10 ? ', ...' : ''}) ran without a sandbox: bubblewrap could not run on ${[...new Set(bare.map((r) => r.host))].join(', ')}; nothing held what they could read or write (see the log headers)` });
   }
   for (const r of ledger) {
     if (r.kind === 'experiment' && r.suspect) out.push({ experiment: r.experiment, kind: 'suspect gain', text: `experiment ${r.experiment} (${r.status}): ${r.suspect}; evidence: ${r.evidence}` });

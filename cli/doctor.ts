@@ -93,6 +93,13 @@ export async function doctor(print: (l: string) => void = console.log): Promise<
       },
     },
     {
+      name: 'workers run as a user of their own, not root', required: false,
+      run: async () => {
+        const root = process.getuid?.() === 0;
+        return { ok: !root, detail: root ? 'running as root: a sandboxed process can read root-owned files the sandbox shows (under /etc, /usr, /opt)' : `uid ${process.getuid?.() ?? '?'}`, fix: 'run `nightlab worker` and `nightlab gpu-worker` as a dedicated user' };
+      },
+    },
+    {
       name: 'GPUs (nvidia-smi)', required: false,
       run: async () => {
         const gpus = await listGpus();

@@ -111,6 +111,8 @@ export interface RunResult {
   reason: string;
   /** The evaluator's held-out figure (config evaluate.heldOut); never given to the proposer. */
   heldOut?: number | null;
+  /** How the run was isolated: `sandbox`, or `none` (no sandbox could run: an alarm for people) or `off` (config). */
+  isolation?: 'sandbox' | 'none' | 'off';
 }
 
 /** One proposal, as it crosses history: a commit and a line, never file contents. */

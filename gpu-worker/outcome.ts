@@ -45,5 +45,6 @@ export function tailOf(summary: string): string {
 }
 
 export function lastMeaningfulLine(tail: string): string {
-  return tail.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('===')).at(-1)?.slice(0, 200) ?? '(no output)';
+  const line = tail.split('\n').map((l) => l.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').trim()).filter((l) => l && !l.startsWith('===')).at(-1);
+  return line?.slice(0, 200) ?? '(no output)';
 }

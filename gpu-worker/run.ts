@@ -16,7 +16,7 @@ import { execa } from 'execa';
 import { experimentRef, type RunRequest, type RunResult, type RunOutcome } from '../common/shared';
 import { checkMetric, readFigure } from '../common/metrics';
 import { bareGit, isGitUrl } from '../lib/git';
-import { confined, decideSandbox, venvHome, type Mount, type SandboxDecision } from '../lib/sandbox';
+import { confined, decideSandbox, isInside, venvHome, type Mount, type SandboxDecision } from '../lib/sandbox';
 import { CappedLog, privateDir, reapOrphan, supervise, type ProcessRun } from '../lib/supervise';
 import { guardChanges, guardOf } from '../lib/tree';
 import { trainingEnv } from './env';
@@ -36,8 +36,10 @@ const UV_RUN = { UV_NO_SYNC: '1', UV_OFFLINE: '1', UV_PYTHON_DOWNLOADS: 'never' 
 export interface Slot {
   /** "gpu0", "gpu1", ... or "cpu". */
   name: string;
-  /** CUDA_VISIBLE_DEVICES for this slot, or null for a CPU slot. */
+  /** CUDA_VISIBLE_DEVICES for this slot (an index, or its GPU's UUID), or null for a CPU slot. */
   devices: string | null;
+  /** The device nodes its sandbox gets (its GPU and the driver's control nodes); absent: every /dev/nvidia*. */
+  nodes?: string[];
 }
 
 export interface GpuDeps {
@@ -110,7 +112,7 @@ export function createGpuActivities(deps: GpuDeps) {
     log.write(`=== ${sandbox.header}\n`);
     const persist = req.persist ?? [];
     const lockedGuard = Object.fromEntries(Object.entries(guard).filter(([p]) => !heldOut.includes(p)));
-    const isolation: Isolation = { sandbox, protect: [deps.home, ...localDirs(req.remote)], readOnly: req.readOnly ?? [], tools: [], gpus: slot.devices !== null };
+    const isolation: Isolation = { sandbox, protect: [deps.home, ...localDirs(req.remote)], readOnly: req.readOnly ?? [], tools: [], gpus: slot.devices === null ? false : slot.nodes ?? true };
 
     // The persisted paths (a .venv), made on the base commit by run.setup when missing.
     const setupKey = createHash('sha256').update(JSON.stringify([req.setup, guard])).digest('hex');
@@ -120,8 +122,11 @@ export function createGpuActivities(deps: GpuDeps) {
       if (setup) return crash(setup);
       markSetup(stamp, setupKey);
     }
-    // The Python installations the persisted virtualenvs point into.
-    isolation.tools = (req.persist ?? []).map((p) => venvHome(path.join(places.workspace, p))).filter((p): p is string => !!p);
+    // The Python installations the persisted virtualenvs point into: one run.setup installed is
+    // Nightlab's own mount; any other is read like a declared path (never a home or NIGHTLAB_HOME).
+    const pythons = (req.persist ?? []).map((p) => venvHome(path.join(places.workspace, p))).filter((p): p is string => !!p);
+    isolation.tools = pythons.filter((p) => isInside(p, places.setup));
+    isolation.readOnly = [...isolation.readOnly, ...pythons.filter((p) => !isInside(p, places.setup))];
     await freshTree(places.cache, places.workspace, req.sha, { omit: heldOut, keep: persist });
 
     // 2. Train.
@@ -147,7 +152,7 @@ export function createGpuActivities(deps: GpuDeps) {
     const train = await confined(sandbox, { cwd: places.workspace, mounts, env, ...isolation }, req.command);
     let peakMb: number | null = null;
     const trained = await supervise({
-      argv: train.argv, cwd: places.workspace, env: train.env, timeoutSec: req.timeoutSec, signal: ctx.cancellationSignal, log, pidFile,
+      argv: train.argv, cwd: places.workspace, env: train.env, timeoutSec: req.timeoutSec, signal: ctx.cancellationSignal, log, pidFile, feed: train.feed,
       onBeat: (elapsedSec, lastLine) => {
         ctx.heartbeat({ elapsedSec, timeoutSec: req.timeoutSec, lastLine, slot: slot.name, host });
         void gpuMemoryMb(slot.devices).then((used) => { if (used !== null) peakMb = Math.max(peakMb ?? 0, used); });
@@ -168,6 +173,7 @@ export function createGpuActivities(deps: GpuDeps) {
       seconds: Math.round(seconds * 10) / 10,
       logPath, host, slot: slot.name, logTail: tail, reason: r.reason,
       ...(req.evaluate?.heldOut ? { heldOut: r.outcome === 'ok' ? heldOutFigure : null } : {}),
+      isolation: sandbox.kind === 'bwrap' ? 'sandbox' : req.sandbox === 'off' ? 'off' : 'none',
     });
     const facts = outcomeFacts(trained, tail, req);
 
@@ -203,7 +209,8 @@ interface Isolation {
   readOnly: string[];
   /** Read-only mounts Nightlab adds itself: the Pythons of persisted virtualenvs. */
   tools: string[];
-  gpus: boolean;
+  /** The slot's GPU device nodes, or every one (true), or none. */
+  gpus: boolean | string[];
 }
 
 /**
@@ -224,7 +231,7 @@ async function runSetup(req: RunRequest, places: SlotPlaces, iso: Isolation, log
   log.write(`=== setup of ${persist.join(', ')} on the base commit: ${req.setup}\n`);
   const mounts: Mount[] = [{ path: places.workspace, mode: 'rw' }, { path: tmp, mode: 'rw' }, { path: places.setup, mode: 'rw' }];
   const cmd = await confined(iso.sandbox, { cwd: places.workspace, mounts, env, protect: iso.protect, readOnly: iso.readOnly, network: true }, req.setup!);
-  const r = await supervise({ argv: cmd.argv, cwd: places.workspace, env: cmd.env, timeoutSec: SETUP_TIMEOUT_SEC, signal: ctx.cancellationSignal, log }).done;
+  const r = await supervise({ argv: cmd.argv, cwd: places.workspace, env: cmd.env, timeoutSec: SETUP_TIMEOUT_SEC, signal: ctx.cancellationSignal, log, feed: cmd.feed }).done;
   if (r.killedFor === 'cancelled') throw new CancelledFailure('run cancelled during setup');
   if (r.exitCode !== 0) return `run.setup failed (exit ${r.exitCode ?? r.signal}): ${req.setup}; see the log`;
   const missing = persist.filter((p) => !statOk(path.join(places.workspace, p)));

@@ -1,7 +1,10 @@
 // The GPU worker: the host's GPU slots on the GPU task queue, one experiment per slot.
+import { closeInheritedFds } from '../lib/supervise';
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import { ApplicationFailure } from '@temporalio/activity';
 import os from 'node:os';
+import path from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { GPU_TASK_QUEUE, DEFAULT_NAMESPACE, type RunRequest, type RunResult } from '../common/shared';
 import { createGpuActivities, type GpuActivities, type Slot } from './run';
@@ -23,7 +26,51 @@ export async function resolveSlots(gpus: string | undefined): Promise<Slot[]> {
   else if (gpus === 'all') ids = await listGpus();
   else ids = gpus.split(',').map((g) => g.trim()).filter(Boolean);
   for (const id of ids) if (!/^\d+$/.test(id) && !/^GPU-[\w-]+$/.test(id)) throw new Error(`--gpus: "${id}" is not a GPU index (use e.g. --gpus 0,1 or --gpus all)`);
-  return ids.length ? ids.map((id) => ({ name: `gpu${id}`, devices: id })) : [{ name: 'cpu', devices: null }];
+  if (!ids.length) return [{ name: 'cpu', devices: null }];
+  const table = await gpuTable();
+  return ids.map((id) => ({ name: `gpu${id}`, devices: id, ...slotNodes(id, table) }));
+}
+
+/** A GPU as the driver lists it: nvidia-smi's index and UUID, and its device node's minor number. */
+export interface GpuEntry {
+  index: string;
+  uuid: string;
+  minor: number | null;
+}
+
+const CONTROL_NODES = ['/dev/nvidiactl', '/dev/nvidia-uvm', '/dev/nvidia-uvm-tools', '/dev/nvidia-modeset', '/dev/nvidia-caps'];
+
+/**
+ * The device nodes a slot's sandbox gets: its own GPU's /dev/nvidiaN and the driver's control
+ * nodes, never another slot's GPU. CUDA then numbers the one GPU it can open 0, so the slot names
+ * it by UUID. Nothing when the table is unknown (the sandbox then shows every GPU, as before).
+ */
+export function slotNodes(id: string, gpus: GpuEntry[]): { devices?: string; nodes?: string[] } {
+  const gpu = gpus.find((g) => g.index === id || g.uuid === id);
+  if (!gpu || gpu.minor === null) return {};
+  return { devices: gpu.uuid, nodes: [`/dev/nvidia${gpu.minor}`, ...CONTROL_NODES] };
+}
+
+/** nvidia-smi's index and UUID of each GPU, with the minor number from /proc/driver/nvidia. */
+export async function gpuTable(procDir = '/proc/driver/nvidia/gpus'): Promise<GpuEntry[]> {
+  let listed: string;
+  try {
+    listed = (await execa('nvidia-smi', ['--query-gpu=index,uuid', '--format=csv,noheader'], { timeout: 10_000 })).stdout;
+  } catch {
+    return [];
+  }
+  const minors = new Map<string, number>();
+  try {
+    for (const bus of readdirSync(procDir)) {
+      const info = readFileSync(path.join(procDir, bus, 'information'), 'utf8');
+      const uuid = /^GPU UUID:\s*(\S+)/m.exec(info)?.[1];
+      const minor = /^Device Minor:\s*(\d+)/m.exec(info)?.[1];
+      if (uuid && minor) minors.set(uuid, Number(minor));
+    }
+  } catch {
+    // no /proc/driver/nvidia: minors unknown
+  }
+  return listed.split('\n').map((l) => l.split(',').map((x) => x.trim())).filter(([i, u]) => i && u).map(([index, uuid]) => ({ index, uuid, minor: minors.get(uuid) ?? null }));
 }
 
 export async function listGpus(): Promise<string[]> {
@@ -47,6 +94,8 @@ export async function createGpuWorkers(opts: {
   taskQueue?: string;
   host?: string;
 }): Promise<Worker[]> {
+  // What this process inherited would reach every proposer and run it starts.
+  closeInheritedFds();
   let worker: Worker | undefined;
   const stopping = () => worker !== undefined && worker.getState() !== 'RUNNING';
   worker = await Worker.create({

@@ -4,8 +4,9 @@
 //
 // The sandbox has no network of its own beyond a private loopback. Inside it, egress-forwarder.py
 // listens on 127.0.0.1:EGRESS_PORT and carries each connection over a Unix socket to this proxy,
-// outside. HTTPS goes through CONNECT (the proxy never sees inside the TLS); a plain-HTTP request
-// in absolute form is forwarded to its host. HTTPS_PROXY and HTTP_PROXY point the agent at it.
+// outside. Only CONNECT tunnels go through (HTTPS; the proxy never sees inside the TLS): a tunnel
+// goes to the one host it named, whatever is sent inside it. Plain-HTTP proxying is refused, since
+// one connection could carry requests for several hosts. HTTPS_PROXY points the agent at it.
 import net from 'node:net';
 import { chmodSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -55,28 +56,21 @@ export async function startEgress(listen: string | number, allow: string[]): Pro
   const route = (client: net.Socket, head: Buffer, bodyAt: number) => {
     const line = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
     const connect = /^CONNECT (\[[^\]]+\]|[^\s:]+):(\d+) HTTP\/1\.[01]$/.exec(line);
-    const plain = /^([A-Z]+) http:\/\/(\[[^\]]+\]|[^\s/:]+)(?::(\d+))?(\/\S*)? (HTTP\/1\.[01])$/.exec(line);
-    const target = connect ? { host: connect[1], port: Number(connect[2]) } : plain ? { host: plain[2], port: Number(plain[3] ?? 80) } : null;
-    if (!target) return void client.end('HTTP/1.1 400 Bad Request\r\n\r\n');
-    const host = target.host.replace(/^\[|\]$/g, '');
-    if (!allows(allow, host, target.port)) {
-      refused.push(`${host}:${target.port}`);
-      return void client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\nnightlab: ${host}:${target.port} is not in proposer.network\n`);
+    if (!connect) return void client.end('HTTP/1.1 405 Method Not Allowed\r\ncontent-type: text/plain\r\n\r\nnightlab: only CONNECT (HTTPS) goes through this proxy\n');
+    const host = connect[1].replace(/^\[|\]$/g, '');
+    const port = Number(connect[2]);
+    if (!allows(allow, host, port)) {
+      refused.push(`${host}:${port}`);
+      return void client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\nnightlab: ${host}:${port} is not in proposer.network\n`);
     }
-    const upstream = net.connect(target.port, host);
+    const upstream = net.connect(port, host);
     sockets.add(upstream);
     upstream.on('close', () => sockets.delete(upstream));
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
     upstream.once('connect', () => {
-      if (connect) {
-        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        upstream.write(head.subarray(bodyAt));
-      } else {
-        // The request line in origin form; the rest of the request as it came.
-        upstream.write(`${plain![1]} ${plain![4] ?? '/'} ${plain![5]}\r\n`);
-        upstream.write(head.subarray(head.indexOf('\r\n') + 2));
-      }
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      upstream.write(head.subarray(bodyAt));
       client.pipe(upstream);
       upstream.pipe(client);
     });

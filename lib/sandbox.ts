@@ -15,17 +15,21 @@
 // Where bubblewrap is missing or cannot create namespaces (some containers), `auto` runs without a
 // sandbox and says so once in the worker's log and in every log; `required` refuses to run.
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { SandboxMode } from '../common/shared';
 import { runCommand } from './spawn';
+import { seccompProgram } from './seccomp';
 
 export const INSTALL_HINT = 'apt-get install -y bubblewrap';
 
 /** System directories visible read-only (those that exist; a merged-/usr symlink stays a symlink). */
 const SYSTEM = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt', '/sys', '/nix/store', '/gnu/store'];
 /** Secrets of the system that no sandboxed process may read, even as root. */
-const SYSTEM_SECRETS = ['/etc/shadow', '/etc/shadow-', '/etc/gshadow', '/etc/gshadow-', '/etc/ssh', '/etc/sudoers', '/etc/sudoers.d', '/etc/security/opasswd', '/etc/docker', '/etc/containerd', '/etc/kubernetes'];
+const SYSTEM_SECRETS = ['/etc/shadow', '/etc/shadow-', '/etc/gshadow', '/etc/gshadow-', '/etc/ssh', '/etc/sudoers', '/etc/sudoers.d', '/etc/security/opasswd', '/etc/ssl/private', '/etc/docker', '/etc/containerd', '/etc/kubernetes', '/etc/nightlab'];
+/** Secrets inside tool folders the environment names, wherever those are. */
+const TOOL_SECRETS: Record<string, string[]> = { HF_HOME: ['token', 'stored_tokens'] };
 /** Secret stores under a home directory, masked wherever a mount exposes them (a declared ~/.cache, say). */
 export const HOME_SECRETS = [
   '.ssh', '.gnupg', '.aws', '.azure', '.kube', '.docker', '.netrc', '.git-credentials', '.npmrc', '.pypirc',
@@ -40,9 +44,20 @@ let probed: Promise<SandboxSupport> | null = null;
 
 /** Whether bubblewrap can sandbox a process on this host; probed once per process. */
 export function sandboxSupport(): Promise<SandboxSupport> {
-  probed ??= probe();
+  if (!probed || (probedAt < Date.now() - RETRY_PROBE_MS && failed)) {
+    probedAt = Date.now();
+    probed = probe().then((s) => {
+      failed = !s.ok;
+      return s;
+    });
+  }
   return probed;
 }
+
+/** A failed probe (a host under load, a moment without namespaces) is tried again after this long. */
+const RETRY_PROBE_MS = 60_000;
+let probedAt = 0;
+let failed = false;
 
 /** For tests: forget the probe and the warning (e.g. after changing NIGHTLAB_BWRAP). */
 export function resetSandboxProbe(): void {
@@ -105,43 +120,66 @@ export interface SandboxSpec {
   readOnly?: string[];
   /** Share the host's network namespace. Default: a loopback of its own and nothing else. */
   network?: boolean;
-  /** NVIDIA device nodes (/dev/nvidia*). */
-  gpus?: boolean;
+  /** NVIDIA device nodes: these (a slot's GPU and the control nodes), or every /dev/nvidia* (true). */
+  gpus?: boolean | string[];
+  /** The process is shown held-out inputs: it may take no file lock (lib/seccomp.ts). */
+  noLocks?: boolean;
 }
 
-/** bwrap's arguments for one process (its command follows `--`), and the environment to give it. */
-export async function sandboxArgs(spec: SandboxSpec): Promise<{ args: string[]; env: Record<string, string> }> {
+/** Bytes to write into the child's fd `fd` as it starts (bubblewrap reads its seccomp filter there). */
+export interface Feed {
+  fd: number;
+  data: Buffer;
+}
+
+/**
+ * bwrap's arguments for one process (its command follows `--`), the environment to give it, and
+ * what to write into its fd `fdBase` (the seccomp filter; the caller's own pipes come before it).
+ */
+export async function sandboxArgs(spec: SandboxSpec, fdBase = 3): Promise<{ args: string[]; env: Record<string, string>; feed: Feed[] }> {
   const env = { ...spec.env };
   const args = [...namespaceArgs(spec.network ?? false)];
-  if (spec.gpus) for (const dev of nvidiaDevices()) args.push('--dev-bind', dev, dev);
+  const program = seccompProgram({ noLocks: spec.noLocks ?? false });
+  const feed = program ? [{ fd: fdBase, data: program }] : [];
+  if (program) args.push('--seccomp', String(fdBase));
+  const devices = spec.gpus === true ? nvidiaDevices() : spec.gpus || [];
+  for (const dev of devices) if (existsSync(dev)) args.push('--dev-bind', dev, dev);
   args.push(...systemArgs());
-  const home = env.HOME && path.isAbsolute(env.HOME) ? path.resolve(env.HOME) : null;
-  // An empty home at the usual place: tools that write ~/.cache or ~/.config still work, and nothing of the real one is there.
-  if (home && !isSystem(home)) args.push('--tmpfs', home);
+  // An empty home at the usual place: tools that write ~/.cache or ~/.config still work, and
+  // nothing of the real one is there (the account's home too, when HOME names another place).
+  const account = os.homedir();
+  const given = env.HOME && path.isAbsolute(env.HOME) ? path.resolve(env.HOME) : null;
+  const home = given && given !== '/' && !isSystem(given) ? given : '/home/nightlab';
+  env.HOME = home;
+  const homes = [...new Set([home, ...(account && account !== '/' && !isSystem(account) ? [account] : [])])];
+  for (const h of homes) args.push('--tmpfs', h);
   const python = await interpreter(env);
   if (python) env.PATH = [python.bin, ...(env.PATH ?? '').split(':').filter((p) => p && p !== python.bin)].join(':');
   const exposed: string[] = [];
-  const forbidden = [...spec.protect, ...(home ? [home] : [])].map((p) => path.resolve(p));
+  const protect = spec.protect.map((p) => path.resolve(p));
+  const forbidden = [...protect, ...homes];
   // A tool or declared path may not expose what it would contain or sit inside: "/" or "~" on PATH binds nothing.
-  const allowed = (p: string) => !forbidden.some((f) => f === p || isInside(f, p)) && !spec.protect.some((f) => isInside(p, path.resolve(f)));
+  const allowed = (p: string) => !forbidden.some((f) => f === p || isInside(f, p)) && !protect.some((f) => isInside(p, f));
   for (const p of [...toolPaths(env), ...(python?.prefixes ?? []), ...expandAll(spec.readOnly ?? [], home)]) {
     if (isSystem(p) || exposed.includes(p) || !existsSync(p) || !allowed(p)) continue;
     args.push('--ro-bind', p, p);
     exposed.push(p);
   }
+  // A protected place that a system folder would show (NIGHTLAB_HOME under /opt, say) is hidden;
+  // the caller's mounts inside it (the workspace) come after, on top.
+  for (const p of protect) if (isDir(p) && (isSystem(p) || exposed.some((e) => isInside(p, e)))) args.push('--tmpfs', p);
   for (const m of spec.mounts) {
     if (m.mode === 'tmpfs') args.push('--tmpfs', m.path);
     else if (existsSync(m.path)) args.push(m.mode === 'rw' ? '--bind' : '--ro-bind', m.path, m.path);
   }
   // Secrets that a tool path or a declared path would expose (a declared ~/.cache holding a token).
-  if (home) {
-    for (const rel of HOME_SECRETS) {
-      const p = path.join(home, rel);
-      if (exposed.some((e) => e === p || isInside(p, e)) && existsSync(p)) args.push(...mask(p));
-    }
-  }
+  const secrets = [
+    ...homes.flatMap((h) => HOME_SECRETS.map((rel) => path.join(h, rel))),
+    ...Object.entries(TOOL_SECRETS).flatMap(([name, rels]) => (env[name] && path.isAbsolute(env[name]) ? rels.map((rel) => path.join(env[name], rel)) : [])),
+  ];
+  for (const p of secrets) if (exposed.some((e) => e === p || isInside(p, e)) && existsSync(p)) args.push(...mask(p));
   args.push('--chdir', spec.cwd);
-  return { args, env };
+  return { args, env, feed };
 }
 
 /** Namespaces and hardening shared by every sandboxed process. */
@@ -270,8 +308,8 @@ export function isInside(p: string, dir: string): boolean {
 }
 
 /** The command line for `command` (a shell string) as the decision allows: inside bwrap, or bare. */
-export async function confined(decision: SandboxDecision, spec: SandboxSpec, command: string): Promise<{ argv: string[]; env: Record<string, string> }> {
-  if (decision.kind !== 'bwrap') return { argv: ['/bin/sh', '-c', command], env: spec.env };
-  const { args, env } = await sandboxArgs(spec);
-  return { argv: [decision.bwrap, ...args, '--', '/bin/sh', '-c', command], env };
+export async function confined(decision: SandboxDecision, spec: SandboxSpec, command: string, fdBase = 3): Promise<{ argv: string[]; env: Record<string, string>; feed: Feed[] }> {
+  if (decision.kind !== 'bwrap') return { argv: ['/bin/sh', '-c', command], env: spec.env, feed: [] };
+  const { args, env, feed } = await sandboxArgs(spec, fdBase);
+  return { argv: [decision.bwrap, ...args, '--', '/bin/sh', '-c', command], env, feed };
 }

@@ -4,7 +4,7 @@
 // killed at the timeout or on cancel: SIGTERM, then SIGKILL after a grace period. Nothing it leaves
 // behind outlives it: its group is killed when it exits, and in the sandbox its pid namespace too.
 // Records and logs are private to the worker's user: files 0600 in folders 0700.
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync, writeFileSync, readSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync, writeFileSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 
@@ -17,6 +17,35 @@ const STREAM_GRACE_MS = 2_000;
 export const LOG_TAIL_BYTES = 64 * 1024;
 /** Default cap of one log (config run.maxLogMb). */
 export const DEFAULT_MAX_LOG_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Closes the descriptors this process inherited from whatever started it (a supervisor's pipe, an
+ * open file): every child would inherit them in turn, sandboxed processes included. Node's own
+ * descriptors are close-on-exec; one without that flag came from outside. Called once per worker.
+ */
+export function closeInheritedFds(): number[] {
+  const closed: number[] = [];
+  let fds: string[];
+  try {
+    fds = readdirSync('/proc/self/fd');
+  } catch {
+    return closed; // no /proc (macOS): nothing to do here
+  }
+  for (const name of fds) {
+    const fd = Number(name);
+    if (!(fd > 2) || String(fd) === process.env.NODE_CHANNEL_FD) continue;
+    try {
+      const flags = /^flags:\s*(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+      if (flags && (parseInt(flags, 8) & 0o2000000) === 0) {
+        closeSync(fd);
+        closed.push(fd);
+      }
+    } catch {
+      // gone already (the directory's own descriptor)
+    }
+  }
+  return closed;
+}
 
 /** A directory only the worker's user can enter (made, or tightened when it exists). */
 export function privateDir(dir: string): string {
@@ -114,12 +143,15 @@ export interface SuperviseOptions {
   onBeat?: (elapsedSec: number, lastLine: string) => void;
   /** Extra pipes at fd 3, 4, ...: handed back in `child.stdio`. */
   extraPipes?: number;
+  /** Bytes written into some of those pipes as the process starts, then closed (a seccomp filter). */
+  feed?: { fd: number; data: Buffer }[];
 }
 
 /** Starts a supervised process; `done` settles when it has exited and its group is gone. */
 export function supervise(o: SuperviseOptions): { child: ResultPromise; done: Promise<ProcessRun> } {
   const started = Date.now();
-  const extra = Array.from({ length: o.extraPipes ?? 0 }, () => 'pipe' as const);
+  const fds = Math.max(o.extraPipes ?? 0, ...(o.feed ?? []).map((f) => f.fd - 2));
+  const extra = Array.from({ length: fds }, () => 'pipe' as const);
   const child = execa(o.argv[0], o.argv.slice(1), {
     cwd: o.cwd,
     env: o.env,
@@ -129,6 +161,11 @@ export function supervise(o: SuperviseOptions): { child: ResultPromise; done: Pr
     buffer: false,
     stdio: ['ignore', 'pipe', 'pipe', ...extra],
   });
+  for (const f of o.feed ?? []) {
+    const pipe = child.stdio[f.fd] as unknown as NodeJS.WritableStream & { on(e: 'error', l: () => void): void };
+    pipe.on('error', () => {}); // a process that died at once is reported by its exit
+    pipe.end(f.data);
+  }
   if (o.pidFile) writePrivate(o.pidFile, pidRecord(child.pid!));
   let lastLine = '';
   const onData = (chunk: Buffer) => {

@@ -137,11 +137,19 @@ export function diskId(p: string, algorithm: 'sha1' | 'sha256'): string | null {
   } catch {
     return null;
   }
-  if (st.isSymbolicLink()) return objectId('blob', Buffer.from(readlinkSync(p)), algorithm);
-  if (st.isFile()) return objectId('blob', readFileSync(p), algorithm);
-  if (st.isDirectory()) return treeId(p, algorithm);
+  // Whatever cannot be read whole (too large, unreadable, a name that is not UTF-8) is no committed content.
+  try {
+    if (st.isSymbolicLink()) return objectId('blob', Buffer.from(readlinkSync(p)), algorithm);
+    if (st.isFile()) return st.size > MAX_HASHED_BYTES ? `too large: ${p}` : objectId('blob', readFileSync(p), algorithm);
+    if (st.isDirectory()) return treeId(p, algorithm);
+  } catch (e) {
+    return `unreadable: ${p}: ${(e as Error).message}`;
+  }
   return `not a file: ${p}`; // a fifo, a socket, a device: never what was committed
 }
+
+/** A guarded or read-back file larger than this is taken as changed, unread. */
+const MAX_HASHED_BYTES = 1024 * 1024 * 1024;
 
 /** A directory's git tree id, computed from the disk (empty folders are left out, as git does). */
 function treeId(dir: string, algorithm: 'sha1' | 'sha256'): string | null {

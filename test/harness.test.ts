@@ -9,9 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { bareGit, commitFiles, git, readRef, showFile } from '../lib/git';
 import { diskId, guardChanges, guardOf, listTree, wipeDir, writeTree } from '../lib/tree';
-import { CappedLog, LOG_TAIL_BYTES, bounded } from '../lib/supervise';
+import { CappedLog, LOG_TAIL_BYTES, bounded, supervise } from '../lib/supervise';
 import { allows, startEgress } from '../lib/egress';
-import { sandboxArgs, sandboxSupport } from '../lib/sandbox';
+import { confined, sandboxArgs, sandboxSupport } from '../lib/sandbox';
+import { slotNodes } from '../gpu-worker/worker';
 import { groupOf, suspectGain } from '../workflows/decisions';
 import { alarms } from '../cli/alarms';
 import type { LedgerRow } from '../activities/ledger';
@@ -57,6 +58,13 @@ test('writeTree writes a commit\'s files as git has them; diskId gives git\'s ow
     rmSync(path.dirname(repo), { recursive: true, force: true });
   }
 });
+
+/** Runs a sandboxed command line (confined()'s), feeding bubblewrap its seccomp filter. */
+async function runConfined(c: { argv: string[]; env: Record<string, string>; feed: { fd: number; data: Buffer }[] }, cwd = '/') {
+  const child = execa(c.argv[0], c.argv.slice(1), { env: c.env, extendEnv: false, reject: false, cwd, stdio: ['ignore', 'pipe', 'pipe', ...c.feed.map(() => 'pipe' as const)] });
+  for (const f of c.feed) (child.stdio[f.fd] as unknown as NodeJS.WritableStream).end(f.data);
+  return child;
+}
 
 function readdir(d: string): string[] {
   return readdirSync(d).sort();
@@ -144,6 +152,14 @@ test('the egress proxy lets through the named hosts only', async () => {
     assert.match(await connect(`127.0.0.1:${port}`), /^HTTP\/1\.1 200 Connection Established[\s\S]*hello/);
     assert.match(await connect('127.0.0.1:1'), /^HTTP\/1\.1 403 Forbidden/);
     assert.deepEqual(egress.refused, ['127.0.0.1:1']);
+    // Plain-HTTP proxying would let one connection carry requests for several hosts: refused.
+    const plain = await new Promise<string>((resolve) => {
+      const s = net.connect(egress.port!, '127.0.0.1', () => s.write(`GET http://127.0.0.1:${port}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`));
+      let got = '';
+      s.on('data', (d) => { got += d; });
+      s.on('close', () => resolve(got));
+    });
+    assert.match(plain, /^HTTP\/1\.1 405 /);
   } finally {
     await egress.close();
     web.close();
@@ -162,8 +178,8 @@ test('the sandbox is an allowlist: the system read-only, an empty home, nothing 
   writeFileSync(path.join(nightlabHome, 'ledger.jsonl'), 'records\n');
   try {
     const env = { PATH: `${nightlabHome}:/`.concat(':', process.env.PATH ?? ''), HOME: os.homedir() };
-    const { args, env: inside } = await sandboxArgs({ cwd: work, mounts: [{ path: work, mode: 'rw' }], env, protect: [nightlabHome], readOnly: ['~'] });
-    const run = (script: string) => execa(support.bwrap, [...args, '--', 'python3', '-c', script], { env: inside, extendEnv: false, reject: false });
+    const { args, env: inside, feed } = await sandboxArgs({ cwd: work, mounts: [{ path: work, mode: 'rw' }], env, protect: [nightlabHome], readOnly: ['~'] });
+    const run = (script: string) => runConfined({ argv: [support.bwrap, ...args, '--', 'python3', '-c', script], env: inside, feed });
     const r = await run(`import os
 print(sorted(os.listdir(${JSON.stringify(os.homedir())})))
 for p in ("/run", "/var/run", "/root/.ssh", "/etc/shadow", ${JSON.stringify(nightlabHome)}):
@@ -272,4 +288,64 @@ test('uv: `uv run train.py` in the sandbox, with the .venv that `uv sync --froze
   } finally {
     await l.close();
   }
+});
+
+test('covert channels between sandboxes: the model process takes no file lock another sandbox could see, and no sandboxed process watches files', async (t) => {
+  const support = await sandboxSupport();
+  if (!support.ok) {
+    t.skip(`no sandbox here: ${support.why}`);
+    return;
+  }
+  const decision = { kind: 'bwrap' as const, bwrap: support.bwrap, header: '' };
+  const start = async (script: string, noLocks: boolean) => {
+    const c = await confined(decision, { cwd: '/', mounts: [], env: { PATH: process.env.PATH ?? '', HOME: os.homedir() }, protect: [], noLocks }, `python3 -c '${script}'`);
+    const log = new CappedLog(path.join(tempDir(), 'x.log'));
+    const run = supervise({ argv: c.argv, cwd: '/', env: c.env, timeoutSec: 20, log, feed: c.feed });
+    return { done: run.done.then((r) => { log.close(); return { ...r, text: readFileSync(log.file, 'utf8') }; }) };
+  };
+  // The "model" holds a lock on a system file for 3 s; the "proposer" looks for it meanwhile.
+  const hold = 'import fcntl, time; f = open("/etc/hostname"); fcntl.flock(f, fcntl.LOCK_EX); print("locked", flush=True); time.sleep(3)';
+  const look = 'import fcntl, time\ntime.sleep(1)\nf = open("/etc/hostname")\ntry:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); print("free")\nexcept OSError: print("held")\nimport ctypes; print("inotify", ctypes.CDLL(None, use_errno=True).inotify_init1(0))';
+  for (const [noLocks, seen] of [[true, 'free'], [false, 'held']] as const) {
+    const model = await start(hold, noLocks);
+    const proposer = await start(look, false);
+    const [m, p] = await Promise.all([model.done, proposer.done]);
+    assert.match(m.text, /locked/);
+    assert.match(p.text, new RegExp(`^${seen}$`, 'm'), noLocks ? 'the model\'s lock is not there to be seen' : 'the check itself sees a real lock');
+    assert.match(p.text, /^inotify -1$/m, 'inotify is refused');
+  }
+});
+
+test('protected places are hidden even under a system folder; an absent or root HOME gets an empty one', async (t) => {
+  const support = await sandboxSupport();
+  if (!support.ok || process.getuid?.() !== 0) {
+    t.skip('needs the sandbox and root (to make a folder under /opt)');
+    return;
+  }
+  const protectedDir = `/opt/nightlab-test-${process.pid}`;
+  mkdirSync(path.join(protectedDir, 'campaigns'), { recursive: true });
+  writeFileSync(path.join(protectedDir, 'campaigns', 'ledger.jsonl'), 'records\n');
+  const work = path.join(protectedDir, 'slots', 'w');
+  mkdirSync(work, { recursive: true });
+  try {
+    const decision = { kind: 'bwrap' as const, bwrap: support.bwrap, header: '' };
+    for (const home of [undefined, '/']) {
+      const env: Record<string, string> = { PATH: process.env.PATH ?? '', ...(home ? { HOME: home } : {}) };
+      const c = await confined(decision, { cwd: work, mounts: [{ path: work, mode: 'rw' }], env, protect: [protectedDir] }, 'ls -a "$HOME"; cat /opt/nightlab-test-*/campaigns/ledger.jsonl; echo home=$HOME; touch ok');
+      const r = await runConfined(c, work);
+      assert.ok(!r.stdout.includes('records'), `the protected folder is hidden (${r.stdout})`);
+      assert.match(r.stdout, /home=\/home\/nightlab/);
+      assert.ok(existsSync(path.join(work, 'ok')), 'the workspace inside it is still mounted');
+    }
+  } finally {
+    rmSync(protectedDir, { recursive: true, force: true });
+  }
+});
+
+test('a slot\'s sandbox gets its own GPU\'s device node, named by UUID', () => {
+  const table = [{ index: '0', uuid: 'GPU-aaa', minor: 2 }, { index: '1', uuid: 'GPU-bbb', minor: 0 }, { index: '2', uuid: 'GPU-ccc', minor: null }];
+  assert.deepEqual(slotNodes('1', table), { devices: 'GPU-bbb', nodes: ['/dev/nvidia0', '/dev/nvidiactl', '/dev/nvidia-uvm', '/dev/nvidia-uvm-tools', '/dev/nvidia-modeset', '/dev/nvidia-caps'] });
+  assert.equal(slotNodes('GPU-aaa', table).nodes![0], '/dev/nvidia2');
+  assert.deepEqual(slotNodes('2', table), {}, 'minor unknown: every GPU, as before');
+  assert.deepEqual(slotNodes('7', []), {});
 });

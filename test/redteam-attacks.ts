@@ -17,6 +17,7 @@ import { campaignWorkflowId, type CampaignStatus, type ExperimentRecord } from '
 import { statusQuery } from '../workflows/messages';
 import { prepareStart } from '../cli/campaigns';
 import { alarms } from '../cli/alarms';
+import { EVALUATION_FAILED } from '../gpu-worker/evaluation';
 import { git, readRef } from '../lib/git';
 import { sandboxSupport } from '../lib/sandbox';
 import { ADDRESS, lab, makeRepo, tempDir, type Lab } from './helpers';
@@ -220,7 +221,7 @@ function trainingAttacks(p: Places, repo: string, campaignDir: string, ledgerFil
     {
       name: 'save no checkpoint and print a fake figure', against: 'evaluation', n: 2,
       step: { desc: 'print a fake val_bpb and save no checkpoint', code: 'if not IN_MODEL:\n    print("---\\nval_bpb: 0.000001", flush=True)\n    sys.exit(0)' },
-      judge: (s) => [s.row(2).status === 'crash' && /^evaluation failed: the model command exited 1/.test(s.row(2).reason), s.row(2).reason],
+      judge: (s) => [s.row(2).status === 'crash' && s.row(2).reason === EVALUATION_FAILED, s.row(2).reason],
     },
     {
       name: 'rewrite the locked prepare.py during the run', against: 'locked-file guard', n: 3,

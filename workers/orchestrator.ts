@@ -1,5 +1,6 @@
 // The orchestrator worker: the campaign workflows plus their CPU activities (propose, record, git).
 import { fileURLToPath } from 'node:url';
+import { closeInheritedFds } from '../lib/supervise';
 import { Worker, bundleWorkflowCode, type NativeConnection, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import { ORCHESTRATOR_TASK_QUEUE, DEFAULT_NAMESPACE } from '../common/shared';
@@ -34,6 +35,8 @@ export async function createOrchestratorWorker(opts: {
   deps?: ActivityDeps;
   maxActivities?: number;
 }): Promise<Worker> {
+  // What this process inherited would reach every proposer and run it starts.
+  closeInheritedFds();
   return Worker.create({
     connection: opts.connection,
     namespace: opts.namespace ?? DEFAULT_NAMESPACE,

@@ -358,7 +358,8 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
         return lite(r);
       }),
       best: (best, run) => withSlot(async () => {
-        const r = await train(best.experiment, run, best.sha, `re-run of the best (experiment ${best.experiment})`);
+        // On clean caches: what another run left in them could only drag the best's mean down.
+        const r = await train(best.experiment, run, best.sha, `re-run of the best (experiment ${best.experiment})`, true);
         bestRuns.push(runRecord(best.experiment, run, best.sha, r));
         return lite(r);
       }),
@@ -526,6 +527,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     return {
       tag, experiment: n, run, commit: sha, outcome: r.outcome, metric: r.metric, memoryMb: r.memoryMb, seconds: r.seconds, logPath: r.logPath, host: r.host, slot: r.slot, reason: r.reason,
       ...(r.heldOut !== undefined ? { heldOut: r.heldOut } : {}),
+      ...(r.isolation ? { isolation: r.isolation } : {}),
     };
   }
 
