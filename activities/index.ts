@@ -5,12 +5,12 @@ import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { CampaignConfig } from '../common/config';
 import { experimentRef, type ExperimentRecord, type Proposal, type RunRecord } from '../common/shared';
-import { ProposalRejected, buildContext, renderContext, type Proposer } from './context';
+import { ProposalRejected, buildContext, renderContext, type Proposer } from '../proposers/context';
 import { applyChange, checkoutWorktree, commitFiles, commitMessage, commitTree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, removeWorktree, setRef, showFiles } from '../lib/git';
 import { bounded, privateDir, writePrivate } from '../lib/supervise';
-import { appendExperiment, appendRejection, appendRun, cleanDescription, readLedger } from './ledger';
-import { mutateProposer } from './mutate';
-import { commandProposer } from './command-proposer';
+import { appendExperiment, appendRejection, appendRun, cleanDescription, readLedger } from '../lib/ledger';
+import { mutateProposer } from '../proposers/mutate';
+import { commandProposer } from '../proposers/command';
 import { MAX_REJECTION_CHARS, preflight } from './preflight';
 
 const PROPOSE_HEARTBEAT_MS = 20_000;

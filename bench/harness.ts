@@ -3,8 +3,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { findTemporalCli } from '../common/temporal-cli';
-import { probe, startServer } from '../common/server';
+import { findTemporalCli } from '../ops/temporal-cli';
+import { probe, startServer } from '../ops/server';
 
 export async function benchServer(port = 19233): Promise<{ address: string; stop: () => Promise<void> }> {
   const given = process.env.TEMPORAL_ADDRESS;

@@ -13,14 +13,14 @@ import proto from '@temporalio/proto';
 import { parseConfig, type CampaignConfigInput } from '../common/config';
 import { campaignWorkflowId, type CampaignStatus, type RunRecord } from '../common/shared';
 import { git } from '../lib/git';
-import { readLedger, experiments } from '../activities/ledger';
-import { mutateProposer } from '../activities/mutate';
+import { readLedger, experiments } from '../lib/ledger';
+import { mutateProposer } from '../proposers/mutate';
 import type { ActivityDeps } from '../activities';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import { createGpuWorkers } from '../gpu-worker/worker';
 import type { Slot } from '../gpu-worker/run';
-import { prepareStart, startCampaign } from '../cli/campaigns';
-import { connectClient, connectWorker } from '../common/connection';
+import { prepareStart, startCampaign } from '../client/campaigns';
+import { connectClient, connectWorker } from '../ops/connection';
 
 const { temporal } = proto;
 const EventType = temporal.api.enums.v1.EventType;

@@ -4,7 +4,7 @@
 //   2 sigma:  the baseline's mean minus 2 standard deviations, plus the same noise (a real gain),
 // judged by two rules against an unchanged baseline:
 //   autoresearch: one run of the baseline, one run of the change; keep if it is lower at all;
-//   nightlab:     the real judgeCandidate of workflows/evaluation.ts with the default policy
+//   nightlab:     the real judgeCandidate of workflows/judging.ts with the default policy
 //                 (baseline runs 3, k 1.8, confirmRuns 4, bestRuns 10): the baseline runs 3 times,
 //                 a promising change gets confirmation runs with other seeds and the baseline is
 //                 re-run, and the campaign's noise estimate (NoiseState) carries from one decision
@@ -17,7 +17,7 @@
 //   npm run bench:noise [-- --campaigns 200 --experiments 100 --seed 1]
 import { parseConfig } from '../common/config';
 import { groupOf, noisePolicy } from '../workflows/decisions';
-import { judgeCandidate, type NoiseState, type RunLite } from '../workflows/evaluation';
+import { judgeCandidate, type NoiseState, type RunLite } from '../workflows/judging';
 import { figure } from './harness';
 
 const args = new Map<string, string>();

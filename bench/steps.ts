@@ -13,10 +13,10 @@ import { parseConfig } from '../common/config';
 import { experimentRef, type ExperimentRecord, type RunRecord } from '../common/shared';
 import { commitFiles, fetchCommit, readRef, setRef, showFiles, compareAndSwapRef } from '../lib/git';
 import { freshTree } from '../gpu-worker/workspace';
-import { buildContext } from '../activities/context';
-import { mutateProposer } from '../activities/mutate';
+import { buildContext } from '../proposers/context';
+import { mutateProposer } from '../proposers/mutate';
 import { preflight } from '../activities/preflight';
-import { appendExperiment, appendRun } from '../activities/ledger';
+import { appendExperiment, appendRun } from '../lib/ledger';
 import { noteExperiment } from '../activities';
 import { benchConfig, f1, makeBenchRepo, percentile, removeTempDirs, tempDir, TRAINER } from './lib';
 

@@ -9,8 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 register();
-const { findTemporalCli } = await import('../common/temporal-cli.ts');
-const { startServer, probe } = await import('../common/server.ts');
+const { findTemporalCli } = await import('../ops/temporal-cli.ts');
+const { startServer, probe } = await import('../ops/server.ts');
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const files = process.argv.slice(2).length

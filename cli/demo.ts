@@ -6,17 +6,17 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { parseConfig, PRESETS } from '../common/config';
-import { connectClient, connectWorker, nightlabHome, temporalAddress, temporalNamespace } from '../common/connection';
-import { findTemporalCli } from '../common/temporal-cli';
-import { prepareNamespace, probe, splitAddress, startServer, type RunningServer } from '../common/server';
+import { connectClient, connectWorker, nightlabHome, temporalAddress, temporalNamespace } from '../ops/connection';
+import { findTemporalCli } from '../ops/temporal-cli';
+import { prepareNamespace, probe, splitAddress, startServer, type RunningServer } from '../ops/server';
 import { git } from '../lib/git';
-import { experiments } from '../activities/ledger';
+import { experiments } from '../lib/ledger';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import { workerProposers } from '../workers/proposers';
 import { createGpuWorkers, resolveSlots } from '../gpu-worker/worker';
-import { campaignStatus, prepareStart, startCampaign, uiLink } from './campaigns';
+import { campaignStatus, prepareStart, startCampaign, uiLink } from '../client/campaigns';
 import { resultsTable, statusText } from './format';
-import { ensurePythonDeps, TINY_LM_DIR } from './python';
+import { ensurePythonDeps, TINY_LM_DIR } from '../lib/python';
 
 const POLL_MS = 1500;
 

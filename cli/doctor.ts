@@ -1,11 +1,11 @@
 // `nightlab doctor`: each prerequisite, whether it is there, and how to fix it when it is not.
 import { execa } from 'execa';
 import { Connection } from '@temporalio/client';
-import { temporalAddress, temporalNamespace } from '../common/connection';
-import { findTemporalCli } from '../common/temporal-cli';
-import { missingSearchAttributes, probe } from '../common/server';
+import { temporalAddress, temporalNamespace } from '../ops/connection';
+import { findTemporalCli } from '../ops/temporal-cli';
+import { missingSearchAttributes, probe } from '../ops/server';
 import { listGpus } from '../gpu-worker/worker';
-import { pythonPackagesMissing } from './python';
+import { pythonPackagesMissing } from '../lib/python';
 import { INSTALL_HINT, sandboxSupport } from '../lib/sandbox';
 
 interface Check {

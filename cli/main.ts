@@ -3,20 +3,20 @@ import { Command, Option } from 'commander';
 import { writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfig, presetYaml, PRESETS } from '../common/config';
-import { connectClient, connectWorker, nightlabHome, temporalAddress, temporalNamespace } from '../common/connection';
-import { findTemporalCli, TemporalCliMissing } from '../common/temporal-cli';
-import { startServer } from '../common/server';
+import { connectClient, connectWorker, nightlabHome, temporalAddress, temporalNamespace } from '../ops/connection';
+import { findTemporalCli, TemporalCliMissing } from '../ops/temporal-cli';
+import { startServer } from '../ops/server';
 import { campaignWorkflowId } from '../common/shared';
-import { experiments, readLedger } from '../activities/ledger';
+import { experiments, readLedger } from '../lib/ledger';
 import { createOrchestratorWorker, DEFAULT_MAX_ACTIVITIES } from '../workers/orchestrator';
 import { workerProposers } from '../workers/proposers';
 import { createGpuWorkers, resolveSlots, SHUTDOWN_GRACE } from '../gpu-worker/worker';
 import { pauseSignal, resumeSignal, steerUpdate, stopSignal } from '../workflows/messages';
-import { campaignStatus, prepareStart, startCampaign, uiLink } from './campaigns';
+import { campaignStatus, prepareStart, startCampaign, uiLink } from '../client/campaigns';
 import { resultsTable, statusText } from './format';
 import { doctor } from './doctor';
 import { runDemo } from './demo';
-import { ensurePythonDeps } from './python';
+import { ensurePythonDeps } from '../lib/python';
 
 const program = new Command();
 program
@@ -131,11 +131,11 @@ program
   .action(async (tag, o) => {
     const client = await connectClient();
     if (o.watch && !o.json) {
-      const { watchCampaign } = await import('./watch');
+      const { watchCampaign } = await import('../client/watch');
       await watchCampaign(client, tag);
       return;
     }
-    const { alarms, alarmLines } = await import('./alarms');
+    const { alarms, alarmLines } = await import('../client/alarms');
     const ledgerOf = (s: { campaignDir: string }) => {
       try {
         return readLedger(s.campaignDir);
@@ -161,7 +161,7 @@ program
   .option('--repo <path>', 'the campaign repository, for the diffs (default: from the workflow\'s start input)')
   .action(async (tag, o) => {
     const client = await connectClient();
-    const { reportCampaign } = await import('./report');
+    const { reportCampaign } = await import('../client/report');
     const r = await reportCampaign(client, tag, { out: o.out, repo: o.repo });
     console.log(`Report for campaign ${tag} (${r.chart.counts.experiments} experiments, ${r.chart.counts.kept} kept):\n  ${r.html}\n  ${r.png}\n  ${r.svg}`);
   });

@@ -17,7 +17,7 @@
 import path from 'node:path';
 import { CancelledFailure, type Context } from '@temporalio/activity';
 import type { EvaluateSpec, RunRequest } from '../common/shared';
-import { checkMetric } from '../common/metrics';
+import { checkMetric } from '../lib/metrics';
 import { confined, type Mount, type SandboxDecision } from '../lib/sandbox';
 import { CappedLog, privateDir, signalGroup, supervise, type ProcessRun } from '../lib/supervise';
 import { guardChanges } from '../lib/tree';

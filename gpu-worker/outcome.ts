@@ -1,7 +1,7 @@
 // How a run ended, in one word and one line, from facts only the worker saw: the exit, the signal,
 // who killed it, and the figures in the final summary block of the right process's own output.
 import type { RunOutcome } from '../common/shared';
-import { looksOutOfMemory } from '../common/metrics';
+import { looksOutOfMemory } from '../lib/metrics';
 import { bounded, readEnd } from '../lib/supervise';
 
 /** Every attempt's output starts with a line beginning with this. */

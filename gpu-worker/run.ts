@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { Context, CancelledFailure } from '@temporalio/activity';
 import { execa } from 'execa';
 import { experimentRef, type RunRequest, type RunResult, type RunOutcome } from '../common/shared';
-import { checkMetric, readFigure } from '../common/metrics';
+import { checkMetric, readFigure } from '../lib/metrics';
 import { bareGit, isGitUrl } from '../lib/git';
 import { confined, decideSandbox, isInside, venvHome, type Mount, type SandboxDecision } from '../lib/sandbox';
 import { CappedLog, privateDir, reapOrphan, supervise, type ProcessRun } from '../lib/supervise';

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { campaignWorkflowId, experimentRef } from '../common/shared';
-import { experiments, readLedger, readResultsTsv } from '../activities/ledger';
+import { experiments, readLedger, readResultsTsv } from '../lib/ledger';
 import { readRef, git } from '../lib/git';
 import { lab, makeRepo } from './helpers';
 

@@ -10,7 +10,7 @@ import YAML from 'yaml';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { parseConfig, PRESETS } from '../common/config';
 import { campaignWorkflowId } from '../common/shared';
-import { connectClient } from '../common/connection';
+import { connectClient } from '../ops/connection';
 import { git } from '../lib/git';
 import { ADDRESS, makeRepo, QUADRATIC, QUADRATIC_CONFIG, ROOT, tempDir, uniqueTag } from './helpers';
 

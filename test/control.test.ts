@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { campaignWorkflowId } from '../common/shared';
-import { experiments } from '../activities/ledger';
+import { experiments } from '../lib/ledger';
 import { readRef, git } from '../lib/git';
 import { pauseSignal, resumeSignal, statusQuery, steerUpdate, stopSignal } from '../workflows/messages';
 import { lab, makeRepo, plannedProposer, proposalContext, tempDir, waitFor } from './helpers';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { campaignWorkflowId, type CampaignStatus } from '../common/shared';
 import { statusQuery } from '../workflows/messages';
-import { uiLink } from '../cli/campaigns';
+import { uiLink } from '../client/campaigns';
 import { startDashboard, type Dashboard } from '../dashboard/server';
 import { lab, makeRepo, ROOT, tempDir, waitFor } from './helpers';
 

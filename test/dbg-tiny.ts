@@ -1,5 +1,5 @@
 import { PRESETS } from '../common/config';
-import { experiments, readLedger } from '../activities/ledger';
+import { experiments, readLedger } from '../lib/ledger';
 import { lab, makeRepo, TINY_LM } from './helpers';
 const l = await lab();
 try {

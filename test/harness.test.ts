@@ -14,9 +14,9 @@ import { allows, startEgress } from '../lib/egress';
 import { confined, sandboxArgs, sandboxSupport } from '../lib/sandbox';
 import { slotNodes } from '../gpu-worker/worker';
 import { groupOf, suspectGain } from '../workflows/decisions';
-import { alarms } from '../cli/alarms';
-import type { LedgerRow } from '../activities/ledger';
-import { experiments } from '../activities/ledger';
+import { alarms } from '../client/alarms';
+import type { LedgerRow } from '../lib/ledger';
+import { experiments } from '../lib/ledger';
 import { lab, makeRepo, tempDir } from './helpers';
 import { execa } from 'execa';
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import type { Client } from '@temporalio/client';
-import { connectClient, connectWorker } from '../common/connection';
+import { connectClient, connectWorker } from '../ops/connection';
 import { parseConfig, type CampaignConfigInput } from '../common/config';
 import type { CampaignStatus } from '../common/shared';
 import { createOrchestratorWorker } from '../workers/orchestrator';
@@ -13,7 +13,7 @@ import { createGpuWorkers } from '../gpu-worker/worker';
 import type { Slot } from '../gpu-worker/run';
 import type { ActivityDeps } from '../activities';
 import { makeExampleRepo } from '../cli/demo';
-import { prepareStart, startCampaign } from '../cli/campaigns';
+import { prepareStart, startCampaign } from '../client/campaigns';
 import { git } from '../lib/git';
 
 // Worker chatter at INFO would drown the test report; warnings and errors still show.

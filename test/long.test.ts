@@ -7,7 +7,7 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from
 import os from 'node:os';
 import path from 'node:path';
 import { campaignWorkflowId, experimentRef, type ExperimentRecord } from '../common/shared';
-import { appendExperiment, appendRejection, appendRun, experiments, LEDGER_FILE, readLedger, readResultsTsv } from '../activities/ledger';
+import { appendExperiment, appendRejection, appendRun, experiments, LEDGER_FILE, readLedger, readResultsTsv } from '../lib/ledger';
 import { readRef, git } from '../lib/git';
 import { lab, makeRepo } from './helpers';
 

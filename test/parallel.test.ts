@@ -7,7 +7,7 @@ import { appendFileSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { campaignWorkflowId } from '../common/shared';
-import { experiments, readLedger } from '../activities/ledger';
+import { experiments, readLedger } from '../lib/ledger';
 import { git, readRef } from '../lib/git';
 import { statusQuery } from '../workflows/messages';
 import type { CampaignStatus } from '../common/shared';

@@ -2,13 +2,13 @@
 // killable with any signal and restartable on the same database), `nightlab worker` and
 // `nightlab gpu-worker` as subprocesses, and a training wrapper that reports its pid and can be
 // held mid-run, so a test kills things at a moment it chooses. Used by test/faults.test.ts,
-// bench/recovery.ts and scripts/record-history.ts.
+// bench/recovery.ts and test/record-history.ts.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findTemporalCli } from '../common/temporal-cli';
-import { portOpen, prepareNamespace, probe } from '../common/server';
+import { findTemporalCli } from '../ops/temporal-cli';
+import { portOpen, prepareNamespace, probe } from '../ops/server';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = path.join(ROOT, 'bin', 'nightlab.mjs');

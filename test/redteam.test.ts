@@ -8,10 +8,10 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { experiments } from '../activities/ledger';
+import { experiments } from '../lib/ledger';
 import { campaignWorkflowId } from '../common/shared';
 import { ConfigError, parseConfig } from '../common/config';
-import { checkMetric } from '../common/metrics';
+import { checkMetric } from '../lib/metrics';
 import { decideSandbox, resetSandboxProbe, sandboxSupport } from '../lib/sandbox';
 import { lab, makeRepo, waitFor } from './helpers';
 import { processesWithEnv, redteamProposer, redteamRepo, runRedTeam } from './redteam-attacks';

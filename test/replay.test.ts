@@ -1,6 +1,6 @@
 // Safe upgrades: campaigns run for days, so a worker running new workflow code must replay the
 // history of a campaign started by the old code. The fixtures in test/fixtures/histories/ are
-// histories of real campaigns (recorded with scripts/record-history.ts); each is replayed against
+// histories of real campaigns (recorded with test/record-history.ts); each is replayed against
 // the workflow code of this checkout. A change that would break a running campaign (a new, removed
 // or reordered activity, timer or child; a changed branch) fails here: guard it with patched().
 import { test } from 'node:test';
@@ -50,7 +50,7 @@ function payloadText(p: temporal.api.common.v1.IPayload | null | undefined): str
 
 test('the fixtures cover a crash, a keep, a fix, a rebase, a conflict, confirmations, messages, continue-as-new and both sides of each patch', () => {
   const all = fixtures();
-  assert.ok(all.length >= 3, `fixtures in ${DIR}: run \`npx tsx scripts/record-history.ts\``);
+  assert.ok(all.length >= 3, `fixtures in ${DIR}: run \`npx tsx test/record-history.ts\``);
   const events = all.flatMap((f) => f.history.events ?? []);
   const summaries = events.map((e) => payloadText(e.userMetadata?.summary));
   assert.ok(summaries.some((s) => /: crash — /.test(s)), 'a crashed experiment is recorded');

@@ -5,11 +5,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { experiments, readLedger } from '../activities/ledger';
-import { chartData, chartSpec } from '../cli/chart';
-import { reportCampaign, reportTotals } from '../cli/report';
-import { campaignInput } from '../cli/live';
-import { estimateTimeLeft, progressBar, renderWatch, watchCampaign } from '../cli/watch';
+import { experiments, readLedger } from '../lib/ledger';
+import { chartData, chartSpec } from '../client/chart';
+import { reportCampaign, reportTotals } from '../client/report';
+import { campaignInput } from '../client/live';
+import { estimateTimeLeft, progressBar, renderWatch, watchCampaign } from '../client/watch';
 import type { CampaignStatus, ExperimentRecord } from '../common/shared';
 import { lab, makeRepo, plannedProposer, ROOT, tempDir } from './helpers';
 
@@ -130,7 +130,7 @@ test('the report of a recorded campaign: chart data from the ledger, SVG, PNG an
 });
 
 test('held-out figures, when the ledger has them, reach the report', async () => {
-  const { writeReport } = await import('../cli/report');
+  const { writeReport } = await import('../client/report');
   const base = { tag: 't', commit: 'a'.repeat(40), parent: 'a'.repeat(40), outcome: 'ok', bestBefore: null, memoryGb: 1, reason: '', seconds: 1800, logPath: '', host: 'h', slot: '0', costUsd: 0.5, fixOf: null, finishedAt: '', logTail: 'tail' } as const;
   const ledger = [
     { kind: 'experiment', ...base, experiment: 0, status: 'keep', metric: 2, delta: null, description: 'baseline', heldOut: 2.1 },

@@ -7,8 +7,8 @@ import { symlinkSync, mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { Connection, Client } from '@temporalio/client';
-import { findTemporalCli, TemporalCliMissing } from '../common/temporal-cli';
-import { RETENTION_DAYS } from '../common/server';
+import { findTemporalCli, TemporalCliMissing } from '../ops/temporal-cli';
+import { RETENTION_DAYS } from '../ops/server';
 import { SEARCH_ATTRIBUTES } from '../common/shared';
 import { ROOT, tempDir, waitFor } from './helpers';
 

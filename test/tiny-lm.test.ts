@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PRESETS } from '../common/config';
-import { experiments, readResultsTsv } from '../activities/ledger';
+import { experiments, readResultsTsv } from '../lib/ledger';
 import { readRef } from '../lib/git';
 import { lab, makeRepo, TINY_LM } from './helpers';
 

@@ -6,15 +6,15 @@ import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { adoptBest, judgeCandidate, type EvaluationIO, type NoiseState } from '../workflows/evaluation';
+import { adoptBest, judgeCandidate, type EvaluationIO, type NoiseState } from '../workflows/judging';
 import { closeGroup, groupOf, groupSS, judgeConfirmed, judgeFirstRun, launchBlocked, mean, nextFix, noiseSigma, runFailed, type NoisePolicy } from '../workflows/decisions';
 import { checkTag, ConfigError, parseConfig, presetYaml, PRESETS, type CampaignConfigInput } from '../common/config';
-import { findKnobs, mutateProposer, perturb, settingsIn } from '../activities/mutate';
-import { buildContext, renderContext, type ProposerContext } from '../activities/context';
-import { looksOutOfMemory, readMetric } from '../common/metrics';
+import { findKnobs, mutateProposer, perturb, settingsIn } from '../proposers/mutate';
+import { buildContext, renderContext, type ProposerContext } from '../proposers/context';
+import { looksOutOfMemory, readMetric } from '../lib/metrics';
 import {
   appendExperiment, appendRejection, cleanDescription, experiments, LEDGER_FILE, readLedger, readResultsTsv, RESULTS_FILE, resultsLine,
-} from '../activities/ledger';
+} from '../lib/ledger';
 import type { ExperimentRecord } from '../common/shared';
 import { classify } from '../gpu-worker/outcome';
 import { pidRecord, reapOrphan } from '../lib/supervise';
@@ -23,7 +23,7 @@ import { trainingEnv } from '../gpu-worker/env';
 import { applyChange, checkoutWorktree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, removeWorktree, setRef, showFile } from '../lib/git';
 import { preflight } from '../activities/preflight';
 import { baseEnv, helperPid, runCommand } from '../lib/spawn';
-import { pairRuns, type RunningRun } from '../cli/live';
+import { pairRuns, type RunningRun } from '../client/live';
 import { makeRepo, QUADRATIC, QUADRATIC_CONFIG, setLine, tempDir } from './helpers';
 
 // ------------------------------------------------------------------------------------ decisions

@@ -2,7 +2,7 @@
 // Secrets are read here, in the worker, and nowhere else: the API key goes into the proposer's
 // client and never into workflow inputs, history, results or logs.
 import type { ActivityDeps } from '../activities';
-import { anthropicProposer } from '../activities/anthropic';
+import { anthropicProposer } from '../proposers/anthropic';
 
 export function workerProposers(env: NodeJS.ProcessEnv = process.env): NonNullable<ActivityDeps['proposers']> {
   if (!env.ANTHROPIC_API_KEY) return {};

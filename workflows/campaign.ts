@@ -29,7 +29,7 @@ import type { GpuActivities } from '../gpu-worker/run';
 import { GPU_TASK_QUEUE, experimentRef } from '../common/shared';
 import type { CampaignCarry, CampaignInput, CampaignStatus, ExperimentRecord, Proposal, RunRecord, RunResult } from '../common/shared';
 import { groupOf, improvement, initialCarry, launchBlocked, mean, nextFix, noisePolicy, noiseSigma, runFailed, type Group } from './decisions';
-import { adoptBest, judgeCandidate, sigma, type NoiseState, type RunLite } from './evaluation';
+import { adoptBest, judgeCandidate, sigma, type NoiseState, type RunLite } from './judging';
 import { pauseSignal, resumeSignal, statusQuery, steerUpdate, stopSignal } from './messages';
 
 /** Continue-as-new well before Temporal's 10k-event warning. */

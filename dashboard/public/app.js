@@ -171,7 +171,7 @@ function render(v) {
 function renderRuns(v) {
   const s = v.status;
   // Each experiment in flight with its own run, then the runs no experiment owns (the best's
-  // re-runs, more confirmation seeds): the server pairs them (cli/live.ts pairRuns).
+  // re-runs, more confirmation seeds): the server pairs them (client/live.ts pairRuns).
   const blocks = v.inFlightRuns.map(({ flight, run }) => runBlock(flight, run));
   if (!blocks.length) {
     blocks.push(el('div', { class: 'muted' }, s.state === 'paused' ? 'Paused: nothing runs until you resume.' : ['completed', 'stopped', 'failed'].includes(s.state) ? '' : 'Between experiments.'));

@@ -2,7 +2,7 @@
 // noise, while the deciding figure got better (the campaign may be fitting the validation data, or
 // the scoring may have been bent); and gains that looked too good to be true (the workflow flags
 // them, confirms them on clean caches, and records why).
-import type { LedgerRow } from '../activities/ledger';
+import type { LedgerRow } from '../lib/ledger';
 import { groupOf, improvement, noiseSigma, type Group } from '../workflows/decisions';
 
 /** Held-out worse by more than this many standard deviations of the difference raises an alarm. */

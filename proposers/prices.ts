@@ -33,7 +33,7 @@ export function priceOf(model: string): Price {
   const alias = model.replace(/-\d{8}$/, '');
   const row = PRICE_TABLE.find((r) => r.models.includes(alias));
   if (!row) {
-    throw new Error(`no price known for model "${model}": set proposer.model to one of ${KNOWN_MODELS.join(', ')} (or add its price to activities/prices.ts)`);
+    throw new Error(`no price known for model "${model}": set proposer.model to one of ${KNOWN_MODELS.join(', ')} (or add its price to proposers/prices.ts)`);
   }
   return row.price;
 }

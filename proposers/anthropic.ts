@@ -22,7 +22,7 @@ import { ApplicationFailure, asyncLocalStorage } from '@temporalio/activity';
 import { z } from 'zod';
 import type { TokenUsage } from '../common/shared';
 import { ProposalRejected, contextSections, type ProposerContext, type Proposer } from './context';
-import { cleanDescription } from './ledger';
+import { cleanDescription } from '../lib/ledger';
 import { costOf, priceOf } from './prices';
 
 export interface AnthropicProposerOptions {

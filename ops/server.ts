@@ -7,7 +7,7 @@ import { execa, type ResultPromise } from 'execa';
 import { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 const { temporal } = proto;
-import { SEARCH_ATTRIBUTES, DEFAULT_NAMESPACE } from './shared';
+import { SEARCH_ATTRIBUTES, DEFAULT_NAMESPACE } from '../common/shared';
 
 /** Closed campaigns stay visible in the Web UI this long (the dev server's default is one day). */
 export const RETENTION_DAYS = 30;

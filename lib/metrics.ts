@@ -4,7 +4,7 @@
 // Only the last summary block counts, so a number printed mid-training cannot pose as the result.
 // The deciding metric is read strictly (checkMetric): in the final block it must appear once, as
 // one finite number; twice, or a line that names it without such a number, fails the run.
-import type { MetricSpec } from './shared';
+import type { MetricSpec } from '../common/shared';
 
 export function escapeRegex(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -6,7 +6,7 @@ import { benchServer } from '../bench/harness';
 
 const server = await benchServer(19533);
 // The helpers read TEMPORAL_ADDRESS when they load: after the server is known.
-const { runRedTeam } = await import('../test/redteam-attacks');
+const { runRedTeam } = await import('./redteam-attacks');
 const { sandboxSupport } = await import('../lib/sandbox');
 let through = 0;
 try {

@@ -3,7 +3,7 @@
 // the last results, the budgets and an estimate of the time left. `renderWatch` is pure.
 import type { Client } from '@temporalio/client';
 import type { CampaignStatus, ExperimentRecord } from '../common/shared';
-import { experiments } from '../activities/ledger';
+import { experiments } from '../lib/ledger';
 import { campaignStatus } from './campaigns';
 import { inFlightOf, pairRuns, runningRuns, type RunningRun } from './live';
 

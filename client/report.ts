@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { CampaignStatus, ExperimentRecord } from '../common/shared';
-import { readLedger, type LedgerRow } from '../activities/ledger';
+import { readLedger, type LedgerRow } from '../lib/ledger';
 import { diffOf } from '../lib/git';
 import { chartData, renderPng, renderSvg, type ChartData } from './chart';
 import { campaignDirFor, campaignStatus, uiLink } from './campaigns';

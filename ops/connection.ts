@@ -3,7 +3,7 @@ import { Connection, Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import os from 'node:os';
 import path from 'node:path';
-import { DEFAULT_ADDRESS, DEFAULT_NAMESPACE } from './shared';
+import { DEFAULT_ADDRESS, DEFAULT_NAMESPACE } from '../common/shared';
 
 export function temporalAddress(): string {
   return process.env.TEMPORAL_ADDRESS || DEFAULT_ADDRESS;

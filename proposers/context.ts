@@ -4,7 +4,7 @@ import type { CampaignConfig } from '../common/config';
 import type { TokenUsage } from '../common/shared';
 import { experimentRef } from '../common/shared';
 import { diffOf, refSubjects, showFiles } from '../lib/git';
-import { experiments, readLedger } from './ledger';
+import { experiments, readLedger } from '../lib/ledger';
 
 export interface FileText {
   path: string;

@@ -2,7 +2,7 @@
 // ledger with every field. Appends are keyed (experiment number, proposal attempt) so a
 // retried activity never writes a row twice.
 import { appendFileSync, chmodSync, closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
-import { privateDir } from '../lib/supervise';
+import { privateDir } from './supervise';
 import path from 'node:path';
 import type { ExperimentRecord, RunRecord } from '../common/shared';
 

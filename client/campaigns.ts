@@ -8,9 +8,9 @@ import { branchName, checkTag, ConfigError, type CampaignConfig } from '../commo
 import { CAMPAIGN_WORKFLOW, ORCHESTRATOR_TASK_QUEUE, campaignWorkflowId, type CampaignInput, type CampaignStatus, type ExperimentRecord } from '../common/shared';
 import { isGitRepo, isGitUrl, readRef, showFile, git } from '../lib/git';
 import { guardOf, listTree } from '../lib/tree';
-import { experiments } from '../activities/ledger';
-import { priceOf } from '../activities/prices';
-import { nightlabHome } from '../common/connection';
+import { experiments } from '../lib/ledger';
+import { priceOf } from '../proposers/prices';
+import { nightlabHome } from '../ops/connection';
 import type { campaign } from '../workflows/campaign';
 import { statusQuery } from '../workflows/messages';
 

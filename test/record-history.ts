@@ -3,8 +3,8 @@
 // `temporal workflow show -o json`). test/replay.test.ts replays them against the workflow code of
 // every later commit, so a change that would break a running campaign fails CI.
 //
-//   npx tsx scripts/record-history.ts              # every scenario
-//   npx tsx scripts/record-history.ts crash-keep   # one of them
+//   npx tsx test/record-history.ts              # every scenario
+//   npx tsx test/record-history.ts crash-keep   # one of them
 //
 // Uses the server at TEMPORAL_ADDRESS when one answers, else starts a dev server of its own.
 // Re-record only when a change is meant to be incompatible and is shipped with a new workflow
@@ -12,10 +12,10 @@
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { historyToJSON } from '../test/history-json';
+import { historyToJSON } from './history-json';
 import { benchServer } from '../bench/harness';
 import { campaignWorkflowId, type CampaignStatus } from '../common/shared';
-import { experiments } from '../activities/ledger';
+import { experiments } from '../lib/ledger';
 import type { CampaignConfigInput } from '../common/config';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -29,7 +29,7 @@ interface Scenario {
 
 const server = await benchServer(19433);
 // The test helpers read TEMPORAL_ADDRESS when they load: after the server is known.
-const { lab, makeRepo, plannedProposer, waitFor } = await import('../test/helpers');
+const { lab, makeRepo, plannedProposer, waitFor } = await import('./helpers');
 const { statusQuery, pauseSignal, resumeSignal, steerUpdate } = await import('../workflows/messages');
 
 const statusWords = (dir: string) => experiments(dir).sort((a, b) => a.experiment - b.experiment).map((r) => `${r.experiment}:${r.status}`).join(' ');
@@ -137,7 +137,7 @@ const SCENARIOS: Scenario[] = [
 ];
 
 const only = process.argv.slice(2);
-const { connectClient } = await import('../common/connection');
+const { connectClient } = await import('../ops/connection');
 const client = await connectClient(server.address);
 mkdirSync(HISTORIES_DIR, { recursive: true });
 try {

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { execa } from 'execa';
 
-export const EXAMPLES_DIR = fileURLToPath(new URL('../examples/', import.meta.url));
+export const EXAMPLES_DIR = fileURLToPath(new URL('../examples', import.meta.url));
 export const TINY_LM_DIR = path.join(EXAMPLES_DIR, 'tiny-lm');
 
 export async function pythonPackagesMissing(python = 'python3'): Promise<string | null> {
