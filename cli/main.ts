@@ -6,7 +6,7 @@ import { ConfigError, loadConfig, presetYaml, PRESETS } from '../common/config';
 import { connectClient, connectWorker, nightlabHome, temporalAddress, temporalNamespace } from '../ops/connection';
 import { findTemporalCli, TemporalCliMissing } from '../ops/temporal-cli';
 import { startServer } from '../ops/server';
-import { campaignWorkflowId } from '../common/shared';
+import { campaignWorkflowId, isEnded } from '../common/shared';
 import { experiments, readLedger } from '../lib/ledger';
 import { createOrchestratorWorker, DEFAULT_MAX_ACTIVITIES } from '../workers/orchestrator';
 import { workerProposers } from '../workers/proposers';
@@ -149,7 +149,7 @@ program
       const ledger = ledgerOf(s);
       if (o.json) console.log(JSON.stringify({ ...s, alarms: alarms(ledger, s.direction) }, null, 2));
       else console.log([statusText(s), ...alarmLines(ledger, s.direction, s.metricName)].join('\n'));
-      if (!o.watch || ['completed', 'stopped', 'failed'].includes(s.state)) return;
+      if (!o.watch || isEnded(s.state)) return;
       await new Promise((r) => setTimeout(r, 2000));
     }
   });

@@ -3,9 +3,8 @@
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { branchName, checkTag, ConfigError, type CampaignConfig } from '../common/config';
-import { CAMPAIGN_WORKFLOW, ORCHESTRATOR_TASK_QUEUE, campaignWorkflowId, type CampaignInput, type CampaignStatus, type ExperimentRecord } from '../common/shared';
+import { CAMPAIGN_WORKFLOW, ORCHESTRATOR_TASK_QUEUE, SA, campaignWorkflowId, type CampaignInput, type CampaignStatus, type ExperimentRecord } from '../common/shared';
 import { isGitRepo, isGitUrl, readRef, showFile, git } from '../lib/git';
 import { guardOf, listTree } from '../lib/tree';
 import { experiments } from '../lib/ledger';
@@ -97,9 +96,6 @@ async function remoteProblem(repo: string, remote: string, baseSha: string): Pro
   return null;
 }
 
-const SA_TAG = defineSearchAttributeKey('NightlabTag', SearchAttributeType.KEYWORD);
-const SA_STATUS = defineSearchAttributeKey('NightlabStatus', SearchAttributeType.KEYWORD);
-
 export async function startCampaign(client: Client, input: CampaignInput, options: { historyEventsLimit?: number; taskQueue?: string } = {}) {
   try {
     return await client.workflow.start<typeof campaign>(CAMPAIGN_WORKFLOW, {
@@ -107,8 +103,8 @@ export async function startCampaign(client: Client, input: CampaignInput, option
       taskQueue: options.taskQueue ?? ORCHESTRATOR_TASK_QUEUE,
       args: [{ ...input, ...(options.historyEventsLimit ? { historyEventsLimit: options.historyEventsLimit } : {}) }],
       typedSearchAttributes: [
-        { key: SA_TAG, value: input.tag },
-        { key: SA_STATUS, value: 'running' },
+        { key: SA.tag, value: input.tag },
+        { key: SA.state, value: 'running' },
       ],
       staticSummary: `Nightlab campaign ${input.tag}: ${input.config.metric.name} (${input.config.metric.direction} is better) on ${path.basename(input.repo)}`,
       staticDetails: `Repository: ${input.repo}\n\nBranch: ${input.branch}\n\nEditable: ${input.config.editable.join(', ')}\n\nProposer: ${input.config.proposer.kind}\n\nRecords: ${input.campaignDir}`,

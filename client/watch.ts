@@ -3,6 +3,7 @@
 // the last results, the budgets and an estimate of the time left. `renderWatch` is pure.
 import type { Client } from '@temporalio/client';
 import type { CampaignStatus, ExperimentRecord } from '../common/shared';
+import { isEnded } from '../common/shared';
 import { experiments } from '../lib/ledger';
 import { campaignStatus } from './campaigns';
 import { inFlightOf, pairRuns, runningRuns, type RunningRun } from './live';
@@ -15,7 +16,6 @@ export interface WatchSnapshot {
   now: number;
 }
 
-const ENDED = ['completed', 'stopped', 'failed'];
 
 export function formatDuration(seconds: number): string {
   const s = Math.max(0, Math.round(seconds));
@@ -37,7 +37,7 @@ export function progressBar(fraction: number, width = 30): string {
  * at the pace so far (wall time per finished experiment). Null when no budget bounds it.
  */
 export function estimateTimeLeft(s: CampaignStatus, rows: Pick<ExperimentRecord, 'experiment'>[], now: number): { seconds: number; basis: string } | null {
-  if (ENDED.includes(s.state)) return { seconds: 0, basis: s.state };
+  if (isEnded(s.state)) return { seconds: 0, basis: s.state };
   const elapsed = Math.max(0, (now - Date.parse(s.startedAt)) / 1000);
   const options: { seconds: number; basis: string }[] = [];
   if (s.budget.maxHours !== null) options.push({ seconds: Math.max(0, s.budget.maxHours * 3600 - elapsed), basis: `${s.budget.maxHours} h budget` });
@@ -73,13 +73,13 @@ export function renderWatch(snap: WatchSnapshot, opts: { last?: number; width?: 
   else if (s.costUsd > 0) budgets.push(`  cost        $${s.costUsd.toFixed(4)} (no cost budget)`);
   if (budgets.length) lines.push('', 'budgets', ...budgets);
   const left = estimateTimeLeft(s, rows, now);
-  if (left && !ENDED.includes(s.state)) lines.push(`  estimated time left: ${formatDuration(left.seconds)} (${left.basis})`);
-  else if (!ENDED.includes(s.state)) lines.push('  estimated time left: unbounded (no experiments or hours budget)');
+  if (left && !isEnded(s.state)) lines.push(`  estimated time left: ${formatDuration(left.seconds)} (${left.basis})`);
+  else if (!isEnded(s.state)) lines.push('  estimated time left: unbounded (no experiments or hours budget)');
 
   // The experiments in flight, each training one with its bar.
   lines.push('');
   const inFlight = inFlightOf(s);
-  if (!inFlight.length && !ENDED.includes(s.state)) {
+  if (!inFlight.length && !isEnded(s.state)) {
     lines.push(s.state === 'paused' ? 'now: paused (resume with `nightlab resume`)' : 'now: between experiments');
   }
   for (const { flight: f, run } of pairRuns(inFlight, runs)) {
@@ -118,7 +118,7 @@ export async function watchSnapshot(client: Client, tag: string, now = Date.now(
   } catch {
     rows = [];
   }
-  const runs = ENDED.includes(status.state) ? [] : await runningRuns(client, tag, now).catch(() => []);
+  const runs = isEnded(status.state) ? [] : await runningRuns(client, tag, now).catch(() => []);
   return { status, rows, runs, now };
 }
 
@@ -137,7 +137,7 @@ export async function watchCampaign(
     const snap = await watchSnapshot(client, tag);
     const width = process.stdout.columns ? Math.max(60, process.stdout.columns) : 100;
     write(`${clear ? '\x1b[2J\x1b[H' : ''}${renderWatch(snap, { width })}\n${clear ? '\n(Ctrl-C to leave; the campaign goes on)\n' : ''}`);
-    if (opts.once || ENDED.includes(snap.status.state)) return snap.status;
+    if (opts.once || isEnded(snap.status.state)) return snap.status;
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 2000));
   }
 }

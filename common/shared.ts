@@ -1,5 +1,6 @@
 // Names and types shared by the workflow, the workers, the CLI and the tests.
 // One name for one thing: these strings are what people see in the Temporal Web UI.
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { CampaignConfig } from './config';
 
 export const ORCHESTRATOR_TASK_QUEUE = 'nightlab-orchestrator';
@@ -10,15 +11,19 @@ export const DEFAULT_ADDRESS = '127.0.0.1:7233';
 export const DEFAULT_NAMESPACE = 'default';
 export const DEFAULT_UI_PORT = 8233;
 
-/** Search attributes Nightlab upserts; registered on the server by `nightlab server`. */
-export const SEARCH_ATTRIBUTES = {
-  NightlabTag: 'Keyword',
-  NightlabStatus: 'Keyword',
-  NightlabExperiments: 'Int',
-  NightlabKept: 'Int',
-  NightlabBestMetric: 'Double',
-  NightlabCostUsd: 'Double',
+/** Search attributes Nightlab upserts, typed for the SDK; `nightlab server` registers them by name. */
+export const SA = {
+  tag: defineSearchAttributeKey('NightlabTag', SearchAttributeType.KEYWORD),
+  state: defineSearchAttributeKey('NightlabStatus', SearchAttributeType.KEYWORD),
+  experiments: defineSearchAttributeKey('NightlabExperiments', SearchAttributeType.INT),
+  kept: defineSearchAttributeKey('NightlabKept', SearchAttributeType.INT),
+  best: defineSearchAttributeKey('NightlabBestMetric', SearchAttributeType.DOUBLE),
+  cost: defineSearchAttributeKey('NightlabCostUsd', SearchAttributeType.DOUBLE),
 } as const;
+
+/** The same attributes as the server's registration wants them: name -> Temporal type name. */
+const TYPE_NAMES: Record<string, string> = { KEYWORD: 'Keyword', INT: 'Int', DOUBLE: 'Double' };
+export const SEARCH_ATTRIBUTES: Record<string, string> = Object.fromEntries(Object.values(SA).map((k) => [k.name, TYPE_NAMES[k.type]]));
 
 export function campaignWorkflowId(tag: string): string {
   return `campaign-${tag}`;
@@ -30,6 +35,12 @@ export function experimentRef(tag: string, n: number): string {
 }
 
 export type CampaignState = 'running' | 'paused' | 'completed' | 'stopped' | 'failed';
+
+/** The states a campaign does not come back from: no controls, no live runs. */
+export const ENDED_STATES: readonly CampaignState[] = ['completed', 'stopped', 'failed'];
+export function isEnded(state: string): boolean {
+  return (ENDED_STATES as readonly string[]).includes(state);
+}
 
 /** What the results table says of an experiment (autoresearch's three words). */
 export type ExperimentStatus = 'keep' | 'discard' | 'crash';

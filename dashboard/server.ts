@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { TAG_PATTERN } from '../common/config';
-import { CAMPAIGN_WORKFLOW, campaignWorkflowId, type CampaignInput } from '../common/shared';
+import { CAMPAIGN_WORKFLOW, campaignWorkflowId, type CampaignInput, isEnded } from '../common/shared';
 import { readLedger } from '../lib/ledger';
 import { diffOf } from '../lib/git';
 import { pauseSignal, resumeSignal, steerUpdate, stopSignal } from '../workflows/messages';
@@ -29,7 +29,6 @@ import { experimentRows, reportTotals } from '../client/report';
 
 const PUBLIC = fileURLToPath(new URL('./public', import.meta.url));
 const require = createRequire(import.meta.url);
-const ENDED = ['completed', 'stopped', 'failed'];
 const MAX_LISTED = 100;
 const MAX_BODY = 64 * 1024;
 
@@ -120,7 +119,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     const ledger = readLedger(input?.campaignDir ?? status.campaignDir);
     const rows = experimentRows(ledger).map(({ logTail: _t, ...r }) => r);
     const chart = chartData(rows, { metricName, direction, tag });
-    const runs = ENDED.includes(status.state) ? [] : await runningRuns(client, tag, now).catch(() => []);
+    const runs = isEnded(status.state) ? [] : await runningRuns(client, tag, now).catch(() => []);
     return {
       tag,
       status: { ...status, metricName, direction },
@@ -154,7 +153,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
 
   async function control(tag: string, action: string, body: Record<string, unknown>) {
     const status = await campaignStatus(client, tag);
-    if (ENDED.includes(status.state)) throw new HttpError(409, `campaign ${tag} has ended (${status.state}); nothing to ${action}`);
+    if (isEnded(status.state)) throw new HttpError(409, `campaign ${tag} has ended (${status.state}); nothing to ${action}`);
     const handle = client.workflow.getHandle(campaignWorkflowId(tag));
     if (action === 'pause') await handle.signal(pauseSignal);
     else if (action === 'resume') await handle.signal(resumeSignal);

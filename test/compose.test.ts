@@ -2,6 +2,7 @@
 // (or docker-compose >= 1.29) checks the file against the Compose schema and prints it
 // normalized; we then assert the wiring: PostgreSQL -> schema job -> Temporal -> namespace
 // job -> UI and both Nightlab workers, and that the API key reaches the orchestrator only.
+import { SEARCH_ATTRIBUTES } from '../common/shared';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -16,14 +17,6 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const COMPOSE_FILE = path.join(ROOT, 'docker-compose.yml');
 const API_KEY_SENTINEL = 'sk-ant-compose-test-sentinel-0123456789';
 
-const SEARCH_ATTRIBUTES = {
-  NightlabTag: 'Keyword',
-  NightlabStatus: 'Keyword',
-  NightlabExperiments: 'Int',
-  NightlabKept: 'Int',
-  NightlabBestMetric: 'Double',
-  NightlabCostUsd: 'Double',
-};
 
 // ---------------------------------------------------------------- running compose config
 

@@ -23,10 +23,9 @@ import {
   patched,
   setCurrentDetails,
 } from '@temporalio/workflow';
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { OrchestratorActivities } from '../activities';
 import type { GpuActivities } from '../gpu-worker/run';
-import { GPU_TASK_QUEUE, experimentRef } from '../common/shared';
+import { GPU_TASK_QUEUE, SA, experimentRef } from '../common/shared';
 import type { CampaignCarry, CampaignInput, CampaignStatus, ExperimentRecord, Proposal, RunRecord, RunResult } from '../common/shared';
 import { groupOf, improvement, initialCarry, launchBlocked, mean, nextFix, noisePolicy, noiseSigma, runFailed, type Group } from './decisions';
 import { adoptBest, judgeCandidate, sigma, type NoiseState, type RunLite } from './judging';
@@ -42,15 +41,6 @@ const MAX_STEER_CHARS = 16_000;
 const REBASE_WHILE_QUEUED = 'rebase-while-queued';
 const KEEP_AT_DECISION = 'keep-at-decision';
 const SUSPECT_GAINS = 'suspect-gains';
-
-const SA = {
-  tag: defineSearchAttributeKey('NightlabTag', SearchAttributeType.KEYWORD),
-  status: defineSearchAttributeKey('NightlabStatus', SearchAttributeType.KEYWORD),
-  experiments: defineSearchAttributeKey('NightlabExperiments', SearchAttributeType.INT),
-  kept: defineSearchAttributeKey('NightlabKept', SearchAttributeType.INT),
-  best: defineSearchAttributeKey('NightlabBestMetric', SearchAttributeType.DOUBLE),
-  cost: defineSearchAttributeKey('NightlabCostUsd', SearchAttributeType.DOUBLE),
-};
 
 const cpu = proxyActivities<OrchestratorActivities>({
   startToCloseTimeout: '60 minutes',
@@ -136,7 +126,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     const best = s.best ? mean(s.best.group) : null;
     upsertSearchAttributes([
       { key: SA.tag, value: tag },
-      { key: SA.status, value: st },
+      { key: SA.state, value: st },
       { key: SA.experiments, value: s.experiments },
       { key: SA.kept, value: s.kept },
       { key: SA.cost, value: Math.round(s.costUsd * 1e6) / 1e6 },
