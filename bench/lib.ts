@@ -11,7 +11,7 @@ import { DefaultLogger, Runtime, type NativeConnection, type Worker } from '@tem
 import type { Client } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { parseConfig, type CampaignConfigInput } from '../common/config';
-import { campaignWorkflowId, type CampaignStatus, type RunRecord } from '../common/shared';
+import { campaignWorkflowId, type CampaignSnapshot, type RunRecord } from '../common/shared';
 import { git } from '../lib/git';
 import { readLedger, experiments } from '../lib/ledger';
 import { mutateProposer } from '../proposers/mutate';
@@ -161,7 +161,7 @@ export interface StartedCampaign {
   workflowId: string;
   campaignDir: string;
   startedAtMs: number;
-  result(): Promise<CampaignStatus>;
+  result(): Promise<CampaignSnapshot>;
 }
 
 /**
@@ -210,7 +210,7 @@ export async function startBench(client: Client, a: { repo: string; config: Camp
   const input = await prepareStart({ config, baseDir: a.repo, tag, home: a.home });
   const startedAtMs = Date.now();
   const handle = await startCampaign(client, { ...input, gpuTaskQueue: a.gpuTaskQueue }, { taskQueue: a.taskQueue });
-  return { tag, workflowId: campaignWorkflowId(tag), campaignDir: input.campaignDir, startedAtMs, result: () => handle.result() as Promise<CampaignStatus> };
+  return { tag, workflowId: campaignWorkflowId(tag), campaignDir: input.campaignDir, startedAtMs, result: () => handle.result() as Promise<CampaignSnapshot> };
 }
 
 /** A run as it happened on its slot: the trainer's own clock (bench_t0/bench_t1) plus the record. */

@@ -1,5 +1,5 @@
 // How campaigns look in a terminal.
-import type { CampaignStatus, ExperimentRecord } from '../common/shared';
+import type { CampaignSnapshot, ExperimentRecord } from '../common/shared';
 
 export function resultsTable(rows: ExperimentRecord[], metricName: string): string {
   const head = ['#', 'commit', metricName, 'delta', 'mem_gb', 'status', 'description'];
@@ -17,7 +17,7 @@ export function resultsTable(rows: ExperimentRecord[], metricName: string): stri
   return [line(head), ...body.map(line)].join('\n');
 }
 
-export function statusText(s: CampaignStatus): string {
+export function statusText(s: CampaignSnapshot): string {
   const best = s.bestMetric === null ? '-' : s.bestMetric.toFixed(6);
   const base = s.baselineMetric === null ? '-' : s.baselineMetric.toFixed(6);
   const budget = [

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { branchName, checkTag, ConfigError, type CampaignConfig } from '../common/config';
-import { CAMPAIGN_WORKFLOW, ORCHESTRATOR_TASK_QUEUE, SA, campaignWorkflowId, type CampaignInput, type CampaignStatus, type ExperimentRecord } from '../common/shared';
+import { CAMPAIGN_WORKFLOW, ORCHESTRATOR_TASK_QUEUE, SA, campaignWorkflowId, type CampaignInput, type CampaignSnapshot, type ExperimentRecord } from '../common/shared';
 import { isGitRepo, isGitUrl, readRef, showFile, git } from '../lib/git';
 import { guardOf, listTree } from '../lib/tree';
 import { experiments } from '../lib/ledger';
@@ -118,7 +118,7 @@ export async function startCampaign(client: Client, input: CampaignInput, option
 }
 
 /** The campaign's status: asked of the running workflow, or read from how it ended. */
-export async function campaignStatus(client: Client, tag: string): Promise<CampaignStatus> {
+export async function campaignStatus(client: Client, tag: string): Promise<CampaignSnapshot> {
   const handle = client.workflow.getHandle(campaignWorkflowId(tag));
   let desc;
   try {
@@ -128,7 +128,7 @@ export async function campaignStatus(client: Client, tag: string): Promise<Campa
     throw e;
   }
   if (desc.status.name === 'RUNNING') return handle.query(statusQuery);
-  if (desc.status.name === 'COMPLETED') return (await handle.result()) as CampaignStatus;
+  if (desc.status.name === 'COMPLETED') return (await handle.result()) as CampaignSnapshot;
   let message = desc.status.name.toLowerCase();
   try {
     await handle.result();

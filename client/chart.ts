@@ -5,14 +5,14 @@
 // `chartData` is a pure function of ledger rows, so tests check the chart from data. `chartSpec`
 // turns it into a Vega-Lite spec, the same one the dashboard renders in the browser; `renderSvg`
 // and `renderPng` draw it on the server (Vega renders SVG without a canvas; resvg rasterizes it).
-import type { ExperimentRecord, ExperimentStatus } from '../common/shared';
+import type { ExperimentRecord, Decision } from '../common/shared';
 
 export type ChartRow = Pick<ExperimentRecord, 'experiment' | 'status' | 'metric' | 'description'> &
   Partial<Pick<ExperimentRecord, 'outcome' | 'reason'>>;
 
 export interface ChartPoint {
   experiment: number;
-  status: ExperimentStatus;
+  status: Decision;
   /** The metric as recorded; null for a crash. */
   metric: number | null;
   /** Where the point is drawn: the metric, or the chart's edge for crashes and off-scale runs. */

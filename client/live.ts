@@ -5,7 +5,7 @@ import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import proto from '@temporalio/proto';
-import { campaignWorkflowId, type CampaignInput, type CampaignStatus } from '../common/shared';
+import { campaignWorkflowId, type CampaignInput, type CampaignSnapshot } from '../common/shared';
 
 function fromPayload<T>(client: Client, payload: Payload | null | undefined): T | undefined {
   if (!payload) return undefined;
@@ -84,12 +84,12 @@ export async function runningRuns(client: Client, tag: string, now = Date.now())
   return runs;
 }
 
-type InFlight = CampaignStatus['inFlight'][number];
+type InFlight = CampaignSnapshot['inFlight'][number];
 /** Phases whose experiment holds a slot (older workflows said 'training' and 'confirming'). */
 const TRAINING = ['train', 'confirm', 'training', 'confirming'];
 
 /** The experiments in flight: `inFlight` where the status has it (parallel campaigns), else `current`. */
-export function inFlightOf(s: CampaignStatus): InFlight[] {
+export function inFlightOf(s: CampaignSnapshot): InFlight[] {
   const list = (s as { inFlight?: InFlight[] }).inFlight;
   if (Array.isArray(list)) return list;
   return s.current ? [s.current] : [];

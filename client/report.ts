@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import type { CampaignStatus, ExperimentRecord } from '../common/shared';
+import type { CampaignSnapshot, ExperimentRecord } from '../common/shared';
 import { readLedger, type LedgerRow } from '../lib/ledger';
 import { diffOf } from '../lib/git';
 import { chartData, renderPng, renderSvg, type ChartData } from './chart';
@@ -22,7 +22,7 @@ export interface ReportInput {
   ledger: LedgerRow[];
   /** The campaign repository, for the diffs; without it the report says why there are none. */
   repo?: string | null;
-  status?: CampaignStatus | null;
+  status?: CampaignSnapshot | null;
   uiUrl?: string;
   outDir: string;
 }

@@ -2,14 +2,14 @@
 // experiment with a progress bar (elapsed against its timeout, from the GPU worker's heartbeats),
 // the last results, the budgets and an estimate of the time left. `renderWatch` is pure.
 import type { Client } from '@temporalio/client';
-import type { CampaignStatus, ExperimentRecord } from '../common/shared';
+import type { CampaignSnapshot, ExperimentRecord } from '../common/shared';
 import { isEnded } from '../common/shared';
 import { experiments } from '../lib/ledger';
 import { campaignStatus } from './campaigns';
 import { inFlightOf, pairRuns, runningRuns, type RunningRun } from './live';
 
 export interface WatchSnapshot {
-  status: CampaignStatus;
+  status: CampaignSnapshot;
   /** The ledger's experiment rows (all of them; the view shows the last few). */
   rows: ExperimentRecord[];
   runs: RunningRun[];
@@ -36,7 +36,7 @@ export function progressBar(fraction: number, width = 30): string {
  * Time left before a budget ends the campaign: the hours budget directly, the experiments budget
  * at the pace so far (wall time per finished experiment). Null when no budget bounds it.
  */
-export function estimateTimeLeft(s: CampaignStatus, rows: Pick<ExperimentRecord, 'experiment'>[], now: number): { seconds: number; basis: string } | null {
+export function estimateTimeLeft(s: CampaignSnapshot, rows: Pick<ExperimentRecord, 'experiment'>[], now: number): { seconds: number; basis: string } | null {
   if (isEnded(s.state)) return { seconds: 0, basis: s.state };
   const elapsed = Math.max(0, (now - Date.parse(s.startedAt)) / 1000);
   const options: { seconds: number; basis: string }[] = [];
@@ -130,7 +130,7 @@ export async function watchCampaign(
   client: Client,
   tag: string,
   opts: { intervalMs?: number; once?: boolean; write?: (text: string) => void; clear?: boolean } = {},
-): Promise<CampaignStatus> {
+): Promise<CampaignSnapshot> {
   const write = opts.write ?? ((t: string) => process.stdout.write(t));
   const clear = opts.clear ?? Boolean(process.stdout.isTTY);
   for (;;) {

@@ -43,7 +43,7 @@ export function isEnded(state: string): boolean {
 }
 
 /** What the results table says of an experiment (autoresearch's three words). */
-export type ExperimentStatus = 'keep' | 'discard' | 'crash';
+export type Decision = 'keep' | 'discard' | 'crash';
 
 /** How a run ended, finer than keep/discard/crash; the reason is kept beside it. */
 export type RunOutcome = 'ok' | 'crash' | 'timeout' | 'oom' | 'no-metric' | 'cancelled';
@@ -152,7 +152,7 @@ export interface ExperimentRecord {
   experiment: number;
   commit: string;
   parent: string;
-  status: ExperimentStatus;
+  status: Decision;
   outcome: RunOutcome | 'rejected';
   metric: number | null;
   bestBefore: number | null;
@@ -217,7 +217,7 @@ export interface CampaignInput {
   guard?: Record<string, string>;
 }
 
-export interface CampaignStatus {
+export interface CampaignSnapshot {
   tag: string;
   state: CampaignState;
   message: string;

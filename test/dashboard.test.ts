@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { campaignWorkflowId, type CampaignStatus } from '../common/shared';
+import { campaignWorkflowId, type CampaignSnapshot } from '../common/shared';
 import { statusQuery } from '../workflows/messages';
 import { uiLink } from '../client/campaigns';
 import { startDashboard, type Dashboard } from '../dashboard/server';
@@ -15,7 +15,7 @@ import { lab, makeRepo, ROOT, tempDir, waitFor } from './helpers';
 const CHROMIUM = process.env.NIGHTLAB_CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 
-function inFlight(s: CampaignStatus): unknown[] {
+function inFlight(s: CampaignSnapshot): unknown[] {
   const list = (s as { inFlight?: unknown[] }).inFlight;
   return Array.isArray(list) ? list : s.current ? [s.current] : [];
 }

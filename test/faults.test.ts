@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { parseConfig, type CampaignConfigInput } from '../common/config';
-import { experimentRef, type CampaignStatus } from '../common/shared';
+import { experimentRef, type CampaignSnapshot } from '../common/shared';
 import { prepareStart, startCampaign } from '../client/campaigns';
 import { readLedger, readResultsTsv, type LedgerRow } from '../lib/ledger';
 import { git, readRef } from '../lib/git';
@@ -114,7 +114,7 @@ function attemptsInLog(c: Case, s: Started, n: number, run = 0): number[] {
 }
 
 /** Every invariant of a campaign that survived faults. */
-async function assertIntact(s: Started, status: CampaignStatus, max = MAX_EXPERIMENTS): Promise<LedgerRow[]> {
+async function assertIntact(s: Started, status: CampaignSnapshot, max = MAX_EXPERIMENTS): Promise<LedgerRow[]> {
   const ledger = readLedger(s.campaignDir);
   const rows = ledger.flatMap((r) => (r.kind === 'experiment' ? [r] : []));
   const runs = ledger.flatMap((r) => (r.kind === 'run' ? [r] : []));
@@ -204,7 +204,7 @@ test('kill -9 of the GPU worker mid-run: noticed within a minute, the orphan is 
     assert.match(failure, /heartbeat/i);
     assert.ok(restartedMs <= 80_000, `retried within heartbeat timeout + backoff (took ${restartedMs} ms)`);
 
-    const status = (await s.handle.result()) as CampaignStatus;
+    const status = (await s.handle.result()) as CampaignSnapshot;
     const ledger = await assertIntact(s, status);
     const rows = runRowsOf(ledger, n);
     assert.equal(rows.length, 1, `experiment ${n}: one run row`);
@@ -227,7 +227,7 @@ test('kill -9 of the orchestrator worker mid-experiment: the campaign resumes wh
     await waitFor(`run ${n} finished`, () => /val_bpb/.test(readFileSync(path.join(c.home, 'logs', s.tag, `${n}-0.log`), 'utf8')), 60_000);
     await sleep(1000);
     await c.startWorker();
-    const status = (await s.handle.result()) as CampaignStatus;
+    const status = (await s.handle.result()) as CampaignSnapshot;
     const ledger = await assertIntact(s, status);
     assert.deepEqual(attemptsInLog(c, s, n), [1], `experiment ${n} trained once`);
     const runs = ledger.filter((r) => r.kind === 'run');
@@ -249,7 +249,7 @@ test('the Temporal server stopped mid-campaign and restarted on the same databas
     await sleep(5000);
     await c.server.start();
     console.log(`# server down for ${((Date.now() - stoppedAt) / 1000).toFixed(1)} s`);
-    const status = (await s.handle.result()) as CampaignStatus;
+    const status = (await s.handle.result()) as CampaignSnapshot;
     const ledger = await assertIntact(s, status);
     assert.equal(runRowsOf(ledger, n).length, 1);
     assert.equal(runRowsOf(ledger, n)[0].outcome, 'ok');
@@ -279,7 +279,7 @@ test('reboot: the server, both workers and the training run killed at once, then
     // Boot: the server on the same database, then the workers (as systemd or compose would).
     await c.server.start();
     await Promise.all([c.startWorker(), c.startGpu()]);
-    const status = (await s.handle.result()) as CampaignStatus;
+    const status = (await s.handle.result()) as CampaignSnapshot;
     console.log(`# rebooted campaign finished ${((Date.now() - downAt) / 1000).toFixed(1)} s after the crash`);
     const ledger = await assertIntact(s, status);
     const rows = runRowsOf(ledger, n);
@@ -307,7 +307,7 @@ test('SIGTERM on the GPU worker mid-run: the run is cancelled and retried on ano
     const { restartedMs, failure } = await retry;
     console.log(`# run ${n} started again ${(restartedMs / 1000).toFixed(1)} s after the SIGTERM (${failure})`);
     assert.doesNotMatch(failure, /heartbeat/i, 'the failure was reported at once, not found by a timeout');
-    const status = (await s.handle.result()) as CampaignStatus;
+    const status = (await s.handle.result()) as CampaignSnapshot;
     const ledger = await assertIntact(s, status);
     const rows = runRowsOf(ledger, n);
     assert.equal(rows.length, 1);
@@ -335,7 +335,7 @@ test('SIGTERM to the GPU worker and its run at once (systemd, a cluster draining
     c.hold.release();
     const { failure } = await retry;
     assert.match(failure, /stopping|shut/i);
-    const status = (await s.handle.result()) as CampaignStatus;
+    const status = (await s.handle.result()) as CampaignSnapshot;
     const ledger = await assertIntact(s, status);
     assert.equal(runRowsOf(ledger, n).length, 1);
     assert.equal(runRowsOf(ledger, n)[0].outcome, 'ok');

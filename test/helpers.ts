@@ -7,7 +7,7 @@ import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import type { Client } from '@temporalio/client';
 import { connectClient, connectWorker } from '../ops/connection';
 import { parseConfig, type CampaignConfigInput } from '../common/config';
-import type { CampaignStatus } from '../common/shared';
+import type { CampaignSnapshot } from '../common/shared';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import { createGpuWorkers } from '../gpu-worker/worker';
 import type { Slot } from '../gpu-worker/run';
@@ -70,7 +70,7 @@ export interface Lab {
   gpu: Worker[];
   startGpu(slots?: Slot[]): Promise<void>;
   stopGpu(): Promise<void>;
-  start(repo: string, config?: Partial<CampaignConfigInput>, opts?: { tag?: string; historyEventsLimit?: number }): Promise<{ tag: string; campaignDir: string; branch: string; result: () => Promise<CampaignStatus> }>;
+  start(repo: string, config?: Partial<CampaignConfigInput>, opts?: { tag?: string; historyEventsLimit?: number }): Promise<{ tag: string; campaignDir: string; branch: string; result: () => Promise<CampaignSnapshot> }>;
   close(): Promise<void>;
 }
 
@@ -105,7 +105,7 @@ export async function lab(opts: { deps?: ActivityDeps; slots?: Slot[]; gpu?: boo
       const input = await prepareStart({ config: cfg, baseDir: repo, tag, home });
       const handle = await startCampaign(client, { ...input, gpuTaskQueue }, { taskQueue, historyEventsLimit: o.historyEventsLimit });
       started.push(handle.workflowId);
-      return { tag, campaignDir: input.campaignDir, branch: input.branch, result: () => handle.result() as Promise<CampaignStatus> };
+      return { tag, campaignDir: input.campaignDir, branch: input.branch, result: () => handle.result() as Promise<CampaignSnapshot> };
     },
     async close() {
       // A campaign a test left running (a failed assertion, a test about pausing) would clutter a shared server.

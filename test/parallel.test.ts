@@ -10,13 +10,13 @@ import { campaignWorkflowId } from '../common/shared';
 import { experiments, readLedger } from '../lib/ledger';
 import { git, readRef } from '../lib/git';
 import { statusQuery } from '../workflows/messages';
-import type { CampaignStatus } from '../common/shared';
+import type { CampaignSnapshot } from '../common/shared';
 import { lab, makeRepo, plannedProposer, proposalContext, type Lab } from './helpers';
 
 /** Queries the campaign's status every `everyMs` until it ends: its result and every status seen. */
-async function watchStatus(l: Lab, c: { tag: string; result: () => Promise<CampaignStatus> }, everyMs: number): Promise<{ result: CampaignStatus; seen: CampaignStatus[] }> {
+async function watchStatus(l: Lab, c: { tag: string; result: () => Promise<CampaignSnapshot> }, everyMs: number): Promise<{ result: CampaignSnapshot; seen: CampaignSnapshot[] }> {
   const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
-  const seen: CampaignStatus[] = [];
+  const seen: CampaignSnapshot[] = [];
   let finished = false;
   const done = c.result().finally(() => (finished = true));
   while (!finished) {
@@ -28,7 +28,7 @@ async function watchStatus(l: Lab, c: { tag: string; result: () => Promise<Campa
 }
 
 /** The most experiments any status showed training (holding a slot) at once. */
-const mostTraining = (seen: CampaignStatus[]) => Math.max(0, ...seen.map((s) => s.inFlight.filter((f) => f.phase === 'train' || f.phase === 'confirm').length));
+const mostTraining = (seen: CampaignSnapshot[]) => Math.max(0, ...seen.map((s) => s.inFlight.filter((f) => f.phase === 'train' || f.phase === 'confirm').length));
 
 test('parallelism 2 keeps two CPU slots training at once, never more', async () => {
   const l = await lab({ slots: [{ name: 'cpu0', devices: null }, { name: 'cpu1', devices: null }] });

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { historyToJSON } from './history-json';
 import { benchServer } from '../bench/harness';
-import { campaignWorkflowId, type CampaignStatus } from '../common/shared';
+import { campaignWorkflowId, type CampaignSnapshot } from '../common/shared';
 import { experiments } from '../lib/ledger';
 import type { CampaignConfigInput } from '../common/config';
 
@@ -24,7 +24,7 @@ export const HISTORIES_DIR = path.join(ROOT, 'test', 'fixtures', 'histories');
 interface Scenario {
   name: string;
   what: string;
-  run(): Promise<{ tag: string; status: CampaignStatus; statuses: string }>;
+  run(): Promise<{ tag: string; status: CampaignSnapshot; statuses: string }>;
 }
 
 const server = await benchServer(19433);
@@ -47,7 +47,7 @@ async function plannedCampaign(o: {
   config: Partial<CampaignConfigInput>;
   historyEventsLimit?: number;
   during?: (c: Started, l: Lab) => Promise<void>;
-}): Promise<{ tag: string; status: CampaignStatus; statuses: string }> {
+}): Promise<{ tag: string; status: CampaignSnapshot; statuses: string }> {
   const l = await lab(o.slots ? { slots: Array.from({ length: o.slots }, (_, i) => ({ name: `cpu${i}`, devices: null })) } : {});
   try {
     const c = await l.start(await makeRepo(), {

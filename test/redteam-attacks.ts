@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { readLedger, type LedgerRow } from '../lib/ledger';
 import { ConfigError, parseConfig, type CampaignConfigInput } from '../common/config';
-import { campaignWorkflowId, type CampaignStatus, type ExperimentRecord } from '../common/shared';
+import { campaignWorkflowId, type CampaignSnapshot, type ExperimentRecord } from '../common/shared';
 import { statusQuery } from '../workflows/messages';
 import { prepareStart } from '../client/campaigns';
 import { alarms } from '../client/alarms';
@@ -489,7 +489,7 @@ function seen(c: { campaignDir: string }, l: Lab, repo: string, scratch: string)
 }
 
 /** The campaign's end; a campaign that pauses (a plan that cannot be carried out) fails at once. */
-async function finished(c: { tag: string; result: () => Promise<CampaignStatus> }, l: Lab): Promise<CampaignStatus> {
+async function finished(c: { tag: string; result: () => Promise<CampaignSnapshot> }, l: Lab): Promise<CampaignSnapshot> {
   const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
   let done = false;
   const watch = (async () => {

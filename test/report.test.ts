@@ -10,7 +10,7 @@ import { chartData, chartSpec } from '../client/chart';
 import { reportCampaign, reportTotals } from '../client/report';
 import { campaignInput } from '../client/live';
 import { estimateTimeLeft, progressBar, renderWatch, watchCampaign } from '../client/watch';
-import type { CampaignStatus, ExperimentRecord } from '../common/shared';
+import type { CampaignSnapshot, ExperimentRecord } from '../common/shared';
 import { lab, makeRepo, plannedProposer, ROOT, tempDir } from './helpers';
 
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
@@ -170,12 +170,12 @@ test('chart data: higher is better, crashes on the bottom edge, and a campaign w
 
 test('the watch view: a progress bar from the heartbeat, the last results, budgets and time left', () => {
   const now = Date.parse('2026-01-01T01:00:00Z');
-  const status: CampaignStatus = {
+  const status: CampaignSnapshot = {
     tag: 'nov27', state: 'running', message: 'experiment 3: training — wider', experiments: 2, kept: 1, crashes: 0,
     bestMetric: 1.2, bestCommit: 'c'.repeat(40), baselineMetric: 1.5, metricName: 'val_bpb', direction: 'lower', costUsd: 0.5,
     budget: { maxExperiments: 10, maxHours: 8, maxCostUsd: 2 }, startedAt: '2026-01-01T00:00:00Z',
     current: { experiment: 3, phase: 'train', description: 'wider' }, campaignDir: '/tmp/x', branch: 'autoresearch/nov27',
-  } as CampaignStatus;
+  } as CampaignSnapshot;
   const row = (n: number, s: ExperimentRecord['status'], m: number) => ({ experiment: n, status: s, metric: m, delta: n ? m - 1.5 : null, seconds: 300, description: `exp ${n}` }) as ExperimentRecord;
   const rows = [row(0, 'keep', 1.5), row(1, 'keep', 1.2), row(2, 'discard', 1.3)];
   const text = renderWatch({ status, rows, runs: [{ elapsedSec: 150, timeoutSec: 600, lastLine: 'step 00420 | loss 3.1', slot: 'gpu0', host: 'box', attempt: 1, sinceHeartbeatSec: 3, state: 'started' }], now });

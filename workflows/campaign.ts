@@ -26,7 +26,7 @@ import {
 import type { OrchestratorActivities } from '../activities';
 import type { GpuActivities } from '../gpu-worker/run';
 import { GPU_TASK_QUEUE, SA, experimentRef } from '../common/shared';
-import type { CampaignCarry, CampaignInput, CampaignStatus, ExperimentRecord, Proposal, RunRecord, RunResult } from '../common/shared';
+import type { CampaignCarry, CampaignInput, CampaignSnapshot, ExperimentRecord, Proposal, RunRecord, RunResult } from '../common/shared';
 import { groupOf, improvement, initialCarry, launchBlocked, mean, nextFix, noisePolicy, noiseSigma, runFailed, type Group } from './decisions';
 import { adoptBest, judgeCandidate, sigma, type NoiseState, type RunLite } from './judging';
 import { pauseSignal, resumeSignal, statusQuery, steerUpdate, stopSignal } from './messages';
@@ -64,7 +64,7 @@ interface Flight {
   description: string;
 }
 
-export async function campaign(input: CampaignInput & CampaignOptions): Promise<CampaignStatus> {
+export async function campaign(input: CampaignInput & CampaignOptions): Promise<CampaignSnapshot> {
   const { config, tag } = input;
   const s: CampaignCarry = input.carry ?? initialCarry(Date.now());
   let instructionsOverride = input.instructionsOverride;
@@ -95,8 +95,8 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     set pool(p) { s.pool = p; },
   } as NoiseState;
 
-  const state = (): CampaignStatus['state'] => (s.paused ? 'paused' : 'running');
-  const status = (st: CampaignStatus['state'] = state()): CampaignStatus => {
+  const state = (): CampaignSnapshot['state'] => (s.paused ? 'paused' : 'running');
+  const status = (st: CampaignSnapshot['state'] = state()): CampaignSnapshot => {
     const inFlight = [...flights.values()].map((f) => ({ ...f }));
     return {
       tag,
@@ -122,7 +122,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     };
   };
 
-  const publish = (st: CampaignStatus['state'] = state()) => {
+  const publish = (st: CampaignSnapshot['state'] = state()) => {
     const best = s.best ? mean(s.best.group) : null;
     upsertSearchAttributes([
       { key: SA.tag, value: tag },
@@ -526,7 +526,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     return config.proposer.kind !== 'mutate';
   }
 
-  function finish(st: 'completed' | 'stopped', message: string): CampaignStatus {
+  function finish(st: 'completed' | 'stopped', message: string): CampaignSnapshot {
     s.statusMessage = message;
     publish(st);
     return status(st);

@@ -1,13 +1,13 @@
 // The campaign's messages: what a person (CLI, dashboard) can say to a running campaign.
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { CampaignStatus } from '../common/shared';
+import type { CampaignSnapshot } from '../common/shared';
 
 /** Finish the running experiment, then wait until resumed. */
 export const pauseSignal = defineSignal<[]>('pause');
 export const resumeSignal = defineSignal<[]>('resume');
 /** Finish the running experiment, then end the campaign as `stopped`. */
 export const stopSignal = defineSignal<[]>('stop');
-export const statusQuery = defineQuery<CampaignStatus>('status');
+export const statusQuery = defineQuery<CampaignSnapshot>('status');
 
 export interface SteerInput {
   note?: string;
