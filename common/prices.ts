@@ -1,6 +1,6 @@
 // The one price table for Anthropic models, in USD per million tokens, and the cost of a usage.
 // Update prices here and nowhere else. Source: ../shared/notes/anthropic.md (late 2026).
-import type { TokenUsage } from '../common/shared';
+import type { TokenUsage } from './shared';
 
 interface Price {
   /** USD per million uncached input tokens. */
@@ -33,7 +33,7 @@ export function priceOf(model: string): Price {
   const alias = model.replace(/-\d{8}$/, '');
   const row = PRICE_TABLE.find((r) => r.models.includes(alias));
   if (!row) {
-    throw new Error(`no price known for model "${model}": set proposer.model to one of ${KNOWN_MODELS.join(', ')} (or add its price to proposers/prices.ts)`);
+    throw new Error(`no price known for model "${model}": set proposer.model to one of ${KNOWN_MODELS.join(', ')} (or add its price to common/prices.ts)`);
   }
   return row.price;
 }
