@@ -23,7 +23,7 @@ import { z } from 'zod';
 import type { TokenUsage } from '../common/shared';
 import { ProposalRejected, contextSections, type ProposerContext, type Proposer } from './context';
 import { cleanDescription } from '../lib/ledger';
-import { costOf, priceOf } from './prices';
+import { costOf, priceOf } from '../common/prices';
 
 export interface AnthropicProposerOptions {
   apiKey: string;

@@ -10,7 +10,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { ApplicationFailure } from '@temporalio/activity';
 import { anthropicProposer, didYouMean } from '../proposers/anthropic';
 import { ProposalRejected, type ProposerContext, type ProposerReply } from '../proposers/context';
-import { costOf, KNOWN_MODELS } from '../proposers/prices';
+import { costOf, KNOWN_MODELS } from '../common/prices';
 import { experiments, readLedger } from '../lib/ledger';
 import { git } from '../lib/git';
 import { campaignWorkflowId } from '../common/shared';
