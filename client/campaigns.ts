@@ -8,7 +8,7 @@ import { CAMPAIGN_WORKFLOW, ORCHESTRATOR_TASK_QUEUE, SA, campaignWorkflowId, typ
 import { isGitRepo, isGitUrl, readRef, showFile, git } from '../lib/git';
 import { guardOf, listTree } from '../lib/tree';
 import { experiments } from '../lib/ledger';
-import { priceOf } from '../proposers/prices';
+import { priceOf } from '../common/prices';
 import { nightlabHome } from '../ops/connection';
 import type { campaign } from '../workflows/campaign';
 import { statusQuery } from '../workflows/messages';
