@@ -18,7 +18,8 @@
 // campaign's gaps are lengthened by another's work on this 2-core machine. The trainer's own
 // clock excludes process start-up, so the figures are conservative for both systems.
 // Each Nightlab line is followed by where its gaps went, read from the workflow history.
-import { benchServer, figure } from './harness';
+import { figure } from './harness';
+import { serverForTools } from '../ops/server';
 import {
   benchConfig, benchConnections, benchLab, covered, envNumber, f0, f1, historyFacts, machineLine, makeBenchRepo, percentile, removeTempDirs, runSpans, sum,
   type ActivitySpan, type BenchLab, type RunSpan,
@@ -77,7 +78,7 @@ function gapParts(spans: RunSpan[], activities: ActivitySpan[]): Record<string, 
 }
 
 async function main(): Promise<void> {
-  const server = await benchServer();
+  const server = await serverForTools({ port: 19233, log: console.error });
   const conn = await benchConnections(server.address);
   const labs: BenchLab[] = [];
   try {

@@ -13,7 +13,8 @@
 // proposals are made while one trains).
 // A profile of the strictly sequential run follows: where each experiment's time goes, read from
 // the workflow history, and the git/ledger/preflight steps of an experiment timed one by one.
-import { benchServer, figure } from './harness';
+import { figure } from './harness';
+import { serverForTools } from '../ops/server';
 import {
   benchConfig, benchConnections, benchLab, envNumber, experimentRows, f0, f1, historyFacts, machineLine, makeBenchRepo, percentile, removeTempDirs, sum, TRAINER,
   type BenchLab, type HistoryFacts,
@@ -62,7 +63,7 @@ function historyProfile(run: NightlabRun): Record<string, number> {
 }
 
 async function main(): Promise<void> {
-  const server = await benchServer();
+  const server = await serverForTools({ port: 19233, log: console.error });
   const conn = await benchConnections(server.address);
   const { client, connection } = conn;
   let l: BenchLab | null = null;

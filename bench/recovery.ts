@@ -21,7 +21,8 @@ import os from 'node:os';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import proto from '@temporalio/proto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { benchServer, figure } from './harness';
+import { figure } from './harness';
+import { serverForTools } from '../ops/server';
 import { connectClient, connectWorker } from '../ops/connection';
 import { parseConfig, type CampaignConfigInput } from '../common/config';
 import { campaignWorkflowId } from '../common/shared';
@@ -41,7 +42,7 @@ const QUADRATIC = path.join(path.dirname(new URL(import.meta.url).pathname), '..
 const INSTANT_TRAINER = `awk -F' = ' '/^LEARNING_RATE/{lr=$2} /^WIDTH/{w=$2} END{print "---"; printf "val_bpb: %.6f\\n", (lr-0.12)^2+(w-20)^2/400+1}' train.py`;
 
 Runtime.install({ logger: new DefaultLogger('ERROR') });
-const server = await benchServer(19533);
+const server = await serverForTools({ port: 19533, log: console.error });
 const dirs: string[] = [];
 const temp = (prefix: string) => {
   const d = mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -40,7 +40,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { shellLoop } from './shell-loop';
-import { benchServer, figure } from './harness';
+import { figure } from './harness';
+import { serverForTools } from '../ops/server';
 import { DEFAULT_MAX_ACTIVITIES } from '../workers/orchestrator';
 import {
   benchConfig, benchConnections, covered, envNumber, f0, f1, f2, historyFacts, machineLine, makeBenchRepo, percentile, removeTempDirs, runSpans, startBench, sum, tempDir, uniqueId,
@@ -125,7 +126,7 @@ async function stopWorker(p: Proc): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const server = await benchServer();
+  const server = await serverForTools({ port: 19233, log: console.error });
   const conn = await benchConnections(server.address);
   const home = tempDir('nightlab-bench-scale-');
   const id = uniqueId('s');

@@ -1,6 +1,7 @@
 // The local Temporal server: the official CLI's dev server with SQLite persistence and the Web UI.
 // Reuses a server that already answers; refuses a port held by something that is not Temporal.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -8,6 +9,7 @@ import { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 const { temporal } = proto;
 import { SEARCH_ATTRIBUTES, DEFAULT_NAMESPACE } from '../common/shared';
+import { findTemporalCli } from './temporal-cli';
 
 /** Closed campaigns stay visible in the Web UI this long (the dev server's default is one day). */
 export const RETENTION_DAYS = 30;
@@ -178,6 +180,37 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
       await exited;
       clearTimeout(t);
+    },
+  };
+}
+
+/**
+ * The server a development tool (tests, benchmarks, fixture recording, the red team) runs against: the
+ * one TEMPORAL_ADDRESS names when it answers, else a fresh dev server of its own on the first free port
+ * from `port`, in a temporary folder removed when it stops. Sets TEMPORAL_ADDRESS for what follows.
+ */
+export async function serverForTools(opts: { port: number; log?: (line: string) => void }): Promise<{
+  address: string;
+  describe: string;
+  stop: () => Promise<void>;
+}> {
+  const given = process.env.TEMPORAL_ADDRESS;
+  if (given && (await probe(given)) === 'temporal') {
+    return { address: given, describe: `the Temporal server already at ${given}`, stop: async () => {} };
+  }
+  const cli = await findTemporalCli({ install: true, log: opts.log });
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'nightlab-server-'));
+  // A port of our own: a server someone else started (and may stop) must not be reused by accident.
+  let port = opts.port;
+  while ((await probe(`127.0.0.1:${port}`)) !== 'free' || (await probe(`127.0.0.1:${port + 1000}`)) !== 'free') port += 1;
+  const server = await startServer({ cli: cli.path, dataDir, port, uiPort: port + 1000 });
+  process.env.TEMPORAL_ADDRESS = server.address;
+  return {
+    address: server.address,
+    describe: `a fresh Temporal dev server at ${server.address} (${cli.version.split('\n')[0]}, from ${cli.source}; SQLite ${server.dbFile}; UI ${server.uiUrl})`,
+    stop: async () => {
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -13,7 +13,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { historyToJSON } from './history-json';
-import { benchServer } from '../bench/harness';
+import { serverForTools } from '../ops/server';
 import { campaignWorkflowId, type CampaignSnapshot } from '../common/shared';
 import { experiments } from '../lib/ledger';
 import type { CampaignConfigInput } from '../common/config';
@@ -27,7 +27,7 @@ interface Scenario {
   run(): Promise<{ tag: string; status: CampaignSnapshot; statuses: string }>;
 }
 
-const server = await benchServer(19433);
+const server = await serverForTools({ port: 19433, log: console.error });
 // The test helpers read TEMPORAL_ADDRESS when they load: after the server is known.
 const { lab, makeRepo, plannedProposer, waitFor } = await import('./helpers');
 const { statusQuery, pauseSignal, resumeSignal, steerUpdate } = await import('../workflows/messages');

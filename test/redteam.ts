@@ -2,9 +2,9 @@
 // (test/redteam-attacks.ts), or one group of them, against the real engine: one line each, blocked
 // or got through, then the count. Exits 1 when any got through.
 // Uses the Temporal server at TEMPORAL_ADDRESS when one answers, else starts a dev server of its own.
-import { benchServer } from '../bench/harness';
+import { serverForTools } from '../ops/server';
 
-const server = await benchServer(19533);
+const server = await serverForTools({ port: 19533, log: console.error });
 // The helpers read TEMPORAL_ADDRESS when they load: after the server is known.
 const { runRedTeam } = await import('./redteam-attacks');
 const { sandboxSupport } = await import('../lib/sandbox');
