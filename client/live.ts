@@ -5,7 +5,7 @@ import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import proto from '@temporalio/proto';
-import { campaignWorkflowId, type CampaignInput, type CampaignSnapshot } from '../common/shared';
+import { campaignWorkflowId, type CampaignInput, type CampaignSnapshot, type RunRequest } from '../common/shared';
 
 function fromPayload<T>(client: Client, payload: Payload | null | undefined): T | undefined {
   if (!payload) return undefined;
@@ -29,9 +29,9 @@ export async function campaignInput(client: Client, tag: string): Promise<Campai
   return input;
 }
 
-/** A training run in flight, from the GPU activity's heartbeat details (gpu-worker/run.ts). */
+/** A run in flight, from the GPU activity's heartbeat details (gpu-worker/run.ts). */
 export interface RunningRun {
-  /** The experiment and run index, where the worker's heartbeat names them (else undefined). */
+  /** The experiment and run index: from the heartbeat, else from the run's request in the history. */
   experiment?: number;
   run?: number;
   /** Seconds since the run started: the last heartbeat's figure plus the time since it arrived. */
@@ -46,21 +46,39 @@ export interface RunningRun {
   state: string;
 }
 
-interface HeartbeatDetails { experiment?: number; run?: number; elapsedSec?: number; timeoutSec?: number; lastLine?: string; slot?: string; host?: string }
+/** What the GPU worker's heartbeat carries; workers before the experiment and run were added send neither. */
+export interface RunHeartbeat {
+  experiment?: number;
+  run?: number;
+  elapsedSec?: number;
+  timeoutSec?: number;
+  lastLine?: string;
+  slot?: string;
+  host?: string;
+}
 
-const TRAIN_ACTIVITY = 'runExperiment';
+/**
+ * The GPU activity's type names: `runExperiment` as older histories record it and `run`, the new
+ * name; workers register both for one release. (To move to common/shared.ts beside the workers'.)
+ */
+export const RUN_ACTIVITY_NAMES: readonly string[] = ['runExperiment', 'run'];
 
 export async function runningRuns(client: Client, tag: string, now = Date.now()): Promise<RunningRun[]> {
   const desc = await client.workflow.getHandle(campaignWorkflowId(tag)).describe();
-  const runs: RunningRun[] = [];
-  for (const a of desc.raw.pendingActivities ?? []) {
-    if (a.activityType?.name !== TRAIN_ACTIVITY) continue;
-    let details: HeartbeatDetails | undefined;
+  const pending = (desc.raw.pendingActivities ?? []).filter((a) => RUN_ACTIVITY_NAMES.includes(a.activityType?.name ?? ''));
+  const beats = pending.map((a) => {
     try {
-      details = fromPayload<HeartbeatDetails>(client, a.heartbeatDetails?.payloads?.[0]);
+      return fromPayload<RunHeartbeat>(client, a.heartbeatDetails?.payloads?.[0]);
     } catch {
-      details = undefined;
+      return undefined;
     }
+  });
+  // A run that has not beaten yet, or an older worker's, names no experiment: its request does.
+  const unnamed = pending.flatMap((a, i) => (typeof beats[i]?.experiment === 'number' ? [] : [a.activityId ?? '']));
+  const requests = unnamed.length ? await scheduledRequests(client, tag, desc.runId, new Set(unnamed)).catch(() => new Map()) : new Map();
+  return pending.map((a, i) => {
+    const details = beats[i];
+    const named = typeof details?.experiment === 'number' ? { experiment: details.experiment, run: details.run } : requests.get(a.activityId ?? '');
     const beatMs = optionalTsToMs(a.lastHeartbeatTime);
     const startedMs = optionalTsToMs(a.lastStartedTime);
     const sinceBeat = beatMs ? Math.max(0, (now - beatMs) / 1000) : null;
@@ -68,9 +86,10 @@ export async function runningRuns(client: Client, tag: string, now = Date.now())
     let elapsed = details?.elapsedSec !== undefined && sinceBeat !== null ? details.elapsedSec + sinceBeat : startedMs ? (now - startedMs) / 1000 : 0;
     const timeoutSec = details?.timeoutSec ?? null;
     if (timeoutSec !== null) elapsed = Math.min(elapsed, timeoutSec);
-    runs.push({
-      ...(typeof details?.experiment === 'number' ? { experiment: details.experiment } : {}),
-      ...(typeof details?.run === 'number' ? { run: details.run } : {}),
+    const state = proto.temporal.api.enums.v1.PendingActivityState[a.state ?? 0] ?? 'scheduled';
+    return {
+      ...(typeof named?.experiment === 'number' ? { experiment: named.experiment } : {}),
+      ...(typeof named?.run === 'number' ? { run: named.run } : {}),
       elapsedSec: Math.max(0, elapsed),
       timeoutSec,
       lastLine: details?.lastLine ?? '',
@@ -78,10 +97,37 @@ export async function runningRuns(client: Client, tag: string, now = Date.now())
       host: details?.host ?? '',
       attempt: a.attempt ?? 1,
       sinceHeartbeatSec: sinceBeat,
-      state: (proto.temporal.api.enums.v1.PendingActivityState[a.state ?? 0] ?? 'scheduled').replace(/^PENDING_ACTIVITY_STATE_/, '').toLowerCase(),
+      state: state.replace(/^PENDING_ACTIVITY_STATE_/, '').toLowerCase(),
+    };
+  });
+}
+
+/** How many history events one page of the backwards search reads; the runs in flight were scheduled lately. */
+const HISTORY_PAGE = 200;
+
+/**
+ * The experiment and run of pending runs (by activity id), from the requests they were scheduled
+ * with: the history read from its end, until every one is found.
+ */
+async function scheduledRequests(client: Client, tag: string, runId: string, ids: Set<string>): Promise<Map<string, { experiment: number; run: number }>> {
+  const found = new Map<string, { experiment: number; run: number }>();
+  let nextPageToken: Uint8Array | undefined;
+  do {
+    const res = await client.workflowService.getWorkflowExecutionHistoryReverse({
+      namespace: client.options.namespace,
+      execution: { workflowId: campaignWorkflowId(tag), runId },
+      maximumPageSize: HISTORY_PAGE,
+      nextPageToken,
     });
-  }
-  return runs;
+    for (const e of res.history?.events ?? []) {
+      const a = e.activityTaskScheduledEventAttributes;
+      if (!a?.activityId || !ids.has(a.activityId)) continue;
+      const req = fromPayload<RunRequest>(client, a.input?.payloads?.[0]);
+      if (typeof req?.experiment === 'number') found.set(a.activityId, { experiment: req.experiment, run: req.run });
+    }
+    nextPageToken = res.nextPageToken?.length ? res.nextPageToken : undefined;
+  } while (nextPageToken && found.size < ids.size);
+  return found;
 }
 
 type InFlight = CampaignSnapshot['inFlight'][number];
@@ -96,17 +142,17 @@ export function inFlightOf(s: CampaignSnapshot): InFlight[] {
 }
 
 /**
- * Each experiment in flight with its own run (none while it holds no slot), then the runs no
- * experiment in flight owns: the best's re-runs, more confirmation seeds. A run whose heartbeat
- * names no experiment (a run that has not beaten yet) goes to the one training experiment.
- * `nightlab watch` and the dashboard draw from this.
+ * Each experiment in flight with its run (none while it holds no slot), then the runs no
+ * experiment in flight owns: the best's re-runs, more confirmation seeds. Runs are paired by the
+ * experiment their heartbeat (or request) names; a lone run that names none goes to the one
+ * experiment training. `status --watch` and the dashboard draw from this.
  */
 export function pairRuns(inFlight: InFlight[], runs: RunningRun[]): { flight: InFlight | null; run: RunningRun | null }[] {
   const training = (f: InFlight) => TRAINING.includes(f.phase);
+  const guess = runs.length === 1 && runs[0].experiment === undefined && inFlight.filter(training).length === 1 ? runs[0] : null;
   const shown = new Set<RunningRun>();
   const pairs = inFlight.map((flight) => {
-    const run = runs.find((r) => r.experiment === flight.experiment && !shown.has(r))
-      ?? (runs.length === 1 && runs[0].experiment === undefined && training(flight) && inFlight.filter(training).length <= 1 ? runs[0] : null);
+    const run = training(flight) ? (runs.find((r) => r.experiment === flight.experiment && !shown.has(r)) ?? guess) : null;
     if (run) shown.add(run);
     return { flight, run };
   });
