@@ -96,11 +96,12 @@ function flagsOf(cmd: Command): string[] {
 }
 
 /** A command line's subcommands: the command it names and the words that name it, or the unknown word. */
-function resolve(program: Command, args: string[]): { cmd: Command; path: string[]; unknown?: string } {
+function resolve(program: Command, args: string[]): { cmd: Command; path: string[]; unknown?: string; open?: true } {
   let cmd = program;
   const path: string[] = [];
   for (const word of args) {
-    if (!cmd.commands.length || word.startsWith('-') || /^[<[]|\.\.\.$/.test(word)) break; // a flag, a placeholder
+    if (!cmd.commands.length || word.startsWith('-')) break;
+    if (/^[<[]|\.\.\.$/.test(word)) return { cmd, path, open: true }; // a placeholder such as <command>
     const sub = cmd.commands.find((c) => c.name() === word || c.aliases().includes(word));
     if (!sub && word === 'help') break; // commander's implicit `help [command]`
     if (!sub) return { cmd, path, unknown: word };
@@ -143,7 +144,9 @@ function checkCommands(program: Command, pages: { file: string; text: string }[]
           const line = args ?? (alone ? [...context!, ...words] : null);
           if (!line) continue;
           problems.push(...checkInvocation(program, line).map((p) => `${l.file}:${l.line}: ${p}`));
-          if (args) context = resolve(program, args).path;
+          // After `nightlab <command>`, a flag alone could be any command's.
+          const named = args && resolve(program, args);
+          if (named) context = named.open ? null : named.path;
         }
       }
     }
@@ -218,7 +221,7 @@ test('the docs check finds an unknown command or flag, and passes over other too
       'Watch it with `nightlab watch nov27`, or `nightlab status nov27 --follow`.',
       'With `nightlab results nov27` (`--json`, or `--csv`) and `nightlab steer nov27`: `--note`.',
       '',
-      'A flag alone with no nightlab before it in its paragraph: `--git-dir`.',
+      'A flag alone with no nightlab before it in its paragraph: `--git-dir`; `nightlab <command>` takes `--json`.',
       '',
       '```bash',
       'nightlab start --config nightlab.yaml --tag nov27 --frobnicate   # a comment --not-a-flag',
