@@ -13,7 +13,7 @@
 //     model answers with predictions, and the scorer computes the figure from them.
 // Without `model`, the command runs in a fresh copy of the candidate with the held-out data, the
 // way autoresearch-style targets do: proposer code it imports runs in the scorer's process, so
-// the figure is only as sound as that code is honest (see README, "Threat model").
+// the figure is only as sound as that code is honest (see docs/harness.md).
 import path from 'node:path';
 import { CancelledFailure, type Context } from '@temporalio/activity';
 import type { EvaluateSpec, RunRequest } from '../common/shared';

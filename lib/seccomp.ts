@@ -6,7 +6,7 @@
 // The model process (it is shown the held-out inputs) takes no lock: the calls succeed and do
 // nothing. No sandboxed process watches files. Neither can use another system-call table (32-bit
 // or x32 calls on x86_64, 32-bit calls on arm64), where these numbers would be others.
-// What no filter closes (CPU and memory pressure, timing) is in the README's threat model.
+// What no filter closes (CPU and memory pressure, timing) is in docs/harness.md.
 const RET_ALLOW = 0x7fff0000;
 const RET_ERRNO = 0x00050000;
 const EPERM = 1;

@@ -8,7 +8,7 @@
 //
 // Uses the server at TEMPORAL_ADDRESS when one answers, else starts a dev server of its own.
 // Re-record only when a change is meant to be incompatible and is shipped with a new workflow
-// name or after every running campaign has finished (see README, "Upgrading a running fleet").
+// name or after every running campaign has finished (see docs/upgrading.md).
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

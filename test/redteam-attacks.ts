@@ -3,7 +3,7 @@
 // test/redteam.test.ts asserts that every attack is blocked; `npm run redteam` prints one line per
 // attack (blocked, or got through) and a count.
 //
-// The threat model (README, "Threat model"): the proposer and everything it writes (code, files,
+// The threat model (docs/harness.md): the proposer and everything it writes (code, files,
 // processes, git objects) are hostile; the engine, the locked files at the campaign's base commit,
 // the evaluation's scorer and the records are trusted.
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -28,7 +28,7 @@ export const MARKER = 'HELDOUT-MARKER-7f3a9c';
 export interface AttackResult {
   /** Short name, as `npm run redteam` prints it. */
   name: string;
-  /** Which part of the threat model it tries (item of issue 12 / README). */
+  /** Which part of the threat model it tries (an item of docs/harness.md). */
   against: string;
   blocked: boolean;
   /** What was seen: the recorded reason, or what got through. */

@@ -77,7 +77,7 @@ test('the fixtures cover a crash, a keep, a fix, a rebase, a conflict, confirmat
 
 test('recorded campaign histories replay against the current workflow code', async () => {
   const failures = await replayAll(await workflowBundle());
-  assert.deepEqual(failures, {}, 'a change to workflows/ would break running campaigns: guard it with patched() (README, "Upgrading a running fleet")');
+  assert.deepEqual(failures, {}, 'a change to workflows/ would break running campaigns: guard it with patched() (docs/upgrading.md)');
 });
 
 test('self-check: workflow code that schedules one more command fails the replay', async () => {
