@@ -1,20 +1,28 @@
 // How campaigns look in a terminal.
 import type { CampaignSnapshot, ExperimentRecord } from '../common/shared';
+import { resultCells, resultRows, resultsLegend, type ResultRow } from '../client/results';
 
-export function resultsTable(rows: ExperimentRecord[], metricName: string): string {
-  const head = ['#', 'commit', metricName, 'delta', 'mem_gb', 'status', 'description'];
-  const body = rows.map((r) => [
-    String(r.experiment),
-    r.commit.slice(0, 7),
-    r.metric === null ? '-' : r.metric.toFixed(6),
-    r.delta === null ? '' : `${r.delta >= 0 ? '+' : ''}${r.delta.toFixed(6)}`,
-    r.memoryGb.toFixed(1),
-    r.status,
-    r.description.length > 60 ? `${r.description.slice(0, 57)}...` : r.description,
-  ]);
+/**
+ * The results table: each experiment's decided figure, the best's figure it was judged against,
+ * and every run of its commit (`resultRows`); the current best marked. Records without their
+ * ledger's runs (`experiments()`) show the record's own figure and run count.
+ */
+export function resultsTable(rows: readonly (ResultRow | ExperimentRecord)[], metricName: string): string {
+  const results = rows.every((r) => 'figures' in r)
+    ? (rows as ResultRow[])
+    : resultRows(rows.map((r) => ({ kind: 'experiment' as const, logTail: '', ...r })));
+  const head = ['#', 'commit', metricName, 'vs best', 'delta', 'all runs', 'mem_gb', 'status', 'description'];
+  const body = results.map((r) => {
+    const c = resultCells(r);
+    const description = r.description.length > 60 ? `${r.description.slice(0, 57)}...` : r.description;
+    return [String(r.experiment), r.commit.slice(0, 7), c.metric, c.vsBest, c.delta, c.runs, r.memoryGb.toFixed(1), c.status, description];
+  });
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
-  return [line(head), ...body.map(line)].join('\n');
+  const legend = resultsLegend(metricName);
+  const keyWidth = Math.max(...legend.map(([k]) => k.length));
+  const foot = legend.map(([k, text]) => `${k.padEnd(keyWidth)}  ${text}`);
+  return [line(head), ...body.map(line), '', ...foot].join('\n');
 }
 
 export function statusText(s: CampaignSnapshot): string {

@@ -8,7 +8,10 @@
 import type { ExperimentRecord, Decision } from '../common/shared';
 
 export type ChartRow = Pick<ExperimentRecord, 'experiment' | 'status' | 'metric' | 'description'> &
-  Partial<Pick<ExperimentRecord, 'outcome' | 'reason'>>;
+  Partial<Pick<ExperimentRecord, 'outcome' | 'reason'>> & {
+    /** Every run of its commit (client/results.ts): a kept one's line is drawn at their mean. */
+    figures?: { mean: number | null };
+  };
 
 export interface ChartPoint {
   experiment: number;
@@ -64,13 +67,16 @@ export function chartData(input: ChartRow[], opts: { metricName: string; directi
   const unbad = (b: number) => sign * b;
   const measured = rows.filter((r) => r.status !== 'crash' && r.metric !== null && Number.isFinite(r.metric));
 
-  // The best kept metric up to each experiment number. Kept runs are improvements when decided, so
-  // in a serial campaign this is the latest keep; with experiments in parallel (decided out of
-  // number order) the best-so-far keeps the line monotone.
+  // The best kept figure up to each experiment number: the mean of every run of its commit where
+  // the rows have it (re-runs re-estimate a best, and the next keep was judged against that), else
+  // the decided figure. Kept runs are improvements when decided, so in a serial campaign this is
+  // the latest keep; with experiments in parallel (decided out of number order) the best-so-far
+  // keeps the line monotone.
   const best: ChartData['best'] = [];
   let current: number | null = null;
   for (const r of rows) {
-    if (r.status === 'keep' && r.metric !== null && Number.isFinite(r.metric) && (current === null || bad(r.metric) < bad(current))) current = r.metric;
+    const figure = r.figures?.mean ?? r.metric;
+    if (r.status === 'keep' && figure !== null && Number.isFinite(figure) && (current === null || bad(figure) < bad(current))) current = figure;
     if (current !== null) best.push({ experiment: r.experiment, metric: current });
   }
 
@@ -80,7 +86,7 @@ export function chartData(input: ChartRow[], opts: { metricName: string; directi
   if (measured.length === 0) {
     lo = 0; hi = 1; limit = 1;
   } else {
-    const bads = measured.map((r) => bad(r.metric!));
+    const bads = [...measured.map((r) => bad(r.metric!)), ...best.map((b) => bad(b.metric))];
     const bestB = Math.min(...bads);
     const worstB = Math.max(...bads);
     const baseline = rows.find((r) => r.status === 'keep' && r.metric !== null);

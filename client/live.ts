@@ -1,7 +1,7 @@
 // What the CLI views (report, status --watch, dashboard) read from Temporal beyond the status
 // query: the campaign's start input (its repository, config and records directory) and the
 // training run in flight with its heartbeat (elapsed time against its timeout).
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowExecutionDescription } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import proto from '@temporalio/proto';
@@ -65,7 +65,8 @@ export const RUN_ACTIVITY_NAMES: readonly string[] = ['runExperiment', 'run'];
 
 export async function runningRuns(client: Client, tag: string, now = Date.now()): Promise<RunningRun[]> {
   const desc = await client.workflow.getHandle(campaignWorkflowId(tag)).describe();
-  const pending = (desc.raw.pendingActivities ?? []).filter((a) => RUN_ACTIVITY_NAMES.includes(a.activityType?.name ?? ''));
+  const isRun = (a: PendingActivity) => RUN_ACTIVITY_NAMES.includes(a.activityType?.name ?? '');
+  const pending = (desc.raw.pendingActivities ?? []).filter(isRun);
   const beats = pending.map((a) => {
     try {
       return fromPayload<RunHeartbeat>(client, a.heartbeatDetails?.payloads?.[0]);
@@ -75,15 +76,19 @@ export async function runningRuns(client: Client, tag: string, now = Date.now())
   });
   // A run that has not beaten yet, or an older worker's, names no experiment: its request does.
   const unnamed = pending.flatMap((a, i) => (typeof beats[i]?.experiment === 'number' ? [] : [a.activityId ?? '']));
-  const requests = unnamed.length ? await scheduledRequests(client, tag, desc.runId, new Set(unnamed)).catch(() => new Map()) : new Map();
+  const requests = unnamed.length
+    ? await scheduledRequests(client, tag, desc.runId, new Set(unnamed)).catch(() => new Map<string, RunName>())
+    : new Map<string, RunName>();
   return pending.map((a, i) => {
     const details = beats[i];
-    const named = typeof details?.experiment === 'number' ? { experiment: details.experiment, run: details.run } : requests.get(a.activityId ?? '');
+    const named = typeof details?.experiment === 'number' ? details : requests.get(a.activityId ?? '');
     const beatMs = optionalTsToMs(a.lastHeartbeatTime);
     const startedMs = optionalTsToMs(a.lastStartedTime);
     const sinceBeat = beatMs ? Math.max(0, (now - beatMs) / 1000) : null;
     // Heartbeats reach the server throttled (up to tens of seconds apart), so add the time since.
-    let elapsed = details?.elapsedSec !== undefined && sinceBeat !== null ? details.elapsedSec + sinceBeat : startedMs ? (now - startedMs) / 1000 : 0;
+    let elapsed = details?.elapsedSec !== undefined && sinceBeat !== null
+      ? details.elapsedSec + sinceBeat
+      : startedMs ? (now - startedMs) / 1000 : 0;
     const timeoutSec = details?.timeoutSec ?? null;
     if (timeoutSec !== null) elapsed = Math.min(elapsed, timeoutSec);
     const state = proto.temporal.api.enums.v1.PendingActivityState[a.state ?? 0] ?? 'scheduled';
@@ -102,6 +107,10 @@ export async function runningRuns(client: Client, tag: string, now = Date.now())
   });
 }
 
+type PendingActivity = NonNullable<WorkflowExecutionDescription['raw']['pendingActivities']>[number];
+/** Which run of which experiment an activity is. */
+type RunName = Pick<RunRequest, 'experiment' | 'run'>;
+
 /** How many history events one page of the backwards search reads; the runs in flight were scheduled lately. */
 const HISTORY_PAGE = 200;
 
@@ -109,8 +118,8 @@ const HISTORY_PAGE = 200;
  * The experiment and run of pending runs (by activity id), from the requests they were scheduled
  * with: the history read from its end, until every one is found.
  */
-async function scheduledRequests(client: Client, tag: string, runId: string, ids: Set<string>): Promise<Map<string, { experiment: number; run: number }>> {
-  const found = new Map<string, { experiment: number; run: number }>();
+async function scheduledRequests(client: Client, tag: string, runId: string, ids: Set<string>) {
+  const found = new Map<string, RunName>();
   let nextPageToken: Uint8Array | undefined;
   do {
     const res = await client.workflowService.getWorkflowExecutionHistoryReverse({
@@ -131,6 +140,11 @@ async function scheduledRequests(client: Client, tag: string, runId: string, ids
 }
 
 type InFlight = CampaignSnapshot['inFlight'][number];
+/** An experiment in flight and its run; either may be missing (a judging experiment, a best's re-run). */
+export interface RunPair {
+  flight: InFlight | null;
+  run: RunningRun | null;
+}
 /** Phases whose experiment holds a slot (older workflows said 'training' and 'confirming'). */
 const TRAINING = ['train', 'confirm', 'training', 'confirming'];
 
@@ -147,12 +161,14 @@ export function inFlightOf(s: CampaignSnapshot): InFlight[] {
  * experiment their heartbeat (or request) names; a lone run that names none goes to the one
  * experiment training. `status --watch` and the dashboard draw from this.
  */
-export function pairRuns(inFlight: InFlight[], runs: RunningRun[]): { flight: InFlight | null; run: RunningRun | null }[] {
+export function pairRuns(inFlight: InFlight[], runs: RunningRun[]): RunPair[] {
   const training = (f: InFlight) => TRAINING.includes(f.phase);
-  const guess = runs.length === 1 && runs[0].experiment === undefined && inFlight.filter(training).length === 1 ? runs[0] : null;
+  const lone = runs.length === 1 && runs[0].experiment === undefined && inFlight.filter(training).length === 1;
+  const guess = lone ? runs[0] : null;
   const shown = new Set<RunningRun>();
   const pairs = inFlight.map((flight) => {
-    const run = training(flight) ? (runs.find((r) => r.experiment === flight.experiment && !shown.has(r)) ?? guess) : null;
+    const own = runs.find((r) => r.experiment === flight.experiment && !shown.has(r));
+    const run = training(flight) ? (own ?? guess) : null;
     if (run) shown.add(run);
     return { flight, run };
   });

@@ -11,6 +11,7 @@ import { chartData, renderPng, renderSvg, type ChartData } from './chart';
 import { campaignDirFor, campaignStatus, uiLink } from './campaigns';
 import { campaignInput } from './live';
 import { alarms } from './alarms';
+import { deltaText, figuresText, resultCells, resultRows, resultsLegend } from './results';
 
 export type ReportRow = ExperimentRecord & { logTail?: string; heldOut?: unknown };
 
@@ -84,18 +85,24 @@ const fmt = (v: number | null | undefined, digits = 6) => (v === null || v === u
 
 export async function buildReportHtml(input: ReportInput, chart: ChartData, svg: string, diffs: Map<number, string>): Promise<string> {
   const rows = experimentRows(input.ledger);
+  const results = resultRows(input.ledger);
   const totals = reportTotals(input.ledger);
   const s = input.status;
   const haveHeldOut = rows.some((r) => r.heldOut !== undefined && r.heldOut !== null);
-  const baseline = rows.find((r) => r.experiment === 0);
-  const kept = rows.filter((r) => r.status === 'keep');
-  const best = kept.at(-1);
-  const improvement = baseline?.metric != null && best?.metric != null ? best.metric - baseline.metric : null;
+  const baseline = results.find((r) => r.experiment === 0);
+  // The best now, at its current estimate (its re-runs included), against the baseline's.
+  const best = results.find((r) => r.best);
+  const [from, to] = [baseline?.figures.mean, best?.figures.mean];
+  const improvement = from != null && to != null ? to - from : null;
   const rejected = input.ledger.filter((r): r is Extract<LedgerRow, { kind: 'rejected' }> => r.kind === 'rejected');
 
   const summary = [
     ['state', s ? `${s.state} — ${s.message}` : 'unknown (no status from the server)'],
-    [`${input.metricName} (${input.direction} is better)`, `baseline ${fmt(baseline?.metric)}, best ${fmt(best?.metric)}${improvement !== null ? ` (${improvement >= 0 ? '+' : ''}${improvement.toFixed(6)})` : ''}${best ? ` at experiment ${best.experiment}, ${best.commit.slice(0, 7)}` : ''}`],
+    [`${input.metricName} (${input.direction} is better)`, [
+      `baseline ${baseline ? figuresText(baseline.figures) : '-'}, best ${best ? figuresText(best.figures) : '-'}`,
+      improvement !== null ? ` (${deltaText(improvement)})` : '',
+      best ? ` at experiment ${best.experiment}, ${best.commit.slice(0, 7)}; each the mean of every run of its commit` : '',
+    ].join('')],
     ['experiments', `${chart.counts.experiments} after the baseline: ${chart.counts.kept} kept, ${chart.counts.discarded} discarded, ${chart.counts.crashed} crashed; ${totals.rejected} proposals rejected before training`],
     ['training time', `${totals.gpuHours.toFixed(3)} GPU-hours (${Math.round(totals.trainSeconds)} s over ${totals.runs} runs, the baseline included)`],
     ['proposer cost', `$${totals.costUsd.toFixed(4)}${s?.budget.maxCostUsd != null ? ` of a $${s.budget.maxCostUsd.toFixed(2)} budget` : ''}`],
@@ -106,11 +113,12 @@ export async function buildReportHtml(input: ReportInput, chart: ChartData, svg:
     ...(input.repo ? [['repository', input.repo]] : []),
   ];
 
-  const table = rows.map((r) => `<tr class="${esc(r.status)}">
+  const table = results.map((r) => ({ r, c: resultCells(r) })).map(({ r, c }) => `<tr class="${esc(r.status)}">
 <td><a href="#exp-${r.experiment}">${r.experiment}</a></td><td><code>${esc(r.commit.slice(0, 7))}</code></td>
-<td class="num">${fmt(r.metric)}</td><td class="num">${r.delta === null ? '' : `${r.delta >= 0 ? '+' : ''}${r.delta.toFixed(6)}`}</td>
+<td class="num">${c.metric}</td><td class="num">${c.vsBest}</td>
+<td class="num">${c.delta}</td><td class="num">${esc(c.runs)}</td>
 ${haveHeldOut ? `<td class="num">${esc(heldOutText(r.heldOut))}</td>` : ''}
-<td class="num">${r.memoryGb.toFixed(1)}</td><td class="status">${esc(r.status)}</td><td>${esc(r.outcome)}</td>
+<td class="num">${r.memoryGb.toFixed(1)}</td><td class="status">${esc(c.status)}</td><td>${esc(r.outcome)}</td>
 <td class="num">${r.seconds.toFixed(1)}</td><td class="num">${r.costUsd ? `$${r.costUsd.toFixed(4)}` : ''}</td><td>${esc(r.description)}</td></tr>`).join('\n');
 
   const details = rows.map((r) => {
@@ -158,9 +166,11 @@ ${alarmsHtml}
 <h2>Progress</h2>
 <div class="chart">${svg.replace(/^<\?xml[^>]*>/, '')}</div>
 <h2>Results</h2>
-<table><tr><th>#</th><th>commit</th><th>${esc(input.metricName)}</th><th>delta</th>${haveHeldOut ? '<th>held-out</th>' : ''}<th>mem GB</th><th>status</th><th>outcome</th><th>seconds</th><th>cost</th><th>description</th></tr>
+<table><tr><th>#</th><th>commit</th><th>${esc(input.metricName)}</th><th>vs best</th><th>delta</th><th>all runs</th>
+${haveHeldOut ? '<th>held-out</th>' : ''}<th>mem GB</th><th>status</th><th>outcome</th><th>seconds</th><th>cost</th><th>description</th></tr>
 ${table}
 </table>
+<p class="meta">${resultsLegend(input.metricName).map(([k, text]) => `<b>${esc(k)}</b>: ${esc(text)}`).join('; ')}.</p>
 ${rejectedHtml}
 <h2>Experiments</h2>
 ${details}
@@ -171,7 +181,8 @@ ${details}
 /** Writes progress.svg, progress.png and report.html under `outDir`. Needs no Temporal server. */
 export async function writeReport(input: ReportInput): Promise<ReportFiles> {
   const rows = experimentRows(input.ledger);
-  const chart = chartData(rows, { metricName: input.metricName, direction: input.direction, tag: input.tag });
+  const { metricName, direction, tag } = input;
+  const chart = chartData(resultRows(input.ledger), { metricName, direction, tag });
   const svg = await renderSvg(chart);
   const png = await renderPng(svg);
   const diffs = new Map<number, string>();

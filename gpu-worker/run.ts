@@ -155,7 +155,9 @@ export function createGpuActivities(deps: GpuDeps) {
       argv: train.argv, cwd: places.workspace, env: train.env, timeoutSec: req.timeoutSec, signal: ctx.cancellationSignal, log, pidFile, feed: train.feed,
       onBeat: (elapsedSec, lastLine) => {
         // Which experiment and run this is, so live views pair runs with experiments at any parallelism.
-        ctx.heartbeat({ experiment: req.experiment, run: req.run, elapsedSec, timeoutSec: req.timeoutSec, lastLine, slot: slot.name, host });
+        ctx.heartbeat({
+          experiment: req.experiment, run: req.run, elapsedSec, timeoutSec: req.timeoutSec, lastLine, slot: slot.name, host,
+        });
         void gpuMemoryMb(slot.devices).then((used) => { if (used !== null) peakMb = Math.max(peakMb ?? 0, used); });
       },
     }).done;

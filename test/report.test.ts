@@ -5,12 +5,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { experiments, readLedger } from '../lib/ledger';
+import { experiments, readLedger, type LedgerRow } from '../lib/ledger';
 import { chartData, chartSpec } from '../client/chart';
-import { reportCampaign, reportTotals } from '../client/report';
+import { reportCampaign, reportTotals, writeReport } from '../client/report';
+import { figuresText, resultRows } from '../client/results';
+import { resultsTable } from '../cli/format';
 import { campaignInput } from '../client/live';
 import { estimateTimeLeft, progressBar, renderWatch, watchCampaign } from '../client/watch';
-import type { CampaignSnapshot, ExperimentRecord } from '../common/shared';
+import type { CampaignSnapshot, ExperimentRecord, RunRecord } from '../common/shared';
 import { lab, makeRepo, plannedProposer, ROOT, tempDir } from './helpers';
 
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
@@ -114,6 +116,8 @@ test('the report of a recorded campaign: chart data from the ledger, SVG, PNG an
     assert.ok(html.includes(`${totals.gpuHours.toFixed(3)} GPU-hours`), 'GPU-hours in the report');
     assert.match(html, /proposer cost<\/dt><dd>\$0\.0000/);
     assert.match(html, /no held-out figures/);
+    assert.match(html, /<td class="num">1\.504400 ±0 \(n=3\)<\/td>/, 'the baseline\'s three runs, identical');
+    assert.match(html, /<td class="status">keep \(best\)<\/td>/, 'the best marked');
     assert.ok(html.includes('<svg'), 'the chart is inline');
 
     // The watch view of the ended campaign, once.
@@ -130,7 +134,6 @@ test('the report of a recorded campaign: chart data from the ledger, SVG, PNG an
 });
 
 test('held-out figures, when the ledger has them, reach the report', async () => {
-  const { writeReport } = await import('../client/report');
   const base = { tag: 't', commit: 'a'.repeat(40), parent: 'a'.repeat(40), outcome: 'ok', bestBefore: null, memoryGb: 1, reason: '', seconds: 1800, logPath: '', host: 'h', slot: '0', costUsd: 0.5, fixOf: null, finishedAt: '', logTail: 'tail' } as const;
   const ledger = [
     { kind: 'experiment', ...base, experiment: 0, status: 'keep', metric: 2, delta: null, description: 'baseline', heldOut: 2.1 },
@@ -190,4 +193,86 @@ test('the watch view: a progress bar from the heartbeat, the last results, budge
   assert.match(text, /\s2\s+discard\s+1\.300000\s+-0\.200000/);
   const paused = renderWatch({ status: { ...status, state: 'paused', current: null }, rows, runs: [], now });
   assert.match(paused, /now: paused/);
+});
+
+/** A ledger as a noise-aware campaign writes it: experiment records, and a `run` row per run. */
+function noisyLedger(): LedgerRow[] {
+  const sha = (c: string) => c.repeat(40);
+  const record = (r: Partial<ExperimentRecord> & Pick<ExperimentRecord, 'experiment' | 'commit' | 'parent' | 'status' | 'metric'>) => ({
+    kind: 'experiment' as const, tag: 't', outcome: 'ok' as const, bestBefore: null, delta: null, memoryGb: 2, description: `experiment ${r.experiment}`,
+    reason: '', evidence: '', runs: 1, seconds: 10, logPath: '', host: 'h', slot: 'gpu0', costUsd: 0, fixOf: null, finishedAt: '', logTail: '', ...r,
+  });
+  const run = (experiment: number, commit: string, n: number, metric: number | null): LedgerRow => ({
+    kind: 'run', tag: 't', experiment, run: n, commit, metric, outcome: metric === null ? 'crash' : 'ok',
+    memoryMb: null, seconds: 10, logPath: '', host: 'h', slot: 'gpu0', reason: '',
+  } satisfies RunRecord & { kind: 'run' });
+  return [
+    run(0, sha('a'), 0, 1.5), run(0, sha('a'), 1, 1.51), run(0, sha('a'), 2, 1.49),
+    record({ experiment: 0, commit: sha('a'), parent: sha('a'), status: 'keep', metric: 1.5, runs: 3 }),
+    // 1 is kept on one lucky run; re-run as the best while 2 and 3 are judged, its mean rises to 1.43.
+    run(1, sha('b'), 0, 1.4),
+    record({ experiment: 1, commit: sha('b'), parent: sha('a'), status: 'keep', metric: 1.4, bestBefore: 1.5, delta: -0.1 }),
+    // 2: one run, worse than the best; 3 crashed; 4: rebased onto 1 (its first run was of another commit), confirmed.
+    run(2, sha('c'), 0, 1.6), run(1, sha('b'), 1, 1.44), run(1, sha('b'), 2, 1.45),
+    record({ experiment: 2, commit: sha('c'), parent: sha('b'), status: 'discard', metric: 1.6, bestBefore: 1.43, delta: 0.17 }),
+    run(3, sha('d'), 0, null),
+    record({ experiment: 3, commit: sha('d'), parent: sha('b'), status: 'crash', outcome: 'crash', metric: null, bestBefore: 1.43 }),
+    run(4, sha('e'), 0, 1.3), run(4, sha('f'), 1, 1.42), run(4, sha('f'), 2, 1.42),
+    // Kept at 1.42, worse than 1's first figure (1.4), better than 1's figure when it was judged (1.43).
+    record({ experiment: 4, commit: sha('f'), parent: sha('b'), status: 'keep', metric: 1.42, bestBefore: 1.43, delta: -0.01, runs: 3 }),
+  ] as LedgerRow[];
+}
+
+test('result rows: each experiment with every run of its commit, the best as its re-runs re-estimated it', () => {
+  const rows = resultRows(noisyLedger());
+  const by = Object.fromEntries(rows.map((r) => [r.experiment, r]));
+  assert.deepEqual(rows.map((r) => r.experiment), [0, 1, 2, 3, 4]);
+  // A kept experiment re-estimated by its re-runs: three runs, their mean and spread.
+  assert.equal(by[1].figures.n, 3);
+  assert.ok(Math.abs(by[1].figures.mean! - 1.43) < 1e-12 && Math.abs(by[1].figures.sd! - Math.sqrt(0.0007)) < 1e-12, JSON.stringify(by[1].figures));
+  assert.equal(figuresText(by[1].figures), '1.430000 ±0.026 (n=3)');
+  assert.equal(figuresText(by[0].figures), '1.500000 ±0.010 (n=3)');
+  // The keep that followed was judged against that figure: better, though worse than 1's first run.
+  assert.ok(by[4].metric! > by[1].metric! && by[4].metric! < by[1].figures.mean!);
+  assert.equal(by[4].bestBefore, 1.43);
+  assert.deepEqual([by[4].best, by[1].best, by[0].best], [true, false, false], 'the best now: the last keep of the chain');
+  // Only runs of the recorded commit: 4's first run was of the commit before its rebase.
+  assert.deepEqual(by[4].figures, { n: 2, mean: 1.42, sd: 0, failed: 0 });
+  assert.equal(figuresText(by[4].figures), '1.420000 ±0 (n=2)');
+  // A single run: no spread. A crash: no figure, one failed run.
+  assert.deepEqual(by[2].figures, { n: 1, mean: 1.6, sd: null, failed: 0 });
+  assert.equal(figuresText(by[2].figures), '1.600000 (n=1)');
+  assert.deepEqual(by[3].figures, { n: 0, mean: null, sd: null, failed: 1 });
+  assert.equal(figuresText(by[3].figures), '- (1 failed)');
+  // What `results --json` prints: plain data, no log tails.
+  assert.deepEqual(JSON.parse(JSON.stringify(rows)), rows);
+  assert.ok(rows.every((r) => !('logTail' in r) && !('kind' in r)));
+  // Records alone (an older ledger, no run rows): the record's own figure and run count.
+  const records = noisyLedger().filter((r) => r.kind === 'experiment');
+  assert.deepEqual(resultRows(records).map((r) => [r.experiment, figuresText(r.figures)]), [
+    [0, '1.500000 (n=3)'], [1, '1.400000 (n=1)'], [2, '1.600000 (n=1)'], [3, '- (1 failed)'], [4, '1.420000 (n=3)'],
+  ]);
+});
+
+test('the results table and the report show the figure judged against and every run, so a keep never looks worse', async () => {
+  const ledger = noisyLedger();
+  const table = resultsTable(resultRows(ledger), 'loss').split('\n');
+  const line = (n: number) => table.find((l) => l.startsWith(`${n} `))!.replace(/ +/g, ' ');
+  assert.match(table[0], /^# +commit +loss +vs best +delta +all runs +mem_gb +status +description$/);
+  assert.equal(line(1), '1 bbbbbbb 1.400000 1.500000 -0.100000 1.430000 ±0.026 (n=3) 2.0 keep experiment 1');
+  assert.equal(line(4), '4 fffffff 1.420000 1.430000 -0.010000 1.420000 ±0 (n=2) 2.0 keep (best) experiment 4');
+  assert.equal(line(3), '3 ddddddd - - (1 failed) 2.0 crash experiment 3');
+  assert.ok(table.some((l) => /^vs best +the best's figure it was judged against/.test(l)), 'the table says what its columns mean');
+  // The records alone (what `experiments()` gives): their own figures, the same best.
+  const fromRecords = resultsTable(ledger.filter((r) => r.kind === 'experiment') as ExperimentRecord[], 'loss').split('\n');
+  assert.deepEqual(fromRecords.filter((l) => l.includes('(best)')).map((l) => l.split(/ +/)[0]), ['4']);
+  const out = tempDir('nightlab-report-');
+  const html = readFileSync((await writeReport({ tag: 't', metricName: 'loss', direction: 'lower', ledger, repo: null, outDir: out })).html, 'utf8');
+  assert.match(html, /baseline 1\.500000 ±0\.010 \(n=3\), best 1\.420000 ±0 \(n=2\) \(-0\.080000\) at experiment 4/);
+  assert.match(html, /<th>vs best<\/th><th>delta<\/th><th>all runs<\/th>/);
+  assert.ok(html.includes('<td class="num">1.400000</td><td class="num">1.500000</td>\n<td class="num">-0.100000</td><td class="num">1.430000 ±0.026 (n=3)</td>'), 'experiment 1\'s row');
+  assert.match(html, /<td class="status">keep \(best\)<\/td>/);
+  // The chart's best line: each keep at every run of its commit, so 4 steps below 1 as re-estimated.
+  const bestLine = chartData(resultRows(ledger), { metricName: 'loss', direction: 'lower' }).best.map((b) => b.metric.toFixed(6));
+  assert.deepEqual(bestLine, ['1.500000', '1.430000', '1.430000', '1.430000', '1.420000']);
 });
