@@ -51,7 +51,10 @@ const LABEL_ANGLE = 30;
 /** Labels closer than this (px, across the text's direction) to a shown one are left out. */
 const LABEL_GAP_PX = 12;
 
-export interface ChartSize { width: number; height: number }
+export interface ChartSize {
+  width: number;
+  height: number;
+}
 export const DEFAULT_SIZE: ChartSize = { width: 1000, height: 480 };
 
 function label(text: string): string {
@@ -59,7 +62,10 @@ function label(text: string): string {
   return line.length > LABEL_CHARS ? `${line.slice(0, LABEL_CHARS - 1)}…` : line;
 }
 
-export function chartData(input: ChartRow[], opts: { metricName: string; direction: 'lower' | 'higher'; tag?: string; size?: ChartSize }): ChartData {
+export function chartData(
+  input: ChartRow[],
+  opts: { metricName: string; direction: 'lower' | 'higher'; tag?: string; size?: ChartSize },
+): ChartData {
   const rows = [...input].sort((a, b) => a.experiment - b.experiment);
   const sign = opts.direction === 'lower' ? 1 : -1;
   // "Badness": larger is worse in either direction, so the scale logic is written once.
@@ -76,7 +82,13 @@ export function chartData(input: ChartRow[], opts: { metricName: string; directi
   let current: number | null = null;
   for (const r of rows) {
     const figure = r.figures?.mean ?? r.metric;
-    if (r.status === 'keep' && figure !== null && Number.isFinite(figure) && (current === null || bad(figure) < bad(current))) current = figure;
+    if (
+      r.status === 'keep' &&
+      figure !== null &&
+      Number.isFinite(figure) &&
+      (current === null || bad(figure) < bad(current))
+    )
+      current = figure;
     if (current !== null) best.push({ experiment: r.experiment, metric: current });
   }
 
@@ -84,7 +96,9 @@ export function chartData(input: ChartRow[], opts: { metricName: string; directi
   // improvement-span worse than the baseline; runs worse than that sit on the edge (clipped).
   let lo: number, hi: number, limit: number;
   if (measured.length === 0) {
-    lo = 0; hi = 1; limit = 1;
+    lo = 0;
+    hi = 1;
+    limit = 1;
   } else {
     const bads = [...measured.map((r) => bad(r.metric!)), ...best.map((b) => bad(b.metric))];
     const bestB = Math.min(...bads);
@@ -118,10 +132,17 @@ export function chartData(input: ChartRow[], opts: { metricName: string; directi
   const xDomain: [number, number] = [-0.5, Math.max(lastX, 1) + 0.5];
   const yDomain: [number, number] = opts.direction === 'lower' ? [unbad(lo), unbad(hi)] : [unbad(hi), unbad(lo)];
   const kept = thinLabels(
-    points.filter((p) => p.status === 'keep').map((p) => ({ experiment: p.experiment, metric: p.metric!, label: label(p.description), labelled: true })),
-    xDomain, yDomain, opts.size ?? DEFAULT_SIZE, opts.direction,
+    points
+      .filter((p) => p.status === 'keep')
+      .map((p) => ({ experiment: p.experiment, metric: p.metric!, label: label(p.description), labelled: true })),
+    xDomain,
+    yDomain,
+    opts.size ?? DEFAULT_SIZE,
+    opts.direction,
   );
-  const crashes = points.filter((p) => p.status === 'crash').map((p) => ({ experiment: p.experiment, y: p.y, description: p.description, outcome: p.outcome }));
+  const crashes = points
+    .filter((p) => p.status === 'crash')
+    .map((p) => ({ experiment: p.experiment, y: p.y, description: p.description, outcome: p.outcome }));
   const experimentsRun = rows.filter((r) => r.experiment > 0).length;
   const improvements = kept.filter((k) => k.experiment > 0).length;
   return {
@@ -148,7 +169,13 @@ export function chartData(input: ChartRow[], opts: { metricName: string; directi
  * Rotated labels are parallel lines of text; one closer than LABEL_GAP_PX (measured across the
  * text) to the last shown label is left out. The best (last) kept run always keeps its label.
  */
-function thinLabels(kept: ChartData['kept'], xDomain: [number, number], yDomain: [number, number], size: ChartSize, direction: 'lower' | 'higher'): ChartData['kept'] {
+function thinLabels(
+  kept: ChartData['kept'],
+  xDomain: [number, number],
+  yDomain: [number, number],
+  size: ChartSize,
+  direction: 'lower' | 'higher',
+): ChartData['kept'] {
   const px = (k: { experiment: number; metric: number }) => ({
     x: ((k.experiment - xDomain[0]) / (xDomain[1] - xDomain[0])) * size.width,
     y: ((yDomain[1] - k.metric) / (yDomain[1] - yDomain[0] || 1)) * size.height, // screen y grows downwards
@@ -156,7 +183,8 @@ function thinLabels(kept: ChartData['kept'], xDomain: [number, number], yDomain:
   const a = (LABEL_ANGLE * Math.PI) / 180;
   // Text direction on screen: up-right for lower-is-better, down-right for higher.
   const dir = { x: Math.cos(a), y: direction === 'lower' ? -Math.sin(a) : Math.sin(a) };
-  const apart = (p: { x: number; y: number }, q: { x: number; y: number }) => Math.abs((q.x - p.x) * dir.y - (q.y - p.y) * dir.x) >= LABEL_GAP_PX;
+  const apart = (p: { x: number; y: number }, q: { x: number; y: number }) =>
+    Math.abs((q.x - p.x) * dir.y - (q.y - p.y) * dir.x) >= LABEL_GAP_PX;
   const shown: number[] = [];
   kept.forEach((k, i) => {
     const p = px(k);
@@ -177,8 +205,19 @@ const CROSS = 'M-1,-0.7L-0.7,-1L0,-0.3L0.7,-1L1,-0.7L0.3,0L1,0.7L0.7,1L0,0.3L-0.
 /** The chart as a Vega-Lite spec (plain JSON: the dashboard sends it to the browser as is). */
 export function chartSpec(d: ChartData, size: ChartSize = DEFAULT_SIZE): Record<string, unknown> {
   const lower = d.direction === 'lower';
-  const x = { field: 'experiment', type: 'quantitative', title: 'Experiment #', scale: { domain: d.xDomain, nice: false, zero: false }, axis: { tickMinStep: 1, format: 'd' } };
-  const y = (field: string) => ({ field, type: 'quantitative', title: d.yTitle, scale: { domain: d.yDomain, nice: false, zero: false } });
+  const x = {
+    field: 'experiment',
+    type: 'quantitative',
+    title: 'Experiment #',
+    scale: { domain: d.xDomain, nice: false, zero: false },
+    axis: { tickMinStep: 1, format: 'd' },
+  };
+  const y = (field: string) => ({
+    field,
+    type: 'quantitative',
+    title: d.yTitle,
+    scale: { domain: d.yDomain, nice: false, zero: false },
+  });
   const points = d.points.map((p) => ({
     ...p,
     series: p.status === 'keep' ? 'kept' : p.status === 'crash' ? 'crashed' : p.clipped ? 'off scale' : 'discarded',
@@ -190,9 +229,24 @@ export function chartSpec(d: ChartData, size: ChartSize = DEFAULT_SIZE): Record<
     ['kept', COLORS.kept, 'circle'],
     ['crashed', COLORS.crashed, CROSS],
   ].filter(([name]) => points.some((p) => p.series === name) || name === 'kept' || name === 'discarded');
-  const legend = { title: null, orient: lower ? 'top-right' : 'bottom-right', fillColor: 'rgba(255,255,255,0.85)', padding: 6 };
-  const color = { field: 'series', type: 'nominal', legend, scale: { domain: series.map((s) => s[0]), range: series.map((s) => s[1]) } };
-  const shape = { field: 'series', type: 'nominal', legend, scale: { domain: series.map((s) => s[0]), range: series.map((s) => s[2]) } };
+  const legend = {
+    title: null,
+    orient: lower ? 'top-right' : 'bottom-right',
+    fillColor: 'rgba(255,255,255,0.85)',
+    padding: 6,
+  };
+  const color = {
+    field: 'series',
+    type: 'nominal',
+    legend,
+    scale: { domain: series.map((s) => s[0]), range: series.map((s) => s[1]) },
+  };
+  const shape = {
+    field: 'series',
+    type: 'nominal',
+    legend,
+    scale: { domain: series.map((s) => s[0]), range: series.map((s) => s[2]) },
+  };
   const tooltip = [
     { field: 'experiment', type: 'quantitative', title: '#' },
     { field: 'metric', type: 'quantitative', title: d.metricName, format: '.6f' },
@@ -225,14 +279,32 @@ export function chartSpec(d: ChartData, size: ChartSize = DEFAULT_SIZE): Record<
     {
       data: { values: d.kept.filter((k) => k.labelled).map((k) => ({ ...k })) },
       // Up and to the right of each dot for lower-is-better (the empty side), mirrored otherwise.
-      mark: { type: 'text', align: 'left', baseline: 'middle', dx: 6, dy: lower ? -4 : 4, angle: lower ? -LABEL_ANGLE : LABEL_ANGLE, fontSize: 10, color: '#1b5e20' },
+      mark: {
+        type: 'text',
+        align: 'left',
+        baseline: 'middle',
+        dx: 6,
+        dy: lower ? -4 : 4,
+        angle: lower ? -LABEL_ANGLE : LABEL_ANGLE,
+        fontSize: 10,
+        color: '#1b5e20',
+      },
       encoding: { x, y: y('metric'), text: { field: 'label' } },
     },
   ];
   if (last) {
     layers.push({
       data: { values: [{ ...last, text: `best ${last.metric.toFixed(6)}` }] },
-      mark: { type: 'text', align: 'left', baseline: lower ? 'top' : 'bottom', dx: 4, dy: lower ? 4 : -4, fontSize: 11, fontWeight: 'bold', color: COLORS.best },
+      mark: {
+        type: 'text',
+        align: 'left',
+        baseline: lower ? 'top' : 'bottom',
+        dx: 4,
+        dy: lower ? 4 : -4,
+        fontSize: 11,
+        fontWeight: 'bold',
+        color: COLORS.best,
+      },
       encoding: { x, y: y('metric'), text: { field: 'text' } },
     });
   }
@@ -242,7 +314,11 @@ export function chartSpec(d: ChartData, size: ChartSize = DEFAULT_SIZE): Record<
     width: size.width,
     height: size.height,
     background: 'white',
-    config: { font: 'DejaVu Sans, Liberation Sans, Arial, sans-serif', axis: { gridColor: '#eeeeee' }, view: { stroke: '#dddddd' } },
+    config: {
+      font: 'DejaVu Sans, Liberation Sans, Arial, sans-serif',
+      axis: { gridColor: '#eeeeee' },
+      view: { stroke: '#dddddd' },
+    },
     layer: layers,
   };
 }
@@ -263,6 +339,10 @@ export async function renderSvg(d: ChartData, size?: ChartSize): Promise<string>
 /** SVG to PNG with resvg (system fonts; twice the SVG's size for a sharp picture). */
 export async function renderPng(svg: string, scale = 2): Promise<Buffer> {
   const { Resvg } = await import('@resvg/resvg-js');
-  const r = new Resvg(svg, { background: 'white', fitTo: { mode: 'zoom', value: scale }, font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' } });
+  const r = new Resvg(svg, {
+    background: 'white',
+    fitTo: { mode: 'zoom', value: scale },
+    font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' },
+  });
   return r.render().asPng();
 }

@@ -86,9 +86,12 @@ export async function runningRuns(client: Client, tag: string, now = Date.now())
     const startedMs = optionalTsToMs(a.lastStartedTime);
     const sinceBeat = beatMs ? Math.max(0, (now - beatMs) / 1000) : null;
     // Heartbeats reach the server throttled (up to tens of seconds apart), so add the time since.
-    let elapsed = details?.elapsedSec !== undefined && sinceBeat !== null
-      ? details.elapsedSec + sinceBeat
-      : startedMs ? (now - startedMs) / 1000 : 0;
+    let elapsed =
+      details?.elapsedSec !== undefined && sinceBeat !== null
+        ? details.elapsedSec + sinceBeat
+        : startedMs
+          ? (now - startedMs) / 1000
+          : 0;
     const timeoutSec = details?.timeoutSec ?? null;
     if (timeoutSec !== null) elapsed = Math.min(elapsed, timeoutSec);
     const state = proto.temporal.api.enums.v1.PendingActivityState[a.state ?? 0] ?? 'scheduled';

@@ -39,7 +39,10 @@ export interface ReportFiles {
 const DIFF_CHARS = 60_000;
 
 export function experimentRows(ledger: LedgerRow[]): ReportRow[] {
-  return ledger.filter((r) => r.kind === 'experiment').map((r) => r as unknown as ReportRow).sort((a, b) => a.experiment - b.experiment);
+  return ledger
+    .filter((r) => r.kind === 'experiment')
+    .map((r) => r as unknown as ReportRow)
+    .sort((a, b) => a.experiment - b.experiment);
 }
 
 /**
@@ -50,11 +53,22 @@ export function reportTotals(ledger: LedgerRow[]) {
   const rows = experimentRows(ledger);
   const rejected = ledger.filter((r) => r.kind === 'rejected');
   const costUsd = ledger.reduce((sum, r) => sum + ('costUsd' in r ? Number(r.costUsd) || 0 : 0), 0);
-  const runRows = ledger.filter((r) => (r.kind as string) === 'run') as unknown as { experiment: number; seconds: number }[];
+  const runRows = ledger.filter((r) => (r.kind as string) === 'run') as unknown as {
+    experiment: number;
+    seconds: number;
+  }[];
   const withRuns = new Set(runRows.map((r) => r.experiment));
-  const trainSeconds = runRows.reduce((sum, r) => sum + (Number(r.seconds) || 0), 0)
-    + rows.filter((r) => !withRuns.has(r.experiment)).reduce((sum, r) => sum + (Number(r.seconds) || 0), 0);
-  return { experiments: rows.length, runs: runRows.length || rows.length, rejected: rejected.length, costUsd, gpuHours: trainSeconds / 3600, trainSeconds };
+  const trainSeconds =
+    runRows.reduce((sum, r) => sum + (Number(r.seconds) || 0), 0) +
+    rows.filter((r) => !withRuns.has(r.experiment)).reduce((sum, r) => sum + (Number(r.seconds) || 0), 0);
+  return {
+    experiments: rows.length,
+    runs: runRows.length || rows.length,
+    rejected: rejected.length,
+    costUsd,
+    gpuHours: trainSeconds / 3600,
+    trainSeconds,
+  };
 }
 
 /** A held-out figure as text: a number, or an object of named numbers (the field is optional). */
@@ -69,13 +83,26 @@ export function heldOutText(v: unknown): string {
   return String(v);
 }
 
-const esc = (s: unknown) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+const esc = (s: unknown) =>
+  String(s ?? '').replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
 
 function diffHtml(diff: string): string {
   return diff
     .split('\n')
     .map((l) => {
-      const cls = l.startsWith('+++') || l.startsWith('---') || l.startsWith('diff ') || l.startsWith('index ') ? 'meta' : l.startsWith('+') ? 'add' : l.startsWith('-') ? 'del' : l.startsWith('@@') ? 'hunk' : '';
+      const cls =
+        l.startsWith('+++') || l.startsWith('---') || l.startsWith('diff ') || l.startsWith('index ')
+          ? 'meta'
+          : l.startsWith('+')
+            ? 'add'
+            : l.startsWith('-')
+              ? 'del'
+              : l.startsWith('@@')
+                ? 'hunk'
+                : '';
       return cls ? `<span class="${cls}">${esc(l)}</span>` : esc(l);
     })
     .join('\n');
@@ -83,7 +110,12 @@ function diffHtml(diff: string): string {
 
 const fmt = (v: number | null | undefined, digits = 6) => (v === null || v === undefined ? '-' : v.toFixed(digits));
 
-export async function buildReportHtml(input: ReportInput, chart: ChartData, svg: string, diffs: Map<number, string>): Promise<string> {
+export async function buildReportHtml(
+  input: ReportInput,
+  chart: ChartData,
+  svg: string,
+  diffs: Map<number, string>,
+): Promise<string> {
   const rows = experimentRows(input.ledger);
   const results = resultRows(input.ledger);
   const totals = reportTotals(input.ledger);
@@ -98,39 +130,63 @@ export async function buildReportHtml(input: ReportInput, chart: ChartData, svg:
 
   const summary = [
     ['state', s ? `${s.state} — ${s.message}` : 'unknown (no status from the server)'],
-    [`${input.metricName} (${input.direction} is better)`, [
-      `baseline ${baseline ? figuresText(baseline.figures) : '-'}, best ${best ? figuresText(best.figures) : '-'}`,
-      improvement !== null ? ` (${deltaText(improvement)})` : '',
-      best ? ` at experiment ${best.experiment}, ${best.commit.slice(0, 7)}; each the mean of every run of its commit` : '',
-    ].join('')],
-    ['experiments', `${chart.counts.experiments} after the baseline: ${chart.counts.kept} kept, ${chart.counts.discarded} discarded, ${chart.counts.crashed} crashed; ${totals.rejected} proposals rejected before training`],
-    ['training time', `${totals.gpuHours.toFixed(3)} GPU-hours (${Math.round(totals.trainSeconds)} s over ${totals.runs} runs, the baseline included)`],
-    ['proposer cost', `$${totals.costUsd.toFixed(4)}${s?.budget.maxCostUsd != null ? ` of a $${s.budget.maxCostUsd.toFixed(2)} budget` : ''}`],
-    ['held-out', haveHeldOut
-      ? `baseline ${heldOutText(baseline?.heldOut) || '-'}, best kept ${heldOutText(best?.heldOut) || '-'}`
-      : 'no held-out figures in the ledger for this campaign'],
+    [
+      `${input.metricName} (${input.direction} is better)`,
+      [
+        `baseline ${baseline ? figuresText(baseline.figures) : '-'}, best ${best ? figuresText(best.figures) : '-'}`,
+        improvement !== null ? ` (${deltaText(improvement)})` : '',
+        best
+          ? ` at experiment ${best.experiment}, ${best.commit.slice(0, 7)}; each the mean of every run of its commit`
+          : '',
+      ].join(''),
+    ],
+    [
+      'experiments',
+      `${chart.counts.experiments} after the baseline: ${chart.counts.kept} kept, ${chart.counts.discarded} discarded, ${chart.counts.crashed} crashed; ${totals.rejected} proposals rejected before training`,
+    ],
+    [
+      'training time',
+      `${totals.gpuHours.toFixed(3)} GPU-hours (${Math.round(totals.trainSeconds)} s over ${totals.runs} runs, the baseline included)`,
+    ],
+    [
+      'proposer cost',
+      `$${totals.costUsd.toFixed(4)}${s?.budget.maxCostUsd != null ? ` of a $${s.budget.maxCostUsd.toFixed(2)} budget` : ''}`,
+    ],
+    [
+      'held-out',
+      haveHeldOut
+        ? `baseline ${heldOutText(baseline?.heldOut) || '-'}, best kept ${heldOutText(best?.heldOut) || '-'}`
+        : 'no held-out figures in the ledger for this campaign',
+    ],
     ...(s?.branch ? [['branch', `${s.branch} (records in ${s.campaignDir})`]] : []),
     ...(input.repo ? [['repository', input.repo]] : []),
   ];
 
-  const table = results.map((r) => ({ r, c: resultCells(r) })).map(({ r, c }) => `<tr class="${esc(r.status)}">
+  const table = results
+    .map((r) => ({ r, c: resultCells(r) }))
+    .map(
+      ({ r, c }) => `<tr class="${esc(r.status)}">
 <td><a href="#exp-${r.experiment}">${r.experiment}</a></td><td><code>${esc(r.commit.slice(0, 7))}</code></td>
 <td class="num">${c.metric}</td><td class="num">${c.vsBest}</td>
 <td class="num">${c.delta}</td><td class="num">${esc(c.runs)}</td>
 ${haveHeldOut ? `<td class="num">${esc(heldOutText(r.heldOut))}</td>` : ''}
 <td class="num">${r.memoryGb.toFixed(1)}</td><td class="status">${esc(c.status)}</td><td>${esc(r.outcome)}</td>
-<td class="num">${r.seconds.toFixed(1)}</td><td class="num">${r.costUsd ? `$${r.costUsd.toFixed(4)}` : ''}</td><td>${esc(r.description)}</td></tr>`).join('\n');
+<td class="num">${r.seconds.toFixed(1)}</td><td class="num">${r.costUsd ? `$${r.costUsd.toFixed(4)}` : ''}</td><td>${esc(r.description)}</td></tr>`,
+    )
+    .join('\n');
 
-  const details = rows.map((r) => {
-    const diff = diffs.get(r.experiment) ?? '';
-    return `<details id="exp-${r.experiment}" class="${esc(r.status)}"${r.status === 'keep' ? ' open' : ''}>
+  const details = rows
+    .map((r) => {
+      const diff = diffs.get(r.experiment) ?? '';
+      return `<details id="exp-${r.experiment}" class="${esc(r.status)}"${r.status === 'keep' ? ' open' : ''}>
 <summary><b>experiment ${r.experiment}</b> <span class="status">${esc(r.status)}</span> ${esc(fmt(r.metric))}${typeof r.heldOut === 'number' ? ` (held-out ${esc(fmt(r.heldOut))})` : ''} — ${esc(r.description)}</summary>
 <p>${esc(r.reason)}</p>${r.suspect ? `<p class="meta"><b>suspect</b>: ${esc(r.suspect)}</p>` : ''}${(r as { evidence?: string }).evidence ? `<p class="meta">evidence: ${esc((r as { evidence?: string }).evidence)}</p>` : ''}
 <p class="meta">commit <code>${esc(r.commit)}</code>, parent <code>${esc(r.parent)}</code>; outcome ${esc(r.outcome)}; ${r.seconds.toFixed(1)} s on ${esc([r.host, r.slot].filter(Boolean).join('/') || '-')}; log ${esc(r.logPath)}${r.fixOf !== null && r.fixOf !== undefined ? `; a fix of experiment ${r.fixOf}` : ''}${input.uiUrl ? `; <a href="${esc(input.uiUrl)}">Temporal Web UI</a>` : ''}</p>
 <h4>diff</h4><pre class="diff">${diff ? diffHtml(diff) : '<i>(no diff)</i>'}</pre>
 <h4>log tail</h4><pre class="log">${esc(r.logTail ?? '') || '<i>(empty)</i>'}</pre>
 </details>`;
-  }).join('\n');
+    })
+    .join('\n');
 
   const raised = alarms(input.ledger, input.direction);
   const alarmsHtml = raised.length
@@ -170,7 +226,9 @@ ${alarmsHtml}
 ${haveHeldOut ? '<th>held-out</th>' : ''}<th>mem GB</th><th>status</th><th>outcome</th><th>seconds</th><th>cost</th><th>description</th></tr>
 ${table}
 </table>
-<p class="meta">${resultsLegend(input.metricName).map(([k, text]) => `<b>${esc(k)}</b>: ${esc(text)}`).join('; ')}.</p>
+<p class="meta">${resultsLegend(input.metricName)
+    .map(([k, text]) => `<b>${esc(k)}</b>: ${esc(text)}`)
+    .join('; ')}.</p>
 ${rejectedHtml}
 <h2>Experiments</h2>
 ${details}
@@ -216,12 +274,17 @@ export async function writeReport(input: ReportInput): Promise<ReportFiles> {
  * What `nightlab report <tag>` calls: status and start input from Temporal (the repository comes from
  * the workflow's start input in its history), the ledger from the campaign directory.
  */
-export async function reportCampaign(client: Client, tag: string, opts: { out?: string; repo?: string; namespace?: string } = {}): Promise<ReportFiles> {
+export async function reportCampaign(
+  client: Client,
+  tag: string,
+  opts: { out?: string; repo?: string; namespace?: string } = {},
+): Promise<ReportFiles> {
   const status = await campaignStatus(client, tag);
   const input = await campaignInput(client, tag).catch(() => null);
   const campaignDir = input?.campaignDir ?? status.campaignDir ?? campaignDirFor(tag);
   const ledger = readLedger(campaignDir);
-  if (!ledger.some((r) => r.kind === 'experiment')) throw new Error(`campaign ${tag}: no experiments recorded yet in ${campaignDir}`);
+  if (!ledger.some((r) => r.kind === 'experiment'))
+    throw new Error(`campaign ${tag}: no experiments recorded yet in ${campaignDir}`);
   return writeReport({
     tag,
     metricName: input?.config.metric.name ?? status.metricName,

@@ -92,7 +92,7 @@ export function resultCells(r: ResultRow) {
 export function resultsLegend(metricName: string): [string, string][] {
   return [
     [metricName, 'the figure the decision used'],
-    ['vs best', 'the best\'s figure it was judged against, as the best\'s re-runs had re-estimated it'],
-    ['all runs', 'mean ±spread (n) of every run of its commit, a kept one\'s re-runs as the best included'],
+    ['vs best', "the best's figure it was judged against, as the best's re-runs had re-estimated it"],
+    ['all runs', "mean ±spread (n) of every run of its commit, a kept one's re-runs as the best included"],
   ];
 }

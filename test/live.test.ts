@@ -13,12 +13,22 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { campaignWorkflowId, type RunRequest, type RunResult } from '../common/shared';
 import { readLedger } from '../lib/ledger';
 import { connectWorker } from '../ops/connection';
-import { inFlightOf, pairRuns, runningRuns, RUN_ACTIVITY_NAMES, type RunningRun, type RunHeartbeat } from '../client/live';
+import {
+  inFlightOf,
+  pairRuns,
+  runningRuns,
+  RUN_ACTIVITY_NAMES,
+  type RunningRun,
+  type RunHeartbeat,
+} from '../client/live';
 import { campaignStatus } from '../client/campaigns';
 import { renderWatch, watchSnapshot } from '../client/watch';
 import { ADDRESS, lab, makeRepo, plannedProposer, tempDir, waitFor, type Lab } from './helpers';
 
-const TWO_SLOTS = [{ name: 'cpu0', devices: null }, { name: 'cpu1', devices: null }];
+const TWO_SLOTS = [
+  { name: 'cpu0', devices: null },
+  { name: 'cpu1', devices: null },
+];
 /** Generous: the runs' first heartbeats with their last line reach the server throttled (up to ~10 s). */
 const DEADLINE_MS = 120_000;
 
@@ -28,7 +38,10 @@ const DEADLINE_MS = 120_000;
  * does not wait.
  */
 function heldRepo(): Promise<string> {
-  return makeRepo(undefined, (dir) => appendFileSync(path.join(dir, 'train.py'), `
+  return makeRepo(undefined, (dir) =>
+    appendFileSync(
+      path.join(dir, 'train.py'),
+      `
 
 HOLD = 0
 
@@ -36,23 +49,34 @@ if HOLD:
     print(f"holding {HOLD}", flush=True)
     while not os.path.exists(os.environ["GATE"]):
         time.sleep(0.2)
-`));
+`,
+    ),
+  );
 }
 
 /** Status and live runs once both experiments' runs are in flight and named. */
 async function bothInFlight(l: Lab, tag: string, ready: (runs: RunningRun[]) => boolean) {
-  return waitFor('experiments 1 and 2 training side by side, each run named', async () => {
-    const status = await campaignStatus(l.client, tag);
-    const training = inFlightOf(status).filter((f) => f.phase === 'train').map((f) => f.experiment).sort();
-    const runs = await runningRuns(l.client, tag);
-    const started = runs.filter((r) => r.state === 'started');
-    return training.join() === '1,2' && started.length === 2 && ready(started) ? { status, runs } : null;
-  }, DEADLINE_MS);
+  return waitFor(
+    'experiments 1 and 2 training side by side, each run named',
+    async () => {
+      const status = await campaignStatus(l.client, tag);
+      const training = inFlightOf(status)
+        .filter((f) => f.phase === 'train')
+        .map((f) => f.experiment)
+        .sort();
+      const runs = await runningRuns(l.client, tag);
+      const started = runs.filter((r) => r.state === 'started');
+      return training.join() === '1,2' && started.length === 2 && ready(started) ? { status, runs } : null;
+    },
+    DEADLINE_MS,
+  );
 }
 
 /** experiment -> slot of its first run, as the ledger recorded it once the campaign ended. */
 function recordedSlots(campaignDir: string): Map<number, string> {
-  return new Map(readLedger(campaignDir).flatMap((r) => (r.kind === 'run' && r.run === 0 ? [[r.experiment, r.slot] as const] : [])));
+  return new Map(
+    readLedger(campaignDir).flatMap((r) => (r.kind === 'run' && r.run === 0 ? [[r.experiment, r.slot] as const] : [])),
+  );
 }
 
 test('parallelism 2 through the real GPU worker: each experiment in flight is shown with its own run', async () => {
@@ -64,31 +88,69 @@ test('parallelism 2 through the real GPU worker: each experiment in flight is sh
       2: { HOLD: 2, LEARNING_RATE: 0.8, desc: 'raise the learning rate' },
     });
     const c = await l.start(await heldRepo(), {
-      proposer, parallelism: 2, budget: { maxExperiments: 2 }, noise: { baselineRuns: 1 },
+      proposer,
+      parallelism: 2,
+      budget: { maxExperiments: 2 },
+      noise: { baselineRuns: 1 },
       run: { command: 'python3 train.py', env: { GATE: path.join(gate, 'open') }, timeoutSec: 300, readOnly: [gate] },
     });
     // Each run's last line is its own code's "holding k": what the worker saw, not what pairing chose.
-    const { status, runs } = await bothInFlight(l, c.tag, (rs) => rs.every((r) => r.lastLine === `holding ${r.experiment}`));
-    assert.deepEqual(runs.map((r) => [r.experiment, r.run]).sort(), [[1, 0], [2, 0]], 'each run named');
+    const { status, runs } = await bothInFlight(l, c.tag, (rs) =>
+      rs.every((r) => r.lastLine === `holding ${r.experiment}`),
+    );
+    assert.deepEqual(
+      runs.map((r) => [r.experiment, r.run]).sort(),
+      [
+        [1, 0],
+        [2, 0],
+      ],
+      'each run named',
+    );
     // Named by the worker's heartbeat itself (the history is only the fallback for older workers).
-    const pending = (await l.client.workflow.getHandle(campaignWorkflowId(c.tag)).describe()).raw.pendingActivities ?? [];
-    const beats = pending.map((a) => defaultPayloadConverter.fromPayload<RunHeartbeat>(a.heartbeatDetails!.payloads![0]));
-    assert.deepEqual(beats.map((b) => [b.experiment, b.run]).sort(), [[1, 0], [2, 0]], `the heartbeats name experiment and run: ${JSON.stringify(beats)}`);
+    const pending =
+      (await l.client.workflow.getHandle(campaignWorkflowId(c.tag)).describe()).raw.pendingActivities ?? [];
+    const beats = pending.map((a) =>
+      defaultPayloadConverter.fromPayload<RunHeartbeat>(a.heartbeatDetails!.payloads![0]),
+    );
+    assert.deepEqual(
+      beats.map((b) => [b.experiment, b.run]).sort(),
+      [
+        [1, 0],
+        [2, 0],
+      ],
+      `the heartbeats name experiment and run: ${JSON.stringify(beats)}`,
+    );
     const pairs = pairRuns(inFlightOf(status), runs);
     const paired = pairs.filter((p) => p.flight && p.run);
     assert.deepEqual(paired.map((p) => p.flight!.experiment).sort(), [1, 2], `both paired: ${JSON.stringify(pairs)}`);
-    for (const p of paired) assert.equal(p.run!.lastLine, `holding ${p.flight!.experiment}`, `experiment ${p.flight!.experiment} has its own run`);
-    assert.deepEqual(pairs.filter((p) => !p.flight), [], 'no run left apart');
+    for (const p of paired)
+      assert.equal(
+        p.run!.lastLine,
+        `holding ${p.flight!.experiment}`,
+        `experiment ${p.flight!.experiment} has its own run`,
+      );
+    assert.deepEqual(
+      pairs.filter((p) => !p.flight),
+      [],
+      'no run left apart',
+    );
     const slotOf = new Map(paired.map((p) => [p.flight!.experiment, p.run!.slot]));
     assert.deepEqual(new Set(slotOf.values()), new Set(['cpu0', 'cpu1']), 'one slot each');
 
     // `status --watch`: each experiment's line, then its own run's bar and last line.
     const text = renderWatch(await watchSnapshot(l.client, c.tag), { width: 200 });
-    for (const [n, desc] of [[1, 'lower the learning rate'], [2, 'raise the learning rate']] as const) {
+    for (const [n, desc] of [
+      [1, 'lower the learning rate'],
+      [2, 'raise the learning rate'],
+    ] as const) {
       const lines = text.split('\n');
       const at = lines.indexOf(`now: experiment ${n} train — ${desc}`);
       assert.ok(at >= 0, `experiment ${n} shown in flight:\n${text}`);
-      assert.match(lines[at + 1], new RegExp(`\\] .* on [^ ]+/${slotOf.get(n)}$`), `its run's bar on its slot:\n${text}`);
+      assert.match(
+        lines[at + 1],
+        new RegExp(`\\] .* on [^ ]+/${slotOf.get(n)}$`),
+        `its run's bar on its slot:\n${text}`,
+      );
       assert.equal(lines[at + 2], `  last line: holding ${n}`, `its own run's last line:\n${text}`);
     }
 
@@ -122,23 +184,52 @@ test('an older GPU worker, whose heartbeat names no experiment: its runs are nam
     ctx.heartbeat(beat);
     try {
       if (req.experiment > 0) await gate;
-      return { outcome: 'ok', exitCode: 0, metric: 1.5 - req.experiment / 100, memoryMb: null, seconds: 1, logPath: '', host: 'old', slot, logTail: '', reason: '' };
+      return {
+        outcome: 'ok',
+        exitCode: 0,
+        metric: 1.5 - req.experiment / 100,
+        memoryMb: null,
+        seconds: 1,
+        logPath: '',
+        host: 'old',
+        slot,
+        logTail: '',
+        reason: '',
+      };
     } finally {
       clearInterval(timer);
       free.push(slot);
     }
   }
   const worker = await Worker.create({
-    connection, taskQueue: l.gpuTaskQueue, maxConcurrentActivityTaskExecutions: 2,
+    connection,
+    taskQueue: l.gpuTaskQueue,
+    maxConcurrentActivityTaskExecutions: 2,
     activities: Object.fromEntries(RUN_ACTIVITY_NAMES.map((name) => [name, run])),
   });
   const running = worker.run();
   try {
-    const c = await l.start(await makeRepo(), { parallelism: 2, budget: { maxExperiments: 2 }, noise: { baselineRuns: 1 } });
-    const { status, runs } = await bothInFlight(l, c.tag, (rs) => rs.every((r) => r.slot !== '' && r.sinceHeartbeatSec !== null));
-    assert.deepEqual(runs.map((r) => [r.experiment, r.run]).sort(), [[1, 0], [2, 0]], 'named from the history');
+    const c = await l.start(await makeRepo(), {
+      parallelism: 2,
+      budget: { maxExperiments: 2 },
+      noise: { baselineRuns: 1 },
+    });
+    const { status, runs } = await bothInFlight(l, c.tag, (rs) =>
+      rs.every((r) => r.slot !== '' && r.sinceHeartbeatSec !== null),
+    );
+    assert.deepEqual(
+      runs.map((r) => [r.experiment, r.run]).sort(),
+      [
+        [1, 0],
+        [2, 0],
+      ],
+      'named from the history',
+    );
     const pairs = pairRuns(inFlightOf(status), runs).filter((p) => p.flight && p.run);
-    assert.deepEqual(pairs.map((p) => [p.flight!.experiment, p.run!.slot]).sort(), [[1, slotOf.get(1)], [2, slotOf.get(2)]]);
+    assert.deepEqual(pairs.map((p) => [p.flight!.experiment, p.run!.slot]).sort(), [
+      [1, slotOf.get(1)],
+      [2, slotOf.get(2)],
+    ]);
     open();
     assert.equal((await c.result()).experiments, 2);
   } finally {
@@ -152,13 +243,29 @@ test('an older GPU worker, whose heartbeat names no experiment: its runs are nam
 
 test('pairRuns: runs are paired by the experiment they name, only with an experiment that is training', () => {
   const run = (experiment: number | undefined, slot: string): RunningRun => ({
-    ...(experiment === undefined ? {} : { experiment, run: 0 }), elapsedSec: 1, timeoutSec: 60, lastLine: '', slot, host: 'h', attempt: 1, sinceHeartbeatSec: 0, state: 'started',
+    ...(experiment === undefined ? {} : { experiment, run: 0 }),
+    elapsedSec: 1,
+    timeoutSec: 60,
+    lastLine: '',
+    slot,
+    host: 'h',
+    attempt: 1,
+    sinceHeartbeatSec: 0,
+    state: 'started',
   });
-  const shown = (pairs: ReturnType<typeof pairRuns>) => pairs.map((p) => [p.flight?.experiment ?? null, p.run?.slot ?? null]);
+  const shown = (pairs: ReturnType<typeof pairRuns>) =>
+    pairs.map((p) => [p.flight?.experiment ?? null, p.run?.slot ?? null]);
   const eight = { experiment: 8, phase: 'train', description: '' };
   const nine = { experiment: 9, phase: 'confirm', description: '' };
   // In any order, each with its own; a second confirmation seed of 9 stands apart.
-  assert.deepEqual(shown(pairRuns([nine, eight], [run(8, 'gpu0'), run(9, 'gpu1'), run(9, 'gpu2')])), [[9, 'gpu1'], [8, 'gpu0'], [null, 'gpu2']]);
+  assert.deepEqual(shown(pairRuns([nine, eight], [run(8, 'gpu0'), run(9, 'gpu1'), run(9, 'gpu2')])), [
+    [9, 'gpu1'],
+    [8, 'gpu0'],
+    [null, 'gpu2'],
+  ]);
   // Kept and recording, 9 is re-run as the new best for another experiment: a run apart, not 9's bar.
-  assert.deepEqual(shown(pairRuns([{ ...nine, phase: 'record' }], [run(9, 'gpu1')])), [[9, null], [null, 'gpu1']]);
+  assert.deepEqual(shown(pairRuns([{ ...nine, phase: 'record' }], [run(9, 'gpu1')])), [
+    [9, null],
+    [null, 'gpu1'],
+  ]);
 });
