@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Nightlab runs its TypeScript sources directly through tsx: no build step between a
-// `git pull` and a running campaign, and Temporal's bundler reads the same files.
-import { register } from 'tsx/esm/api';
-register();
-await import('../cli/main.ts');
+// The `nightlab` command. Nightlab runs its TypeScript sources directly (no build step between a
+// `git pull` and a running campaign); the command tree is plain JavaScript, and it loads TypeScript
+// (tsx) only when a command runs, so that `nightlab --help` answers at once.
+import { main } from '../cli/program.mjs';
+
+await main(process.argv.slice(2));

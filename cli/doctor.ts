@@ -14,12 +14,22 @@ interface Check {
   run: () => Promise<{ ok: boolean; detail: string; fix?: string }>;
 }
 
+/** One check's outcome, as `nightlab doctor --json` gives it. */
+export interface CheckResult {
+  name: string;
+  required: boolean;
+  ok: boolean;
+  detail: string;
+  /** How to fix it, when it failed. */
+  fix?: string;
+}
+
 async function version(cmd: string, args: string[]): Promise<string | null> {
   const r = await execa(cmd, args, { reject: false, timeout: 10_000 });
   return r.exitCode === 0 ? (r.stdout || r.stderr).split('\n')[0].trim() : null;
 }
 
-export async function doctor(print: (l: string) => void = console.log): Promise<boolean> {
+export async function runChecks(): Promise<CheckResult[]> {
   const address = temporalAddress();
   const namespace = temporalNamespace();
   const checks: Check[] = [
@@ -107,13 +117,23 @@ export async function doctor(print: (l: string) => void = console.log): Promise<
       },
     },
   ];
-  let allRequired = true;
-  for (const c of checks) {
-    const r = await c.run().catch((e: Error) => ({ ok: false, detail: e.message, fix: undefined }));
-    const mark = r.ok ? 'ok  ' : c.required ? 'FAIL' : 'warn';
-    print(`[${mark}] ${c.name}: ${r.detail}${!r.ok && r.fix ? `\n       fix: ${r.fix}` : ''}`);
-    if (!r.ok && c.required) allRequired = false;
-  }
-  print(allRequired ? 'All required parts are present.' : 'Some required parts are missing: see the fixes above.');
-  return allRequired;
+  // The checks are independent: all at once, reported in order.
+  return Promise.all(
+    checks.map(async (c) => {
+      const r = await c.run().catch((e: Error) => ({ ok: false, detail: e.message, fix: undefined }));
+      return { name: c.name, required: c.required, ok: r.ok, detail: r.detail, ...(!r.ok && r.fix ? { fix: r.fix } : {}) };
+    }),
+  );
+}
+
+export const requiredPresent = (results: CheckResult[]) => results.every((r) => r.ok || !r.required);
+
+/** The checks for a terminal: a mark, the check, and the fix under a failed one. */
+export function checkLines(results: CheckResult[]): string[] {
+  const lines = results.map((r) => {
+    const mark = r.ok ? 'ok  ' : r.required ? 'FAIL' : 'warn';
+    return `[${mark}] ${r.name}: ${r.detail}${r.fix ? `\n       fix: ${r.fix}` : ''}`;
+  });
+  const summary = requiredPresent(results) ? 'All required parts are present.' : 'Some required parts are missing: see the fixes above.';
+  return [...lines, summary];
 }

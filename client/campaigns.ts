@@ -1,10 +1,13 @@
-// Client-side campaign operations shared by the CLI commands, the demo and the tests:
-// validate and start a campaign, read its status and results.
+// Client-side campaign operations shared by the CLI, the dashboard, the demo and the tests:
+// validate and start a campaign, read its status, list the campaigns a server knows.
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client, type WorkflowExecutionInfo } from '@temporalio/client';
 import { branchName, checkTag, ConfigError, type CampaignConfig } from '../common/config';
-import { CAMPAIGN_WORKFLOW, ORCHESTRATOR_TASK_QUEUE, SA, campaignWorkflowId, type CampaignInput, type CampaignSnapshot, type ExperimentRecord } from '../common/shared';
+import {
+  CAMPAIGN_WORKFLOW, ORCHESTRATOR_TASK_QUEUE, SA, campaignWorkflowId, isEnded,
+  type CampaignInput, type CampaignSnapshot, type CampaignState, type ExperimentRecord,
+} from '../common/shared';
 import { isGitRepo, isGitUrl, readRef, showFile, git } from '../lib/git';
 import { guardOf, listTree } from '../lib/tree';
 import { experiments } from '../lib/ledger';
@@ -117,6 +120,13 @@ export async function startCampaign(client: Client, input: CampaignInput, option
   }
 }
 
+/** No workflow for the tag on this server (the dashboard answers 404, the CLI exits 1). */
+export class CampaignNotFound extends Error {
+  constructor(tag: string) {
+    super(`No campaign with tag ${tag} (workflow ${campaignWorkflowId(tag)}); see \`nightlab list\``);
+  }
+}
+
 /** The campaign's status: asked of the running workflow, or read from how it ended. */
 export async function campaignStatus(client: Client, tag: string): Promise<CampaignSnapshot> {
   const handle = client.workflow.getHandle(campaignWorkflowId(tag));
@@ -124,7 +134,7 @@ export async function campaignStatus(client: Client, tag: string): Promise<Campa
   try {
     desc = await handle.describe();
   } catch (e) {
-    if (e instanceof WorkflowNotFoundError) throw new Error(`No campaign with tag ${tag} (workflow ${campaignWorkflowId(tag)}); see \`nightlab list\``);
+    if (e instanceof WorkflowNotFoundError) throw new CampaignNotFound(tag);
     throw e;
   }
   if (desc.status.name === 'RUNNING') return handle.query(statusQuery);
@@ -137,13 +147,12 @@ export async function campaignStatus(client: Client, tag: string): Promise<Campa
     message = cause?.message ?? (e as Error).message;
   }
   const sa = desc.typedSearchAttributes;
-  const get = (name: string) => sa.getAll().find((p) => p.key.name === name)?.value as never;
   const rows = safeExperiments(campaignDirFor(tag));
   return {
     tag, state: 'failed', message,
-    experiments: get('NightlabExperiments') ?? 0, kept: get('NightlabKept') ?? 0, crashes: rows.filter((r) => r.status === 'crash').length,
-    bestMetric: get('NightlabBestMetric') ?? null, bestCommit: null, baselineMetric: rows[0]?.metric ?? null,
-    metricName: 'metric', direction: 'lower', costUsd: get('NightlabCostUsd') ?? 0,
+    experiments: sa.get(SA.experiments) ?? 0, kept: sa.get(SA.kept) ?? 0, crashes: rows.filter((r) => r.status === 'crash').length,
+    bestMetric: sa.get(SA.best) ?? null, bestCommit: null, baselineMetric: rows[0]?.metric ?? null,
+    metricName: 'metric', direction: 'lower', costUsd: sa.get(SA.cost) ?? 0,
     budget: { maxExperiments: null, maxHours: null, maxCostUsd: null }, startedAt: desc.startTime.toISOString(), current: null, inFlight: [], noiseSigma: null, parallelism: 1,
     campaignDir: campaignDirFor(tag), branch: '',
   };
@@ -155,6 +164,53 @@ function safeExperiments(dir: string): ExperimentRecord[] {
   } catch {
     return [];
   }
+}
+
+/** One line of `nightlab list` and of the dashboard's list: what visibility says of a campaign. */
+export interface CampaignSummary {
+  tag: string;
+  state: CampaignState;
+  /** Whether the campaign has ended (its state is completed, stopped or failed). */
+  ended: boolean;
+  experiments: number;
+  kept: number;
+  bestMetric: number | null;
+  costUsd: number;
+  startTime: string;
+  closeTime: string | null;
+}
+
+/**
+ * The campaigns on the server, newest first, from visibility (the search attributes the workflow
+ * upserts): no query reaches a workflow. Visibility lags the workflow by a moment.
+ */
+export async function listCampaigns(client: Client, limit = 100): Promise<CampaignSummary[]> {
+  const seen = new Map<string, CampaignSummary>();
+  for await (const wf of client.workflow.list({ query: `WorkflowType = '${CAMPAIGN_WORKFLOW}'`, pageSize: limit })) {
+    // Each continue-as-new leaves a closed execution behind: the newest (listed first) speaks.
+    if (!seen.has(wf.workflowId)) seen.set(wf.workflowId, summaryOf(wf));
+    if (seen.size >= limit) break;
+  }
+  return [...seen.values()];
+}
+
+function summaryOf(wf: WorkflowExecutionInfo): CampaignSummary {
+  const sa = wf.typedSearchAttributes;
+  const running = wf.status.name === 'RUNNING' || wf.status.name === 'CONTINUED_AS_NEW';
+  // A workflow that closed without saying so (terminated, timed out) failed, as `campaignStatus` says.
+  const upserted = sa.get(SA.state) as CampaignState | undefined;
+  const state: CampaignState = upserted && (running || isEnded(upserted)) ? upserted : running ? 'running' : 'failed';
+  return {
+    tag: sa.get(SA.tag) ?? wf.workflowId.replace(/^campaign-/, ''),
+    state,
+    ended: isEnded(state),
+    experiments: sa.get(SA.experiments) ?? 0,
+    kept: sa.get(SA.kept) ?? 0,
+    bestMetric: sa.get(SA.best) ?? null,
+    costUsd: sa.get(SA.cost) ?? 0,
+    startTime: wf.startTime.toISOString(),
+    closeTime: wf.closeTime?.toISOString() ?? null,
+  };
 }
 
 export function uiLink(tag: string, namespace: string, uiBase = process.env.NIGHTLAB_UI_URL || 'http://127.0.0.1:8233'): string {

@@ -3,6 +3,8 @@
 // same Vega-Lite spec as `nightlab report`, rendered in the browser by vega-embed, served from
 // node_modules: no CDN), the results table, diffs and log tails, links into the Temporal Web UI,
 // and pause / resume / stop / steer controls that send the campaign's signals and update.
+// It listens on loopback by default. On any other address (--host 0.0.0.0) it is open to the network,
+// so every request must carry a random token, printed in its URL as Jupyter does.
 //
 //   GET  /api/campaigns                       campaigns, newest first
 //   GET  /api/campaigns/:tag                  status, rows, chart spec, running run, estimate
@@ -10,18 +12,20 @@
 //   POST /api/campaigns/:tag/pause|resume|stop
 //   POST /api/campaigns/:tag/steer            {"note": "..."}
 import http from 'node:http';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { readFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { TAG_PATTERN } from '../common/config';
-import { CAMPAIGN_WORKFLOW, campaignWorkflowId, type CampaignInput, isEnded } from '../common/shared';
+import { type CampaignInput, isEnded } from '../common/shared';
 import { readLedger } from '../lib/ledger';
 import { diffOf } from '../lib/git';
-import { pauseSignal, resumeSignal, steerUpdate, stopSignal } from '../workflows/messages';
-import { campaignStatus, uiLink } from '../client/campaigns';
+import { CampaignNotFound, campaignStatus, listCampaigns, uiLink } from '../client/campaigns';
+import { CampaignEnded, CONTROLS, sendControl, steerCampaign, SteerRefused, type Control } from '../client/control';
 import { chartData, chartSpec } from '../client/chart';
 import { campaignInput, inFlightOf, pairRuns, runningRuns } from '../client/live';
 import { estimateTimeLeft } from '../client/watch';
@@ -29,8 +33,14 @@ import { experimentRows, reportTotals } from '../client/report';
 
 const PUBLIC = fileURLToPath(new URL('./public', import.meta.url));
 const require = createRequire(import.meta.url);
+const DEFAULT_HOST = '127.0.0.1';
+const DEFAULT_PORT = 8234;
 const MAX_LISTED = 100;
 const MAX_BODY = 64 * 1024;
+const TOKEN_BYTES = 24;
+/** The names a loopback dashboard answers to, besides its own address. */
+const LOCAL_NAMES = ['127.0.0.1', 'localhost', '[::1]'];
+const WILDCARDS = ['0.0.0.0', '::', '[::]'];
 
 /** The browser libraries, from node_modules (their UMD builds). */
 function vendorFiles(): Record<string, string> {
@@ -55,6 +65,7 @@ const CSP = "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'sel
 export interface DashboardOptions {
   client: Client;
   port?: number;
+  /** Where to listen (default 127.0.0.1); any other address requires the token. */
   host?: string;
   /** Base of the Temporal Web UI (default NIGHTLAB_UI_URL or http://127.0.0.1:8233). */
   uiBase?: string;
@@ -62,8 +73,10 @@ export interface DashboardOptions {
 }
 
 export interface Dashboard {
+  /** What to open in a browser: with `?token=` when the dashboard has one. */
   url: string;
   port: number;
+  token: string | null;
   server: http.Server;
   close(): Promise<void>;
 }
@@ -88,26 +101,9 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     return input;
   }
 
-  async function listCampaigns() {
-    const out: unknown[] = [];
-    for await (const wf of client.workflow.list({ query: `WorkflowType = '${CAMPAIGN_WORKFLOW}'`, pageSize: MAX_LISTED })) {
-      const sa = Object.fromEntries(wf.typedSearchAttributes.getAll().map((p) => [p.key.name, p.value]));
-      const tag = String(sa.NightlabTag ?? wf.workflowId.replace(/^campaign-/, ''));
-      out.push({
-        tag,
-        status: String(sa.NightlabStatus ?? wf.status.name.toLowerCase()),
-        workflowStatus: wf.status.name,
-        experiments: sa.NightlabExperiments ?? 0,
-        kept: sa.NightlabKept ?? 0,
-        bestMetric: sa.NightlabBestMetric ?? null,
-        costUsd: sa.NightlabCostUsd ?? 0,
-        startTime: wf.startTime.toISOString(),
-        closeTime: wf.closeTime?.toISOString() ?? null,
-        uiUrl: link(tag),
-      });
-      if (out.length >= MAX_LISTED) break;
-    }
-    return { campaigns: out, namespace };
+  async function campaignList() {
+    const campaigns = await listCampaigns(client, MAX_LISTED);
+    return { campaigns: campaigns.map((c) => ({ ...c, uiUrl: link(c.tag) })), namespace };
   }
 
   async function campaignView(tag: string) {
@@ -119,10 +115,12 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     const ledger = readLedger(input?.campaignDir ?? status.campaignDir);
     const rows = experimentRows(ledger).map(({ logTail: _t, ...r }) => r);
     const chart = chartData(rows, { metricName, direction, tag });
-    const runs = isEnded(status.state) ? [] : await runningRuns(client, tag, now).catch(() => []);
+    const ended = isEnded(status.state);
+    const runs = ended ? [] : await runningRuns(client, tag, now).catch(() => []);
     return {
       tag,
       status: { ...status, metricName, direction },
+      ended,
       rows,
       rejected: ledger.filter((r) => r.kind === 'rejected'),
       totals: reportTotals(ledger),
@@ -152,23 +150,14 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
   }
 
   async function control(tag: string, action: string, body: Record<string, unknown>) {
-    const status = await campaignStatus(client, tag);
-    if (isEnded(status.state)) throw new HttpError(409, `campaign ${tag} has ended (${status.state}); nothing to ${action}`);
-    const handle = client.workflow.getHandle(campaignWorkflowId(tag));
-    if (action === 'pause') await handle.signal(pauseSignal);
-    else if (action === 'resume') await handle.signal(resumeSignal);
-    else if (action === 'stop') await handle.signal(stopSignal);
-    else if (action === 'steer') {
-      const note = typeof body.note === 'string' ? body.note : '';
+    if (action === 'steer') {
+      const note = typeof body.note === 'string' ? body.note.trim() : '';
       const instructions = typeof body.instructions === 'string' ? body.instructions : undefined;
-      if (!note.trim() && !instructions?.trim()) throw new HttpError(400, 'give a non-empty note');
-      try {
-        const r = await handle.executeUpdate(steerUpdate, { args: [{ note: note.trim() || undefined, instructions }] });
-        return { ok: true, action, notes: r.notes };
-      } catch (e) {
-        throw new HttpError(400, (e as { cause?: Error }).cause?.message ?? (e as Error).message);
-      }
-    } else throw new HttpError(404, `unknown action ${action}`);
+      const { notes } = await steerCampaign(client, tag, { note: note || undefined, instructions });
+      return { ok: true, action, notes };
+    }
+    if (!CONTROLS.includes(action as Control)) throw new HttpError(404, `unknown action ${action}`);
+    await sendControl(client, tag, action as Control);
     return { ok: true, action };
   }
 
@@ -205,14 +194,13 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     send(res, 200, readFileSync(file), TYPES[path.extname(file)] ?? 'application/octet-stream');
   }
 
-  async function route(req: http.IncomingMessage, res: http.ServerResponse) {
-    const url = new URL(req.url ?? '/', 'http://dashboard');
+  async function route(req: http.IncomingMessage, res: http.ServerResponse, url: URL) {
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     if (req.method === 'GET' && (url.pathname === '/' || url.pathname === '/index.html')) return staticFile(res, path.join(PUBLIC, 'index.html'));
     if (req.method === 'GET' && parts.length === 1 && /^[\w.-]+\.(js|css)$/.test(parts[0])) return staticFile(res, path.join(PUBLIC, parts[0]));
     if (req.method === 'GET' && parts[0] === 'vendor' && parts.length === 2 && vendor[parts[1]]) return staticFile(res, vendor[parts[1]]);
     if (parts[0] !== 'api' || parts[1] !== 'campaigns') throw new HttpError(404, 'not found');
-    if (parts.length === 2 && req.method === 'GET') return json(res, 200, await listCampaigns());
+    if (parts.length === 2 && req.method === 'GET') return json(res, 200, await campaignList());
     const tag = parts[2];
     if (!tag || !TAG_PATTERN.test(tag)) throw new HttpError(400, 'bad campaign tag');
     if (parts.length === 3 && req.method === 'GET') return json(res, 200, await campaignView(tag));
@@ -232,30 +220,71 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     throw new HttpError(404, 'not found');
   }
 
+  const host = opts.host ?? DEFAULT_HOST;
+  const gate: Gate = { host, token: isLoopback(host) ? null : randomBytes(TOKEN_BYTES).toString('base64url'), cookie: '' };
   const server = http.createServer((req, res) => {
-    // Refuse other host names (DNS rebinding): the dashboard answers to its own address only.
-    const host = String(req.headers.host ?? '').replace(/:\d+$/, '');
-    if (!['127.0.0.1', 'localhost', '[::1]', opts.host ?? '127.0.0.1'].includes(host)) return json(res, 403, { error: 'unknown host' });
-    route(req, res).catch((e) => {
-      const code = e instanceof HttpError ? e.code : e instanceof WorkflowNotFoundError || /No campaign with tag/.test((e as Error).message) ? 404 : 500;
-      if (code === 500) opts.log?.(`dashboard: ${req.method} ${req.url}: ${(e as Error).stack ?? e}`);
+    const url = new URL(req.url ?? '/', 'http://dashboard');
+    if (!admitted(req, url, gate)) {
+      const why = gate.token ? 'this dashboard needs its token: open the URL `nightlab dashboard` printed' : 'unknown host';
+      return json(res, 403, { error: why });
+    }
+    if (gate.token) res.setHeader('set-cookie', `${gate.cookie}=${gate.token}; HttpOnly; SameSite=Strict; Path=/`);
+    route(req, res, url).catch((e) => {
+      const code = httpCode(e);
+      if (code === 500) opts.log?.(`dashboard: ${req.method} ${url.pathname}: ${(e as Error).stack ?? e}`);
       if (!res.headersSent) json(res, code, { error: (e as Error).message });
       else res.end();
     });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port ?? 8234, opts.host ?? '127.0.0.1', () => resolve());
+    server.listen(opts.port ?? DEFAULT_PORT, host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
-  const shownHost = (opts.host ?? '127.0.0.1').includes(':') ? `[${opts.host}]` : opts.host ?? '127.0.0.1';
+  gate.cookie = `nightlab-token-${port}`; // one per port: two dashboards on one host keep their own
+  // A wildcard address is no place to browse to: the URL names this machine instead.
+  const shown = WILDCARDS.includes(host) ? os.hostname() : host.includes(':') ? `[${host}]` : host;
   return {
-    url: `http://${shownHost}:${port}/`,
+    url: `http://${shown}:${port}/${gate.token ? `?token=${gate.token}` : ''}`,
     port,
+    token: gate.token,
     server,
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());
     }),
   };
+}
+
+/**
+ * Who may in. Open to the network (a token): requests that carry it, as ?token= (the printed URL),
+ * the cookie that sets, or an `Authorization: Bearer` header. On loopback: requests whose Host
+ * names this host, so that a foreign site's name rebound to 127.0.0.1 (DNS rebinding) is refused.
+ */
+interface Gate {
+  host: string;
+  token: string | null;
+  /** The cookie's name, set once the port is known. */
+  cookie: string;
+}
+
+function admitted(req: http.IncomingMessage, url: URL, gate: Gate): boolean {
+  const { token, cookie } = gate;
+  if (!token) return [...LOCAL_NAMES, gate.host].includes(String(req.headers.host ?? '').replace(/:\d+$/, ''));
+  const bearer = /^Bearer (\S+)$/i.exec(String(req.headers.authorization ?? ''))?.[1];
+  const cookies = String(req.headers.cookie ?? '').split(/;\s*/).filter((c) => c.startsWith(`${cookie}=`));
+  const carried = [url.searchParams.get('token'), bearer, ...cookies.map((c) => c.slice(cookie.length + 1))];
+  return carried.some((t) => typeof t === 'string' && t.length === token.length && timingSafeEqual(Buffer.from(t), Buffer.from(token)));
+}
+
+function isLoopback(host: string): boolean {
+  return /^(localhost|127(\.\d{1,3}){3}|::1|\[::1\])$/.test(host);
+}
+
+function httpCode(e: unknown): number {
+  if (e instanceof HttpError) return e.code;
+  if (e instanceof CampaignNotFound || e instanceof WorkflowNotFoundError) return 404;
+  if (e instanceof CampaignEnded) return 409;
+  if (e instanceof SteerRefused) return 400;
+  return 500;
 }

@@ -3,16 +3,16 @@
 // exit non-zero with a message naming the problem and its fix, and must start nothing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { parseConfig, PRESETS } from '../common/config';
-import { campaignWorkflowId } from '../common/shared';
+import { campaignWorkflowId, type CampaignSnapshot } from '../common/shared';
 import { connectClient } from '../ops/connection';
 import { git } from '../lib/git';
-import { ADDRESS, makeRepo, QUADRATIC, QUADRATIC_CONFIG, ROOT, tempDir, uniqueTag } from './helpers';
+import { ADDRESS, lab, makeRepo, QUADRATIC, QUADRATIC_CONFIG, ROOT, tempDir, uniqueTag, waitFor } from './helpers';
 
 const BIN = path.join(ROOT, 'bin', 'nightlab.mjs');
 
@@ -22,13 +22,24 @@ interface Ran {
   stderr: string;
 }
 
-/** Runs the CLI to completion; NIGHTLAB_HOME is a temp dir and no API key leaks in. */
-function nightlab(args: string[], opts: { cwd?: string; env?: Record<string, string>; home?: string } = {}): Promise<Ran> {
+interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  home?: string;
+}
+
+/** The CLI as a child process; NIGHTLAB_HOME is a temp dir and no API key leaks in. */
+function spawnNightlab(args: string[], opts: RunOptions = {}) {
   const env: Record<string, string> = { ...(process.env as Record<string, string>), TEMPORAL_ADDRESS: ADDRESS, NIGHTLAB_HOME: opts.home ?? HOME, ...opts.env };
   delete env.ANTHROPIC_API_KEY;
   delete env.NODE_TEST_CONTEXT; // the child is a CLI, not a test file
+  return spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Runs the CLI to completion. */
+function nightlab(args: string[], opts: RunOptions = {}): Promise<Ran> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnNightlab(args, opts);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -53,13 +64,53 @@ test('--help lists every command', async () => {
   const r = await nightlab(['--help']);
   assert.equal(r.code, 0, show(r));
   const commands = r.stdout.slice(r.stdout.indexOf('Commands:'));
-  for (const c of ['server', 'doctor', 'init', 'demo', 'start', 'status', 'pause', 'resume', 'stop', 'steer', 'results', 'list', 'worker', 'gpu-worker', 'setup']) {
-    assert.match(commands, new RegExp(`^  ${c}\\b`, 'm'), `${c} is listed`);
-  }
+  const all = ['server', 'doctor', 'init', 'demo', 'start', 'status', 'results', 'report', 'list', 'dashboard', 'pause', 'resume', 'stop', 'steer', 'worker', 'gpu-worker', 'setup'];
+  for (const c of all) assert.match(commands, new RegExp(`^  ${c}\\b`, 'm'), `${c} is listed`);
   assert.match(r.stdout, /TEMPORAL_ADDRESS/);
-  const bad = await nightlab(['frobnicate']);
-  assert.notEqual(bad.code, 0, show(bad));
-  assert.match(bad.stderr, /unknown command 'frobnicate'/);
+  assert.match(r.stdout, /^Exit status: 0 done; 1 failed while running; 2 bad input/m, 'the help states the exit statuses');
+  // Pause and stop say what they do in the vocabulary's words.
+  assert.match(commands, /pause <tag> +start no new experiment; those in flight finish and\s+are recorded; then wait for resume/);
+  assert.match(commands, /stop <tag> +start no new experiment; those in flight finish and\s+are recorded; then the campaign ends \(stopped\)/);
+  const status = await nightlab(['status', '--help']);
+  assert.equal(status.code, 0, show(status));
+  assert.match(status.stdout, /^Usage: nightlab status \[options\] <tag>/);
+  assert.match(status.stdout, /--json/);
+});
+
+test('--version and -V print the version of package.json', async () => {
+  const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+  for (const flag of ['--version', '-V']) {
+    const r = await nightlab([flag]);
+    assert.equal(r.code, 0, show(r));
+    assert.equal(r.stdout, `${version}\n`);
+  }
+});
+
+test('a usage error exits 2 and says it is one; a failure while running exits 1', async () => {
+  const usage: [string[], RegExp][] = [
+    [['frobnicate'], /^nightlab: usage error: unknown command 'frobnicate'/],
+    [['status'], /^nightlab: usage error: missing required argument 'tag'/],
+    [['status', 'x', '--frob'], /^nightlab: usage error: unknown option '--frob'/],
+    [['start', '--config', 'x.yaml'], /^nightlab: usage error: required option '--tag <tag>' not specified/],
+    [['demo', '--iterations', 'twelve'], /^nightlab: usage error: option '--iterations <n>' argument 'twelve' is invalid\. must be a whole number >= 1/],
+    [['dashboard', '--port', '70000'], /^nightlab: usage error: option '--port <port>' argument '70000' is invalid\. must be a whole number >= 0 and <= 65535/],
+    [['steer', 'x'], /^nightlab: usage error: give --note "\.\.\." or --instructions <file>/],
+    [['steer', 'x', '--instructions', '/no/such/program.md'], /^nightlab: usage error: --instructions: \/no\/such\/program\.md does not exist/],
+    [['gpu-worker', '--gpus', 'zero'], /^nightlab: usage error: --gpus: "zero" is not a GPU index/],
+    [[], /^Usage: nightlab/],
+  ];
+  // An unreachable server: a usage error must be found before anything connects.
+  const env = { TEMPORAL_ADDRESS: '127.0.0.1:1' };
+  const runs = await Promise.all(usage.map(([args]) => nightlab(args, { env })));
+  runs.forEach((r, i) => {
+    assert.equal(r.code, 2, `${usage[i][0].join(' ')}: ${show(r)}`);
+    assert.match(r.stderr, usage[i][1], show(r));
+    assert.doesNotMatch(r.stderr, /Invalid campaign config|Cannot reach/, 'a usage error, not a config error, found before connecting');
+    assert.equal(r.stdout, '');
+  });
+  const down = await nightlab(['list'], { env });
+  assert.equal(down.code, 1, show(down));
+  assert.match(down.stderr, /^nightlab: Cannot reach the Temporal server at 127\.0\.0\.1:1/);
 });
 
 test('init writes nightlab.yaml from a preset and will not overwrite it without --force', async () => {
@@ -73,8 +124,8 @@ test('init writes nightlab.yaml from a preset and will not overwrite it without 
 
     writeFileSync(file, '# my own edits\n');
     const again = await nightlab(['init', '--preset', 'tiny-lm'], { cwd: dir });
-    assert.notEqual(again.code, 0, show(again));
-    assert.match(again.stderr, /nightlab\.yaml exists; pass --force to overwrite it/);
+    assert.equal(again.code, 2, show(again));
+    assert.match(again.stderr, /usage error: .*nightlab\.yaml exists; pass --force to overwrite it/);
     assert.equal(readFileSync(file, 'utf8'), '# my own edits\n', 'untouched');
 
     const forced = await nightlab(['init', '--preset', 'tiny-lm', '--force'], { cwd: dir });
@@ -91,7 +142,7 @@ test('init writes nightlab.yaml from a preset and will not overwrite it without 
     }
 
     const unknown = await nightlab(['init', '--preset', 'nope', '--force'], { cwd: dir });
-    assert.notEqual(unknown.code, 0, show(unknown));
+    assert.equal(unknown.code, 2, show(unknown));
     assert.match(unknown.stderr, /nope.*autoresearch, tiny-lm/s);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -271,6 +322,7 @@ test('start: the same config with good input starts the campaign; a second start
   const dir = tempDir();
   const home = tempDir('nightlab-cli-home-');
   const tag = uniqueTag('cli-ok');
+  const tag2 = uniqueTag('cli-json');
   const client = await connectClient(ADDRESS);
   try {
     const file = path.join(dir, 'nightlab.yaml');
@@ -285,24 +337,31 @@ test('start: the same config with good input starts the campaign; a second start
     const again = await nightlab(['start', '--config', file, '--tag', tag], { cwd: dir, home });
     assert.equal(again.code, 2, show(again));
     assert.match(again.stderr, new RegExp(`a campaign with tag ${tag} is already running; see \`nightlab status ${tag}\``));
+
+    // --json: what was started, as JSON alone on stdout.
+    const json = await nightlab(['start', '--config', file, '--tag', tag2, '--json'], { cwd: dir, home });
+    assert.equal(json.code, 0, show(json));
+    const { uiUrl, ...started } = JSON.parse(json.stdout);
+    const campaignDir = path.join(home, 'campaigns', tag2);
+    assert.deepEqual(started, { tag: tag2, workflowId: `campaign-${tag2}`, proposer: 'mutate', branch: `autoresearch/${tag2}`, campaignDir });
+    assert.match(uiUrl, new RegExp(`/namespaces/default/workflows/campaign-${tag2}$`));
+    assert.equal((await client.workflow.getHandle(campaignWorkflowId(tag2)).describe()).type, 'campaign');
   } finally {
-    await client.workflow.getHandle(campaignWorkflowId(tag)).terminate('cli test cleanup').catch(() => {});
+    for (const t of [tag, tag2]) await client.workflow.getHandle(campaignWorkflowId(t)).terminate('cli test cleanup').catch(() => {});
     await client.connection.close();
     for (const d of [path.dirname(repo), dir, home]) rmSync(d, { recursive: true, force: true });
   }
 });
 
-test('start without --tag is a usage error', async () => {
-  const r = await nightlab(['start', '--config', 'x.yaml']);
-  assert.notEqual(r.code, 0, show(r));
-  assert.match(r.stderr, /required option '--tag <tag>' not specified/);
-});
-
-test('worker refuses a --max-activities that is not a whole number >= 1, before connecting', async () => {
-  for (const [args, env] of [[['worker', '--max-activities', '0'], {}], [['worker'], { NIGHTLAB_MAX_ACTIVITIES: 'many' }]] as const) {
-    const r = await nightlab([...args], { env: { ...env, TEMPORAL_ADDRESS: '127.0.0.1:1' } });
-    assert.notEqual(r.code, 0, show(r));
-    assert.match(r.stderr, /--max-activities \(or NIGHTLAB_MAX_ACTIVITIES\) must be a whole number >= 1/, show(r));
+test('worker refuses a --max-activities (or NIGHTLAB_MAX_ACTIVITIES) that is not a whole number >= 1, before connecting', async () => {
+  const cases: { args: string[]; env: Record<string, string>; expect: RegExp }[] = [
+    { args: ['worker', '--max-activities', '0'], env: {}, expect: /option '--max-activities <n>' argument '0' is invalid\. must be a whole number >= 1/ },
+    { args: ['worker'], env: { NIGHTLAB_MAX_ACTIVITIES: 'many' }, expect: /option '--max-activities <n>' value 'many' from env 'NIGHTLAB_MAX_ACTIVITIES' is invalid/ },
+  ];
+  for (const c of cases) {
+    const r = await nightlab(c.args, { env: { ...c.env, TEMPORAL_ADDRESS: '127.0.0.1:1' } });
+    assert.equal(r.code, 2, show(r));
+    assert.match(r.stderr, c.expect, show(r));
   }
 });
 
@@ -312,7 +371,7 @@ test('status, pause and results of an unknown tag say there is no such campaign'
   const tag = uniqueTag('cli-none');
   const runs = await Promise.all([['status', tag], ['status', tag, '--json'], ['pause', tag], ['results', tag]].map((a) => nightlab(a)));
   for (const r of runs) {
-    assert.notEqual(r.code, 0, show(r));
+    assert.equal(r.code, 1, show(r));
     assert.match(r.stderr, new RegExp(`No campaign with tag ${tag} \\(workflow campaign-${tag}\\); see \`nightlab list\``), show(r));
     assert.equal(r.stdout, '');
   }
@@ -320,7 +379,7 @@ test('status, pause and results of an unknown tag say there is no such campaign'
 
 test('an unreachable server: status names the address and how to fix it', async () => {
   const r = await nightlab(['status', 'x'], { env: { TEMPORAL_ADDRESS: '127.0.0.1:1' } });
-  assert.notEqual(r.code, 0, show(r));
+  assert.equal(r.code, 1, show(r));
   assert.match(r.stderr, /Cannot reach the Temporal server at 127\.0\.0\.1:1/);
   assert.match(r.stderr, /Start one with `nightlab server`, or set TEMPORAL_ADDRESS to a running server/);
   assert.doesNotMatch(r.stderr, /^\s+at /m, 'a message, not a stack trace');
@@ -342,4 +401,120 @@ test('doctor: an unreachable server fails the check with a fix line; the suite s
   assert.match(up.stdout, /^\[ok {2}\] namespace "default" and Nightlab's search attributes: registered$/m, show(up));
   // Exit status follows the required checks: 0 exactly when none failed on this machine.
   assert.equal(up.code === 0, !/^\[FAIL\]/m.test(up.stdout), show(up));
+});
+
+test('doctor --json: the checks as JSON alone on stdout, the exit status as without it', async () => {
+  const r = await nightlab(['doctor', '--json']);
+  const report = JSON.parse(r.stdout) as { ok: boolean; checks: { name: string; required: boolean; ok: boolean; detail: string; fix?: string }[] };
+  assert.equal(r.code === 0, report.ok, show(r));
+  assert.equal(report.ok, report.checks.every((c) => c.ok || !c.required));
+  const server = report.checks.find((c) => c.name === `Temporal server at ${ADDRESS}`);
+  assert.deepEqual(server, { name: `Temporal server at ${ADDRESS}`, required: true, ok: true, detail: 'answers' });
+  for (const c of report.checks.filter((x) => !x.ok)) assert.match(c.fix ?? '', /\S/, `${c.name} has a fix`);
+});
+
+// ------------------------------------------------------------------ a campaign through the CLI
+
+test('pause, steer, resume and stop a campaign from the CLI; status, results, list and report --json print JSON alone', { timeout: 300_000 }, async () => {
+  const l = await lab();
+  try {
+    const repo = await makeRepo();
+    const run = { command: 'python3 train.py', env: { QUAD_SLEEP: '0.3' }, timeoutSec: 60 };
+    const c = await l.start(repo, { budget: { maxExperiments: 200 }, run });
+    const cli = (...args: string[]) => nightlab(args, { home: l.home });
+    const json = async <T>(...args: string[]): Promise<T> => {
+      const r = await cli(...args, '--json');
+      assert.equal(r.code, 0, show(r));
+      return JSON.parse(r.stdout) as T;
+    };
+    const status = () => json<CampaignSnapshot & { ended: boolean; alarms: unknown[] }>('status', c.tag);
+    await waitFor('an experiment', async () => (await status()).experiments >= 1);
+
+    const paused = await cli('pause', c.tag);
+    assert.equal(paused.code, 0, show(paused));
+    const PAUSE = 'start no new experiment; those in flight finish and are recorded; then wait for resume';
+    assert.equal(paused.stdout, `Sent pause to campaign ${c.tag}: ${PAUSE}.\n`);
+    await waitFor('paused', async () => (await status()).state === 'paused');
+    const steered = await cli('steer', c.tag, '--note', 'try wider models');
+    assert.equal(steered.code, 0, show(steered));
+    assert.equal(steered.stdout, `Steered campaign ${c.tag} (1 note(s) in the proposer's context).\n`);
+    assert.equal((await status()).message, 'steered: try wider models');
+    const resumed = await cli('resume', c.tag);
+    assert.equal(resumed.code, 0, show(resumed));
+    await waitFor('running again', async () => (await status()).state === 'running');
+    const stopped = await cli('stop', c.tag);
+    assert.equal(stopped.code, 0, show(stopped));
+    assert.match(stopped.stdout, /: start no new experiment; those in flight finish and are recorded; then the campaign ends \(stopped\)\.\n$/);
+    const final = await c.result();
+    assert.equal(final.state, 'stopped');
+
+    // An ended campaign takes no control: a failure while running, exit 1.
+    const late = await cli('pause', c.tag);
+    assert.equal(late.code, 1, show(late));
+    assert.equal(late.stderr, `nightlab: campaign ${c.tag} has ended (stopped); nothing to pause\n`);
+
+    const s = await status();
+    assert.equal(s.state, 'stopped');
+    assert.equal(s.ended, true);
+    assert.equal(s.experiments, final.experiments);
+    assert.ok(Array.isArray(s.alarms));
+    const rows = await json<{ experiment: number; status: string }[]>('results', c.tag);
+    // The baseline and every finished experiment, once each (a proposal the stop caught leaves a gap).
+    assert.equal(rows.length, final.experiments + 1);
+    assert.equal(new Set(rows.map((r) => r.experiment)).size, rows.length);
+    assert.ok(rows.some((r) => r.experiment === 0));
+    assert.ok(rows.every((r) => ['keep', 'discard', 'crash'].includes(r.status)));
+    const listed = await waitFor('the list says stopped', async () => {
+      const all = await json<{ tag: string; state: string; ended: boolean; experiments: number }[]>('list');
+      return all.find((x) => x.tag === c.tag && x.state === 'stopped');
+    });
+    assert.equal(listed.ended, true);
+    const report = await json<{ html: string; png: string; svg: string; experiments: number }>('report', c.tag);
+    for (const f of [report.html, report.png, report.svg]) assert.ok(existsSync(f), `${f} was written`);
+    assert.equal(report.experiments, final.experiments, 'the experiments after the baseline');
+  } finally {
+    await l.close();
+  }
+});
+
+// ----------------------------------------------------------------------------------- dashboard
+
+/** Resolves to the first match of `pattern` in what the child prints, or rejects when it exits first. */
+function printed(child: ChildProcess, pattern: RegExp): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = out.match(pattern);
+      if (m) resolve(m);
+    });
+    child.stderr!.on('data', (d) => (out += d));
+    child.once('exit', (code) => reject(new Error(`exited ${code} before printing ${pattern}:\n${out}`)));
+  });
+}
+
+test('dashboard: on loopback by default, no token; --host 0.0.0.0 prints a URL whose token every request needs', { timeout: 120_000 }, async () => {
+  for (const host of [null, '0.0.0.0']) {
+    const child = spawnNightlab(['dashboard', '--port', '0', ...(host ? ['--host', host] : [])]);
+    try {
+      const [, printedUrl] = await printed(child, /^Nightlab dashboard at (\S+) /m);
+      const url = new URL(printedUrl);
+      const api = `http://127.0.0.1:${url.port}/api/campaigns`;
+      if (!host) {
+        assert.equal(url.href, `http://127.0.0.1:${url.port}/`, 'no token on loopback');
+        assert.equal((await fetch(api)).status, 200);
+      } else {
+        const token = url.searchParams.get('token') ?? '';
+        assert.match(token, /^[\w-]{32}$/, printedUrl);
+        assert.equal((await fetch(api)).status, 403, 'no token, no entry');
+        const ok = await fetch(`${api}?token=${token}`);
+        assert.equal(ok.status, 200);
+        assert.ok(Array.isArray(((await ok.json()) as { campaigns: unknown[] }).campaigns));
+      }
+      child.kill('SIGINT');
+      assert.equal(await new Promise((resolve) => child.once('exit', resolve)), 0, 'Ctrl-C ends it cleanly');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }
 });

@@ -7,17 +7,19 @@ import path from 'node:path';
 import { campaignWorkflowId } from '../common/shared';
 import { experiments } from '../lib/ledger';
 import { readRef, git } from '../lib/git';
-import { pauseSignal, resumeSignal, statusQuery, steerUpdate, stopSignal } from '../workflows/messages';
+import { statusQuery } from '../workflows/messages';
+import { CampaignEnded, sendControl, steerCampaign, SteerRefused } from '../client/control';
+import { CampaignNotFound } from '../client/campaigns';
 import { lab, makeRepo, plannedProposer, proposalContext, tempDir, waitFor } from './helpers';
 
-test('pause waits after the current experiment, resume goes on, stop ends the campaign cleanly', async () => {
+test('pause waits after the current experiment, resume goes on, stop ends the campaign cleanly (the client layer sends them)', async () => {
   const l = await lab();
   try {
     const repo = await makeRepo();
     const c = await l.start(repo, { budget: { maxExperiments: 200 }, run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.5' }, timeoutSec: 60 } });
     const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
     await waitFor('two experiments', async () => (await handle.query(statusQuery)).experiments >= 2);
-    await handle.signal(pauseSignal);
+    await sendControl(l.client, c.tag, 'pause');
     const paused = await waitFor('paused state', async () => {
       const s = await handle.query(statusQuery);
       return s.state === 'paused' && s.current === null && s;
@@ -27,11 +29,15 @@ test('pause waits after the current experiment, resume goes on, stop ends the ca
     assert.equal(still.experiments, paused.experiments, 'no experiment runs while paused');
     assert.equal(experiments(c.campaignDir).length, paused.experiments + 1);
 
-    await handle.signal(resumeSignal);
+    await sendControl(l.client, c.tag, 'resume');
     await waitFor('progress after resume', async () => (await handle.query(statusQuery)).experiments >= paused.experiments + 2);
-    await handle.signal(stopSignal);
+    await sendControl(l.client, c.tag, 'stop');
     const final = await c.result();
     assert.equal(final.state, 'stopped');
+    // An ended campaign takes no more controls; an unknown tag is no campaign.
+    await assert.rejects(sendControl(l.client, c.tag, 'resume'), (e) => e instanceof CampaignEnded && /has ended \(stopped\); nothing to resume/.test(e.message));
+    await assert.rejects(steerCampaign(l.client, c.tag, { note: 'too late' }), CampaignEnded);
+    await assert.rejects(sendControl(l.client, `${c.tag}-none`, 'pause'), CampaignNotFound);
     assert.ok(final.experiments < 200);
     const rows = experiments(c.campaignDir);
     assert.equal(rows.length, final.experiments + 1, 'every finished experiment recorded once, the baseline too');
@@ -180,8 +186,8 @@ test('a steering note given mid-campaign reaches the next proposal\'s context an
     await waitFor('experiment 2 proposed', () => existsSync(path.join(c.campaignDir, 'proposals', '2-0.context.md')));
     const note = 'try wider models first, never touch the learning rate';
     // An empty note is refused by the update's validator, before it reaches history.
-    await assert.rejects(handle.executeUpdate(steerUpdate, { args: [{ note: '  ' }] }), (e: Error & { cause?: Error }) => /non-empty --note or --instructions/.test(e.cause?.message ?? ''));
-    const r = await handle.executeUpdate(steerUpdate, { args: [{ note }] });
+    await assert.rejects(steerCampaign(l.client, c.tag, { note: '  ' }), (e) => e instanceof SteerRefused && /steering refused: .*non-empty/.test(e.message));
+    const r = await steerCampaign(l.client, c.tag, { note });
     assert.equal(r.notes, 1);
     const s = await c.result();
     assert.equal(s.state, 'completed');

@@ -4,13 +4,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { campaignWorkflowId, type CampaignSnapshot } from '../common/shared';
 import { statusQuery } from '../workflows/messages';
 import { uiLink } from '../client/campaigns';
 import { startDashboard, type Dashboard } from '../dashboard/server';
-import { lab, makeRepo, ROOT, tempDir, waitFor } from './helpers';
+import { connectClient } from '../ops/connection';
+import { ADDRESS, lab, makeRepo, ROOT, tempDir, waitFor } from './helpers';
 
 const CHROMIUM = process.env.NIGHTLAB_CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
@@ -137,6 +139,10 @@ test('the dashboard lists a running campaign, draws its chart, and pauses, resum
     assert.equal(final.state, 'stopped');
     assert.ok(final.experiments < 500);
     await waitFor('the page shows stopped', async () => (await text(page, '#state')) === 'stopped', 15_000);
+    const view = (await (await fetch(`${dash.url}api/campaigns/${c.tag}`)).json()) as { ended: boolean };
+    assert.equal(view.ended, true, 'the server says the campaign has ended: the page keeps no list of ended states');
+    const again = await fetch(`${dash.url}api/campaigns/${c.tag}/pause`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    assert.equal(again.status, 409, 'an ended campaign takes no control');
     assert.ok(await page.locator('#pause').isDisabled(), 'no controls on an ended campaign');
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-stopped.png'), fullPage: true });
     assert.deepEqual(errors, [], 'no script errors on the page');
@@ -146,5 +152,48 @@ test('the dashboard lists a running campaign, draws its chart, and pauses, resum
     // A failed run leaves no campaign running on the shared server.
     if (tag) await l.client.workflow.getHandle(campaignWorkflowId(tag)).terminate('dashboard test ended').catch(() => undefined);
     await l.close();
+  }
+});
+
+/** A GET with headers of our choosing (fetch will not set Host): the status and the cookie set. */
+function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; cookie: string | null }> {
+  return new Promise((resolve, reject) => {
+    http.get(url, { headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, cookie: res.headers['set-cookie']?.[0] ?? null }));
+    }).on('error', reject);
+  });
+}
+
+test('the dashboard off loopback needs its token (query, then cookie, or header); on loopback it needs none', async () => {
+  const client = await connectClient(ADDRESS);
+  const open = await startDashboard({ client, port: 0, host: '0.0.0.0' });
+  const local = await startDashboard({ client, port: 0 });
+  try {
+    const token = open.token!;
+    assert.match(token, /^[\w-]{32}$/);
+    assert.equal(new URL(open.url).searchParams.get('token'), token, 'the URL carries it');
+    const api = `http://127.0.0.1:${open.port}/api/campaigns`;
+    // Another machine names this one in its Host header: refused for want of a token, not for its name.
+    const remote = { host: `10.20.30.40:${open.port}` };
+    assert.equal((await get(api, remote)).status, 403);
+    assert.equal((await get(`${api}?token=${token.slice(1)}x`, remote)).status, 403, 'a wrong token');
+    const first = await get(`http://127.0.0.1:${open.port}/?token=${token}`, remote);
+    assert.equal(first.status, 200);
+    assert.equal(first.cookie, `nightlab-token-${open.port}=${token}; HttpOnly; SameSite=Strict; Path=/`);
+    assert.equal((await get(api, { ...remote, cookie: `other=1; ${first.cookie!.split(';')[0]}` })).status, 200, 'then the cookie');
+    assert.equal((await get(api, { ...remote, authorization: `Bearer ${token}` })).status, 200, 'or a header');
+    assert.equal((await get(`${api}?token=${token}`, { ...remote, cookie: `nightlab-token-${open.port}=stale` })).status, 200);
+
+    // Loopback, the default: no token, no cookie; a foreign Host header (DNS rebinding) is refused.
+    assert.equal(local.token, null);
+    assert.equal(local.url, `http://127.0.0.1:${local.port}/`);
+    const mine = await get(`http://127.0.0.1:${local.port}/api/campaigns`);
+    assert.deepEqual(mine, { status: 200, cookie: null });
+    assert.equal((await get(`http://127.0.0.1:${local.port}/api/campaigns`, { host: `evil.example:${local.port}` })).status, 403);
+  } finally {
+    await open.close();
+    await local.close();
+    await client.connection.close();
   }
 });

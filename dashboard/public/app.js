@@ -75,11 +75,11 @@ const refreshList = oneAtATime(async () => {
     const ul = $('campaigns');
     ul.replaceChildren(...(campaigns.length ? campaigns.map((c) => el('li', { class: c.tag === state.tag ? 'selected' : '', dataset: { tag: c.tag } },
       el('button', { type: 'button', onclick: () => select(c.tag) },
-        el('b', {}, c.tag), ' ', el('span', { class: `badge ${c.status}` }, c.status),
+        el('b', {}, c.tag), ' ', el('span', { class: `badge ${c.state}` }, c.state),
         el('span', { class: 'sub' }, `${c.experiments} experiments, ${c.kept} kept, best ${c.bestMetric === null ? '-' : fmt(c.bestMetric)}`),
       ))) : [el('li', { class: 'muted' }, 'No campaigns on this server yet.')]));
     if (!state.tag) {
-      const pick = campaigns.find((c) => c.status === 'running') || campaigns[0];
+      const pick = campaigns.find((c) => !c.ended) || campaigns[0];
       if (pick) select(pick.tag);
     }
     showError(null);
@@ -136,7 +136,7 @@ function render(v) {
     listedBadge.className = `badge ${s.state}`;
   }
 
-  const ended = ['completed', 'stopped', 'failed'].includes(s.state);
+  const ended = v.ended;
   if (!state.busy) {
     $('pause').disabled = ended || s.state === 'paused';
     $('resume').disabled = ended || s.state !== 'paused';
@@ -174,7 +174,7 @@ function renderRuns(v) {
   // re-runs, more confirmation seeds): the server pairs them (client/live.ts pairRuns).
   const blocks = v.inFlightRuns.map(({ flight, run }) => runBlock(flight, run));
   if (!blocks.length) {
-    blocks.push(el('div', { class: 'muted' }, s.state === 'paused' ? 'Paused: nothing runs until you resume.' : ['completed', 'stopped', 'failed'].includes(s.state) ? '' : 'Between experiments.'));
+    blocks.push(el('div', { class: 'muted' }, s.state === 'paused' ? 'Paused: no new experiment starts until you resume.' : v.ended ? '' : 'Between experiments.'));
   }
   $('runs').replaceChildren(...blocks);
 }
@@ -280,7 +280,8 @@ async function control(action, body = {}) {
 $('pause').addEventListener('click', () => control('pause'));
 $('resume').addEventListener('click', () => control('resume'));
 $('stop').addEventListener('click', () => {
-  if (confirm(`Stop campaign ${state.tag} after its running experiment? It cannot be resumed.`)) control('stop');
+  // The button's title says what stop does (index.html), the same words as `nightlab stop --help`.
+  if (confirm(`Stop campaign ${state.tag}? It will ${$('stop').title}. It cannot be resumed.`)) control('stop');
 });
 $('steer-form').addEventListener('submit', async (e) => {
   e.preventDefault();
