@@ -36,7 +36,13 @@ export async function runDemo(opts: { iterations: number; tag?: string }): Promi
   // The demo prints its own progress; the workers' lifecycle chatter would bury it.
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const home = nightlabHome();
-  const tag = opts.tag ?? `demo-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, '').replace(/^(\d{8})/, '$1-')}`;
+  const tag =
+    opts.tag ??
+    `demo-${new Date()
+      .toISOString()
+      .slice(0, 19)
+      .replace(/[-:T]/g, '')
+      .replace(/^(\d{8})/, '$1-')}`;
   const address = temporalAddress();
   const namespace = temporalNamespace();
 
@@ -45,8 +51,18 @@ export async function runDemo(opts: { iterations: number; tag?: string }): Promi
   if ((await probe(address)) !== 'temporal') {
     const cli = await findTemporalCli({ install: true, log });
     const { host, port } = splitAddress(address);
-    log(`Starting a Temporal dev server (${cli.version.split('\n')[0]}) at ${address}, data in ${path.join(home, 'server')}...`);
-    server = await startServer({ cli: cli.path, dataDir: path.join(home, 'server'), host, port, uiPort: 8233, namespace, log });
+    log(
+      `Starting a Temporal dev server (${cli.version.split('\n')[0]}) at ${address}, data in ${path.join(home, 'server')}...`,
+    );
+    server = await startServer({
+      cli: cli.path,
+      dataDir: path.join(home, 'server'),
+      host,
+      port,
+      uiPort: 8233,
+      namespace,
+      log,
+    });
   } else {
     log(`Using the Temporal server at ${address}.`);
     await prepareNamespace(address, namespace);
@@ -56,8 +72,14 @@ export async function runDemo(opts: { iterations: number; tag?: string }): Promi
   if (existsSync(repoDir)) throw new Error(`${repoDir} exists: demo tag ${tag} was used before; pass another --tag`);
   await makeExampleRepo(repoDir);
   const preset = PRESETS['tiny-lm'];
-  const config = parseConfig({ ...preset, budget: { ...preset.budget, maxExperiments: opts.iterations } }, 'tiny-lm preset');
-  writeFileSync(path.join(repoDir, '..', 'nightlab.yaml'), YAML.stringify({ ...preset, target: 'tiny-lm', budget: { ...preset.budget, maxExperiments: opts.iterations } }));
+  const config = parseConfig(
+    { ...preset, budget: { ...preset.budget, maxExperiments: opts.iterations } },
+    'tiny-lm preset',
+  );
+  writeFileSync(
+    path.join(repoDir, '..', 'nightlab.yaml'),
+    YAML.stringify({ ...preset, target: 'tiny-lm', budget: { ...preset.budget, maxExperiments: opts.iterations } }),
+  );
   const input = await prepareStart({ config, baseDir: repoDir, tag });
 
   const client = await connectClient(address, namespace);
@@ -68,19 +90,28 @@ export async function runDemo(opts: { iterations: number; tag?: string }): Promi
   ];
   const running = workers.map((w) => w.run());
   const handle = await startCampaign(client, input);
-  log(`Campaign ${tag}: baseline + ${opts.iterations} experiments of tiny-lm with the ${input.config.proposer.kind} proposer.`);
-  log(`  repository ${repoDir}, branch ${input.branch}\n  records ${input.campaignDir}\n  Web UI ${uiLink(tag, namespace)}\n`);
+  log(
+    `Campaign ${tag}: baseline + ${opts.iterations} experiments of tiny-lm with the ${input.config.proposer.kind} proposer.`,
+  );
+  log(
+    `  repository ${repoDir}, branch ${input.branch}\n  records ${input.campaignDir}\n  Web UI ${uiLink(tag, namespace)}\n`,
+  );
 
   // Experiments finish out of order when one is prepared ahead: print each once, as it ends.
   const shown = new Set<number>();
   const result = handle.result();
   let finished = false;
-  void result.then(() => (finished = true), () => (finished = true));
+  void result.then(
+    () => (finished = true),
+    () => (finished = true),
+  );
   while (!finished) {
     await Promise.race([result.catch(() => {}), new Promise((r) => setTimeout(r, POLL_MS))]);
     const rows = experiments(input.campaignDir);
     for (const r of rows.filter((x) => !shown.has(x.experiment))) {
-      log(`  ${String(r.experiment).padStart(3)}  ${r.status.padEnd(7)} ${r.metric === null ? '   -    ' : r.metric.toFixed(6)}  ${r.description}${r.status === 'crash' ? ` (${r.reason})` : ''}`);
+      log(
+        `  ${String(r.experiment).padStart(3)}  ${r.status.padEnd(7)} ${r.metric === null ? '   -    ' : r.metric.toFixed(6)}  ${r.description}${r.status === 'crash' ? ` (${r.reason})` : ''}`,
+      );
       shown.add(r.experiment);
     }
   }

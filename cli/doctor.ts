@@ -34,33 +34,59 @@ export async function runChecks(): Promise<CheckResult[]> {
   const namespace = temporalNamespace();
   const checks: Check[] = [
     {
-      name: 'Node.js >= 20', required: true,
-      run: async () => ({ ok: Number(process.versions.node.split('.')[0]) >= 20, detail: process.version, fix: 'install Node.js 20 or newer (https://nodejs.org)' }),
+      name: 'Node.js >= 20',
+      required: true,
+      run: async () => ({
+        ok: Number(process.versions.node.split('.')[0]) >= 20,
+        detail: process.version,
+        fix: 'install Node.js 20 or newer (https://nodejs.org)',
+      }),
     },
     {
-      name: 'Temporal CLI', required: true,
+      name: 'Temporal CLI',
+      required: true,
       run: async () => {
         try {
           const cli = await findTemporalCli({ install: false });
           return { ok: true, detail: `${cli.path} — ${cli.version.split('\n')[0]} (from ${cli.source})` };
         } catch (e) {
-          return { ok: false, detail: (e as Error).message.split('\n')[0], fix: 'run `nightlab setup` (builds it with Go or downloads it), or set TEMPORAL_CLI' };
+          return {
+            ok: false,
+            detail: (e as Error).message.split('\n')[0],
+            fix: 'run `nightlab setup` (builds it with Go or downloads it), or set TEMPORAL_CLI',
+          };
         }
       },
     },
     {
-      name: `Temporal server at ${address}`, required: true,
+      name: `Temporal server at ${address}`,
+      required: true,
       run: async () => {
         const p = await probe(address);
         if (p === 'temporal') return { ok: true, detail: 'answers' };
-        if (p === 'other') return { ok: false, detail: 'the port answers but is not a Temporal server', fix: 'stop what holds the port, or point TEMPORAL_ADDRESS at the Temporal server' };
-        return { ok: false, detail: 'nothing listens there', fix: 'start one with `nightlab server` (or set TEMPORAL_ADDRESS)' };
+        if (p === 'other')
+          return {
+            ok: false,
+            detail: 'the port answers but is not a Temporal server',
+            fix: 'stop what holds the port, or point TEMPORAL_ADDRESS at the Temporal server',
+          };
+        return {
+          ok: false,
+          detail: 'nothing listens there',
+          fix: 'start one with `nightlab server` (or set TEMPORAL_ADDRESS)',
+        };
       },
     },
     {
-      name: `namespace "${namespace}" and Nightlab's search attributes`, required: true,
+      name: `namespace "${namespace}" and Nightlab's search attributes`,
+      required: true,
       run: async () => {
-        if ((await probe(address)) !== 'temporal') return { ok: false, detail: 'skipped: the server is not reachable', fix: 'start the server first (see above)' };
+        if ((await probe(address)) !== 'temporal')
+          return {
+            ok: false,
+            detail: 'skipped: the server is not reachable',
+            fix: 'start the server first (see above)',
+          };
         try {
           const c = await Connection.connect({ address, connectTimeout: '3s' });
           try {
@@ -70,50 +96,83 @@ export async function runChecks(): Promise<CheckResult[]> {
           }
           const missing = await missingSearchAttributes(address, namespace);
           return missing.length
-            ? { ok: false, detail: `missing ${missing.join(', ')}`, fix: 'run `nightlab server` once against this server (it registers them), or `temporal operator search-attribute create`' }
+            ? {
+                ok: false,
+                detail: `missing ${missing.join(', ')}`,
+                fix: 'run `nightlab server` once against this server (it registers them), or `temporal operator search-attribute create`',
+              }
             : { ok: true, detail: 'registered' };
         } catch (e) {
-          return { ok: false, detail: (e as Error).message.split('\n')[0], fix: `create the namespace: temporal operator namespace create -n ${namespace} --address ${address}` };
+          return {
+            ok: false,
+            detail: (e as Error).message.split('\n')[0],
+            fix: `create the namespace: temporal operator namespace create -n ${namespace} --address ${address}`,
+          };
         }
       },
     },
     {
-      name: 'git', required: true,
+      name: 'git',
+      required: true,
       run: async () => {
         const v = await version('git', ['--version']);
         return { ok: v !== null, detail: v ?? 'not found', fix: 'install git (apt-get install git)' };
       },
     },
     {
-      name: 'Python 3 and the example target\'s packages (numpy)', required: true,
+      name: "Python 3 and the example target's packages (numpy)",
+      required: true,
       run: async () => {
         const v = await version('python3', ['--version']);
         if (!v) return { ok: false, detail: 'python3 not found', fix: 'install Python 3.10+' };
         const missing = await pythonPackagesMissing();
-        return { ok: !missing, detail: missing ?? `${v}, numpy present`, fix: 'run `nightlab setup` (pip install -r examples/tiny-lm/requirements.txt)' };
+        return {
+          ok: !missing,
+          detail: missing ?? `${v}, numpy present`,
+          fix: 'run `nightlab setup` (pip install -r examples/tiny-lm/requirements.txt)',
+        };
       },
     },
     {
-      name: 'sandbox (bubblewrap) for proposers and runs', required: false,
+      name: 'sandbox (bubblewrap) for proposers and runs',
+      required: false,
       run: async () => {
         const s = await sandboxSupport();
         return s.ok
           ? { ok: true, detail: `${s.bwrap} creates the namespaces a run needs` }
-          : { ok: false, detail: `${s.why}; runs and command proposers would not be isolated (config sandbox: auto warns, required refuses)`, fix: `${INSTALL_HINT}, on a host that allows user namespaces` };
+          : {
+              ok: false,
+              detail: `${s.why}; runs and command proposers would not be isolated (config sandbox: auto warns, required refuses)`,
+              fix: `${INSTALL_HINT}, on a host that allows user namespaces`,
+            };
       },
     },
     {
-      name: 'workers run as a user of their own, not root', required: false,
+      name: 'workers run as a user of their own, not root',
+      required: false,
       run: async () => {
         const root = process.getuid?.() === 0;
-        return { ok: !root, detail: root ? 'running as root: a sandboxed process can read root-owned files the sandbox shows (under /etc, /usr, /opt)' : `uid ${process.getuid?.() ?? '?'}`, fix: 'run `nightlab worker` and `nightlab gpu-worker` as a dedicated user' };
+        return {
+          ok: !root,
+          detail: root
+            ? 'running as root: a sandboxed process can read root-owned files the sandbox shows (under /etc, /usr, /opt)'
+            : `uid ${process.getuid?.() ?? '?'}`,
+          fix: 'run `nightlab worker` and `nightlab gpu-worker` as a dedicated user',
+        };
       },
     },
     {
-      name: 'GPUs (nvidia-smi)', required: false,
+      name: 'GPUs (nvidia-smi)',
+      required: false,
       run: async () => {
         const gpus = await listGpus();
-        return { ok: gpus.length > 0, detail: gpus.length ? `${gpus.length} GPU(s): ${gpus.join(', ')}` : 'none; the GPU worker will use one CPU slot', fix: 'optional: install the NVIDIA driver to train on GPUs' };
+        return {
+          ok: gpus.length > 0,
+          detail: gpus.length
+            ? `${gpus.length} GPU(s): ${gpus.join(', ')}`
+            : 'none; the GPU worker will use one CPU slot',
+          fix: 'optional: install the NVIDIA driver to train on GPUs',
+        };
       },
     },
   ];
@@ -121,7 +180,13 @@ export async function runChecks(): Promise<CheckResult[]> {
   return Promise.all(
     checks.map(async (c) => {
       const r = await c.run().catch((e: Error) => ({ ok: false, detail: e.message, fix: undefined }));
-      return { name: c.name, required: c.required, ok: r.ok, detail: r.detail, ...(!r.ok && r.fix ? { fix: r.fix } : {}) };
+      return {
+        name: c.name,
+        required: c.required,
+        ok: r.ok,
+        detail: r.detail,
+        ...(!r.ok && r.fix ? { fix: r.fix } : {}),
+      };
     }),
   );
 }
@@ -134,6 +199,8 @@ export function checkLines(results: CheckResult[]): string[] {
     const mark = r.ok ? 'ok  ' : r.required ? 'FAIL' : 'warn';
     return `[${mark}] ${r.name}: ${r.detail}${r.fix ? `\n       fix: ${r.fix}` : ''}`;
   });
-  const summary = requiredPresent(results) ? 'All required parts are present.' : 'Some required parts are missing: see the fixes above.';
+  const summary = requiredPresent(results)
+    ? 'All required parts are present.'
+    : 'Some required parts are missing: see the fixes above.';
   return [...lines, summary];
 }

@@ -56,12 +56,24 @@ export async function server(o: { ip: string; port: number; uiPort: number; data
   log(`Temporal CLI: ${cli.path} (${cli.version.split('\n')[0]}; from ${cli.source})`);
   const dataDir = path.resolve(o.dataDir ?? path.join(nightlabHome(), 'server'));
   const namespace = temporalNamespace();
-  const server = await startServer({ cli: cli.path, dataDir, host: o.ip, port: o.port, uiPort: o.uiPort, namespace, log });
+  const server = await startServer({
+    cli: cli.path,
+    dataDir,
+    host: o.ip,
+    port: o.port,
+    uiPort: o.uiPort,
+    namespace,
+    log,
+  });
   if (server.reused) {
-    console.log(`Nothing to do: a Temporal server already runs at ${server.address} (search attributes and retention checked).`);
+    console.log(
+      `Nothing to do: a Temporal server already runs at ${server.address} (search attributes and retention checked).`,
+    );
     return;
   }
-  console.log(`Temporal server at ${server.address}, Web UI at ${server.uiUrl}, database ${server.dbFile}. Ctrl-C stops it.`);
+  console.log(
+    `Temporal server at ${server.address}, Web UI at ${server.uiUrl}, database ${server.dbFile}. Ctrl-C stops it.`,
+  );
   let stopping = false;
   const stop = async () => {
     stopping = true;
@@ -73,7 +85,9 @@ export async function server(o: { ip: string; port: number; uiPort: number; data
   process.once('SIGTERM', stop);
   await server.exited;
   if (stopping) return;
-  throw new Error(`the Temporal server exited on its own; see ${path.join(path.dirname(server.dbFile!), 'server.log')}`);
+  throw new Error(
+    `the Temporal server exited on its own; see ${path.join(path.dirname(server.dbFile!), 'server.log')}`,
+  );
 }
 
 export async function doctor(o: { json?: boolean }): Promise<void> {
@@ -88,7 +102,8 @@ export async function init(o: { preset: string; force?: boolean }, cmd: Command)
   const { existsSync, writeFileSync } = await import('node:fs');
   const path = (await import('node:path')).default;
   const { presetYaml, PRESETS } = await import('../common/config');
-  if (!(o.preset in PRESETS)) cmd.error(`--preset: unknown preset "${o.preset}"; choose one of ${Object.keys(PRESETS).join(', ')}`);
+  if (!(o.preset in PRESETS))
+    cmd.error(`--preset: unknown preset "${o.preset}"; choose one of ${Object.keys(PRESETS).join(', ')}`);
   const file = path.resolve('nightlab.yaml');
   if (existsSync(file) && !o.force) cmd.error(`${file} exists; pass --force to overwrite it`);
   writeFileSync(file, presetYaml(o.preset));
@@ -119,8 +134,9 @@ export async function start(o: { config: string; tag: string; json?: boolean }):
     uiUrl: uiLink(o.tag, temporalNamespace()),
   };
   if (o.json) return printJson(started);
-  console.log(`Started campaign ${o.tag} (workflow ${started.workflowId}), proposer ${started.proposer}, branch ${started.branch}.`);
-  console.log(`Records: ${started.campaignDir}\nWeb UI: ${started.uiUrl}`);
+  const { workflowId, proposer, branch, campaignDir, uiUrl } = started;
+  console.log(`Started campaign ${o.tag} (workflow ${workflowId}), proposer ${proposer}, branch ${branch}.`);
+  console.log(`Records: ${campaignDir}\nWeb UI: ${uiUrl}`);
 }
 
 export async function status(tag: string, o: { json?: boolean; watch?: boolean }): Promise<void> {
@@ -146,7 +162,8 @@ export async function status(tag: string, o: { json?: boolean; watch?: boolean }
       }
       const ended = isEnded(s.state);
       // With --watch, one JSON object per line: a stream a script reads line by line.
-      if (o.json) console.log(JSON.stringify({ ...s, ended, alarms: alarms(ledger, s.direction) }, null, o.watch ? 0 : 2));
+      if (o.json)
+        console.log(JSON.stringify({ ...s, ended, alarms: alarms(ledger, s.direction) }, null, o.watch ? 0 : 2));
       else console.log([statusText(s), ...alarmLines(ledger, s.direction, s.metricName)].join('\n'));
       if (!o.watch || ended) return;
       await new Promise((r) => setTimeout(r, 2000));
@@ -170,7 +187,9 @@ export async function report(tag: string, o: { out?: string; repo?: string; json
   const r = await withClient((client) => reportCampaign(client, tag, { out: o.out, repo: o.repo }));
   const { experiments, kept } = r.chart.counts;
   if (o.json) return printJson({ tag, html: r.html, png: r.png, svg: r.svg, experiments, kept });
-  console.log(`Report for campaign ${tag} (${experiments} experiments, ${kept} kept):\n  ${r.html}\n  ${r.png}\n  ${r.svg}`);
+  console.log(
+    `Report for campaign ${tag} (${experiments} experiments, ${kept} kept):\n  ${r.html}\n  ${r.png}\n  ${r.svg}`,
+  );
 }
 
 export async function list(o: { json?: boolean }): Promise<void> {
@@ -179,7 +198,9 @@ export async function list(o: { json?: boolean }): Promise<void> {
   if (o.json) return printJson(campaigns);
   for (const c of campaigns) {
     const counts = `experiments ${String(c.experiments).padStart(4)}  kept ${String(c.kept).padStart(3)}`;
-    console.log(`${c.tag.padEnd(24)} ${c.state.padEnd(10)} ${counts}  best ${c.bestMetric ?? '-'}  started ${c.startTime}`);
+    console.log(
+      `${c.tag.padEnd(24)} ${c.state.padEnd(10)} ${counts}  best ${c.bestMetric ?? '-'}  started ${c.startTime}`,
+    );
   }
 }
 
@@ -188,7 +209,8 @@ export async function dashboard(o: { port: number; host?: string }): Promise<voi
   const { startDashboard } = await import('../dashboard/server');
   const client = await connectClient();
   const d = await startDashboard({ client, port: o.port, host: o.host, log });
-  console.log(`Nightlab dashboard at ${d.url} (Temporal ${temporalAddress()}, namespace ${temporalNamespace()}). Ctrl-C stops it.`);
+  const temporal = `Temporal ${temporalAddress()}, namespace ${temporalNamespace()}`;
+  console.log(`Nightlab dashboard at ${d.url} (${temporal}). Ctrl-C stops it.`);
   if (d.token) log('It is open to the network: whoever has this URL (its token) can pause, stop and steer campaigns.');
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
@@ -243,14 +265,21 @@ export async function gpuWorker(o: { gpus?: string }, cmd: Command): Promise<voi
   const { connectWorker, nightlabHome, temporalAddress, temporalNamespace } = await import('../ops/connection');
   const { createGpuWorkers, resolveSlots, SHUTDOWN_GRACE } = await import('../gpu-worker/worker');
   // A --gpus value it cannot read is a usage error; a GPU table it cannot get is not.
-  const slots = await resolveSlots(o.gpus).catch((e: Error) => (e.message.startsWith('--gpus:') ? cmd.error(e.message) : Promise.reject(e)));
+  const slots = await resolveSlots(o.gpus).catch((e: Error) =>
+    e.message.startsWith('--gpus:') ? cmd.error(e.message) : Promise.reject(e),
+  );
   const connection = await connectWorker();
   const home = nightlabHome();
   const workers = await createGpuWorkers({ connection, home, slots, namespace: temporalNamespace() });
-  log(`GPU worker on ${temporalAddress()}: slots ${slots.map((s) => s.name).join(', ')}; workspaces and logs under ${home}. Ctrl-C stops it.`);
+  const names = slots.map((s) => s.name).join(', ');
+  log(`GPU worker on ${temporalAddress()}: slots ${names}; workspaces and logs under ${home}. Ctrl-C stops it.`);
   // Ctrl-C / SIGTERM: runs get SHUTDOWN_GRACE to finish, then their process groups are killed
   // and they go back to the queue (retried, never recorded as crashes). A second Ctrl-C quits at once.
-  onStop(() => log(`Stopping the GPU worker: runs not done within ${SHUTDOWN_GRACE} are cancelled and run again on another worker.`));
+  onStop(() =>
+    log(
+      `Stopping the GPU worker: runs not done within ${SHUTDOWN_GRACE} are cancelled and run again on another worker.`,
+    ),
+  );
   await Promise.all(workers.map((w) => w.run()));
   await connection.close();
 }

@@ -22,17 +22,21 @@ Quick start:
   nightlab init --preset autoresearch && nightlab server & nightlab worker & nightlab gpu-worker --gpus all &
   nightlab start --config nightlab.yaml --tag nov27
 
-Exit status: 0 done; 1 failed while running; 2 bad input, refused before anything started (a usage error, or a config error).`;
+Exit status: 0 done; 1 failed while running; 2 bad input refused before anything started (usage or config error).`;
 
 // The control commands' help is what they do, in the words of docs/concepts.md; their messages repeat it.
-const PAUSE = 'start no new experiment; those in flight finish and are recorded; then wait for resume';
-const RESUME = 'start experiments again after a pause';
-const STOP = 'start no new experiment; those in flight finish and are recorded; then the campaign ends (stopped)';
+const CONTROLS = {
+  pause: 'start no new experiment; those in flight finish and are recorded; then wait for resume',
+  resume: 'start experiments again after a pause',
+  stop: 'start no new experiment; those in flight finish and are recorded; then the campaign ends (stopped)',
+};
 
 /** The whole command tree; building it runs nothing. */
 export function buildProgram() {
   const program = new Command('nightlab')
-    .description('Durable autoresearch campaigns on Temporal: an agent proposes, a GPU trains, the metric decides, nothing is lost.')
+    .description(
+      'Durable autoresearch on Temporal: an agent proposes, a GPU trains, the metric decides, nothing is lost.',
+    )
     .version(packageVersion(), '-V, --version', 'print the version')
     .addHelpText('after', EPILOGUE)
     // Every command inherits these: commander's own errors are usage errors, thrown to `main`.
@@ -86,7 +90,10 @@ export function buildProgram() {
     .command('status <tag>')
     .description('where a campaign stands: its snapshot, and alarms for people')
     .option('--json', 'the snapshot as JSON (with --watch: one JSON line every 2 s)')
-    .option('--watch', "a live view until the campaign ends: the experiments in flight, the last results, budgets, time left")
+    .option(
+      '--watch',
+      'a live view until the campaign ends: the experiments in flight, the last results, budgets, time left',
+    )
     .action(run('status'));
 
   program
@@ -113,10 +120,10 @@ export function buildProgram() {
     .command('dashboard')
     .description('a web page: campaigns, live charts, results, diffs, and pause / resume / stop / steer')
     .option('--port <port>', 'port to serve on (0: any free port)', port(0), 8234)
-    .option('--host <addr>', 'address to listen on (default 127.0.0.1: this host only); any other requires the token the printed URL carries')
+    .option('--host <addr>', 'address to listen on (default 127.0.0.1, this host only); any other needs a token')
     .action(run('dashboard'));
 
-  for (const [name, what] of [['pause', PAUSE], ['resume', RESUME], ['stop', STOP]]) {
+  for (const [name, what] of Object.entries(CONTROLS)) {
     program.command(`${name} <tag>`).description(what).action(run(name));
   }
 
@@ -131,7 +138,10 @@ export function buildProgram() {
     .command('worker')
     .description('run the orchestrator worker (campaign workflows, proposers, git, records)')
     .addOption(
-      new Option('--max-activities <n>', "activities (mostly proposals) run at once; at least the sum of every campaign's parallelism + lookahead (default 64)")
+      new Option(
+        '--max-activities <n>',
+        "activities (mostly proposals) at once: at least every campaign's parallelism + lookahead (default 64)",
+      )
         .env('NIGHTLAB_MAX_ACTIVITIES')
         .argParser(wholeNumber(1)),
     )
@@ -140,7 +150,9 @@ export function buildProgram() {
   program
     .command('gpu-worker')
     .description('run training on this host: one run per GPU slot')
-    .addOption(new Option('--gpus <list>', 'GPU indexes (0,1,...), "all", or "cpu" for one CPU slot (default cpu)').env('NIGHTLAB_GPUS'))
+    .addOption(
+      new Option('--gpus <list>', 'GPU indexes (0,1,...), all, or cpu (default: one CPU slot)').env('NIGHTLAB_GPUS'),
+    )
     .action(run('gpuWorker'));
 
   return program;

@@ -24,7 +24,11 @@ export interface KeptFigures {
 export function keptFigures(ledger: LedgerRow[]): KeptFigures[] {
   return ledger
     .filter((r): r is Extract<LedgerRow, { kind: 'experiment' }> => r.kind === 'experiment' && r.status === 'keep')
-    .map((r) => ({ experiment: r.experiment, metric: r.metric, heldOut: typeof r.heldOut === 'number' ? r.heldOut : null }));
+    .map((r) => ({
+      experiment: r.experiment,
+      metric: r.metric,
+      heldOut: typeof r.heldOut === 'number' ? r.heldOut : null,
+    }));
 }
 
 export function alarms(ledger: LedgerRow[], direction: 'lower' | 'higher'): Alarm[] {
@@ -32,7 +36,8 @@ export function alarms(ledger: LedgerRow[], direction: 'lower' | 'higher'): Alar
   // The held-out figure's own noise: the spread of runs of one commit (an experiment's runs).
   const byExperiment = new Map<number, number[]>();
   for (const r of ledger) {
-    if (r.kind === 'run' && typeof r.heldOut === 'number' && Number.isFinite(r.heldOut)) byExperiment.set(r.experiment, [...(byExperiment.get(r.experiment) ?? []), r.heldOut]);
+    if (r.kind === 'run' && typeof r.heldOut === 'number' && Number.isFinite(r.heldOut))
+      byExperiment.set(r.experiment, [...(byExperiment.get(r.experiment) ?? []), r.heldOut]);
   }
   const groups = new Map<number, Group>([...byExperiment].map(([n, xs]) => [n, groupOf(xs)]));
   const sigma = noiseSigma({ ss: 0, dof: 0 }, [...groups.values()]);
@@ -46,19 +51,31 @@ export function alarms(ledger: LedgerRow[], direction: 'lower' | 'higher'): Alar
     const margin = sigma === null ? 0 : HELD_OUT_K * sigma * Math.sqrt(1 / n1 + 1 / n0);
     if (worse > margin) {
       out.push({
-        experiment: now.experiment, kind: 'held-out worse',
+        experiment: now.experiment,
+        kind: 'held-out worse',
         text: `kept experiment ${now.experiment}: held-out ${now.heldOut.toFixed(6)} is worse than ${before.heldOut.toFixed(6)} (experiment ${before.experiment}) by ${worse.toFixed(6)}, ${sigma === null ? 'with no held-out noise estimate' : `beyond ${HELD_OUT_K} sigma (${margin.toFixed(6)})`}, while the deciding figure went from ${fmt(before.metric)} to ${fmt(now.metric)}`,
       });
     }
   }
   // Runs that had no sandbox although the config asked for one where possible (auto): nothing held them.
-  const bare = ledger.filter((r): r is Extract<LedgerRow, { kind: 'run' }> => r.kind === 'run' && r.isolation === 'none');
+  const bare = ledger.filter(
+    (r): r is Extract<LedgerRow, { kind: 'run' }> => r.kind === 'run' && r.isolation === 'none',
+  );
   if (bare.length) {
     const which = [...new Set(bare.map((r) => r.experiment))];
-    out.push({ experiment: which[0], kind: 'not sandboxed', text: `${bare.length} run${bare.length > 1 ? 's' : ''} (experiment${which.length > 1 ? 's' : ''} ${which.slice(0, 10).join(', ')}${which.length > 10 ? ', ...' : ''}) ran without a sandbox: bubblewrap could not run on ${[...new Set(bare.map((r) => r.host))].join(', ')}; nothing held what they could read or write (see the log headers)` });
+    out.push({
+      experiment: which[0],
+      kind: 'not sandboxed',
+      text: `${bare.length} run${bare.length > 1 ? 's' : ''} (experiment${which.length > 1 ? 's' : ''} ${which.slice(0, 10).join(', ')}${which.length > 10 ? ', ...' : ''}) ran without a sandbox: bubblewrap could not run on ${[...new Set(bare.map((r) => r.host))].join(', ')}; nothing held what they could read or write (see the log headers)`,
+    });
   }
   for (const r of ledger) {
-    if (r.kind === 'experiment' && r.suspect) out.push({ experiment: r.experiment, kind: 'suspect gain', text: `experiment ${r.experiment} (${r.status}): ${r.suspect}; evidence: ${r.evidence}` });
+    if (r.kind === 'experiment' && r.suspect)
+      out.push({
+        experiment: r.experiment,
+        kind: 'suspect gain',
+        text: `experiment ${r.experiment} (${r.status}): ${r.suspect}; evidence: ${r.evidence}`,
+      });
   }
   return out.sort((a, b) => a.experiment - b.experiment);
 }
@@ -68,7 +85,9 @@ export function alarmLines(ledger: LedgerRow[], direction: 'lower' | 'higher', m
   const kept = keptFigures(ledger);
   const lines: string[] = [];
   if (kept.some((k) => k.heldOut !== null)) {
-    lines.push(`  kept (${metricName} / held-out): ${kept.map((k) => `${k.experiment}: ${fmt(k.metric)} / ${fmt(k.heldOut)}`).join(', ')}`);
+    lines.push(
+      `  kept (${metricName} / held-out): ${kept.map((k) => `${k.experiment}: ${fmt(k.metric)} / ${fmt(k.heldOut)}`).join(', ')}`,
+    );
   }
   for (const a of alarms(ledger, direction)) lines.push(`  ALARM ${a.kind}: ${a.text}`);
   return lines;

@@ -2,11 +2,23 @@
 // validate and start a campaign, read its status, list the campaigns a server knows.
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client, type WorkflowExecutionInfo } from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowExecutionInfo,
+} from '@temporalio/client';
 import { branchName, checkTag, ConfigError, type CampaignConfig } from '../common/config';
 import {
-  CAMPAIGN_WORKFLOW, ORCHESTRATOR_TASK_QUEUE, SA, campaignWorkflowId, isEnded,
-  type CampaignInput, type CampaignSnapshot, type CampaignState, type ExperimentRecord,
+  CAMPAIGN_WORKFLOW,
+  ORCHESTRATOR_TASK_QUEUE,
+  SA,
+  campaignWorkflowId,
+  isEnded,
+  type CampaignInput,
+  type CampaignSnapshot,
+  type CampaignState,
+  type ExperimentRecord,
 } from '../common/shared';
 import { isGitRepo, isGitUrl, readRef, showFile, git } from '../lib/git';
 import { guardOf, listTree } from '../lib/tree';
@@ -27,7 +39,12 @@ export function resolveProposer(config: CampaignConfig, env: NodeJS.ProcessEnv =
 }
 
 /** Everything checked before a campaign starts; returns the workflow input or throws ConfigError. */
-export async function prepareStart(args: { config: CampaignConfig; baseDir: string; tag: string; home?: string }): Promise<CampaignInput> {
+export async function prepareStart(args: {
+  config: CampaignConfig;
+  baseDir: string;
+  tag: string;
+  home?: string;
+}): Promise<CampaignInput> {
   checkTag(args.tag);
   const config = resolveProposer(args.config);
   if (config.proposer.kind === 'anthropic') {
@@ -38,19 +55,34 @@ export async function prepareStart(args: { config: CampaignConfig; baseDir: stri
     }
   }
   const repo = path.resolve(args.baseDir, config.target);
-  if (!existsSync(repo)) throw new ConfigError([`target: ${repo} does not exist; fix the path (relative to the config file)`], 'target');
-  if (!(await isGitRepo(repo))) throw new ConfigError([`target: ${repo} is not a git repository; run \`git init && git add -A && git commit -m baseline\` there, or fix the path`], 'target');
+  if (!existsSync(repo))
+    throw new ConfigError([`target: ${repo} does not exist; fix the path (relative to the config file)`], 'target');
+  if (!(await isGitRepo(repo)))
+    throw new ConfigError(
+      [
+        `target: ${repo} is not a git repository; run \`git init && git add -A && git commit -m baseline\` there, or fix the path`,
+      ],
+      'target',
+    );
   const baseSha = await readRef(repo, 'HEAD');
-  if (!baseSha) throw new ConfigError([`target: ${repo} has no commits; commit the baseline code first (git add -A && git commit -m baseline)`], 'target');
+  if (!baseSha)
+    throw new ConfigError(
+      [`target: ${repo} has no commits; commit the baseline code first (git add -A && git commit -m baseline)`],
+      'target',
+    );
   const problems: string[] = [];
   const committedPath = async (field: string, f: string) => {
     if (!(await listTree(git(repo), baseSha, { paths: [f], recursive: false })).length) {
-      problems.push(`${field}: ${f} is not in the target's HEAD commit ${baseSha.slice(0, 7)}${existsSync(path.join(repo, f)) ? ' (it exists but is not committed; commit it)' : '; fix the path (a misspelt held-out path would hide nothing)'}`);
+      problems.push(
+        `${field}: ${f} is not in the target's HEAD commit ${baseSha.slice(0, 7)}${existsSync(path.join(repo, f)) ? ' (it exists but is not committed; commit it)' : '; fix the path (a misspelt held-out path would hide nothing)'}`,
+      );
     }
   };
   const committed = async (field: string, f: string) => {
     if ((await showFile(repo, baseSha, f)) === null) {
-      problems.push(`${field}: ${f} is not in the target's HEAD commit ${baseSha.slice(0, 7)}${existsSync(path.join(repo, f)) ? ' (it exists but is not committed; commit it)' : '; fix the path or add the file'}`);
+      problems.push(
+        `${field}: ${f} is not in the target's HEAD commit ${baseSha.slice(0, 7)}${existsSync(path.join(repo, f)) ? ' (it exists but is not committed; commit it)' : '; fix the path or add the file'}`,
+      );
     }
   };
   for (const f of config.editable) await committed('editable', f);
@@ -60,7 +92,10 @@ export async function prepareStart(args: { config: CampaignConfig; baseDir: stri
   if (config.instructions) await committed('instructions', config.instructions);
   const tracked = new Set((await listTree(git(repo), baseSha)).map((e) => e.path));
   for (const p of config.run.persist) {
-    if ([...tracked].some((t) => t === p || t.startsWith(`${p}/`))) problems.push(`run.persist: ${p} is committed in ${baseSha.slice(0, 7)}; persisted paths are made by run.setup and ignored by git (add ${p} to .gitignore and remove it from the commit)`);
+    if ([...tracked].some((t) => t === p || t.startsWith(`${p}/`)))
+      problems.push(
+        `run.persist: ${p} is committed in ${baseSha.slice(0, 7)}; persisted paths are made by run.setup and ignored by git (add ${p} to .gitignore and remove it from the commit)`,
+      );
   }
   if (problems.length) throw new ConfigError(problems, 'target');
   // The locked files and held-out data as the base has them: every run is checked against these.
@@ -72,10 +107,21 @@ export async function prepareStart(args: { config: CampaignConfig; baseDir: stri
   const branch = branchName(config, args.tag);
   // git accepts some names only after normalizing them, so compare the normalized name too.
   const ref = `refs/heads/${branch}`;
-  const normalized = await git(repo).raw(['check-ref-format', '--normalize', ref]).catch(() => '');
-  if (normalized !== ref) throw new ConfigError([`branch: "${branch}" is not a valid git branch name; fix the branch field (default autoresearch/{tag})`], 'branch');
+  const normalized = await git(repo)
+    .raw(['check-ref-format', '--normalize', ref])
+    .catch(() => '');
+  if (normalized !== ref)
+    throw new ConfigError(
+      [`branch: "${branch}" is not a valid git branch name; fix the branch field (default autoresearch/{tag})`],
+      'branch',
+    );
   if (await readRef(repo, `refs/heads/${branch}`)) {
-    throw new ConfigError([`branch ${branch} already exists in ${repo}; choose another --tag, or delete the branch (git branch -D ${branch})`], '--tag');
+    throw new ConfigError(
+      [
+        `branch ${branch} already exists in ${repo}; choose another --tag, or delete the branch (git branch -D ${branch})`,
+      ],
+      '--tag',
+    );
   }
   return { tag: args.tag, config, repo, branch, baseSha, campaignDir: campaignDirFor(args.tag, args.home), guard };
 }
@@ -99,7 +145,11 @@ async function remoteProblem(repo: string, remote: string, baseSha: string): Pro
   return null;
 }
 
-export async function startCampaign(client: Client, input: CampaignInput, options: { historyEventsLimit?: number; taskQueue?: string } = {}) {
+export async function startCampaign(
+  client: Client,
+  input: CampaignInput,
+  options: { historyEventsLimit?: number; taskQueue?: string } = {},
+) {
   try {
     return await client.workflow.start<typeof campaign>(CAMPAIGN_WORKFLOW, {
       workflowId: campaignWorkflowId(input.tag),
@@ -114,7 +164,12 @@ export async function startCampaign(client: Client, input: CampaignInput, option
     });
   } catch (e) {
     if (e instanceof WorkflowExecutionAlreadyStartedError) {
-      throw new ConfigError([`a campaign with tag ${input.tag} is already running; see \`nightlab status ${input.tag}\`, or choose another --tag`], '--tag');
+      throw new ConfigError(
+        [
+          `a campaign with tag ${input.tag} is already running; see \`nightlab status ${input.tag}\`, or choose another --tag`,
+        ],
+        '--tag',
+      );
     }
     throw e;
   }
@@ -149,12 +204,26 @@ export async function campaignStatus(client: Client, tag: string): Promise<Campa
   const sa = desc.typedSearchAttributes;
   const rows = safeExperiments(campaignDirFor(tag));
   return {
-    tag, state: 'failed', message,
-    experiments: sa.get(SA.experiments) ?? 0, kept: sa.get(SA.kept) ?? 0, crashes: rows.filter((r) => r.status === 'crash').length,
-    bestMetric: sa.get(SA.best) ?? null, bestCommit: null, baselineMetric: rows[0]?.metric ?? null,
-    metricName: 'metric', direction: 'lower', costUsd: sa.get(SA.cost) ?? 0,
-    budget: { maxExperiments: null, maxHours: null, maxCostUsd: null }, startedAt: desc.startTime.toISOString(), current: null, inFlight: [], noiseSigma: null, parallelism: 1,
-    campaignDir: campaignDirFor(tag), branch: '',
+    tag,
+    state: 'failed',
+    message,
+    experiments: sa.get(SA.experiments) ?? 0,
+    kept: sa.get(SA.kept) ?? 0,
+    crashes: rows.filter((r) => r.status === 'crash').length,
+    bestMetric: sa.get(SA.best) ?? null,
+    bestCommit: null,
+    baselineMetric: rows[0]?.metric ?? null,
+    metricName: 'metric',
+    direction: 'lower',
+    costUsd: sa.get(SA.cost) ?? 0,
+    budget: { maxExperiments: null, maxHours: null, maxCostUsd: null },
+    startedAt: desc.startTime.toISOString(),
+    current: null,
+    inFlight: [],
+    noiseSigma: null,
+    parallelism: 1,
+    campaignDir: campaignDirFor(tag),
+    branch: '',
   };
 }
 
@@ -213,6 +282,10 @@ function summaryOf(wf: WorkflowExecutionInfo): CampaignSummary {
   };
 }
 
-export function uiLink(tag: string, namespace: string, uiBase = process.env.NIGHTLAB_UI_URL || 'http://127.0.0.1:8233'): string {
+export function uiLink(
+  tag: string,
+  namespace: string,
+  uiBase = process.env.NIGHTLAB_UI_URL || 'http://127.0.0.1:8233',
+): string {
   return `${uiBase}/namespaces/${namespace}/workflows/${campaignWorkflowId(tag)}`;
 }

@@ -31,7 +31,8 @@ export async function steerCampaign(client: Client, tag: string, steer: SteerInp
   try {
     return await handle.executeUpdate(steerUpdate, { args: [steer] });
   } catch (e) {
-    if (e instanceof WorkflowUpdateFailedError) throw new SteerRefused(`steering refused: ${e.cause?.message ?? e.message}`);
+    if (e instanceof WorkflowUpdateFailedError)
+      throw new SteerRefused(`steering refused: ${e.cause?.message ?? e.message}`);
     throw e;
   }
 }

@@ -16,7 +16,6 @@ export interface WatchSnapshot {
   now: number;
 }
 
-
 export function formatDuration(seconds: number): string {
   const s = Math.max(0, Math.round(seconds));
   if (s < 60) return `${s}s`;
@@ -36,15 +35,24 @@ export function progressBar(fraction: number, width = 30): string {
  * Time left before a budget ends the campaign: the hours budget directly, the experiments budget
  * at the pace so far (wall time per finished experiment). Null when no budget bounds it.
  */
-export function estimateTimeLeft(s: CampaignSnapshot, rows: Pick<ExperimentRecord, 'experiment'>[], now: number): { seconds: number; basis: string } | null {
+export function estimateTimeLeft(
+  s: CampaignSnapshot,
+  rows: Pick<ExperimentRecord, 'experiment'>[],
+  now: number,
+): { seconds: number; basis: string } | null {
   if (isEnded(s.state)) return { seconds: 0, basis: s.state };
   const elapsed = Math.max(0, (now - Date.parse(s.startedAt)) / 1000);
   const options: { seconds: number; basis: string }[] = [];
-  if (s.budget.maxHours !== null) options.push({ seconds: Math.max(0, s.budget.maxHours * 3600 - elapsed), basis: `${s.budget.maxHours} h budget` });
+  if (s.budget.maxHours !== null)
+    options.push({ seconds: Math.max(0, s.budget.maxHours * 3600 - elapsed), basis: `${s.budget.maxHours} h budget` });
   if (s.budget.maxExperiments !== null) {
     const done = rows.length; // the baseline included: it took time too
     const left = Math.max(0, s.budget.maxExperiments - s.experiments);
-    if (done > 0) options.push({ seconds: (elapsed / done) * left, basis: `${left} experiments left at ${formatDuration(elapsed / done)} each` });
+    if (done > 0)
+      options.push({
+        seconds: (elapsed / done) * left,
+        basis: `${left} experiments left at ${formatDuration(elapsed / done)} each`,
+      });
   }
   if (!options.length) return null;
   return options.reduce((a, b) => (b.seconds < a.seconds ? b : a));
@@ -61,15 +69,31 @@ export function renderWatch(snap: WatchSnapshot, opts: { last?: number; width?: 
   const lines: string[] = [];
   const elapsed = (now - Date.parse(s.startedAt)) / 1000;
   lines.push(`campaign ${s.tag}: ${s.state.toUpperCase()} — ${s.message}`);
-  const gain = s.bestMetric !== null && s.baselineMetric !== null ? ` (${s.bestMetric - s.baselineMetric >= 0 ? '+' : ''}${(s.bestMetric - s.baselineMetric).toFixed(6)})` : '';
-  lines.push(`  ${s.metricName} (${s.direction} is better): baseline ${metricText(s.baselineMetric)}, best ${metricText(s.bestMetric)}${gain}${s.bestCommit ? ` at ${s.bestCommit.slice(0, 7)}` : ''}`);
-  lines.push(`  ${s.experiments} experiments, ${s.kept} kept, ${s.crashes} crashed; running for ${formatDuration(elapsed)}`);
+  const gain =
+    s.bestMetric !== null && s.baselineMetric !== null
+      ? ` (${s.bestMetric - s.baselineMetric >= 0 ? '+' : ''}${(s.bestMetric - s.baselineMetric).toFixed(6)})`
+      : '';
+  lines.push(
+    `  ${s.metricName} (${s.direction} is better): baseline ${metricText(s.baselineMetric)}, best ${metricText(s.bestMetric)}${gain}${s.bestCommit ? ` at ${s.bestCommit.slice(0, 7)}` : ''}`,
+  );
+  lines.push(
+    `  ${s.experiments} experiments, ${s.kept} kept, ${s.crashes} crashed; running for ${formatDuration(elapsed)}`,
+  );
 
   // Budgets, each with a bar where it has a limit.
   const budgets: string[] = [];
-  if (s.budget.maxExperiments !== null) budgets.push(`  experiments ${progressBar(s.experiments / s.budget.maxExperiments, 20)} ${s.experiments}/${s.budget.maxExperiments}`);
-  if (s.budget.maxHours !== null) budgets.push(`  hours       ${progressBar(elapsed / 3600 / s.budget.maxHours, 20)} ${(elapsed / 3600).toFixed(2)}/${s.budget.maxHours} h`);
-  if (s.budget.maxCostUsd !== null) budgets.push(`  cost        ${progressBar(s.costUsd / s.budget.maxCostUsd, 20)} $${s.costUsd.toFixed(2)}/$${s.budget.maxCostUsd.toFixed(2)}`);
+  if (s.budget.maxExperiments !== null)
+    budgets.push(
+      `  experiments ${progressBar(s.experiments / s.budget.maxExperiments, 20)} ${s.experiments}/${s.budget.maxExperiments}`,
+    );
+  if (s.budget.maxHours !== null)
+    budgets.push(
+      `  hours       ${progressBar(elapsed / 3600 / s.budget.maxHours, 20)} ${(elapsed / 3600).toFixed(2)}/${s.budget.maxHours} h`,
+    );
+  if (s.budget.maxCostUsd !== null)
+    budgets.push(
+      `  cost        ${progressBar(s.costUsd / s.budget.maxCostUsd, 20)} $${s.costUsd.toFixed(2)}/$${s.budget.maxCostUsd.toFixed(2)}`,
+    );
   else if (s.costUsd > 0) budgets.push(`  cost        $${s.costUsd.toFixed(4)} (no cost budget)`);
   if (budgets.length) lines.push('', 'budgets', ...budgets);
   const left = estimateTimeLeft(s, rows, now);
@@ -83,7 +107,13 @@ export function renderWatch(snap: WatchSnapshot, opts: { last?: number; width?: 
     lines.push(s.state === 'paused' ? 'now: paused (resume with `nightlab resume`)' : 'now: between experiments');
   }
   for (const { flight: f, run } of pairRuns(inFlight, runs)) {
-    lines.push(cut(f ? `now: experiment ${f.experiment} ${f.phase}${f.description ? ` — ${f.description}` : ''}` : `now: a run${run!.experiment !== undefined ? ` of experiment ${run!.experiment}` : ''}`));
+    lines.push(
+      cut(
+        f
+          ? `now: experiment ${f.experiment} ${f.phase}${f.description ? ` — ${f.description}` : ''}`
+          : `now: a run${run!.experiment !== undefined ? ` of experiment ${run!.experiment}` : ''}`,
+      ),
+    );
     if (run) lines.push(...runLines(run, cut));
   }
 
@@ -91,10 +121,16 @@ export function renderWatch(snap: WatchSnapshot, opts: { last?: number; width?: 
   const last = rows.slice(-(opts.last ?? 8));
   if (last.length) {
     lines.push('', `last results (${rows.length} in the ledger)`);
-    lines.push(`  ${'#'.padStart(4)}  ${'status'.padEnd(7)}  ${s.metricName.padEnd(10)}  ${'delta'.padEnd(10)}  time     description`);
+    lines.push(
+      `  ${'#'.padStart(4)}  ${'status'.padEnd(7)}  ${s.metricName.padEnd(10)}  ${'delta'.padEnd(10)}  time     description`,
+    );
     for (const r of last) {
       const delta = r.delta === null ? '' : `${r.delta >= 0 ? '+' : ''}${r.delta.toFixed(6)}`;
-      lines.push(cut(`  ${String(r.experiment).padStart(4)}  ${r.status.padEnd(7)}  ${metricText(r.metric).padEnd(10)}  ${delta.padEnd(10)}  ${formatDuration(r.seconds).padEnd(7)}  ${r.description}`));
+      lines.push(
+        cut(
+          `  ${String(r.experiment).padStart(4)}  ${r.status.padEnd(7)}  ${metricText(r.metric).padEnd(10)}  ${delta.padEnd(10)}  ${formatDuration(r.seconds).padEnd(7)}  ${r.description}`,
+        ),
+      );
     }
   }
   return lines.join('\n');
@@ -104,9 +140,12 @@ function runLines(r: RunningRun, cut: (l: string) => string): string[] {
   const budget = r.timeoutSec ?? null;
   const bar = budget ? progressBar(r.elapsedSec / budget) : '[running]';
   const where = [r.host, r.slot].filter(Boolean).join('/');
-  const lines = [`  ${bar} ${formatDuration(r.elapsedSec)}${budget ? ` of ${formatDuration(budget)} timeout` : ''}${where ? ` on ${where}` : ''}${r.attempt > 1 ? ` (attempt ${r.attempt})` : ''}`];
+  const lines = [
+    `  ${bar} ${formatDuration(r.elapsedSec)}${budget ? ` of ${formatDuration(budget)} timeout` : ''}${where ? ` on ${where}` : ''}${r.attempt > 1 ? ` (attempt ${r.attempt})` : ''}`,
+  ];
   if (r.lastLine) lines.push(cut(`  last line: ${r.lastLine}`));
-  if (r.sinceHeartbeatSec !== null && r.sinceHeartbeatSec > 90) lines.push(`  no heartbeat for ${formatDuration(r.sinceHeartbeatSec)}: is the GPU worker alive?`);
+  if (r.sinceHeartbeatSec !== null && r.sinceHeartbeatSec > 90)
+    lines.push(`  no heartbeat for ${formatDuration(r.sinceHeartbeatSec)}: is the GPU worker alive?`);
   return lines;
 }
 
@@ -136,7 +175,9 @@ export async function watchCampaign(
   for (;;) {
     const snap = await watchSnapshot(client, tag);
     const width = process.stdout.columns ? Math.max(60, process.stdout.columns) : 100;
-    write(`${clear ? '\x1b[2J\x1b[H' : ''}${renderWatch(snap, { width })}\n${clear ? '\n(Ctrl-C to leave; the campaign goes on)\n' : ''}`);
+    write(
+      `${clear ? '\x1b[2J\x1b[H' : ''}${renderWatch(snap, { width })}\n${clear ? '\n(Ctrl-C to leave; the campaign goes on)\n' : ''}`,
+    );
     if (opts.once || isEnded(snap.status.state)) return snap.status;
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 2000));
   }

@@ -60,7 +60,8 @@ const TYPES: Record<string, string> = {
   '.png': 'image/png',
 };
 // Vega compiles its expressions with Function(), hence 'unsafe-eval'; nothing loads from elsewhere.
-const CSP = "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const CSP =
+  "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 export interface DashboardOptions {
   client: Client;
@@ -82,7 +83,10 @@ export interface Dashboard {
 }
 
 class HttpError extends Error {
-  constructor(public code: number, message: string) {
+  constructor(
+    public code: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -144,7 +148,10 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     let diff = '';
     if (row.parent && row.parent !== row.commit) {
       if (!input?.repo) diff = '(diff unavailable: the campaign repository is unknown)';
-      else diff = await diffOf(input.repo, row.parent, row.commit, 60_000).catch((e: Error) => `(diff unavailable: ${e.message.split('\n')[0]})`);
+      else
+        diff = await diffOf(input.repo, row.parent, row.commit, 60_000).catch(
+          (e: Error) => `(diff unavailable: ${e.message.split('\n')[0]})`,
+        );
     }
     return { tag, row, diff, uiUrl: link(tag) };
   }
@@ -184,10 +191,17 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     });
 
   const send = (res: http.ServerResponse, code: number, body: string | Buffer, type: string) => {
-    res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'content-security-policy': CSP, 'referrer-policy': 'no-referrer' });
+    res.writeHead(code, {
+      'content-type': type,
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+      'content-security-policy': CSP,
+      'referrer-policy': 'no-referrer',
+    });
     res.end(body);
   };
-  const json = (res: http.ServerResponse, code: number, v: unknown) => send(res, code, JSON.stringify(v), 'application/json; charset=utf-8');
+  const json = (res: http.ServerResponse, code: number, v: unknown) =>
+    send(res, code, JSON.stringify(v), 'application/json; charset=utf-8');
 
   function staticFile(res: http.ServerResponse, file: string) {
     if (!existsSync(file)) throw new HttpError(404, 'not found');
@@ -196,9 +210,12 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
 
   async function route(req: http.IncomingMessage, res: http.ServerResponse, url: URL) {
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
-    if (req.method === 'GET' && (url.pathname === '/' || url.pathname === '/index.html')) return staticFile(res, path.join(PUBLIC, 'index.html'));
-    if (req.method === 'GET' && parts.length === 1 && /^[\w.-]+\.(js|css)$/.test(parts[0])) return staticFile(res, path.join(PUBLIC, parts[0]));
-    if (req.method === 'GET' && parts[0] === 'vendor' && parts.length === 2 && vendor[parts[1]]) return staticFile(res, vendor[parts[1]]);
+    if (req.method === 'GET' && (url.pathname === '/' || url.pathname === '/index.html'))
+      return staticFile(res, path.join(PUBLIC, 'index.html'));
+    if (req.method === 'GET' && parts.length === 1 && /^[\w.-]+\.(js|css)$/.test(parts[0]))
+      return staticFile(res, path.join(PUBLIC, parts[0]));
+    if (req.method === 'GET' && parts[0] === 'vendor' && parts.length === 2 && vendor[parts[1]])
+      return staticFile(res, vendor[parts[1]]);
     if (parts[0] !== 'api' || parts[1] !== 'campaigns') throw new HttpError(404, 'not found');
     if (parts.length === 2 && req.method === 'GET') return json(res, 200, await campaignList());
     const tag = parts[2];
@@ -212,7 +229,8 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     if (parts.length === 4 && req.method === 'POST') {
       // Only this page may press the buttons: a JSON body (a cross-site form cannot send one
       // without a preflight we never answer) from this origin.
-      if (!String(req.headers['content-type'] ?? '').startsWith('application/json')) throw new HttpError(415, 'send JSON');
+      if (!String(req.headers['content-type'] ?? '').startsWith('application/json'))
+        throw new HttpError(415, 'send JSON');
       const origin = req.headers.origin;
       if (origin && origin !== `http://${req.headers.host}`) throw new HttpError(403, 'cross-origin request refused');
       return json(res, 200, await control(tag, parts[3], await readBody(req)));
@@ -221,11 +239,17 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
   }
 
   const host = opts.host ?? DEFAULT_HOST;
-  const gate: Gate = { host, token: isLoopback(host) ? null : randomBytes(TOKEN_BYTES).toString('base64url'), cookie: '' };
+  const gate: Gate = {
+    host,
+    token: isLoopback(host) ? null : randomBytes(TOKEN_BYTES).toString('base64url'),
+    cookie: '',
+  };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://dashboard');
     if (!admitted(req, url, gate)) {
-      const why = gate.token ? 'this dashboard needs its token: open the URL `nightlab dashboard` printed' : 'unknown host';
+      const why = gate.token
+        ? 'this dashboard needs its token: open the URL `nightlab dashboard` printed'
+        : 'unknown host';
       return json(res, 403, { error: why });
     }
     if (gate.token) res.setHeader('set-cookie', `${gate.cookie}=${gate.token}; HttpOnly; SameSite=Strict; Path=/`);
@@ -249,10 +273,11 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     port,
     token: gate.token,
     server,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -272,9 +297,13 @@ function admitted(req: http.IncomingMessage, url: URL, gate: Gate): boolean {
   const { token, cookie } = gate;
   if (!token) return [...LOCAL_NAMES, gate.host].includes(String(req.headers.host ?? '').replace(/:\d+$/, ''));
   const bearer = /^Bearer (\S+)$/i.exec(String(req.headers.authorization ?? ''))?.[1];
-  const cookies = String(req.headers.cookie ?? '').split(/;\s*/).filter((c) => c.startsWith(`${cookie}=`));
+  const cookies = String(req.headers.cookie ?? '')
+    .split(/;\s*/)
+    .filter((c) => c.startsWith(`${cookie}=`));
   const carried = [url.searchParams.get('token'), bearer, ...cookies.map((c) => c.slice(cookie.length + 1))];
-  return carried.some((t) => typeof t === 'string' && t.length === token.length && timingSafeEqual(Buffer.from(t), Buffer.from(token)));
+  return carried.some(
+    (t) => typeof t === 'string' && t.length === token.length && timingSafeEqual(Buffer.from(t), Buffer.from(token)),
+  );
 }
 
 function isLoopback(host: string): boolean {

@@ -12,11 +12,14 @@ import { CampaignEnded, sendControl, steerCampaign, SteerRefused } from '../clie
 import { CampaignNotFound } from '../client/campaigns';
 import { lab, makeRepo, plannedProposer, proposalContext, tempDir, waitFor } from './helpers';
 
-test('pause waits after the current experiment, resume goes on, stop ends the campaign cleanly (the client layer sends them)', async () => {
+test('pause: no new experiment; resume goes on; stop ends the campaign (the client layer sends them)', async () => {
   const l = await lab();
   try {
     const repo = await makeRepo();
-    const c = await l.start(repo, { budget: { maxExperiments: 200 }, run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.5' }, timeoutSec: 60 } });
+    const c = await l.start(repo, {
+      budget: { maxExperiments: 200 },
+      run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.5' }, timeoutSec: 60 },
+    });
     const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
     await waitFor('two experiments', async () => (await handle.query(statusQuery)).experiments >= 2);
     await sendControl(l.client, c.tag, 'pause');
@@ -30,12 +33,18 @@ test('pause waits after the current experiment, resume goes on, stop ends the ca
     assert.equal(experiments(c.campaignDir).length, paused.experiments + 1);
 
     await sendControl(l.client, c.tag, 'resume');
-    await waitFor('progress after resume', async () => (await handle.query(statusQuery)).experiments >= paused.experiments + 2);
+    await waitFor(
+      'progress after resume',
+      async () => (await handle.query(statusQuery)).experiments >= paused.experiments + 2,
+    );
     await sendControl(l.client, c.tag, 'stop');
     const final = await c.result();
     assert.equal(final.state, 'stopped');
     // An ended campaign takes no more controls; an unknown tag is no campaign.
-    await assert.rejects(sendControl(l.client, c.tag, 'resume'), (e) => e instanceof CampaignEnded && /has ended \(stopped\); nothing to resume/.test(e.message));
+    await assert.rejects(
+      sendControl(l.client, c.tag, 'resume'),
+      (e) => e instanceof CampaignEnded && /has ended \(stopped\); nothing to resume/.test(e.message),
+    );
     await assert.rejects(steerCampaign(l.client, c.tag, { note: 'too late' }), CampaignEnded);
     await assert.rejects(sendControl(l.client, `${c.tag}-none`, 'pause'), CampaignNotFound);
     assert.ok(final.experiments < 200);
@@ -56,7 +65,10 @@ test('the time budget ends a campaign cleanly', async () => {
   try {
     const repo = await makeRepo();
     // 0.0005 h = 1.8 s: the baseline and a few experiments fit, then the campaign completes.
-    const c = await l.start(repo, { budget: { maxExperiments: null, maxHours: 0.0005 }, run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.3' }, timeoutSec: 60 } });
+    const c = await l.start(repo, {
+      budget: { maxExperiments: null, maxHours: 0.0005 },
+      run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.3' }, timeoutSec: 60 },
+    });
     const s = await c.result();
     assert.equal(s.state, 'completed');
     assert.match(s.message, /budget reached: 0.0005 h/);
@@ -73,7 +85,13 @@ test('crash, timeout, out-of-memory and no-metric runs are recorded with their r
     const pidFile = path.join(tempDir(), 'hang.pid');
     // The hanging run writes its pid, so the test can check the whole process tree was killed.
     const train = path.join(repo, 'train.py');
-    writeFileSync(train, readFileSync(train, 'utf8').replace('if mode == 2:\n', `if mode == 2:\n    open(${JSON.stringify(pidFile)}, "w").write(str(os.getpid()))\n`));
+    writeFileSync(
+      train,
+      readFileSync(train, 'utf8').replace(
+        'if mode == 2:\n',
+        `if mode == 2:\n    open(${JSON.stringify(pidFile)}, "w").write(str(os.getpid()))\n`,
+      ),
+    );
     await git(repo).raw(['commit', '-qam', 'pidfile for the hang']);
     const proposer = plannedProposer({
       1: { mode: 1, desc: 'crash on purpose' },
@@ -93,14 +111,17 @@ test('crash, timeout, out-of-memory and no-metric runs are recorded with their r
     const s = await c.result();
     assert.equal(s.state, 'completed');
     const rows = experiments(c.campaignDir);
-    assert.deepEqual(rows.map((r) => [r.experiment, r.status, r.outcome]), [
-      [0, 'keep', 'ok'],
-      [1, 'crash', 'crash'],
-      [2, 'crash', 'timeout'],
-      [3, 'crash', 'no-metric'],
-      [4, 'crash', 'oom'],
-      [5, 'keep', 'ok'],
-    ]);
+    assert.deepEqual(
+      rows.map((r) => [r.experiment, r.status, r.outcome]),
+      [
+        [0, 'keep', 'ok'],
+        [1, 'crash', 'crash'],
+        [2, 'crash', 'timeout'],
+        [3, 'crash', 'no-metric'],
+        [4, 'crash', 'oom'],
+        [5, 'keep', 'ok'],
+      ],
+    );
     assert.match(rows[1].reason, /boom: the model diverged/);
     assert.match(rows[2].reason, /hard timeout of 3 s/);
     assert.match(rows[3].reason, /no val_bpb/);
@@ -129,21 +150,29 @@ test('a crash gets fix attempts that see the log tail, and a fix is kept on top 
       3: { WIDTH: 4, desc: 'narrower' },
     });
     // lookahead 0: experiment 2 is proposed after 1 crashed, so it is the fix.
-    const c = await l.start(repo, { proposer, crash: { maxFixAttempts: 2 }, budget: { maxExperiments: 3 }, lookahead: 0 });
+    const c = await l.start(repo, {
+      proposer,
+      crash: { maxFixAttempts: 2 },
+      budget: { maxExperiments: 3 },
+      lookahead: 0,
+    });
     const s = await c.result();
     const rows = experiments(c.campaignDir);
-    assert.deepEqual(rows.map((r) => [r.experiment, r.status, r.fixOf]), [
-      [0, 'keep', null],
-      [1, 'crash', null],
-      [2, 'keep', 1],
-      [3, 'discard', null],
-    ]);
+    assert.deepEqual(
+      rows.map((r) => [r.experiment, r.status, r.fixOf]),
+      [
+        [0, 'keep', null],
+        [1, 'crash', null],
+        [2, 'keep', 1],
+        [3, 'discard', null],
+      ],
+    );
     const fixContext = proposalContext(c.campaignDir, 2);
     assert.match(fixContext, /fix the crash of experiment 1/);
     assert.match(fixContext, /RuntimeError: boom: the model diverged/, 'the log tail reaches the proposer');
     // The fix's parent is the baseline (best), not the crashed commit: the branch holds only keeps.
     assert.equal(rows[2].parent, rows[0].commit);
-    assert.equal((await git(repo).raw(['rev-parse', `${rows[2].commit}^`])), rows[0].commit);
+    assert.equal(await git(repo).raw(['rev-parse', `${rows[2].commit}^`]), rows[0].commit);
     assert.equal(await readRef(repo, `refs/heads/${c.branch}`), rows[2].commit);
     const diff = await git(repo).raw(['diff', rows[0].commit, rows[2].commit]);
     assert.match(diff, /\+LEARNING_RATE = 0.2/);
@@ -159,7 +188,9 @@ test('a baseline that cannot run fails the campaign with the reason, before any 
   try {
     const repo = await makeRepo();
     const c = await l.start(repo, { run: { command: 'nosuch-trainer --fast', env: {}, timeoutSec: 30 } });
-    await assert.rejects(c.result(), (e: Error & { cause?: Error }) => /command not found \(exit 127\)/.test(e.cause?.message ?? ''));
+    await assert.rejects(c.result(), (e: Error & { cause?: Error }) =>
+      /command not found \(exit 127\)/.test(e.cause?.message ?? ''),
+    );
     const rows = experiments(c.campaignDir);
     assert.equal(rows.length, 1);
     assert.equal(rows[0].outcome, 'crash');
@@ -171,7 +202,7 @@ test('a baseline that cannot run fails the campaign with the reason, before any 
   }
 });
 
-test('a steering note given mid-campaign reaches the next proposal\'s context and is visible in the history', async () => {
+test("a steering note given mid-campaign reaches the next proposal's context and is visible in the history", async () => {
   const l = await lab();
   try {
     const repo = await makeRepo();
@@ -179,14 +210,19 @@ test('a steering note given mid-campaign reaches the next proposal\'s context an
     for (let n = 1; n <= 6; n++) plan[n] = { WIDTH: 8 + n, desc: `width ${8 + n}` };
     const proposer = plannedProposer(plan);
     const c = await l.start(repo, {
-      proposer, lookahead: 0, budget: { maxExperiments: 6 },
+      proposer,
+      lookahead: 0,
+      budget: { maxExperiments: 6 },
       run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.7' }, timeoutSec: 60 },
     });
     const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
     await waitFor('experiment 2 proposed', () => existsSync(path.join(c.campaignDir, 'proposals', '2-0.context.md')));
     const note = 'try wider models first, never touch the learning rate';
     // An empty note is refused by the update's validator, before it reaches history.
-    await assert.rejects(steerCampaign(l.client, c.tag, { note: '  ' }), (e) => e instanceof SteerRefused && /steering refused: .*non-empty/.test(e.message));
+    await assert.rejects(
+      steerCampaign(l.client, c.tag, { note: '  ' }),
+      (e) => e instanceof SteerRefused && /steering refused: .*non-empty/.test(e.message),
+    );
     const r = await steerCampaign(l.client, c.tag, { note });
     assert.equal(r.notes, 1);
     const s = await c.result();
@@ -197,7 +233,10 @@ test('a steering note given mid-campaign reaches the next proposal\'s context an
     assert.match(after, /# Notes from the human/);
     assert.ok(after.includes(note), 'the note is in the context of a later proposal');
     const history = JSON.stringify((await handle.fetchHistory()).events);
-    assert.ok(history.includes('workflowExecutionUpdateAcceptedEventAttributes'), 'the steering update is in the history');
+    assert.ok(
+      history.includes('workflowExecutionUpdateAcceptedEventAttributes'),
+      'the steering update is in the history',
+    );
   } finally {
     await l.close();
   }

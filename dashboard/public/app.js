@@ -37,7 +37,11 @@ async function api(path, options = {}) {
 
 function showError(e) {
   const box = $('error');
-  if (!e) { box.hidden = true; box.textContent = ''; return; }
+  if (!e) {
+    box.hidden = true;
+    box.textContent = '';
+    return;
+  }
   box.hidden = false;
   box.textContent = e.message || String(e);
 }
@@ -60,7 +64,9 @@ function oneAtATime(fn) {
         again = false;
         await fn();
       } while (again);
-    })().finally(() => { running = null; });
+    })().finally(() => {
+      running = null;
+    });
     return running;
   };
 }
@@ -73,11 +79,28 @@ const refreshList = oneAtATime(async () => {
     state.list = campaigns;
     $('namespace').textContent = `namespace ${namespace}`;
     const ul = $('campaigns');
-    ul.replaceChildren(...(campaigns.length ? campaigns.map((c) => el('li', { class: c.tag === state.tag ? 'selected' : '', dataset: { tag: c.tag } },
-      el('button', { type: 'button', onclick: () => select(c.tag) },
-        el('b', {}, c.tag), ' ', el('span', { class: `badge ${c.state}` }, c.state),
-        el('span', { class: 'sub' }, `${c.experiments} experiments, ${c.kept} kept, best ${c.bestMetric === null ? '-' : fmt(c.bestMetric)}`),
-      ))) : [el('li', { class: 'muted' }, 'No campaigns on this server yet.')]));
+    ul.replaceChildren(
+      ...(campaigns.length
+        ? campaigns.map((c) =>
+            el(
+              'li',
+              { class: c.tag === state.tag ? 'selected' : '', dataset: { tag: c.tag } },
+              el(
+                'button',
+                { type: 'button', onclick: () => select(c.tag) },
+                el('b', {}, c.tag),
+                ' ',
+                el('span', { class: `badge ${c.state}` }, c.state),
+                el(
+                  'span',
+                  { class: 'sub' },
+                  `${c.experiments} experiments, ${c.kept} kept, best ${c.bestMetric === null ? '-' : fmt(c.bestMetric)}`,
+                ),
+              ),
+            ),
+          )
+        : [el('li', { class: 'muted' }, 'No campaigns on this server yet.')]),
+    );
     if (!state.tag) {
       const pick = campaigns.find((c) => !c.ended) || campaigns[0];
       if (pick) select(pick.tag);
@@ -147,17 +170,49 @@ function render(v) {
   $('metric-name').textContent = `${s.metricName} (${s.direction} is better)`;
   $('metric-col').textContent = s.metricName;
   $('best').textContent = `best ${fmt(s.bestMetric)}`;
-  $('baseline').textContent = `baseline ${fmt(s.baselineMetric)}${s.bestMetric !== null && s.baselineMetric !== null ? ` (${s.bestMetric - s.baselineMetric >= 0 ? '+' : ''}${(s.bestMetric - s.baselineMetric).toFixed(6)})` : ''}`;
-  $('counts').textContent = `${s.experiments}${s.budget.maxExperiments !== null ? ` / ${s.budget.maxExperiments}` : ''}`;
-  $('counts-detail').textContent = `${s.kept} kept, ${s.crashes} crashed, ${v.totals.rejected} rejected; ${v.totals.gpuHours.toFixed(3)} GPU-h`;
+  $('baseline').textContent =
+    `baseline ${fmt(s.baselineMetric)}${s.bestMetric !== null && s.baselineMetric !== null ? ` (${s.bestMetric - s.baselineMetric >= 0 ? '+' : ''}${(s.bestMetric - s.baselineMetric).toFixed(6)})` : ''}`;
+  $('counts').textContent =
+    `${s.experiments}${s.budget.maxExperiments !== null ? ` / ${s.budget.maxExperiments}` : ''}`;
+  $('counts-detail').textContent =
+    `${s.kept} kept, ${s.crashes} crashed, ${v.totals.rejected} rejected; ${v.totals.gpuHours.toFixed(3)} GPU-h`;
 
   const elapsedH = (Date.parse(v.now) - Date.parse(s.startedAt)) / 3600e3;
   const budgets = [];
-  const budgetRow = (name, frac, text) => el('div', { class: 'budget' }, el('span', {}, name), el('div', {},
-    el('div', { class: 'bar' }, el('div', { style: `width:${Math.min(100, Math.max(0, frac * 100)).toFixed(1)}%` })), el('span', { class: 'muted' }, text)));
-  if (s.budget.maxExperiments !== null) budgets.push(budgetRow('experiments', s.experiments / s.budget.maxExperiments, `${s.experiments} of ${s.budget.maxExperiments}`));
-  if (s.budget.maxHours !== null) budgets.push(budgetRow('hours', elapsedH / s.budget.maxHours, `${elapsedH.toFixed(2)} of ${s.budget.maxHours} h`));
-  if (s.budget.maxCostUsd !== null) budgets.push(budgetRow('cost', s.costUsd / s.budget.maxCostUsd, `$${s.costUsd.toFixed(2)} of $${s.budget.maxCostUsd.toFixed(2)}`));
+  const budgetRow = (name, frac, text) =>
+    el(
+      'div',
+      { class: 'budget' },
+      el('span', {}, name),
+      el(
+        'div',
+        {},
+        el(
+          'div',
+          { class: 'bar' },
+          el('div', { style: `width:${Math.min(100, Math.max(0, frac * 100)).toFixed(1)}%` }),
+        ),
+        el('span', { class: 'muted' }, text),
+      ),
+    );
+  if (s.budget.maxExperiments !== null)
+    budgets.push(
+      budgetRow(
+        'experiments',
+        s.experiments / s.budget.maxExperiments,
+        `${s.experiments} of ${s.budget.maxExperiments}`,
+      ),
+    );
+  if (s.budget.maxHours !== null)
+    budgets.push(budgetRow('hours', elapsedH / s.budget.maxHours, `${elapsedH.toFixed(2)} of ${s.budget.maxHours} h`));
+  if (s.budget.maxCostUsd !== null)
+    budgets.push(
+      budgetRow(
+        'cost',
+        s.costUsd / s.budget.maxCostUsd,
+        `$${s.costUsd.toFixed(2)} of $${s.budget.maxCostUsd.toFixed(2)}`,
+      ),
+    );
   else budgets.push(el('div', { class: 'muted' }, `proposer cost $${s.costUsd.toFixed(4)}, no cost budget`));
   $('budgets').replaceChildren(...budgets);
   $('eta').textContent = ended ? s.state : v.estimate ? duration(v.estimate.seconds) : 'unbounded';
@@ -174,19 +229,44 @@ function renderRuns(v) {
   // re-runs, more confirmation seeds): the server pairs them (client/live.ts pairRuns).
   const blocks = v.inFlightRuns.map(({ flight, run }) => runBlock(flight, run));
   if (!blocks.length) {
-    blocks.push(el('div', { class: 'muted' }, s.state === 'paused' ? 'Paused: no new experiment starts until you resume.' : v.ended ? '' : 'Between experiments.'));
+    blocks.push(
+      el(
+        'div',
+        { class: 'muted' },
+        s.state === 'paused'
+          ? 'Paused: no new experiment starts until you resume.'
+          : v.ended
+            ? ''
+            : 'Between experiments.',
+      ),
+    );
   }
   $('runs').replaceChildren(...blocks);
 }
 
 function runBlock(f, run) {
-  const head = f ? `experiment ${f.experiment} · ${f.phase}${f.description ? ` — ${f.description}` : ''}`
-    : run && run.experiment !== undefined ? `a run of experiment ${run.experiment}${run.run ? ` (run ${run.run})` : ''}` : 'a run';
+  const head = f
+    ? `experiment ${f.experiment} · ${f.phase}${f.description ? ` — ${f.description}` : ''}`
+    : run && run.experiment !== undefined
+      ? `a run of experiment ${run.experiment}${run.run ? ` (run ${run.run})` : ''}`
+      : 'a run';
   const kids = [el('div', {}, el('b', {}, head))];
   if (run) {
     const frac = run.timeoutSec ? run.elapsedSec / run.timeoutSec : 0;
-    kids.push(el('div', { class: 'bar', title: 'elapsed against the run timeout' }, el('div', { style: `width:${(Math.min(1, frac) * 100).toFixed(1)}%` })));
-    kids.push(el('div', { class: 'muted' }, `${duration(run.elapsedSec)}${run.timeoutSec ? ` of ${duration(run.timeoutSec)} timeout` : ''}${run.host || run.slot ? ` on ${[run.host, run.slot].filter(Boolean).join('/')}` : ''}${run.attempt > 1 ? ` (attempt ${run.attempt})` : ''}`));
+    kids.push(
+      el(
+        'div',
+        { class: 'bar', title: 'elapsed against the run timeout' },
+        el('div', { style: `width:${(Math.min(1, frac) * 100).toFixed(1)}%` }),
+      ),
+    );
+    kids.push(
+      el(
+        'div',
+        { class: 'muted' },
+        `${duration(run.elapsedSec)}${run.timeoutSec ? ` of ${duration(run.timeoutSec)} timeout` : ''}${run.host || run.slot ? ` on ${[run.host, run.slot].filter(Boolean).join('/')}` : ''}${run.attempt > 1 ? ` (attempt ${run.attempt})` : ''}`,
+      ),
+    );
     if (run.lastLine) kids.push(el('code', {}, run.lastLine));
   }
   return el('div', { class: 'run', 'data-testid': 'run' }, ...kids);
@@ -200,36 +280,70 @@ function renderChart(v) {
     $('chart').textContent = 'The chart library did not load.';
     return;
   }
-  vegaEmbed('#chart', v.spec, { actions: false, renderer: 'svg' }).then((result) => {
-    if (state.chartView) state.chartView.finalize();
-    state.chartView = result.view;
-    $('chart').dataset.points = String(v.chart.points.length);
-    result.view.addEventListener('click', (_event, item) => {
-      const n = item && item.datum && item.datum.experiment;
-      if (Number.isInteger(n)) showExperiment(n);
-    });
-  }).catch(showError);
+  vegaEmbed('#chart', v.spec, { actions: false, renderer: 'svg' })
+    .then((result) => {
+      if (state.chartView) state.chartView.finalize();
+      state.chartView = result.view;
+      $('chart').dataset.points = String(v.chart.points.length);
+      result.view.addEventListener('click', (_event, item) => {
+        const n = item && item.datum && item.datum.experiment;
+        if (Number.isInteger(n)) showExperiment(n);
+      });
+    })
+    .catch(showError);
 }
 
 function renderTable(v) {
   const body = $('results').tBodies[0];
   const rows = [...v.rows].reverse(); // newest first
-  body.replaceChildren(...rows.map((r) => el('tr', { class: r.experiment === state.experiment ? 'selected' : '', dataset: { experiment: String(r.experiment) }, onclick: () => showExperiment(r.experiment) },
-    el('td', { class: 'num' }, r.experiment),
-    el('td', {}, el('code', {}, r.commit.slice(0, 7))),
-    el('td', { class: 'num' }, fmt(r.metric)),
-    el('td', { class: 'num' }, r.delta === null ? '' : `${r.delta >= 0 ? '+' : ''}${r.delta.toFixed(6)}`),
-    el('td', { class: 'num' }, r.memoryGb.toFixed(1)),
-    el('td', { class: `status ${r.status}` }, r.status),
-    el('td', { class: 'num' }, r.seconds.toFixed(1)),
-    el('td', {}, r.description),
-    el('td', {}, el('a', { href: v.uiUrl, target: '_blank', rel: 'noopener', title: 'this experiment\'s workflow in the Temporal Web UI', onclick: (e) => e.stopPropagation() }, 'Web UI ↗')),
-  )));
+  body.replaceChildren(
+    ...rows.map((r) =>
+      el(
+        'tr',
+        {
+          class: r.experiment === state.experiment ? 'selected' : '',
+          dataset: { experiment: String(r.experiment) },
+          onclick: () => showExperiment(r.experiment),
+        },
+        el('td', { class: 'num' }, r.experiment),
+        el('td', {}, el('code', {}, r.commit.slice(0, 7))),
+        el('td', { class: 'num' }, fmt(r.metric)),
+        el('td', { class: 'num' }, r.delta === null ? '' : `${r.delta >= 0 ? '+' : ''}${r.delta.toFixed(6)}`),
+        el('td', { class: 'num' }, r.memoryGb.toFixed(1)),
+        el('td', { class: `status ${r.status}` }, r.status),
+        el('td', { class: 'num' }, r.seconds.toFixed(1)),
+        el('td', {}, r.description),
+        el(
+          'td',
+          {},
+          el(
+            'a',
+            {
+              href: v.uiUrl,
+              target: '_blank',
+              rel: 'noopener',
+              title: "this experiment's workflow in the Temporal Web UI",
+              onclick: (e) => e.stopPropagation(),
+            },
+            'Web UI ↗',
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 function diffNodes(diff) {
   return diff.split('\n').flatMap((line) => {
-    const cls = /^(\+\+\+|---|diff |index )/.test(line) ? 'meta' : line.startsWith('+') ? 'add' : line.startsWith('-') ? 'del' : line.startsWith('@@') ? 'hunk' : '';
+    const cls = /^(\+\+\+|---|diff |index )/.test(line)
+      ? 'meta'
+      : line.startsWith('+')
+        ? 'add'
+        : line.startsWith('-')
+          ? 'del'
+          : line.startsWith('@@')
+            ? 'hunk'
+            : '';
     return [cls ? el('span', { class: cls }, line) : document.createTextNode(line), '\n'];
   });
 }
@@ -266,7 +380,8 @@ async function control(action, body = {}) {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(body),
     });
-    $('control-result').textContent = action === 'steer' ? `steered: ${r.notes} note(s) in the proposer's context` : `sent ${action}`;
+    $('control-result').textContent =
+      action === 'steer' ? `steered: ${r.notes} note(s) in the proposer's context` : `sent ${action}`;
     return r;
   } catch (e) {
     $('control-result').textContent = `${action} failed: ${e.message}`;
@@ -293,7 +408,9 @@ $('steer-form').addEventListener('submit', async (e) => {
 
 // A link such as http://127.0.0.1:8234/#/nov27 opens that campaign, listed yet or not.
 const hashTag = () => decodeURIComponent(location.hash.replace(/^#\/?/, ''));
-window.addEventListener('hashchange', () => { if (hashTag()) select(hashTag()); });
+window.addEventListener('hashchange', () => {
+  if (hashTag()) select(hashTag());
+});
 if (hashTag()) select(hashTag());
 refreshList();
 setInterval(refreshList, 5000);
