@@ -111,7 +111,6 @@ const configSchema = z
         env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name (e.g. ANTHROPIC_API_KEY)')).default([]),
         network: z.array(hostPort).default([]),
         readOnly: z.array(hostPath).default([]),
-        maxAttempts: z.number().int().positive().default(3),
       })
       .strict()
       .default({}),
@@ -182,6 +181,13 @@ function isRegexWithOneGroup(p: string): boolean {
   }
 }
 
+/** Fields that were removed, and what to do about each: a config naming one says so instead of "unknown field". */
+const REMOVED: Record<string, string> = {
+  'proposer.maxAttempts':
+    'was removed: it never limited anything (a proposal that preflight rejects is made again, and the campaign ' +
+    'pauses after too many rejections in a row); delete the line',
+};
+
 export class ConfigError extends Error {
   constructor(public readonly problems: string[], source: string) {
     super(`Invalid campaign config ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
@@ -192,9 +198,16 @@ export class ConfigError extends Error {
 export function parseConfig(raw: unknown, source = '(inline)'): CampaignConfig {
   const r = configSchema.safeParse(raw ?? {});
   if (r.success) return r.data;
-  const problems = r.error.issues.map((i) => {
+  const problems = r.error.issues.flatMap((i) => {
     const field = i.path.length ? i.path.join('.') : '(top level)';
-    if (i.code === 'unrecognized_keys') return `${field}: unknown field(s) ${i.keys.map((k) => `"${k}"`).join(', ')}; check the spelling (see nightlab init)`;
+    if (i.code === 'unrecognized_keys') {
+      const named = (k: string) => [...i.path, k].join('.');
+      const removed = i.keys.filter((k) => REMOVED[named(k)]).map((k) => `${named(k)}: ${REMOVED[named(k)]}`);
+      const unknown = i.keys.filter((k) => !REMOVED[named(k)]);
+      if (!unknown.length) return removed;
+      const names = unknown.map((k) => `"${k}"`).join(', ');
+      return [...removed, `${field}: unknown field(s) ${names}; check the spelling (see nightlab init)`];
+    }
     if (i.code === 'invalid_type' && i.received === 'undefined') return `${field}: ${i.message === 'Required' ? 'required' : i.message}`;
     if (i.code === 'invalid_type') return `${field}: expected ${i.expected}, got ${i.received}${i.message && i.message !== 'Required' && !i.message.startsWith('Expected') ? ` (${i.message})` : ''}`;
     return `${field}: ${i.message}`;

@@ -48,6 +48,19 @@ export type Decision = 'keep' | 'discard' | 'crash';
 /** How a run ended, finer than keep/discard/crash; the reason is kept beside it. */
 export type RunOutcome = 'ok' | 'crash' | 'timeout' | 'oom' | 'no-metric' | 'cancelled';
 
+/**
+ * The GPU activity: one run of a commit on a slot (training, then the evaluation). Histories recorded
+ * before the vocabulary's rename name it `runExperiment`: GPU workers register both names, and a
+ * campaign schedules `run` from the `activity-names` patch on.
+ */
+export const RUN_ACTIVITY = 'run';
+export const OLD_RUN_ACTIVITY = 'runExperiment';
+/** Every activity type that is a run (to find runs in a history or among pending activities). */
+export const RUN_ACTIVITY_NAMES: readonly string[] = [RUN_ACTIVITY, OLD_RUN_ACTIVITY];
+/** What a GPU worker registers: the run under each of its names. */
+export type RunActivities = Record<RunActivityName, (req: RunRequest) => Promise<RunResult>>;
+type RunActivityName = typeof RUN_ACTIVITY | typeof OLD_RUN_ACTIVITY;
+
 export interface RunRequest {
   tag: string;
   experiment: number;
@@ -153,7 +166,7 @@ export interface ExperimentRecord {
   commit: string;
   parent: string;
   status: Decision;
-  outcome: RunOutcome | 'rejected';
+  outcome: RunOutcome;
   metric: number | null;
   bestBefore: number | null;
   delta: number | null;
@@ -177,18 +190,54 @@ export interface ExperimentRecord {
   suspect?: string;
 }
 
+/** Runs of one commit, summarised (Welford): count, mean, and squared deviations from the mean. */
+export interface Group {
+  n: number;
+  mean: number;
+  m2: number;
+}
+
+/** Pooled within-group squares of every closed group of runs: the campaign's noise estimate. */
+export interface Pool {
+  ss: number;
+  dof: number;
+}
+
+/** The best commit and its runs, re-run to sharpen its mean. */
+export interface BestState {
+  sha: string;
+  experiment: number;
+  group: Group;
+  /** Next run index (and seed) for the best's experiment. */
+  nextRun: number;
+  /** Re-runs of the best in flight. */
+  pending: number;
+}
+
+/** The campaign's live noise state, shared by every experiment in flight (judging reads and writes it). */
+export interface NoiseState {
+  best: BestState;
+  pool: Pool;
+}
+
+/** A crashed experiment the next proposals try to fix, while attempts are left. */
+export interface CrashFix {
+  crashedSha: string;
+  experiment: number;
+  attemptsLeft: number;
+}
+
 /** Compact state carried across continue-as-new (a few hundred bytes plus the config). */
 export interface CampaignCarry {
   next: number;
   experiments: number;
   kept: number;
   crashes: number;
-  /** The best commit and its runs (count, mean, squared deviations), re-run to sharpen its mean. */
-  best: { sha: string; experiment: number; group: { n: number; mean: number; m2: number }; nextRun: number; pending: number } | null;
-  /** Pooled within-group squares of every other repeated commit: the noise estimate. */
-  pool: { ss: number; dof: number };
+  /** The best commit and its runs; null until the baseline has run. */
+  best: BestState | null;
+  pool: Pool;
   baselineMetric: number | null;
-  fix: { crashedSha: string; experiment: number; attemptsLeft: number } | null;
+  fix: CrashFix | null;
   rejectedInARow: number;
   costUsd: number;
   startedAtMs: number;

@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { readdirSync, readFileSync } from 'node:fs';
 import { execa } from 'execa';
-import { GPU_TASK_QUEUE, DEFAULT_NAMESPACE, type RunRequest, type RunResult } from '../common/shared';
+import { GPU_TASK_QUEUE, DEFAULT_NAMESPACE, OLD_RUN_ACTIVITY, RUN_ACTIVITY } from '../common/shared';
+import type { RunActivities, RunRequest, RunResult } from '../common/shared';
 import { createGpuActivities, type GpuActivities, type Slot } from './run';
 
 /** A stopping worker lets a run finish for this long, then cancels it (it is retried on another worker). */
@@ -98,11 +99,15 @@ export async function createGpuWorkers(opts: {
   closeInheritedFds();
   let worker: Worker | undefined;
   const stopping = () => worker !== undefined && worker.getState() !== 'RUNNING';
+  const gpu = retryWhenStopping(createGpuActivities({ home: opts.home, slots: opts.slots, host: opts.host }), stopping);
+  const run = gpu.runExperiment;
+  // The run under both of its names: campaigns started before the rename schedule `runExperiment`.
+  const activities: RunActivities = { [RUN_ACTIVITY]: run, [OLD_RUN_ACTIVITY]: run };
   worker = await Worker.create({
     connection: opts.connection,
     namespace: opts.namespace ?? DEFAULT_NAMESPACE,
     taskQueue: opts.taskQueue ?? GPU_TASK_QUEUE,
-    activities: retryWhenStopping(createGpuActivities({ home: opts.home, slots: opts.slots, host: opts.host }), stopping),
+    activities,
     maxConcurrentActivityTaskExecutions: opts.slots.length,
     // A stopping worker (Ctrl-C, SIGTERM) gives its runs this long, then cancels them: their
     // process groups are killed and the attempts fail as "worker shutting down", so Temporal

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { parseConfig, type CampaignConfigInput } from '../common/config';
-import { experimentRef, type CampaignSnapshot } from '../common/shared';
+import { experimentRef, RUN_ACTIVITY_NAMES, type CampaignSnapshot } from '../common/shared';
 import { prepareStart, startCampaign } from '../client/campaigns';
 import { readLedger, readResultsTsv, type LedgerRow } from '../lib/ledger';
 import { git, readRef } from '../lib/git';
@@ -169,7 +169,7 @@ async function watchRetry(handle: WorkflowHandle, since: number, timeoutMs = 150
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const d = await handle.describe().catch(() => null);
-    const act = d?.raw.pendingActivities?.find((a) => a.activityType?.name === 'runExperiment');
+    const act = d?.raw.pendingActivities?.find((a) => RUN_ACTIVITY_NAMES.includes(a.activityType?.name ?? ''));
     if (act && (act.attempt ?? 1) >= 2) {
       if (noticedMs < 0) {
         noticedMs = Date.now() - since;

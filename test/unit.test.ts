@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { adoptBest, judgeCandidate, type EvaluationIO, type NoiseState } from '../workflows/judging';
+import { adoptBest, judgeCandidate, type JudgingIO, type NoiseState } from '../workflows/judging';
 import { closeGroup, groupOf, groupSS, judgeConfirmed, judgeFirstRun, launchBlocked, mean, nextFix, noiseSigma, runFailed, type NoisePolicy } from '../workflows/decisions';
 import { checkTag, ConfigError, parseConfig, presetYaml, PRESETS, type CampaignConfigInput } from '../common/config';
 import { findKnobs, mutateProposer, perturb, settingsIn } from '../proposers/mutate';
@@ -103,7 +103,7 @@ test('judgeConfirmed: the fresh runs\' mean must clear k standard errors of the 
 test('judgeCandidate: a keep is adopted the moment it is decided, so an experiment judged in the same instant meets the new best', async () => {
   const state: NoiseState = { best: { sha: 'base', experiment: 0, group: best(1.5), nextRun: 1, pending: 0 }, pool: { ss: 0, dof: 0 } };
   const parentOf: Record<string, string> = { a: 'base', b: 'base' };
-  const io = (name: string, experiment: number): EvaluationIO => ({
+  const io = (name: string, experiment: number): JudgingIO => ({
     candidate: async () => ({ metric: 1.3, failed: false, reason: '' }),
     best: async () => ({ metric: 1.2, failed: false, reason: '' }),
     onBest: () => parentOf[name] === state.best.sha,

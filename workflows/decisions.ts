@@ -1,14 +1,9 @@
 // Pure decision logic: the same recorded figures always give the same decision.
 // Used by the workflow (deterministic), by bench/noise and by unit tests directly.
-import type { CampaignCarry, RunResult } from '../common/shared';
+import type { CampaignCarry, CrashFix, Group, Pool, RunResult } from '../common/shared';
 import type { CampaignConfig } from '../common/config';
 
-/** Runs of one commit, summarised (Welford): count, mean, and squared deviations from the mean. */
-export interface Group {
-  n: number;
-  mean: number;
-  m2: number;
-}
+export type { Group, Pool };
 
 export const EMPTY_GROUP: Group = { n: 0, mean: 0, m2: 0 };
 
@@ -31,12 +26,6 @@ export function mean(g: Group): number {
 /** Sum of squared deviations from the group's mean. */
 export function groupSS(g: Group): number {
   return g.n < 2 ? 0 : Math.max(0, g.m2);
-}
-
-/** Pooled within-group squares of every closed group of runs: the campaign's noise estimate. */
-export interface Pool {
-  ss: number;
-  dof: number;
 }
 
 export function closeGroup(pool: Pool, g: Group): Pool {
@@ -72,9 +61,25 @@ export function noisePolicy(config: Pick<CampaignConfig, 'metric' | 'keep' | 'no
   return { direction: config.metric.direction, minImprovement: config.keep.minImprovement, ...config.noise };
 }
 
-export type Verdict =
-  | { kind: 'keep' | 'discard'; metric: number; delta: number; evidence: string }
+/**
+ * What judging says of a candidate: keep or discard with the figure that decided it (the mean of
+ * `group`, after `runs` runs of the candidate), crash with the run that failed, or confirm: inside
+ * the noise, fresh runs decide. `suspect`: why the gain looked too good to be true.
+ */
+export type Judgement =
+  | {
+      kind: 'keep' | 'discard';
+      metric: number;
+      delta: number;
+      evidence: string;
+      runs: number;
+      group: Group;
+      suspect?: string;
+    }
+  | { kind: 'crash'; evidence: string; runs: number; failedRun: number; suspect?: string }
   | { kind: 'confirm'; evidence: string };
+/** The judgements of the kinds named (`JudgementOf<'keep' | 'discard'>` has a figure). */
+export type JudgementOf<K extends Judgement['kind']> = Judgement & { kind: K };
 
 /**
  * Stage 1, one run of the candidate against the best's mean:
@@ -82,36 +87,78 @@ export type Verdict =
  * With no noise estimate (one baseline run) this is autoresearch's rule; with zero noise
  * (every repeated run identical) one run is the truth.
  */
-export function judgeFirstRun(x: number, best: Group, sigma: number | null, p: NoisePolicy): Verdict {
+export function judgeFirstRun(
+  x: number,
+  best: Group,
+  sigma: number | null,
+  p: NoisePolicy,
+): JudgementOf<'keep' | 'discard' | 'confirm'> {
   const b = mean(best);
   const gain = improvement(x, b, p.direction);
-  const delta = x - b;
   const vs = `${fmt(x)} vs best ${fmt(b)} (${best.n} run${best.n === 1 ? '' : 's'})`;
+  const one = (kind: 'keep' | 'discard', evidence: string): JudgementOf<'keep' | 'discard'> => ({
+    kind,
+    metric: x,
+    delta: x - b,
+    evidence,
+    runs: 1,
+    group: groupOf([x]),
+  });
   if (gain <= p.minImprovement) {
-    return { kind: 'discard', metric: x, delta, evidence: `${vs}: ${gain > 0 ? `better by ${fmt(gain)}, not more than minImprovement ${fmt(p.minImprovement)}` : 'not better'}` };
+    return one(
+      'discard',
+      `${vs}: ${gain > 0 ? `better by ${fmt(gain)}, not more than minImprovement ${fmt(p.minImprovement)}` : 'not better'}`,
+    );
   }
-  if (sigma === null) return { kind: 'keep', metric: x, delta, evidence: `${vs}: better by ${fmt(gain)}; no noise estimate (one baseline run)` };
-  if (sigma === 0) return { kind: 'keep', metric: x, delta, evidence: `${vs}: better by ${fmt(gain)}; repeated runs are identical (no noise)` };
+  if (sigma === null) return one('keep', `${vs}: better by ${fmt(gain)}; no noise estimate (one baseline run)`);
+  if (sigma === 0) return one('keep', `${vs}: better by ${fmt(gain)}; repeated runs are identical (no noise)`);
   const margin = Math.max(p.minImprovement, p.k * sigma * Math.sqrt(1 + 1 / best.n));
   if (gain > CLEAR_WIN * margin || p.confirmRuns === 0) {
     return gain > margin
-      ? { kind: 'keep', metric: x, delta, evidence: `${vs}: better by ${fmt(gain)} > ${p.confirmRuns ? `${CLEAR_WIN} x ` : ''}margin ${fmt(margin)} (k=${p.k}, sigma=${fmt(sigma)})` }
-      : { kind: 'discard', metric: x, delta, evidence: `${vs}: better by ${fmt(gain)}, inside margin ${fmt(margin)} (k=${p.k}, sigma=${fmt(sigma)})` };
+      ? one(
+          'keep',
+          `${vs}: better by ${fmt(gain)} > ${p.confirmRuns ? `${CLEAR_WIN} x ` : ''}margin ${fmt(margin)} (k=${p.k}, sigma=${fmt(sigma)})`,
+        )
+      : one('discard', `${vs}: better by ${fmt(gain)}, inside margin ${fmt(margin)} (k=${p.k}, sigma=${fmt(sigma)})`);
   }
-  return { kind: 'confirm', evidence: `${vs}: better by ${fmt(gain)}, inside ${CLEAR_WIN} x margin ${fmt(margin)} (sigma=${fmt(sigma)}): confirming with ${p.confirmRuns} more seeds` };
+  return {
+    kind: 'confirm',
+    evidence: `${vs}: better by ${fmt(gain)}, inside ${CLEAR_WIN} x margin ${fmt(margin)} (sigma=${fmt(sigma)}): confirming with ${p.confirmRuns} more seeds`,
+  };
 }
 
 /**
  * Stage 2: only the fresh confirmation runs decide (the first run was chosen for looking good,
  * so counting it would favour luck). Keep when the mean's gain clears k standard errors.
  */
-export function judgeConfirmed(fresh: Group, best: Group, sigma: number | null, p: NoisePolicy): Verdict {
+export function judgeConfirmed(
+  fresh: Group,
+  best: Group,
+  sigma: number | null,
+  p: NoisePolicy,
+): JudgementOf<'keep' | 'discard'> {
   const m = mean(fresh);
   const b = mean(best);
   const gain = improvement(m, b, p.direction);
   const margin = Math.max(p.minImprovement, p.k * (sigma ?? 0) * Math.sqrt(1 / fresh.n + 1 / best.n));
   const evidence = `mean of ${fresh.n} fresh runs ${fmt(m)} vs best ${fmt(b)} (${best.n} runs): ${gain > 0 ? 'better' : 'worse'} by ${fmt(Math.abs(gain))}, margin ${fmt(margin)} (k=${p.k}, sigma=${fmt(sigma ?? 0)})`;
-  return { kind: gain > margin ? 'keep' : 'discard', metric: m, delta: m - b, evidence };
+  return { kind: gain > margin ? 'keep' : 'discard', metric: m, delta: m - b, evidence, runs: fresh.n, group: fresh };
+}
+
+/** The baseline's runs: kept as the first best (their mean; their spread, the first noise estimate), or a crash. */
+export function judgeBaseline(runs: RunResult[]): JudgementOf<'keep' | 'crash'> {
+  const failedRun = runs.findIndex(runFailed);
+  if (failedRun >= 0) return { kind: 'crash', evidence: runs[failedRun].reason, runs: runs.length, failedRun };
+  const group = groupOf(runs.map((r) => r.metric!));
+  const evidence = `baseline: mean of ${runs.length} run${runs.length > 1 ? 's' : ''}${spreadText(group)}`;
+  return { kind: 'keep', metric: mean(group), delta: 0, evidence, runs: runs.length, group };
+}
+
+/** The spread of a group of runs, for people: empty for one run. */
+export function spreadText(group: Group): string {
+  return group.n > 1
+    ? `; noise sigma ${noiseSigma({ ss: 0, dof: 0 }, [group])!.toPrecision(3)} from ${group.n} runs`
+    : '';
 }
 
 /** A gain this many noise sigmas beyond the best, in one step, is suspect... */
@@ -124,13 +171,22 @@ export const SUSPECT_FACTOR = 3;
  * leak, a bug in the scoring), or null. Such a gain is never kept on one run: fresh runs on clean
  * caches confirm it, and a person is told, whatever the outcome. Unknown or zero noise: not judged.
  */
-export function suspectGain(x: number, best: Group, sigma: number | null, largestGain: number | null, p: Pick<NoisePolicy, 'direction'>): string | null {
+export function suspectGain(
+  x: number,
+  best: Group,
+  sigma: number | null,
+  largestGain: number | null,
+  p: Pick<NoisePolicy, 'direction'>,
+): string | null {
   if (sigma === null || !(sigma > 0)) return null;
   const gain = improvement(x, mean(best), p.direction);
   const sd = sigma * Math.sqrt(1 + 1 / best.n);
   if (gain < SUSPECT_SIGMAS * sd) return null;
   if (largestGain !== null && largestGain > 0 && gain < SUSPECT_FACTOR * largestGain) return null;
-  const seen = largestGain !== null && largestGain > 0 ? `${fmt(gain / largestGain)} x the largest gain kept so far (${fmt(largestGain)})` : 'before any keep';
+  const seen =
+    largestGain !== null && largestGain > 0
+      ? `${fmt(gain / largestGain)} x the largest gain kept so far (${fmt(largestGain)})`
+      : 'before any keep';
   return `suspect gain: ${fmt(gain)} is ${fmt(gain / sd)} noise sigmas in one step, ${seen}`;
 }
 
@@ -140,20 +196,27 @@ export function runFailed(run: Pick<RunResult, 'outcome' | 'metric'>): boolean {
 }
 
 /** Why no new experiment may start now, or null when one may. */
-export function launchBlocked(s: Pick<CampaignCarry, 'next' | 'costUsd' | 'startedAtMs'>, budget: CampaignConfig['budget'], nowMs: number): string | null {
+export function launchBlocked(
+  s: Pick<CampaignCarry, 'next' | 'costUsd' | 'startedAtMs'>,
+  budget: CampaignConfig['budget'],
+  nowMs: number,
+): string | null {
   const launched = s.next - 1;
-  if (budget.maxExperiments !== null && launched >= budget.maxExperiments) return `budget reached: ${launched} of ${budget.maxExperiments} experiments`;
-  if (budget.maxHours !== null && nowMs - s.startedAtMs >= budget.maxHours * 3_600_000) return `budget reached: ${budget.maxHours} h`;
-  if (budget.maxCostUsd !== null && s.costUsd >= budget.maxCostUsd) return `budget reached: $${s.costUsd.toFixed(2)} of $${budget.maxCostUsd.toFixed(2)} proposer cost`;
+  if (budget.maxExperiments !== null && launched >= budget.maxExperiments)
+    return `budget reached: ${launched} of ${budget.maxExperiments} experiments`;
+  if (budget.maxHours !== null && nowMs - s.startedAtMs >= budget.maxHours * 3_600_000)
+    return `budget reached: ${budget.maxHours} h`;
+  if (budget.maxCostUsd !== null && s.costUsd >= budget.maxCostUsd)
+    return `budget reached: $${s.costUsd.toFixed(2)} of $${budget.maxCostUsd.toFixed(2)} proposer cost`;
   return null;
 }
 
 /** After a crash: the next experiment tries to fix it, while attempts remain. */
 export function nextFix(
-  current: CampaignCarry['fix'],
+  current: CrashFix | null,
   crashed: { sha: string; experiment: number },
   maxFixAttempts: number,
-): CampaignCarry['fix'] {
+): CrashFix | null {
   const left = current ? current.attemptsLeft - 1 : maxFixAttempts;
   return left > 0 ? { crashedSha: crashed.sha, experiment: crashed.experiment, attemptsLeft: left } : null;
 }

@@ -5,34 +5,34 @@
 //      the fresh runs' mean decides.
 // A candidate built on a commit that is no longer the best is rebased onto it and must prove
 // itself again with fresh runs: the combination of its change and the new best never ran.
-import { addRun, closeGroup, EMPTY_GROUP, groupOf, judgeConfirmed, mean, judgeFirstRun, noiseSigma, suspectGain, type Group, type NoisePolicy, type Pool, type Verdict } from './decisions';
+import type { Group, NoiseState } from '../common/shared';
+import {
+  addRun,
+  closeGroup,
+  groupOf,
+  judgeConfirmed,
+  mean,
+  judgeFirstRun,
+  noiseSigma,
+  suspectGain,
+  type JudgementOf,
+  type NoisePolicy,
+} from './decisions';
+
+export type { NoiseState };
 
 /** A rebase can race another keep; after this many rounds the candidate is discarded. */
 const MAX_ROUNDS = 3;
 
-export interface BestState {
-  sha: string;
-  experiment: number;
-  group: Group;
-  /** Next run index (and seed) for the best's experiment. */
-  nextRun: number;
-  /** Re-runs of the best in flight. */
-  pending: number;
-}
-
-/** The campaign's live noise state, shared by every experiment in flight. */
-export interface NoiseState {
-  best: BestState;
-  pool: Pool;
-}
-
+/** A run as judging sees it. */
 export interface RunLite {
   metric: number | null;
   failed: boolean;
   reason: string;
 }
 
-export interface EvaluationIO {
+/** What judging needs from its caller: runs, and where the candidate stands. */
+export interface JudgingIO {
   /** Runs the candidate's current commit as run `run` of its experiment (the seed is the run index); `fresh`: on clean caches. */
   candidate(run: number, fresh?: boolean): Promise<RunLite>;
   /** Re-runs the best commit as run `run` of the best's experiment. */
@@ -50,26 +50,37 @@ export interface EvaluationIO {
   adopt?(keep: { group: Group; runs: number }): void;
 }
 
-export type Judgement = (
-  | { kind: 'keep' | 'discard'; metric: number; delta: number; evidence: string; runs: number; group: Group }
-  | { kind: 'crash'; evidence: string; runs: number; failedRun: number }
-) & { suspect?: string };
-
 /**
  * The first run has been made; judges it and confirms when needed. Mutates `state` (noise, best
  * re-runs). With `suspects` (the largest gain kept so far), a gain far beyond anything seen is
  * confirmed with fresh runs on clean caches instead of being kept on one run, and flagged.
  */
-export async function judgeCandidate(first: RunLite, state: NoiseState, p: NoisePolicy, io: EvaluationIO, suspects?: { largestGain: number | null }): Promise<Judgement> {
+export async function judgeCandidate(
+  first: RunLite,
+  state: NoiseState,
+  p: NoisePolicy,
+  io: JudgingIO,
+  suspects?: { largestGain: number | null },
+): Promise<JudgementOf<'keep' | 'discard' | 'crash'>> {
   if (first.failed) return { kind: 'crash', evidence: first.reason, runs: 1, failedRun: 0 };
   let runs = 1;
-  let verdict: Verdict = judgeFirstRun(first.metric!, state.best.group, sigma(state), p);
+  let verdict: JudgementOf<'keep' | 'discard' | 'confirm'> = judgeFirstRun(
+    first.metric!,
+    state.best.group,
+    sigma(state),
+    p,
+  );
   const suspect = suspects ? suspectGain(first.metric!, state.best.group, sigma(state), suspects.largestGain, p) : null;
-  if (suspect && verdict.kind !== 'discard') verdict = { kind: 'confirm', evidence: `${suspect}: never kept on one run; confirming with ${Math.max(1, p.confirmRuns)} fresh runs on clean caches` };
+  if (suspect && verdict.kind !== 'discard')
+    verdict = {
+      kind: 'confirm',
+      evidence: `${suspect}: never kept on one run; confirming with ${Math.max(1, p.confirmRuns)} fresh runs on clean caches`,
+    };
   const trail = [verdict.evidence];
   let sameCommit: number[] = [first.metric!];
   // A win measured on an old best is re-proven on top of the new one.
-  if (verdict.kind === 'keep' && !io.onBest()) verdict = { kind: 'confirm', evidence: 'built on an old best: rebasing and confirming' };
+  if (verdict.kind === 'keep' && !io.onBest())
+    verdict = { kind: 'confirm', evidence: 'built on an old best: rebasing and confirming' };
   for (let round = 0; verdict.kind === 'confirm'; round++) {
     if (round === MAX_ROUNDS) {
       state.pool = closeGroup(state.pool, groupOf(sameCommit));
@@ -80,13 +91,21 @@ export async function judgeCandidate(first: RunLite, state: NoiseState, p: Noise
       sameCommit = [];
       if (!(await io.rebase())) return discard('its change conflicts with a newer kept experiment');
     }
-    const fresh = Array.from({ length: Math.max(1, p.confirmRuns) }, (_, i) => (suspect ? io.candidate(runs + i, true) : io.candidate(runs + i)));
+    const fresh = Array.from({ length: Math.max(1, p.confirmRuns) }, (_, i) =>
+      suspect ? io.candidate(runs + i, true) : io.candidate(runs + i),
+    );
     runs += fresh.length;
     const [results] = await Promise.all([Promise.all(fresh), reRunBest(state, p, io)]);
     const failed = results.findIndex((r) => r.failed);
     if (failed >= 0) {
       state.pool = closeGroup(state.pool, groupOf(sameCommit));
-      return { kind: 'crash', evidence: `confirmation run ${runs - fresh.length + failed} crashed: ${results[failed].reason}`, runs, failedRun: runs - fresh.length + failed, ...(suspect ? { suspect } : {}) };
+      return {
+        kind: 'crash',
+        evidence: `confirmation run ${runs - fresh.length + failed} crashed: ${results[failed].reason}`,
+        runs,
+        failedRun: runs - fresh.length + failed,
+        ...(suspect ? { suspect } : {}),
+      };
     }
     const metrics = results.map((r) => r.metric!);
     sameCommit = [...sameCommit, ...metrics];
@@ -98,23 +117,34 @@ export async function judgeCandidate(first: RunLite, state: NoiseState, p: Noise
       continue;
     }
     if (confirmed.kind !== 'keep') state.pool = closeGroup(state.pool, groupOf(sameCommit));
-    return decided({ ...(confirmed as Extract<Verdict, { kind: 'keep' | 'discard' }>), evidence: trail.join('; '), runs, group });
+    return decided({ ...confirmed, evidence: trail.join('; '), runs, group });
   }
   if (verdict.kind === 'discard') state.pool = closeGroup(state.pool, groupOf(sameCommit));
-  return decided({ ...(verdict as Extract<Verdict, { kind: 'keep' | 'discard' }>), evidence: trail.join('; '), runs, group: groupOf(sameCommit) });
+  return decided({ ...verdict, evidence: trail.join('; '), runs, group: groupOf(sameCommit) });
 
-  function decided(j: Judgement): Judgement {
+  function decided(j: JudgementOf<'keep' | 'discard'>): JudgementOf<'keep' | 'discard'> {
     if (j.kind === 'keep') io.adopt?.(j);
     return suspect ? { ...j, suspect } : j;
   }
 
-  function discard(why: string): Judgement {
-    return { kind: 'discard', metric: first.metric!, delta: first.metric! - mean(state.best.group), evidence: [...trail, why].join('; '), runs, group: groupOf([first.metric!]), ...(suspect ? { suspect } : {}) };
+  function discard(why: string): JudgementOf<'discard'> {
+    return {
+      kind: 'discard',
+      metric: first.metric!,
+      delta: first.metric! - mean(state.best.group),
+      evidence: [...trail, why].join('; '),
+      runs,
+      group: groupOf([first.metric!]),
+      ...(suspect ? { suspect } : {}),
+    };
   }
 }
 
 /** The new best's runs become the best group; the old best's runs join the noise pool. */
-export function adoptBest(state: NoiseState, best: { sha: string; experiment: number; group: Group; nextRun: number }): void {
+export function adoptBest(
+  state: NoiseState,
+  best: { sha: string; experiment: number; group: Group; nextRun: number },
+): void {
   state.pool = closeGroup(state.pool, state.best.group);
   state.best = { ...best, pending: 0 };
 }
@@ -124,7 +154,7 @@ export function sigma(state: NoiseState): number | null {
 }
 
 /** Re-runs the best until it has `bestRuns` runs (counting those in flight); a run on a best that has since been replaced is dropped. */
-async function reRunBest(state: NoiseState, p: NoisePolicy, io: EvaluationIO): Promise<void> {
+async function reRunBest(state: NoiseState, p: NoisePolicy, io: JudgingIO): Promise<void> {
   const want = Math.max(0, p.bestRuns - state.best.group.n - state.best.pending);
   const target = state.best;
   const runs = Array.from({ length: want }, () => {
@@ -137,5 +167,3 @@ async function reRunBest(state: NoiseState, p: NoisePolicy, io: EvaluationIO): P
   });
   await Promise.all(runs);
 }
-
-export { EMPTY_GROUP };

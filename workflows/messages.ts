@@ -2,11 +2,12 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { CampaignSnapshot } from '../common/shared';
 
-/** Finish the running experiment, then wait until resumed. */
+/** Start no new experiment; those in flight finish and are recorded; then wait for resume. */
 export const pauseSignal = defineSignal<[]>('pause');
 export const resumeSignal = defineSignal<[]>('resume');
-/** Finish the running experiment, then end the campaign as `stopped`. */
+/** Start no new experiment; those in flight finish and are recorded; then the campaign ends (stopped). */
 export const stopSignal = defineSignal<[]>('stop');
+/** The snapshot `nightlab status` shows. */
 export const statusQuery = defineQuery<CampaignSnapshot>('status');
 
 export interface SteerInput {

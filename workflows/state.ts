@@ -1,0 +1,175 @@
+// What the campaign workflow holds: the carry (counters, the best, the noise pool, the fix to try,
+// a person's notes: all that continue-as-new passes on), the experiments in flight, and how the
+// campaign shows itself (the snapshot `nightlab status` reads; search attributes and current details
+// in the Temporal Web UI). The message handlers change it here, in one place.
+import { setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
+import { SA } from '../common/shared';
+import type {
+  CampaignCarry,
+  CampaignInput,
+  CampaignSnapshot,
+  CampaignState,
+  Group,
+  NoiseState,
+} from '../common/shared';
+import { improvement, initialCarry, launchBlocked, mean, noiseSigma } from './decisions';
+import { adoptBest } from './judging';
+import { oneLine } from './records';
+import type { SteerInput } from './messages';
+
+const MAX_NOTES = 20;
+const MAX_STEER_CHARS = 16_000;
+
+/** One experiment in flight, as status shows it. */
+export interface Flight {
+  experiment: number;
+  /**
+   * What the experiment is doing. 'train' and 'confirm' only while one of its runs holds a slot;
+   * 'judge' between runs: deciding, rebasing, waiting for a slot for a confirmation run, or for
+   * the best's re-runs.
+   */
+  phase: 'propose' | 'queued' | 'train' | 'confirm' | 'judge' | 'record';
+  description: string;
+}
+
+export class WorkflowState {
+  readonly carry: CampaignCarry;
+  readonly flights = new Map<number, Flight>();
+  /** Instructions given by `nightlab steer --instructions`: passed on as input, not in the carry. */
+  instructions: string | undefined;
+
+  constructor(private readonly input: CampaignInput) {
+    this.carry = input.carry ?? initialCarry(Date.now());
+    this.instructions = input.instructionsOverride;
+  }
+
+  /** The state of a campaign whose loop runs. */
+  state(): CampaignState {
+    return this.carry.paused ? 'paused' : 'running';
+  }
+
+  /** Why no new experiment may start now (a budget is reached), or null. */
+  blocked(): string | null {
+    return launchBlocked(this.carry, this.input.config.budget, Date.now());
+  }
+
+  /** The noise state judging reads and writes: the carry's own best and pool (null before the baseline). */
+  noise(): NoiseState | null {
+    return hasBest(this.carry) ? this.carry : null;
+  }
+
+  /** Makes an experiment's commit the best, with the runs that decided it; returns the best it replaced. */
+  adopt(
+    kept: { sha: string; experiment: number },
+    keep: { group: Group; runs: number },
+  ): { sha: string; metric: number } {
+    const s = this.carry;
+    const noise = this.noise()!;
+    const old = { sha: noise.best.sha, metric: mean(noise.best.group) };
+    s.largestGain = Math.max(
+      s.largestGain ?? 0,
+      improvement(mean(keep.group), old.metric, this.input.config.metric.direction),
+    );
+    adoptBest(noise, { sha: kept.sha, experiment: kept.experiment, group: keep.group, nextRun: keep.runs });
+    s.kept += 1;
+    return old;
+  }
+
+  snapshot(state = this.state()): CampaignSnapshot {
+    const { carry: s, input } = this;
+    const inFlight = [...this.flights.values()].map((f) => ({ ...f }));
+    return {
+      tag: input.tag,
+      state,
+      message: s.statusMessage,
+      experiments: s.experiments,
+      kept: s.kept,
+      crashes: s.crashes,
+      bestMetric: s.best ? mean(s.best.group) : null,
+      bestCommit: s.best?.sha ?? null,
+      baselineMetric: s.baselineMetric,
+      metricName: input.config.metric.name,
+      direction: input.config.metric.direction,
+      costUsd: s.costUsd,
+      budget: { ...input.config.budget },
+      startedAt: new Date(s.startedAtMs).toISOString(),
+      current:
+        inFlight.find(
+          (f) => f.phase === 'train' || f.phase === 'confirm' || f.phase === 'judge' || f.phase === 'record',
+        ) ?? null,
+      inFlight,
+      noiseSigma: s.best ? noiseSigma(s.pool, [s.best.group]) : null,
+      parallelism: input.config.parallelism,
+      campaignDir: input.campaignDir,
+      branch: input.branch,
+    };
+  }
+
+  /** Search attributes (for filters) and current details (the Web UI's summary) say where the campaign stands. */
+  publish(state = this.state()): void {
+    const { carry: s, input } = this;
+    const best = s.best ? mean(s.best.group) : null;
+    upsertSearchAttributes([
+      { key: SA.tag, value: input.tag },
+      { key: SA.state, value: state },
+      { key: SA.experiments, value: s.experiments },
+      { key: SA.kept, value: s.kept },
+      { key: SA.cost, value: Math.round(s.costUsd * 1e6) / 1e6 },
+      ...(best !== null ? [{ key: SA.best, value: best }] : []),
+    ]);
+    const bestText =
+      best !== null
+        ? `${input.config.metric.name} ${best.toFixed(6)} (experiment ${s.best!.experiment})`
+        : 'no baseline yet';
+    const running = [...this.flights.values()]
+      .map((f) => `- experiment ${f.experiment}: ${f.phase}${f.description ? ` — ${f.description}` : ''}`)
+      .join('\n');
+    setCurrentDetails(
+      `**${state}** — ${s.statusMessage}\n\n${s.experiments} experiments, ${s.kept} kept, best ${bestText}${running ? `\n\n${running}` : ''}`,
+    );
+  }
+
+  /** Sets the status message and publishes it. */
+  announce(message: string, state = this.state()): void {
+    this.carry.statusMessage = message;
+    this.publish(state);
+  }
+
+  // The messages (workflows/messages.ts).
+
+  pause(): void {
+    this.carry.paused = true;
+    this.announce('paused by request');
+  }
+
+  resume(): void {
+    this.carry.paused = false;
+    this.carry.rejectedInARow = 0;
+    this.announce('resumed');
+  }
+
+  stop(): void {
+    this.carry.stopRequested = true;
+    this.carry.statusMessage = 'stopping after the experiments in flight';
+  }
+
+  steer(steer: SteerInput): { notes: number } {
+    const s = this.carry;
+    if (steer.note) s.notes = [...s.notes, steer.note.trim()].slice(-MAX_NOTES);
+    if (steer.instructions) this.instructions = steer.instructions;
+    s.statusMessage = steer.note ? `steered: ${oneLine(steer.note)}` : 'instructions replaced';
+    return { notes: s.notes.length };
+  }
+}
+
+/** Refuses empty or oversized steering before it is accepted into history. */
+export function validateSteer(steer: SteerInput): void {
+  if (!steer.note?.trim() && !steer.instructions?.trim()) throw new Error('give a non-empty --note or --instructions');
+  if ((steer.note?.length ?? 0) + (steer.instructions?.length ?? 0) > MAX_STEER_CHARS) {
+    throw new Error(`steering text over ${MAX_STEER_CHARS} characters; shorten it`);
+  }
+}
+
+function hasBest(carry: CampaignCarry): carry is CampaignCarry & NoiseState {
+  return carry.best !== null;
+}
