@@ -328,7 +328,8 @@ function redact(text: string, c: Loaded): string {
   return key ? text.split(key).join('<API key>') : text;
 }
 
-function isLocal(address: string): boolean {
+/** Whether `address` is this machine: doctor needs the Temporal CLI (a dev server) only for such an address. */
+export function isLocalAddress(address: string): boolean {
   return /^(127\.|localhost:|\[::1\]:|0\.0\.0\.0:)/.test(address);
 }
 
@@ -340,7 +341,7 @@ async function diagnose(c: Loaded, original: string): Promise<ConnectionError> {
   if (tcp !== 'ok') {
     return new ConnectionError(
       `Cannot reach the Temporal server at ${address} (${tcp})`,
-      isLocal(address)
+      isLocalAddress(address)
         ? 'Start one with `nightlab server`, or set TEMPORAL_ADDRESS to a running server'
         : `Check the address and the network, or set TEMPORAL_ADDRESS to a running server (now ${c.where('address')})`,
     );
