@@ -9,7 +9,7 @@ import { experimentRecord, lostRun, oneLine, type ExperimentFacts } from './reco
 import type { WorkflowState } from './state';
 
 /** patched() id: the run is scheduled as `run`, no longer `runExperiment` (workers register both). */
-export const ACTIVITY_NAMES = 'activity-names';
+const ACTIVITY_NAMES = 'activity-names';
 
 const cpu = proxyActivities<OrchestratorActivities>({
   startToCloseTimeout: '60 minutes',
