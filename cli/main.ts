@@ -1,8 +1,10 @@
 // What each `nightlab` command does: one function per command, named in the command tree
 // (cli/program.mjs: names, flags, help) and called with commander's arguments (args, options,
-// command). Each imports what it needs when it runs: `nightlab status` loads no worker, and
-// `nightlab --help` loads none of this file. Data goes to stdout (with --json, nothing else does);
-// logs and errors go to stderr.
+// command). Each imports what it needs when it runs: a command loads its own part only (the
+// workers' code loads for the workers), and `nightlab --help` loads none of this file.
+// Data goes to stdout (with --json, nothing else does); logs and errors go to stderr.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import type { Client } from '@temporalio/client';
 import type { Control } from '../client/control';
@@ -23,6 +25,11 @@ export async function failure(e: unknown): Promise<number> {
   }
   console.error(e instanceof TemporalCliMissing ? e.message : `nightlab: ${(e as Error)?.message ?? e}`);
   return EXIT.runtime;
+}
+
+/** `promise`, with the errors `isUsage` picks turned into usage errors of the command (exit 2). */
+function usageErrors<T>(cmd: Command, promise: Promise<T>, isUsage: (e: Error) => boolean): Promise<T> {
+  return promise.catch((e: Error) => (isUsage(e) ? cmd.error(e.message) : Promise.reject(e)));
 }
 
 /** Runs `fn` with a client of the Temporal server, closed afterwards. */
@@ -48,7 +55,6 @@ export async function setup(): Promise<void> {
 }
 
 export async function server(o: { ip: string; port: number; uiPort: number; dataDir?: string }): Promise<void> {
-  const path = (await import('node:path')).default;
   const { findTemporalCli } = await import('../ops/temporal-cli');
   const { startServer } = await import('../ops/server');
   const { nightlabHome, temporalNamespace } = await import('../ops/connection');
@@ -99,8 +105,6 @@ export async function doctor(o: { json?: boolean }): Promise<void> {
 }
 
 export async function init(o: { preset: string; force?: boolean }, cmd: Command): Promise<void> {
-  const { existsSync, writeFileSync } = await import('node:fs');
-  const path = (await import('node:path')).default;
   const { presetYaml, PRESETS } = await import('../common/config');
   if (!(o.preset in PRESETS))
     cmd.error(`--preset: unknown preset "${o.preset}"; choose one of ${Object.keys(PRESETS).join(', ')}`);
@@ -117,14 +121,16 @@ export async function demo(o: { iterations: number; tag?: string }): Promise<voi
 
 // ----------------------------------------------------------------------------- campaigns
 
-export async function start(o: { config: string; tag: string; json?: boolean }): Promise<void> {
+export async function start(o: { config: string; tag: string; json?: boolean }, cmd: Command): Promise<void> {
   const { loadConfig } = await import('../common/config');
   const { campaignWorkflowId } = await import('../common/shared');
   const { temporalNamespace } = await import('../ops/connection');
-  const { prepareStart, startCampaign, uiLink } = await import('../client/campaigns');
+  const { prepareStart, startCampaign, TagRefused, uiLink } = await import('../client/campaigns');
   const { config, baseDir } = loadConfig(o.config);
-  const input = await prepareStart({ config, baseDir, tag: o.tag });
-  await withClient((client) => startCampaign(client, input));
+  // --tag is a flag: one that cannot name a new campaign is a usage error, the config's problems config errors.
+  const tagRefused = (e: Error) => e instanceof TagRefused;
+  const input = await usageErrors(cmd, prepareStart({ config, baseDir, tag: o.tag }), tagRefused);
+  await withClient((client) => usageErrors(cmd, startCampaign(client, input), tagRefused));
   const started = {
     tag: o.tag,
     workflowId: campaignWorkflowId(o.tag),
@@ -161,9 +167,9 @@ export async function status(tag: string, o: { json?: boolean; watch?: boolean }
         // the records are on another host: no alarms from here
       }
       const ended = isEnded(s.state);
+      const snapshot = { ...s, ended, alarms: alarms(ledger, s.direction) };
       // With --watch, one JSON object per line: a stream a script reads line by line.
-      if (o.json)
-        console.log(JSON.stringify({ ...s, ended, alarms: alarms(ledger, s.direction) }, null, o.watch ? 0 : 2));
+      if (o.json) console.log(JSON.stringify(snapshot, null, o.watch ? 0 : 2));
       else console.log([statusText(s), ...alarmLines(ledger, s.direction, s.metricName)].join('\n'));
       if (!o.watch || ended) return;
       await new Promise((r) => setTimeout(r, 2000));
@@ -172,13 +178,14 @@ export async function status(tag: string, o: { json?: boolean; watch?: boolean }
 }
 
 export async function results(tag: string, o: { json?: boolean }): Promise<void> {
-  const path = (await import('node:path')).default;
   const { campaignStatus } = await import('../client/campaigns');
-  const { experiments } = await import('../lib/ledger');
+  const { readLedger } = await import('../lib/ledger');
+  const { resultRows } = await import('../client/results');
   const { resultsTable } = await import('./format');
   const s = await withClient((client) => campaignStatus(client, tag));
-  const rows = experiments(s.campaignDir);
-  if (o.json) printJson(rows.map(({ logTail: _t, ...r }) => ({ number: r.experiment, ...r })));
+  // Each experiment's record with every run of its commit (mean, spread, count) and the best marked.
+  const rows = resultRows(readLedger(s.campaignDir));
+  if (o.json) printJson(rows);
   else console.log(`${resultsTable(rows, s.metricName)}\n\nresults.tsv: ${path.join(s.campaignDir, 'results.tsv')}`);
 }
 
@@ -222,11 +229,11 @@ export async function dashboard(o: { port: number; host?: string }): Promise<voi
 
 // ------------------------------------------------------------------- pause, resume, stop, steer
 
-async function control(control: Control, tag: string, cmd: Command): Promise<void> {
+async function control(what: Control, tag: string, cmd: Command): Promise<void> {
   const { sendControl } = await import('../client/control');
-  await withClient((client) => sendControl(client, tag, control));
+  await withClient((client) => sendControl(client, tag, what));
   // The command's help says what the campaign now does, in the words of docs/concepts.md.
-  console.log(`Sent ${control} to campaign ${tag}: ${cmd.description()}.`);
+  console.log(`Sent ${what} to campaign ${tag}: ${cmd.description()}.`);
 }
 
 export const pause = (tag: string, _o: object, cmd: Command) => control('pause', tag, cmd);
@@ -234,7 +241,6 @@ export const resume = (tag: string, _o: object, cmd: Command) => control('resume
 export const stop = (tag: string, _o: object, cmd: Command) => control('stop', tag, cmd);
 
 export async function steer(tag: string, o: { note?: string; instructions?: string }, cmd: Command): Promise<void> {
-  const { existsSync, readFileSync } = await import('node:fs');
   const { steerCampaign } = await import('../client/control');
   if (!o.note && !o.instructions) cmd.error('give --note "..." or --instructions <file>');
   if (o.instructions && !existsSync(o.instructions)) cmd.error(`--instructions: ${o.instructions} does not exist`);
@@ -265,9 +271,7 @@ export async function gpuWorker(o: { gpus?: string }, cmd: Command): Promise<voi
   const { connectWorker, nightlabHome, temporalAddress, temporalNamespace } = await import('../ops/connection');
   const { createGpuWorkers, resolveSlots, SHUTDOWN_GRACE } = await import('../gpu-worker/worker');
   // A --gpus value it cannot read is a usage error; a GPU table it cannot get is not.
-  const slots = await resolveSlots(o.gpus).catch((e: Error) =>
-    e.message.startsWith('--gpus:') ? cmd.error(e.message) : Promise.reject(e),
-  );
+  const slots = await usageErrors(cmd, resolveSlots(o.gpus), (e) => e.message.startsWith('--gpus:'));
   const connection = await connectWorker();
   const home = nightlabHome();
   const workers = await createGpuWorkers({ connection, home, slots, namespace: temporalNamespace() });

@@ -38,14 +38,24 @@ export function resolveProposer(config: CampaignConfig, env: NodeJS.ProcessEnv =
   return { ...config, proposer: { ...config.proposer, kind: env.ANTHROPIC_API_KEY ? 'anthropic' : 'mutate' } };
 }
 
-/** Everything checked before a campaign starts; returns the workflow input or throws ConfigError. */
+/** The tag cannot name a new campaign: malformed, or a campaign or its branch has it (the CLI's usage error). */
+export class TagRefused extends Error {}
+
+/**
+ * Everything checked before a campaign starts; returns the workflow input, or throws ConfigError
+ * (the config and what it names) or TagRefused.
+ */
 export async function prepareStart(args: {
   config: CampaignConfig;
   baseDir: string;
   tag: string;
   home?: string;
 }): Promise<CampaignInput> {
-  checkTag(args.tag);
+  try {
+    checkTag(args.tag);
+  } catch (e) {
+    throw new TagRefused((e as ConfigError).problems.join('; '));
+  }
   const config = resolveProposer(args.config);
   if (config.proposer.kind === 'anthropic') {
     try {
@@ -116,12 +126,8 @@ export async function prepareStart(args: {
       'branch',
     );
   if (await readRef(repo, `refs/heads/${branch}`)) {
-    throw new ConfigError(
-      [
-        `branch ${branch} already exists in ${repo}; choose another --tag, or delete the branch (git branch -D ${branch})`,
-      ],
-      '--tag',
-    );
+    const fix = `choose another --tag, or delete the branch (git branch -D ${branch})`;
+    throw new TagRefused(`branch ${branch} already exists in ${repo}; ${fix}`);
   }
   return { tag: args.tag, config, repo, branch, baseSha, campaignDir: campaignDirFor(args.tag, args.home), guard };
 }
@@ -164,12 +170,8 @@ export async function startCampaign(
     });
   } catch (e) {
     if (e instanceof WorkflowExecutionAlreadyStartedError) {
-      throw new ConfigError(
-        [
-          `a campaign with tag ${input.tag} is already running; see \`nightlab status ${input.tag}\`, or choose another --tag`,
-        ],
-        '--tag',
-      );
+      const fix = `see \`nightlab status ${input.tag}\`, or choose another --tag`;
+      throw new TagRefused(`a campaign with tag ${input.tag} is already running; ${fix}`);
     }
     throw e;
   }
