@@ -64,23 +64,21 @@ export async function judgeCandidate(
 ): Promise<JudgementOf<'keep' | 'discard' | 'crash'>> {
   if (first.failed) return { kind: 'crash', evidence: first.reason, runs: 1, failedRun: 0 };
   let runs = 1;
-  let verdict: JudgementOf<'keep' | 'discard' | 'confirm'> = judgeFirstRun(
-    first.metric!,
-    state.best.group,
-    sigma(state),
-    p,
-  );
+  let verdict = judgeFirstRun(first.metric!, state.best.group, sigma(state), p);
   const suspect = suspects ? suspectGain(first.metric!, state.best.group, sigma(state), suspects.largestGain, p) : null;
-  if (suspect && verdict.kind !== 'discard')
+  if (suspect && verdict.kind !== 'discard') {
+    const confirmRuns = Math.max(1, p.confirmRuns);
     verdict = {
       kind: 'confirm',
-      evidence: `${suspect}: never kept on one run; confirming with ${Math.max(1, p.confirmRuns)} fresh runs on clean caches`,
+      evidence: `${suspect}: never kept on one run; confirming with ${confirmRuns} fresh runs on clean caches`,
     };
+  }
   const trail = [verdict.evidence];
   let sameCommit: number[] = [first.metric!];
   // A win measured on an old best is re-proven on top of the new one.
-  if (verdict.kind === 'keep' && !io.onBest())
+  if (verdict.kind === 'keep' && !io.onBest()) {
     verdict = { kind: 'confirm', evidence: 'built on an old best: rebasing and confirming' };
+  }
   for (let round = 0; verdict.kind === 'confirm'; round++) {
     if (round === MAX_ROUNDS) {
       state.pool = closeGroup(state.pool, groupOf(sameCommit));
