@@ -121,27 +121,34 @@ export async function demo(o: { iterations: number; tag?: string }): Promise<voi
 
 // ----------------------------------------------------------------------------- campaigns
 
-export async function start(o: { config: string; tag: string; json?: boolean }, cmd: Command): Promise<void> {
+export async function start(
+  o: { config: string; tag: string; gpuTaskQueue?: string; json?: boolean },
+  cmd: Command,
+): Promise<void> {
   const { loadConfig } = await import('../common/config');
-  const { campaignWorkflowId } = await import('../common/shared');
+  const { campaignWorkflowId, GPU_TASK_QUEUE } = await import('../common/shared');
   const { temporalNamespace } = await import('../ops/connection');
   const { prepareStart, startCampaign, TagRefused, uiLink } = await import('../client/campaigns');
   const { config, baseDir } = loadConfig(o.config);
   // --tag is a flag: one that cannot name a new campaign is a usage error, the config's problems config errors.
   const tagRefused = (e: Error) => e instanceof TagRefused;
-  const input = await usageErrors(cmd, prepareStart({ config, baseDir, tag: o.tag }), tagRefused);
+  const prepared = await usageErrors(cmd, prepareStart({ config, baseDir, tag: o.tag }), tagRefused);
+  const input = o.gpuTaskQueue ? { ...prepared, gpuTaskQueue: o.gpuTaskQueue } : prepared;
   await withClient((client) => usageErrors(cmd, startCampaign(client, input), tagRefused));
   const started = {
     tag: o.tag,
     workflowId: campaignWorkflowId(o.tag),
     proposer: input.config.proposer.kind,
     branch: input.branch,
+    gpuTaskQueue: input.gpuTaskQueue ?? GPU_TASK_QUEUE,
     campaignDir: input.campaignDir,
     uiUrl: uiLink(o.tag, temporalNamespace()),
   };
   if (o.json) return printJson(started);
-  const { workflowId, proposer, branch, campaignDir, uiUrl } = started;
+  const { workflowId, proposer, branch, gpuTaskQueue, campaignDir, uiUrl } = started;
   console.log(`Started campaign ${o.tag} (workflow ${workflowId}), proposer ${proposer}, branch ${branch}.`);
+  if (input.gpuTaskQueue)
+    console.log(`Its runs go to task queue ${gpuTaskQueue}: nightlab gpu-worker --task-queue ${gpuTaskQueue}`);
   console.log(`Records: ${campaignDir}\nWeb UI: ${uiUrl}`);
 }
 
@@ -267,14 +274,15 @@ export async function worker(o: { maxActivities?: number }): Promise<void> {
   await connection.close();
 }
 
-export async function gpuWorker(o: { gpus?: string }, cmd: Command): Promise<void> {
+export async function gpuWorker(o: { gpus?: string; taskQueue?: string }, cmd: Command): Promise<void> {
   const { connectWorker, nightlabHome, temporalAddress, temporalNamespace } = await import('../ops/connection');
   const { createGpuWorkers, resolveSlots, SHUTDOWN_GRACE } = await import('../gpu-worker/worker');
   // A --gpus value it cannot read is a usage error; a GPU table it cannot get is not.
   const slots = await usageErrors(cmd, resolveSlots(o.gpus), (e) => e.message.startsWith('--gpus:'));
   const connection = await connectWorker();
   const home = nightlabHome();
-  const workers = await createGpuWorkers({ connection, home, slots, namespace: temporalNamespace() });
+  const namespace = temporalNamespace();
+  const workers = await createGpuWorkers({ connection, home, slots, namespace, taskQueue: o.taskQueue });
   const names = slots.map((s) => s.name).join(', ');
   log(`GPU worker on ${temporalAddress()}: slots ${names}; workspaces and logs under ${home}. Ctrl-C stops it.`);
   // Ctrl-C / SIGTERM: runs get SHUTDOWN_GRACE to finish, then their process groups are killed

@@ -83,6 +83,7 @@ export function buildProgram() {
     .description('start a campaign (workers run separately: nightlab worker, nightlab gpu-worker)')
     .requiredOption('--config <file>', 'campaign config (YAML or JSON)')
     .requiredOption('--tag <tag>', 'campaign tag: names the workflow campaign-<tag> and the branch')
+    .option('--gpu-task-queue <name>', 'where its runs go (default nightlab-gpu): a GPU fleet of its own')
     .option('--json', 'what was started, as JSON')
     .action(run('start'));
 
@@ -153,6 +154,7 @@ export function buildProgram() {
     .addOption(
       new Option('--gpus <list>', 'GPU indexes (0,1,...), all, or cpu (default: one CPU slot)').env('NIGHTLAB_GPUS'),
     )
+    .option('--task-queue <name>', 'take runs from this queue (default nightlab-gpu; see start --gpu-task-queue)')
     .action(run('gpuWorker'));
 
   return program;

@@ -11,6 +11,8 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { parseConfig, PRESETS } from '../common/config';
 import { campaignWorkflowId, type CampaignSnapshot } from '../common/shared';
 import type { ResultRow } from '../client/results';
+import { campaignInput } from '../client/live';
+import proto from '@temporalio/proto';
 import { connectClient } from '../ops/connection';
 import { git } from '../lib/git';
 import { ADDRESS, lab, makeRepo, QUADRATIC, QUADRATIC_CONFIG, ROOT, tempDir, uniqueTag, waitFor } from './helpers';
@@ -490,8 +492,10 @@ test('start: the same config with good input starts the campaign; a second start
     const running = `nightlab: usage error: a campaign with tag ${tag} is already running; see \`nightlab status ${tag}\``;
     assert.ok(again.stderr.startsWith(running), show(again));
 
-    // --json: what was started, as JSON alone on stdout.
-    const json = await nightlab(['start', '--config', file, '--tag', tag2, '--json'], { cwd: dir, home });
+    // --json: what was started, as JSON alone on stdout; --gpu-task-queue: where its runs go.
+    const queue = `cli-gpu-${tag2}`;
+    const args = ['start', '--config', file, '--tag', tag2, '--gpu-task-queue', queue, '--json'];
+    const json = await nightlab(args, { cwd: dir, home });
     assert.equal(json.code, 0, show(json));
     const { uiUrl, ...started } = JSON.parse(json.stdout);
     const campaignDir = path.join(home, 'campaigns', tag2);
@@ -500,10 +504,28 @@ test('start: the same config with good input starts the campaign; a second start
       workflowId: `campaign-${tag2}`,
       proposer: 'mutate',
       branch: `autoresearch/${tag2}`,
+      gpuTaskQueue: queue,
       campaignDir,
     });
     assert.match(uiUrl, new RegExp(`/namespaces/default/workflows/campaign-${tag2}$`));
-    assert.equal((await client.workflow.getHandle(campaignWorkflowId(tag2)).describe()).type, 'campaign');
+    assert.equal((await campaignInput(client, tag2)).gpuTaskQueue, queue, "in the workflow's start input");
+
+    // A GPU worker takes runs from that queue: it polls it.
+    const gpu = spawnNightlab(['gpu-worker', '--gpus', 'cpu', '--task-queue', queue], { home });
+    try {
+      await printed(gpu, /^GPU worker on /m);
+      const ACTIVITY = proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY;
+      await waitFor('a poller on the queue', async () => {
+        const q = await client.workflowService.describeTaskQueue({
+          namespace: 'default',
+          taskQueue: { name: queue },
+          taskQueueType: ACTIVITY,
+        });
+        return (q.pollers ?? []).length > 0;
+      });
+    } finally {
+      gpu.kill('SIGKILL');
+    }
   } finally {
     for (const t of [tag, tag2])
       await client.workflow
@@ -693,12 +715,13 @@ test(
 function printed(child: ChildProcess, pattern: RegExp): Promise<RegExpMatchArray> {
   return new Promise((resolve, reject) => {
     let out = '';
-    child.stdout!.on('data', (d) => {
+    const read = (d: Buffer) => {
       out += d;
       const m = out.match(pattern);
       if (m) resolve(m);
-    });
-    child.stderr!.on('data', (d) => (out += d));
+    };
+    child.stdout!.on('data', read);
+    child.stderr!.on('data', read);
     child.once('exit', (code) => reject(new Error(`exited ${code} before printing ${pattern}:\n${out}`)));
   });
 }
