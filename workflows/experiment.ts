@@ -21,7 +21,7 @@ import type { Steps } from './steps';
 
 /** Consecutive rejected proposals before the campaign pauses and asks for a person. */
 const MAX_REJECTED_IN_A_ROW = 5;
-/** patched() ids: campaigns started by older workers keep their old steps (README, "Upgrading a running fleet"). */
+/** patched() ids: campaigns started by older workers keep their old steps (docs/upgrading.md). */
 const REBASE_WHILE_QUEUED = 'rebase-while-queued';
 const KEEP_AT_DECISION = 'keep-at-decision';
 const SUSPECT_GAINS = 'suspect-gains';
@@ -114,7 +114,7 @@ export async function experiment(lab: Lab, n: number): Promise<void> {
   state.announce(`experiment ${n}: ${judgement.kind} — ${c.description}`);
 }
 
-/** A proposal for the candidate's experiment: a candidate, a rejection, or 'paused' when the proposer needs a person. */
+/** A proposal for the candidate's experiment: a candidate, a rejection, or 'paused' (the proposer needs a person). */
 async function propose(lab: Lab, c: Candidate, fix: CrashFix | null): Promise<Proposal | 'paused'> {
   const { state } = lab;
   const s = state.carry;
@@ -135,7 +135,8 @@ async function propose(lab: Lab, c: Candidate, fix: CrashFix | null): Promise<Pr
     s.statusMessage = `experiment ${c.experiment}: proposal rejected: ${p.reason}`;
     if (s.rejectedInARow >= MAX_REJECTED_IN_A_ROW) {
       s.paused = true;
-      s.statusMessage = `paused: ${s.rejectedInARow} proposals in a row were rejected (last: ${p.reason}); check the proposer, then resume`;
+      const why = `${s.rejectedInARow} proposals in a row were rejected (last: ${p.reason})`;
+      s.statusMessage = `paused: ${why}; check the proposer, then resume`;
     }
     state.publish();
     if (s.paused) await condition(() => !s.paused || s.stopRequested);

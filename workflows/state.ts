@@ -124,9 +124,8 @@ export class WorkflowState {
     const running = [...this.flights.values()]
       .map((f) => `- experiment ${f.experiment}: ${f.phase}${f.description ? ` — ${f.description}` : ''}`)
       .join('\n');
-    setCurrentDetails(
-      `**${state}** — ${s.statusMessage}\n\n${s.experiments} experiments, ${s.kept} kept, best ${bestText}${running ? `\n\n${running}` : ''}`,
-    );
+    const counts = `${s.experiments} experiments, ${s.kept} kept, best ${bestText}`;
+    setCurrentDetails(`**${state}** — ${s.statusMessage}\n\n${counts}${running ? `\n\n${running}` : ''}`);
   }
 
   /** Sets the status message and publishes it. */

@@ -8,7 +8,7 @@ import type { OrchestratorActivities } from '../activities';
 import { experimentRecord, lostRun, oneLine, type ExperimentFacts } from './records';
 import type { WorkflowState } from './state';
 
-/** patched() id: the run is scheduled as `run`, no longer `runExperiment` (workers register both). */
+/** patched() id (docs/upgrading.md): a run is scheduled as `run`, no longer `runExperiment` (GPU workers know both). */
 const ACTIVITY_NAMES = 'activity-names';
 
 const cpu = proxyActivities<OrchestratorActivities>({
@@ -114,7 +114,8 @@ export class Steps {
     const { tag, campaignDir, repo, config } = this.input;
     const args = experimentRecord(facts, { tag, campaignDir, repo, metricName: config.metric.name, nowMs: Date.now() });
     const { metric, status } = args.record;
-    const summary = `experiment ${facts.n}: ${status} — ${metric === null ? 'no metric' : `${config.metric.name} ${metric.toFixed(6)}`}`;
+    const figure = metric === null ? 'no metric' : `${config.metric.name} ${metric.toFixed(6)}`;
+    const summary = `experiment ${facts.n}: ${status} — ${figure}`;
     await cpu.recordExperiment.executeWithOptions({ summary }, [args]);
   }
 
