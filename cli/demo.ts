@@ -59,8 +59,7 @@ export async function runDemo(opts: { iterations: number; tag?: string }): Promi
       dataDir: path.join(home, 'server'),
       host,
       port,
-      uiPort: 8233,
-      namespace,
+      namespace, // the Web UI on port + 1000: 8233 for the default 7233
       log,
     });
   } else {
@@ -94,7 +93,7 @@ export async function runDemo(opts: { iterations: number; tag?: string }): Promi
     `Campaign ${tag}: baseline + ${opts.iterations} experiments of tiny-lm with the ${input.config.proposer.kind} proposer.`,
   );
   log(
-    `  repository ${repoDir}, branch ${input.branch}\n  records ${input.campaignDir}\n  Web UI ${uiLink(tag, namespace)}\n`,
+    `  repository ${repoDir}, branch ${input.branch}\n  records ${input.campaignDir}\n  Web UI ${uiLink(tag, namespace, server?.uiUrl ?? undefined)}\n`,
   );
 
   // Experiments finish out of order when one is prepared ahead: print each once, as it ends.
@@ -128,7 +127,7 @@ export async function runDemo(opts: { iterations: number; tag?: string }): Promi
   log(`\n${statusText(status)}\n\n${resultsTable(experiments(input.campaignDir), config.metric.name)}`);
   log(`\nresults.tsv: ${path.join(input.campaignDir, 'results.tsv')}`);
   log(`Kept commits: git -C ${repoDir} log --oneline --notes=nightlab ${input.branch}`);
-  log(`Web UI: ${uiLink(tag, namespace)}`);
+  log(`Web UI: ${uiLink(tag, namespace, server?.uiUrl ?? undefined)}`);
   if (server) {
     if (process.stdout.isTTY) {
       log('The Temporal server keeps running so you can browse the campaign in the Web UI; Ctrl-C stops it.');
