@@ -10,7 +10,8 @@ import { connectClient, connectWorker, nightlabHome, temporalAddress, temporalNa
 import { findTemporalCli } from '../ops/temporal-cli';
 import { prepareNamespace, probe, splitAddress, startServer, type RunningServer } from '../ops/server';
 import { git } from '../lib/git';
-import { experiments } from '../lib/ledger';
+import { experiments, readLedger } from '../lib/ledger';
+import { resultRows } from '../client/results';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import { workerProposers } from '../workers/proposers';
 import { createGpuWorkers, resolveSlots } from '../gpu-worker/worker';
@@ -124,7 +125,7 @@ export async function runDemo(opts: { iterations: number; tag?: string }): Promi
   await Promise.allSettled(running);
   await connection.close();
 
-  log(`\n${statusText(status)}\n\n${resultsTable(experiments(input.campaignDir), config.metric.name)}`);
+  log(`\n${statusText(status)}\n\n${resultsTable(resultRows(readLedger(input.campaignDir)), config.metric.name)}`);
   log(`\nresults.tsv: ${path.join(input.campaignDir, 'results.tsv')}`);
   log(`Kept commits: git -C ${repoDir} log --oneline --notes=nightlab ${input.branch}`);
   log(`Web UI: ${uiLink(tag, namespace, server?.uiUrl ?? undefined)}`);

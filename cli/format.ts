@@ -1,16 +1,12 @@
 // How campaigns look in a terminal.
-import type { CampaignSnapshot, ExperimentRecord } from '../common/shared';
-import { resultCells, resultRows, resultsLegend, type ResultRow } from '../client/results';
+import type { CampaignSnapshot } from '../common/shared';
+import { resultCells, resultsLegend, type ResultRow } from '../client/results';
 
 /**
  * The results table: each experiment's decided figure, the best's figure it was judged against,
- * and every run of its commit (`resultRows`); the current best marked. Records without their
- * ledger's runs (`experiments()`) show the record's own figure and run count.
+ * and every run of its commit (`resultRows`); the current best marked.
  */
-export function resultsTable(rows: readonly (ResultRow | ExperimentRecord)[], metricName: string): string {
-  const results = rows.every((r) => 'figures' in r)
-    ? (rows as ResultRow[])
-    : resultRows(rows.map((r) => ({ kind: 'experiment' as const, logTail: '', ...r })));
+export function resultsTable(results: readonly ResultRow[], metricName: string): string {
   const head = ['#', 'commit', metricName, 'vs best', 'delta', 'all runs', 'mem_gb', 'status', 'description'];
   const body = results.map((r) => {
     const c = resultCells(r);

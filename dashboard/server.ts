@@ -30,6 +30,7 @@ import { chartData, chartSpec } from '../client/chart';
 import { campaignInput, inFlightOf, pairRuns, runningRuns } from '../client/live';
 import { estimateTimeLeft } from '../client/watch';
 import { experimentRows, reportTotals } from '../client/report';
+import { resultCells, resultRows, resultsLegend } from '../client/results';
 
 const PUBLIC = fileURLToPath(new URL('./public', import.meta.url));
 const require = createRequire(import.meta.url);
@@ -117,8 +118,10 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     const metricName = input?.config.metric.name ?? status.metricName;
     const direction = input?.config.metric.direction ?? status.direction;
     const ledger = readLedger(input?.campaignDir ?? status.campaignDir);
-    const rows = experimentRows(ledger).map(({ logTail: _t, ...r }) => r);
-    const chart = chartData(rows, { metricName, direction, tag });
+    // The same rows and cells as `nightlab results` and the report: each experiment with all its runs.
+    const results = resultRows(ledger);
+    const rows = results.map((r) => ({ ...r, cells: resultCells(r) }));
+    const chart = chartData(results, { metricName, direction, tag });
     const ended = isEnded(status.state);
     const runs = ended ? [] : await runningRuns(client, tag, now).catch(() => []);
     return {
@@ -126,6 +129,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       status: { ...status, metricName, direction },
       ended,
       rows,
+      legend: resultsLegend(metricName),
       rejected: ledger.filter((r) => r.kind === 'rejected'),
       totals: reportTotals(ledger),
       chart,

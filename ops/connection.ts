@@ -3,7 +3,8 @@
 // are each a setting away. With nothing configured: the dev server at 127.0.0.1:7233, namespace "default".
 // Every client, worker, CLI command, the dashboard and doctor connect through here; explicit arguments win.
 import { Connection, Client, isGrpcServiceError } from '@temporalio/client';
-import { NativeConnection, type NativeConnectionOptions } from '@temporalio/worker';
+// The worker's native connection is loaded only by workers: the CLI's client commands start faster.
+import type { NativeConnection, NativeConnectionOptions } from '@temporalio/worker';
 import { loadClientConfig, loadClientConfigProfile, toClientOptions } from '@temporalio/envconfig';
 import type { ClientConfigProfile, ConfigDataSource } from '@temporalio/envconfig';
 import type { TLSConfig } from '@temporalio/common/lib/internal-non-workflow';
@@ -246,6 +247,7 @@ export async function connectClient(address?: string, namespace?: string): Promi
 export async function connectWorker(address?: string): Promise<NativeConnection> {
   const c = load(address);
   try {
+    const { NativeConnection } = await import('@temporalio/worker');
     return await NativeConnection.connect(c.options);
   } catch (e) {
     throw await explain(e, c);

@@ -10,6 +10,7 @@ import proto from '@temporalio/proto';
 const { temporal } = proto;
 import { SEARCH_ATTRIBUTES, DEFAULT_NAMESPACE } from '../common/shared';
 import { findTemporalCli } from './temporal-cli';
+import { openConnection } from './connection';
 
 /** Closed campaigns stay visible in the Web UI this long (the dev server's default is one day). */
 export const RETENTION_DAYS = 30;
@@ -115,7 +116,7 @@ export async function prepareNamespace(address: string, namespace = DEFAULT_NAME
 
 /** Names of Nightlab's search attributes the namespace lacks. */
 export async function missingSearchAttributes(address: string, namespace: string): Promise<string[]> {
-  const c = await Connection.connect({ address, connectTimeout: '5s' });
+  const c = await openConnection(address);
   try {
     const existing = await c.operatorService.listSearchAttributes({ namespace });
     return Object.keys(SEARCH_ATTRIBUTES).filter((n) => !(n in (existing.customAttributes ?? {})));

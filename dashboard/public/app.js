@@ -294,6 +294,9 @@ function renderChart(v) {
 }
 
 function renderTable(v) {
+  // Column headings explain themselves on hover, in the words of the terminal table's legend.
+  const legend = Object.fromEntries(v.legend);
+  for (const th of $('results').tHead.rows[0].cells) if (legend[th.textContent]) th.title = legend[th.textContent];
   const body = $('results').tBodies[0];
   const rows = [...v.rows].reverse(); // newest first
   body.replaceChildren(
@@ -307,10 +310,12 @@ function renderTable(v) {
         },
         el('td', { class: 'num' }, r.experiment),
         el('td', {}, el('code', {}, r.commit.slice(0, 7))),
-        el('td', { class: 'num' }, fmt(r.metric)),
-        el('td', { class: 'num' }, r.delta === null ? '' : `${r.delta >= 0 ? '+' : ''}${r.delta.toFixed(6)}`),
+        el('td', { class: 'num' }, r.cells.metric),
+        el('td', { class: 'num' }, r.cells.vsBest),
+        el('td', { class: 'num' }, r.cells.delta),
+        el('td', { class: 'num' }, r.cells.runs),
         el('td', { class: 'num' }, r.memoryGb.toFixed(1)),
-        el('td', { class: `status ${r.status}` }, r.status),
+        el('td', { class: `status ${r.status}` }, r.cells.status),
         el('td', { class: 'num' }, r.seconds.toFixed(1)),
         el('td', {}, r.description),
         el(
