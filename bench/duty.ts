@@ -18,6 +18,7 @@
 // campaign's gaps are lengthened by another's work on this 2-core machine. The trainer's own
 // clock excludes process start-up, so the figures are conservative for both systems.
 // Each Nightlab line is followed by where its gaps went, read from the workflow history.
+import { RUN_ACTIVITY_NAMES } from '../common/shared';
 import { figure } from './harness';
 import { serverForTools } from '../ops/server';
 import {
@@ -61,7 +62,7 @@ function gapParts(spans: RunSpan[], activities: ActivitySpan[]): Record<string, 
   const runOf = new Map<string, ActivitySpan>();
   for (const a of activities) {
     const m = /^experiment (\d+)(?: run (\d+))?:/.exec(a.summary);
-    if (a.type === 'runExperiment' && m && a.closed !== null && a.started !== null) runOf.set(`${m[1]}/${m[2] ?? 0}`, a);
+    if (RUN_ACTIVITY_NAMES.includes(a.type) && m && a.closed !== null && a.started !== null) runOf.set(`${m[1]}/${m[2] ?? 0}`, a);
   }
   const parts: Record<string, number[]> = { 'run end -> activity completed': [], 'completed -> next run scheduled': [], 'scheduled -> started': [], 'started -> trainer start': [] };
   const sorted = [...spans].sort((a, b) => a.t0 - b.t0);

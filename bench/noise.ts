@@ -17,7 +17,8 @@
 //   npm run bench:noise [-- --campaigns 200 --experiments 100 --seed 1]
 import { parseConfig } from '../common/config';
 import { groupOf, noisePolicy } from '../workflows/decisions';
-import { judgeCandidate, type NoiseState, type RunLite } from '../workflows/judging';
+import type { NoiseState } from '../common/shared';
+import { judgeCandidate, type RunLite } from '../workflows/judging';
 import { figure } from './harness';
 
 const args = new Map<string, string>();

@@ -13,6 +13,7 @@
 // proposals are made while one trains).
 // A profile of the strictly sequential run follows: where each experiment's time goes, read from
 // the workflow history, and the git/ledger/preflight steps of an experiment timed one by one.
+import { RUN_ACTIVITY, RUN_ACTIVITY_NAMES } from '../common/shared';
 import { figure } from './harness';
 import { serverForTools } from '../ops/server';
 import {
@@ -49,13 +50,13 @@ async function nightlab(l: BenchLab, label: string, lookahead: number | null): P
 function historyProfile(run: NightlabRun): Record<string, number> {
   const acts = run.facts.activities.filter((a) => a.started !== null && a.closed !== null);
   const perExp = (xs: number[]) => sum(xs) / run.experiments;
-  const ofType = (t: string) => acts.filter((a) => a.type === t && !/^experiment 0[ :]/.test(a.summary) && !a.summary.includes('baseline'));
+  const ofType = (t: string) => acts.filter((a) => (t === RUN_ACTIVITY ? RUN_ACTIVITY_NAMES.includes(a.type) : a.type === t) && !/^experiment 0[ :]/.test(a.summary) && !a.summary.includes('baseline'));
   const execMs = (t: string) => perExp(ofType(t).map((a) => a.closed! - a.started!));
   const queueMs = perExp(acts.filter((a) => a.type !== 'prepareCampaign' && !a.summary.startsWith('experiment 0')).map((a) => a.started! - a.scheduled));
   return {
     propose: execMs('propose'),
     rebase: execMs('rebaseCandidate'),
-    train: execMs('runExperiment'),
+    train: execMs(RUN_ACTIVITY),
     record: execMs('recordExperiment'),
     advanceBranch: execMs('advanceBranch'),
     queue: queueMs,
@@ -99,7 +100,7 @@ async function main(): Promise<void> {
     const accounted = p.propose + p.rebase + p.train + p.record + p.advanceBranch + p.queue;
     console.log('');
     console.log(`where a sequential Nightlab experiment's ${f0(serial.perExperimentMs)} ms go (from its workflow history, mean per experiment):`);
-    console.log(`  activities running: propose ${f0(p.propose)} ms, runExperiment ${f0(p.train)} ms, recordExperiment ${f0(p.record)} ms, advanceBranch ${f0(p.advanceBranch)} ms, rebaseCandidate ${f0(p.rebase)} ms`);
+    console.log(`  activities running: propose ${f0(p.propose)} ms, run ${f0(p.train)} ms, recordExperiment ${f0(p.record)} ms, advanceBranch ${f0(p.advanceBranch)} ms, rebaseCandidate ${f0(p.rebase)} ms`);
     console.log(`  activity tasks waiting for a worker (scheduled -> started): ${f0(p.queue)} ms`);
     console.log(`  the rest (workflow tasks between activities, history writes): ${f0(serial.perExperimentMs - accounted)} ms`);
     const wft = serial.facts.workflowTaskMs;

@@ -25,7 +25,7 @@ import { figure } from './harness';
 import { serverForTools } from '../ops/server';
 import { connectClient, connectWorker } from '../ops/connection';
 import { parseConfig, type CampaignConfigInput } from '../common/config';
-import { campaignWorkflowId } from '../common/shared';
+import { campaignWorkflowId, RUN_ACTIVITY_NAMES } from '../common/shared';
 import { makeExampleRepo } from '../cli/demo';
 import { prepareStart, startCampaign } from '../client/campaigns';
 import { readLedger } from '../lib/ledger';
@@ -78,7 +78,7 @@ async function watchRetry(handle: WorkflowHandle, since: number): Promise<{ noti
   let why = '';
   for (;;) {
     const d = await handle.describe().catch(() => null);
-    const act = d?.raw.pendingActivities?.find((a) => a.activityType?.name === 'runExperiment');
+    const act = d?.raw.pendingActivities?.find((a) => RUN_ACTIVITY_NAMES.includes(a.activityType?.name ?? ''));
     if (act && (act.attempt ?? 1) >= 2) {
       if (Number.isNaN(noticed)) {
         noticed = (Date.now() - since) / 1000;
@@ -134,7 +134,7 @@ try {
 
   // The figures the run activity's options predict, as the workflow scheduled it.
   const history = await c.handle.fetchHistory();
-  const scheduled = history.events!.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'runExperiment')!.activityTaskScheduledEventAttributes!;
+  const scheduled = history.events!.find((e) => RUN_ACTIVITY_NAMES.includes(e.activityTaskScheduledEventAttributes?.activityType?.name ?? ''))!.activityTaskScheduledEventAttributes!;
   const hb = seconds(scheduled.heartbeatTimeout);
   const first = seconds(scheduled.retryPolicy?.initialInterval);
   figure('policy', {

@@ -25,7 +25,7 @@
 //                   workflow hearing that a run ended, scheduling the next, the worker picking it
 //                   up, fetching and checking out the commit, and starting the trainer. Each run's
 //                   start and end come from the trainer's own clock (bench_t0/bench_t1 in its log).
-//   sched latency   runExperiment's ActivityTaskScheduled -> ActivityTaskStarted, from the
+//   sched latency   a run's ActivityTaskScheduled -> ActivityTaskStarted, from the
 //                   histories (p50/p99 over every run).
 //   memory          peak RSS (VmHWM) of each worker process.
 //   history         events per experiment (each campaign's events / its experiments).
@@ -34,6 +34,7 @@
 //                   task queue shares an oversubscribed fleet.
 // The shell-loop and autoresearch lines give the same fleet run by one sequential loop per slot
 // (nothing to compare of the engine's latency or memory: they have none).
+import { RUN_ACTIVITY_NAMES } from '../common/shared';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -169,11 +170,11 @@ async function main(): Promise<void> {
 
     // Scheduling latency and history size, from the histories.
     const facts = await Promise.all(campaigns.map((c) => historyFacts(conn.client, c.workflowId)));
-    const runs = facts.flatMap((f) => f.activities.filter((a) => a.type === 'runExperiment' && a.started !== null));
+    const runs = facts.flatMap((f) => f.activities.filter((a) => RUN_ACTIVITY_NAMES.includes(a.type) && a.started !== null));
     const latency = runs.map((a) => a.started! - a.scheduled);
     const experimentsDone = sum(statuses.map((s) => s.experiments));
     const eventsPerExperiment = sum(facts.map((f) => f.events)) / experimentsDone;
-    const cpuActs = facts.flatMap((f) => f.activities.filter((a) => a.type !== 'runExperiment' && a.started !== null && a.closed !== null));
+    const cpuActs = facts.flatMap((f) => f.activities.filter((a) => !RUN_ACTIVITY_NAMES.includes(a.type) && a.started !== null && a.closed !== null));
     const waits = (type: string) => cpuActs.filter((a) => a.type === type).map((a) => a.started! - a.scheduled);
     const takes = (type: string) => cpuActs.filter((a) => a.type === type).map((a) => a.closed! - a.started!);
     const proposeLatency = waits('propose');
@@ -188,7 +189,7 @@ async function main(): Promise<void> {
     figure('autoresearch', { utilisation: `${f1(100 * T / (T + T / 2))} % with the agent thinking L = T/2 per run, ${f1(50)} % with L = T (T/(L+T)); one sequential agent per GPU` });
     figure('nightlab', {
       utilisation: `${f1(steady)} % steady (${f1((to - from) / 1000)} s window), ${f1(whole)} % from first run to last`,
-      'sched latency': `p50 ${f0(percentile(latency, 50))} ms, p99 ${f0(percentile(latency, 99))} ms (runExperiment, ${latency.length} runs)`,
+      'sched latency': `p50 ${f0(percentile(latency, 50))} ms, p99 ${f0(percentile(latency, 99))} ms (run, ${latency.length} runs)`,
       'worker memory': `orchestrator ${f0(orchestrator.peakKb / 1024)} MB, gpu ${f0(gpu.peakKb / 1024)} MB (peak RSS)`,
       history: `${f1(eventsPerExperiment)} events/experiment`,
       target: `${steady >= TARGET ? 'met' : 'NOT met'} (>= ${TARGET} %)`,

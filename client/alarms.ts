@@ -3,7 +3,8 @@
 // the scoring may have been bent); and gains that looked too good to be true (the workflow flags
 // them, confirms them on clean caches, and records why).
 import type { LedgerRow } from '../lib/ledger';
-import { groupOf, improvement, noiseSigma, type Group } from '../workflows/decisions';
+import type { Group } from '../common/shared';
+import { groupOf, improvement, noiseSigma } from '../workflows/decisions';
 
 /** Held-out worse by more than this many standard deviations of the difference raises an alarm. */
 const HELD_OUT_K = 2;

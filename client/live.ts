@@ -5,7 +5,14 @@ import type { Client, WorkflowExecutionDescription } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import proto from '@temporalio/proto';
-import { campaignWorkflowId, type CampaignInput, type CampaignSnapshot, type RunRequest } from '../common/shared';
+import {
+  campaignWorkflowId,
+  RUN_ACTIVITY_NAMES,
+  type CampaignInput,
+  type CampaignSnapshot,
+  type RunHeartbeat,
+  type RunRequest,
+} from '../common/shared';
 
 function fromPayload<T>(client: Client, payload: Payload | null | undefined): T | undefined {
   if (!payload) return undefined;
@@ -46,22 +53,6 @@ export interface RunningRun {
   state: string;
 }
 
-/** What the GPU worker's heartbeat carries; workers before the experiment and run were added send neither. */
-export interface RunHeartbeat {
-  experiment?: number;
-  run?: number;
-  elapsedSec?: number;
-  timeoutSec?: number;
-  lastLine?: string;
-  slot?: string;
-  host?: string;
-}
-
-/**
- * The GPU activity's type names: `runExperiment` as older histories record it and `run`, the new
- * name; workers register both for one release. (To move to common/shared.ts beside the workers'.)
- */
-export const RUN_ACTIVITY_NAMES: readonly string[] = ['runExperiment', 'run'];
 
 export async function runningRuns(client: Client, tag: string, now = Date.now()): Promise<RunningRun[]> {
   const desc = await client.workflow.getHandle(campaignWorkflowId(tag)).describe();

@@ -61,6 +61,17 @@ export const RUN_ACTIVITY_NAMES: readonly string[] = [RUN_ACTIVITY, OLD_RUN_ACTI
 export type RunActivities = Record<RunActivityName, (req: RunRequest) => Promise<RunResult>>;
 type RunActivityName = typeof RUN_ACTIVITY | typeof OLD_RUN_ACTIVITY;
 
+/** What the GPU worker's heartbeat carries; workers before the experiment and run were added send neither. */
+export interface RunHeartbeat {
+  experiment?: number;
+  run?: number;
+  elapsedSec?: number;
+  timeoutSec?: number;
+  lastLine?: string;
+  slot?: string;
+  host?: string;
+}
+
 export interface RunRequest {
   tag: string;
   experiment: number;

@@ -13,7 +13,7 @@ import { statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { Context, CancelledFailure } from '@temporalio/activity';
 import { execa } from 'execa';
-import { experimentRef, type RunRequest, type RunResult, type RunOutcome } from '../common/shared';
+import { experimentRef, type RunHeartbeat, type RunRequest, type RunResult, type RunOutcome } from '../common/shared';
 import { checkMetric, readFigure } from '../lib/metrics';
 import { bareGit, isGitUrl } from '../lib/git';
 import { confined, decideSandbox, isInside, venvHome, type Mount, type SandboxDecision } from '../lib/sandbox';
@@ -74,7 +74,7 @@ export function createGpuActivities(deps: GpuDeps) {
   for (const slot of deps.slots) reapOrphan(path.join(deps.home, 'slots', slot.name, 'run.pid'));
 
   return {
-    async runExperiment(req: RunRequest): Promise<RunResult> {
+    async run(req: RunRequest): Promise<RunResult> {
       const slot = pool.take();
       try {
         return await runOnSlot(req, slot);
@@ -155,9 +155,10 @@ export function createGpuActivities(deps: GpuDeps) {
       argv: train.argv, cwd: places.workspace, env: train.env, timeoutSec: req.timeoutSec, signal: ctx.cancellationSignal, log, pidFile, feed: train.feed,
       onBeat: (elapsedSec, lastLine) => {
         // Which experiment and run this is, so live views pair runs with experiments at any parallelism.
-        ctx.heartbeat({
+        const beat: RunHeartbeat = {
           experiment: req.experiment, run: req.run, elapsedSec, timeoutSec: req.timeoutSec, lastLine, slot: slot.name, host,
-        });
+        };
+        ctx.heartbeat(beat);
         void gpuMemoryMb(slot.devices).then((used) => { if (used !== null) peakMb = Math.max(peakMb ?? 0, used); });
       },
     }).done;

@@ -100,7 +100,7 @@ export async function createGpuWorkers(opts: {
   let worker: Worker | undefined;
   const stopping = () => worker !== undefined && worker.getState() !== 'RUNNING';
   const gpu = retryWhenStopping(createGpuActivities({ home: opts.home, slots: opts.slots, host: opts.host }), stopping);
-  const run = gpu.runExperiment;
+  const run = gpu.run;
   // The run under both of its names: campaigns started before the rename schedule `runExperiment`.
   const activities: RunActivities = { [RUN_ACTIVITY]: run, [OLD_RUN_ACTIVITY]: run };
   worker = await Worker.create({
@@ -129,8 +129,8 @@ export async function createGpuWorkers(opts: {
 export function retryWhenStopping(activities: GpuActivities, stopping: () => boolean, settleMs = SETTLE_MS): GpuActivities {
   return {
     ...activities,
-    async runExperiment(req: RunRequest): Promise<RunResult> {
-      const r = await activities.runExperiment(req);
+    async run(req: RunRequest): Promise<RunResult> {
+      const r = await activities.run(req);
       if (r.outcome === 'ok') return r;
       if (!stopping() && diedOfSignal(r)) {
         const until = Date.now() + settleMs;

@@ -10,16 +10,14 @@ import path from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { Context } from '@temporalio/activity';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { campaignWorkflowId, type RunRequest, type RunResult } from '../common/shared';
+import { campaignWorkflowId, RUN_ACTIVITY_NAMES, type RunHeartbeat, type RunRequest, type RunResult } from '../common/shared';
 import { readLedger } from '../lib/ledger';
 import { connectWorker } from '../ops/connection';
 import {
   inFlightOf,
   pairRuns,
   runningRuns,
-  RUN_ACTIVITY_NAMES,
   type RunningRun,
-  type RunHeartbeat,
 } from '../client/live';
 import { campaignStatus } from '../client/campaigns';
 import { renderWatch, watchSnapshot } from '../client/watch';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { adoptBest, judgeCandidate, type JudgingIO, type NoiseState } from '../workflows/judging';
+import { adoptBest, judgeCandidate, type JudgingIO } from '../workflows/judging';
 import { closeGroup, groupOf, groupSS, judgeConfirmed, judgeFirstRun, launchBlocked, mean, nextFix, noiseSigma, runFailed, type NoisePolicy } from '../workflows/decisions';
 import { checkTag, ConfigError, parseConfig, presetYaml, PRESETS, type CampaignConfigInput } from '../common/config';
 import { findKnobs, mutateProposer, perturb, settingsIn } from '../proposers/mutate';
@@ -15,7 +15,7 @@ import { looksOutOfMemory, readMetric } from '../lib/metrics';
 import {
   appendExperiment, appendRejection, cleanDescription, experiments, LEDGER_FILE, readLedger, readResultsTsv, RESULTS_FILE, resultsLine,
 } from '../lib/ledger';
-import type { ExperimentRecord } from '../common/shared';
+import type { ExperimentRecord, NoiseState } from '../common/shared';
 import { classify } from '../gpu-worker/outcome';
 import { pidRecord, reapOrphan } from '../lib/supervise';
 import { spawn } from 'node:child_process';

@@ -3,7 +3,6 @@
 import type { CampaignCarry, CrashFix, Group, Pool, RunResult } from '../common/shared';
 import type { CampaignConfig } from '../common/config';
 
-export type { Group, Pool };
 
 export const EMPTY_GROUP: Group = { n: 0, mean: 0, m2: 0 };
 
