@@ -134,6 +134,23 @@ const SCENARIOS: Scenario[] = [
       },
     }),
   },
+  {
+    name: 'activity-names',
+    what: 'recorded after the workflow was split into modules and runs were scheduled as `run` (patched activity-names): two slots, a noisy target, a keep confirmed while the best is re-run, a crash, a discard',
+    run: () => plannedCampaign({
+      slots: 2,
+      plan: {
+        1: { LEARNING_RATE: 0.2, desc: 'lower learning rate' },
+        2: { mode: 1, desc: 'a change that crashes', delay: 0.3 },
+        3: { LEARNING_RATE: 0.9, desc: 'much higher learning rate' },
+      },
+      config: {
+        parallelism: 2, lookahead: 1, budget: { maxExperiments: 3 }, crash: { maxFixAttempts: 0 },
+        noise: { baselineRuns: 2, confirmRuns: 2, bestRuns: 3 },
+        run: { command: 'python3 train.py', env: { QUAD_NOISE: '0.01', QUAD_SLEEP: '0.5' }, timeoutSec: 60 },
+      },
+    }),
+  },
 ];
 
 const only = process.argv.slice(2);

@@ -68,7 +68,7 @@ test('the fixtures cover a crash, a keep, a fix, a rebase, a conflict, confirmat
   // Both sides of each patch: histories from before it (no marker) and from after it.
   const patchesOf = (f: { history: History }) => (f.history.events ?? []).flatMap((e) =>
     e.markerRecordedEventAttributes?.markerName === 'core_patch' ? [JSON.parse(payloadText(e.markerRecordedEventAttributes.details?.['patch-data']?.payloads?.[0])).id as string] : []);
-  for (const id of ['rebase-while-queued', 'keep-at-decision', 'suspect-gains']) {
+  for (const id of ['rebase-while-queued', 'keep-at-decision', 'suspect-gains', 'activity-names']) {
     assert.ok(all.some((f) => patchesOf(f).includes(id)), `a history recorded with the ${id} patch`);
     assert.ok(all.some((f) => !patchesOf(f).includes(id)), `a history from before ${id}`);
   }
