@@ -4,7 +4,21 @@
 import tseslint from 'typescript-eslint';
 import { builtinModules } from 'node:module';
 
-const LAYERS = ['common', 'lib', 'proposers', 'activities', 'workflows', 'workers', 'gpu-worker', 'client', 'ops', 'cli', 'dashboard', 'test', 'bench'];
+const LAYERS = [
+  'common',
+  'lib',
+  'proposers',
+  'activities',
+  'workflows',
+  'workers',
+  'gpu-worker',
+  'client',
+  'ops',
+  'cli',
+  'dashboard',
+  'test',
+  'bench',
+];
 
 /** Who may import whom (besides itself). Anything not listed is out of bounds. */
 const ALLOWED = {
@@ -35,9 +49,13 @@ function layerRule(layer) {
     // Workflows name their activities' types; erased imports cost nothing at run time.
     allowTypeImports: layer === 'workflows',
   }));
-  const paths = layer === 'workflows'
-    ? NODE_BUILTINS.map((name) => ({ name, message: 'workflow code is deterministic: no Node built-ins (do I/O in an activity).' }))
-    : [];
+  const paths =
+    layer === 'workflows'
+      ? NODE_BUILTINS.map((name) => ({
+          name,
+          message: 'workflow code is deterministic: no Node built-ins (do I/O in an activity).',
+        }))
+      : [];
   return {
     files: [`${layer}/**/*.ts`],
     rules: { '@typescript-eslint/no-restricted-imports': ['error', { paths, patterns }] },
@@ -46,6 +64,10 @@ function layerRule(layer) {
 
 export default tseslint.config(
   { ignores: ['node_modules/**', 'test/fixtures/**', 'examples/**', 'dashboard/public/**'] },
-  { files: ['**/*.ts'], languageOptions: { parser: tseslint.parser }, plugins: { '@typescript-eslint': tseslint.plugin } },
+  {
+    files: ['**/*.ts'],
+    languageOptions: { parser: tseslint.parser },
+    plugins: { '@typescript-eslint': tseslint.plugin },
+  },
   ...LAYERS.map(layerRule),
 );

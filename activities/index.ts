@@ -6,7 +6,21 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { CampaignConfig } from '../common/config';
 import { experimentRef, type ExperimentRecord, type Proposal, type RunRecord } from '../common/shared';
 import { ProposalRejected, buildContext, renderContext, type Proposer } from '../proposers/context';
-import { applyChange, checkoutWorktree, commitFiles, commitMessage, commitTree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, removeWorktree, setRef, showFiles } from '../lib/git';
+import {
+  applyChange,
+  checkoutWorktree,
+  commitFiles,
+  commitMessage,
+  commitTree,
+  commitWorktree,
+  compareAndSwapRef,
+  git,
+  mergeChange,
+  readRef,
+  removeWorktree,
+  setRef,
+  showFiles,
+} from '../lib/git';
 import { bounded, privateDir, writePrivate } from '../lib/supervise';
 import { appendExperiment, appendRejection, appendRun, cleanDescription, readLedger } from '../lib/ledger';
 import { mutateProposer } from '../proposers/mutate';
@@ -44,16 +58,31 @@ export function createActivities(deps: ActivityDeps = {}) {
     const kind = config.proposer.kind;
     if (kind === 'command') {
       const home = path.dirname(path.dirname(campaignDir)); // NIGHTLAB_HOME (campaign directories are <home>/campaigns/<tag>)
-      return commandProposer({ config, campaignDir, scratchDir: path.join(home, 'proposers', path.basename(campaignDir)), protect: [home, repo] });
+      return commandProposer({
+        config,
+        campaignDir,
+        scratchDir: path.join(home, 'proposers', path.basename(campaignDir)),
+        protect: [home, repo],
+      });
     }
     const p = deps.proposers?.[kind] ?? (kind === 'mutate' ? mutateProposer : undefined);
-    if (!p) throw ApplicationFailure.nonRetryable(`proposer "${kind}" is not available on this worker${kind === 'anthropic' ? ': set ANTHROPIC_API_KEY for the orchestrator worker' : ''}`, 'ProposerUnavailable');
+    if (!p)
+      throw ApplicationFailure.nonRetryable(
+        `proposer "${kind}" is not available on this worker${kind === 'anthropic' ? ': set ANTHROPIC_API_KEY for the orchestrator worker' : ''}`,
+        'ProposerUnavailable',
+      );
     return p;
   }
 
   return {
     /** Creates the campaign directory, the campaign branch and experiment 0's ref (idempotent). */
-    async prepareCampaign(args: { tag: string; repo: string; branch: string; baseSha: string; campaignDir: string }): Promise<void> {
+    async prepareCampaign(args: {
+      tag: string;
+      repo: string;
+      branch: string;
+      baseSha: string;
+      campaignDir: string;
+    }): Promise<void> {
       privateDir(args.campaignDir);
       const branchRef = `refs/heads/${args.branch}`;
       if (!(await readRef(args.repo, branchRef))) await compareAndSwapRef(args.repo, branchRef, args.baseSha, null);
@@ -73,22 +102,40 @@ export function createActivities(deps: ActivityDeps = {}) {
         if (!(await readRef(args.repo, ref))) await setRef(args.repo, ref, meta.sha);
         return { kind: 'candidate', ref, ...meta };
       }
-      const done = readLedger(args.campaignDir).find((r) => r.kind === 'rejected' && r.experiment === args.experiment && r.attempt === args.attempt);
-      if (done && done.kind === 'rejected') return { kind: 'rejected', reason: done.reason, description: done.description, costUsd: 0 };
+      const done = readLedger(args.campaignDir).find(
+        (r) => r.kind === 'rejected' && r.experiment === args.experiment && r.attempt === args.attempt,
+      );
+      if (done && done.kind === 'rejected')
+        return { kind: 'rejected', reason: done.reason, description: done.description, costUsd: 0 };
 
       const codeSha = args.fix?.sha ?? args.parentSha;
       const ctx = await buildContext(args);
       // What this proposal was shown, kept for people (a proposer's failures are read against it).
-      writePrivate(path.join(args.campaignDir, 'proposals', `${args.experiment}-${args.attempt}.context.md`), renderContext(ctx));
+      writePrivate(
+        path.join(args.campaignDir, 'proposals', `${args.experiment}-${args.attempt}.context.md`),
+        renderContext(ctx),
+      );
       const reject = (reason: string, description: string, costUsd: number, usage?: Proposal['usage']): Proposal => {
         reason = bounded(reason, MAX_REJECTION_CHARS);
-        appendRejection(args.campaignDir, { tag: args.tag, experiment: args.experiment, attempt: args.attempt, description, reason, costUsd, usage, at: new Date().toISOString() });
+        appendRejection(args.campaignDir, {
+          tag: args.tag,
+          experiment: args.experiment,
+          attempt: args.attempt,
+          description,
+          reason,
+          costUsd,
+          usage,
+          at: new Date().toISOString(),
+        });
         return { kind: 'rejected', reason, description, costUsd, usage };
       };
 
       let reply;
       // An agent may think for many minutes; heartbeats keep a live proposal from being timed out.
-      const beat = setInterval(() => Context.current().heartbeat({ experiment: args.experiment, attempt: args.attempt }), PROPOSE_HEARTBEAT_MS);
+      const beat = setInterval(
+        () => Context.current().heartbeat({ experiment: args.experiment, attempt: args.attempt }),
+        PROPOSE_HEARTBEAT_MS,
+      );
       try {
         reply = await proposerFor(args.config, args.campaignDir, args.repo)(ctx, Context.current().cancellationSignal);
       } catch (err) {
@@ -103,7 +150,15 @@ export function createActivities(deps: ActivityDeps = {}) {
       // What the edited files held before, at the commit edited and at the best (a fix differs).
       // (The context holds the editable files at the commit edited; preflight rejects any other name.)
       const before: Record<string, string | null> = Object.fromEntries(ctx.editable.map((f) => [f.path, f.content]));
-      const atParent = codeSha === args.parentSha ? before : Object.fromEntries((await showFiles(args.repo, args.parentSha, args.config.editable)).map((c, i) => [args.config.editable[i], c]));
+      const atParent =
+        codeSha === args.parentSha
+          ? before
+          : Object.fromEntries(
+              (await showFiles(args.repo, args.parentSha, args.config.editable)).map((c, i) => [
+                args.config.editable[i],
+                c,
+              ]),
+            );
       const reason = await preflight(files, before, atParent, args.config);
       if (reason) return reject(reason, description, costUsd, reply.usage);
 
@@ -120,10 +175,21 @@ export function createActivities(deps: ActivityDeps = {}) {
      * Moves a candidate built on an old best onto the current best: its change (against its
      * parent) is applied on top, and the experiment's ref follows. Null when the change conflicts.
      */
-    async rebaseCandidate(args: { repo: string; campaignDir: string; tag: string; experiment: number; attempt: number; sha: string; parent: string; onto: string; ontoExperiment: number }): Promise<string | null> {
+    async rebaseCandidate(args: {
+      repo: string;
+      campaignDir: string;
+      tag: string;
+      experiment: number;
+      attempt: number;
+      sha: string;
+      parent: string;
+      onto: string;
+      ontoExperiment: number;
+    }): Promise<string | null> {
       const ref = experimentRef(args.tag, args.experiment);
       const current = await readRef(args.repo, ref);
-      if (current && current !== args.sha && (await git(args.repo).raw(['rev-parse', `${current}^`])) === args.onto) return current; // a retry
+      if (current && current !== args.sha && (await git(args.repo).raw(['rev-parse', `${current}^`])) === args.onto)
+        return current; // a retry
       const original = await commitMessage(args.repo, args.sha);
       const message = `${original}\n(rebased onto ${args.onto.slice(0, 7)})`;
       let sha: string | null;
@@ -142,8 +208,13 @@ export function createActivities(deps: ActivityDeps = {}) {
       }
       if (!sha) {
         appendRejection(args.campaignDir, {
-          tag: args.tag, experiment: args.experiment, attempt: args.attempt, description: original.split('\n')[0],
-          reason: `conflicts with kept experiment ${args.ontoExperiment} when rebased onto it`, costUsd: 0, at: new Date().toISOString(),
+          tag: args.tag,
+          experiment: args.experiment,
+          attempt: args.attempt,
+          description: original.split('\n')[0],
+          reason: `conflicts with kept experiment ${args.ontoExperiment} when rebased onto it`,
+          costUsd: 0,
+          at: new Date().toISOString(),
         });
         return null;
       }
@@ -155,11 +226,21 @@ export function createActivities(deps: ActivityDeps = {}) {
     async advanceBranch(args: { repo: string; branch: string; from: string; to: string }): Promise<void> {
       if (await compareAndSwapRef(args.repo, `refs/heads/${args.branch}`, args.to, args.from)) return;
       const now = await readRef(args.repo, `refs/heads/${args.branch}`);
-      throw ApplicationFailure.nonRetryable(`branch ${args.branch} is at ${now?.slice(0, 7)}, expected ${args.from.slice(0, 7)}: it was moved outside Nightlab; reset it to ${args.from.slice(0, 7)} and resume`, 'BranchMoved');
+      throw ApplicationFailure.nonRetryable(
+        `branch ${args.branch} is at ${now?.slice(0, 7)}, expected ${args.from.slice(0, 7)}: it was moved outside Nightlab; reset it to ${args.from.slice(0, 7)} and resume`,
+        'BranchMoved',
+      );
     },
 
     /** The record of one experiment: ledger row, results.tsv line, and a git note on its commit. */
-    async recordExperiment(args: { campaignDir: string; repo: string; record: ExperimentRecord; metricName: string; logTail: string; runs: RunRecord[] }): Promise<void> {
+    async recordExperiment(args: {
+      campaignDir: string;
+      repo: string;
+      record: ExperimentRecord;
+      metricName: string;
+      logTail: string;
+      runs: RunRecord[];
+    }): Promise<void> {
       for (const run of args.runs) appendRun(args.campaignDir, run);
       appendExperiment(args.campaignDir, args.record, args.metricName, args.logTail);
       await noteExperiment(args.repo, args.record, args.metricName);

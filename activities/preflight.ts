@@ -22,12 +22,25 @@ export async function preflight(
   config: Pick<CampaignConfig, 'editable' | 'locked'> & { evaluate?: { heldOutPaths?: string[] } },
 ): Promise<string | null> {
   const names = Object.keys(files);
-  const check = (prefix: string, list: string[]) => (list.length ? bounded(prefix + list.join(', '), MAX_REJECTION_CHARS) : null);
+  const check = (prefix: string, list: string[]) =>
+    list.length ? bounded(prefix + list.join(', '), MAX_REJECTION_CHARS) : null;
   const reason =
-    check('edit to a path outside the repository: ', names.filter((f) => f.startsWith('/') || f.split(/[\\/]/).includes('..'))) ??
-    check('changes locked file(s): ', names.filter((f) => covers(config.locked, f))) ??
-    check('changes held-out data: ', names.filter((f) => covers(config.evaluate?.heldOutPaths ?? [], f))) ??
-    check(`edits outside the editable files (${config.editable.join(', ')}): `, names.filter((f) => !config.editable.includes(f)));
+    check(
+      'edit to a path outside the repository: ',
+      names.filter((f) => f.startsWith('/') || f.split(/[\\/]/).includes('..')),
+    ) ??
+    check(
+      'changes locked file(s): ',
+      names.filter((f) => covers(config.locked, f)),
+    ) ??
+    check(
+      'changes held-out data: ',
+      names.filter((f) => covers(config.evaluate?.heldOutPaths ?? [], f)),
+    ) ??
+    check(
+      `edits outside the editable files (${config.editable.join(', ')}): `,
+      names.filter((f) => !config.editable.includes(f)),
+    );
   if (reason) return reason;
   if (names.every((f) => files[f] === before[f])) return 'no-op edit: the proposal changed nothing';
   const changed = config.editable.filter((f) => (f in files ? files[f] : before[f]) !== atParent[f]);
@@ -41,7 +54,17 @@ export async function preflight(
 
 /** Compiles the text, from stdin: nothing is written anywhere (-I -S: no site imports, ~10 ms). */
 async function pythonSyntaxError(name: string, content: string): Promise<string | null> {
-  const r = await runCommand([await pythonExecutable(), '-I', '-S', '-c', 'import sys; compile(sys.stdin.buffer.read(), sys.argv[1], "exec")', name], { cwd: '/', env: baseEnv(), input: content });
+  const r = await runCommand(
+    [
+      await pythonExecutable(),
+      '-I',
+      '-S',
+      '-c',
+      'import sys; compile(sys.stdin.buffer.read(), sys.argv[1], "exec")',
+      name,
+    ],
+    { cwd: '/', env: baseEnv(), input: content },
+  );
   if (r.code === 0) return null;
   return r.stderr.toString('utf8').trim().split('\n').slice(-3).join(' | ');
 }

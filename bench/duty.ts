@@ -22,8 +22,23 @@ import { RUN_ACTIVITY_NAMES } from '../common/shared';
 import { figure } from './harness';
 import { serverForTools } from '../ops/server';
 import {
-  benchConfig, benchConnections, benchLab, covered, envNumber, f0, f1, historyFacts, machineLine, makeBenchRepo, percentile, removeTempDirs, runSpans, sum,
-  type ActivitySpan, type BenchLab, type RunSpan,
+  benchConfig,
+  benchConnections,
+  benchLab,
+  covered,
+  envNumber,
+  f0,
+  f1,
+  historyFacts,
+  machineLine,
+  makeBenchRepo,
+  percentile,
+  removeTempDirs,
+  runSpans,
+  sum,
+  type ActivitySpan,
+  type BenchLab,
+  type RunSpan,
 } from './lib';
 import { shellLoop } from './shell-loop';
 
@@ -62,9 +77,15 @@ function gapParts(spans: RunSpan[], activities: ActivitySpan[]): Record<string, 
   const runOf = new Map<string, ActivitySpan>();
   for (const a of activities) {
     const m = /^experiment (\d+)(?: run (\d+))?:/.exec(a.summary);
-    if (RUN_ACTIVITY_NAMES.includes(a.type) && m && a.closed !== null && a.started !== null) runOf.set(`${m[1]}/${m[2] ?? 0}`, a);
+    if (RUN_ACTIVITY_NAMES.includes(a.type) && m && a.closed !== null && a.started !== null)
+      runOf.set(`${m[1]}/${m[2] ?? 0}`, a);
   }
-  const parts: Record<string, number[]> = { 'run end -> activity completed': [], 'completed -> next run scheduled': [], 'scheduled -> started': [], 'started -> trainer start': [] };
+  const parts: Record<string, number[]> = {
+    'run end -> activity completed': [],
+    'completed -> next run scheduled': [],
+    'scheduled -> started': [],
+    'started -> trainer start': [],
+  };
   const sorted = [...spans].sort((a, b) => a.t0 - b.t0);
   for (let i = 1; i < sorted.length; i++) {
     const prev = runOf.get(`${sorted[i - 1].experiment}/${sorted[i - 1].run}`);
@@ -83,15 +104,30 @@ async function main(): Promise<void> {
   const conn = await benchConnections(server.address);
   const labs: BenchLab[] = [];
   try {
-    console.log(`bench:duty — T = ${T} s of training per run, ${N} experiments per campaign, each campaign on one GPU slot of its own`);
+    console.log(
+      `bench:duty — T = ${T} s of training per run, ${N} experiments per campaign, each campaign on one GPU slot of its own`,
+    );
     console.log(machineLine());
-    const shellResults = await Promise.all([T / 2, T].map(async (L) => ({ L, r: await shellLoop(await makeBenchRepo(), SHELL_N, { thinkSec: L, sleepSec: T }) })));
+    const shellResults = await Promise.all(
+      [T / 2, T].map(async (L) => ({
+        L,
+        r: await shellLoop(await makeBenchRepo(), SHELL_N, { thinkSec: L, sleepSec: T }),
+      })),
+    );
     const results = [];
     for (const L of [T / 2, T]) {
       for (const lookahead of [1, null]) {
-        const l = await benchLab({ client: conn.client, connection: conn.connection, slots: 1, proposerLatencyMs: L * 1000 });
+        const l = await benchLab({
+          client: conn.client,
+          connection: conn.connection,
+          slots: 1,
+          proposerLatencyMs: L * 1000,
+        });
         labs.push(l);
-        const c = await l.start(await makeBenchRepo(), benchConfig({ sleepSec: T, parallelism: 1, lookahead, budget: { maxExperiments: N } }));
+        const c = await l.start(
+          await makeBenchRepo(),
+          benchConfig({ sleepSec: T, parallelism: 1, lookahead, budget: { maxExperiments: N } }),
+        );
         const s = await c.result();
         const spans = runSpans(c.campaignDir);
         const parts = gapParts(spans, (await historyFacts(conn.client, c.workflowId)).activities);
@@ -103,10 +139,15 @@ async function main(): Promise<void> {
 
     for (const L of [T / 2, T]) {
       const shell = shellResults.find((x) => x.L === L)!.r;
-      const shellDuty = (100 * covered(shell.spans)) / (Math.max(...shell.spans.map((s) => s.t1)) - Math.min(...shell.spans.map((s) => s.t0)));
+      const shellDuty =
+        (100 * covered(shell.spans)) /
+        (Math.max(...shell.spans.map((s) => s.t1)) - Math.min(...shell.spans.map((s) => s.t0)));
       const analytic = (100 * T) / (L + T);
       console.log(`\nL = ${L} s, T = ${T} s (L = ${L === T ? 'T' : 'T/2'}):`);
-      figure('autoresearch', { duty: `${f1(analytic)} % (T/(L+T))`, simulated: `${f1(shellDuty)} % (bash loop, ${shell.experiments} runs, first run to last)` });
+      figure('autoresearch', {
+        duty: `${f1(analytic)} % (T/(L+T))`,
+        simulated: `${f1(shellDuty)} % (bash loop, ${shell.experiments} runs, first run to last)`,
+      });
       for (const r of results.filter((x) => x.L === L)) {
         figure('nightlab', {
           lookahead: r.lookahead === null ? '2 (default, 2 x P)' : String(r.lookahead),
@@ -117,11 +158,20 @@ async function main(): Promise<void> {
           experiments: `${r.experiments} (${r.kept} kept)`,
           target: `${r.d.steady >= TARGET ? 'met' : 'NOT met'} (>= ${TARGET} %)`,
         });
-        console.log(`              gaps, median ms: ${Object.entries(r.parts).map(([k, v]) => `${k} ${f0(percentile(v, 50))}`).join(', ')}`);
+        console.log(
+          `              gaps, median ms: ${Object.entries(r.parts)
+            .map(([k, v]) => `${k} ${f0(percentile(v, 50))}`)
+            .join(', ')}`,
+        );
       }
     }
-    console.log(`\nA gap runs from one run's end to the next run's start on the slot: the workflow hears of the end, starts the queued experiment (rebased after a keep, as soon as the keep is decided; proposed again if the rebase conflicts), and the GPU worker fetches and checks out the commit and starts the trainer. With one proposal prepared per slot and L = T, it can also hold the wait for the proposer.`);
-    const at300 = results.map((r) => `L = ${r.L === T ? 'T' : 'T/2'}, lookahead ${r.lookahead ?? 2}: ${f1((100 * 300_000) / (300_000 + sum(r.d.gapsMs) / r.d.gapsMs.length))} %`);
+    console.log(
+      `\nA gap runs from one run's end to the next run's start on the slot: the workflow hears of the end, starts the queued experiment (rebased after a keep, as soon as the keep is decided; proposed again if the rebase conflicts), and the GPU worker fetches and checks out the commit and starts the trainer. With one proposal prepared per slot and L = T, it can also hold the wait for the proposer.`,
+    );
+    const at300 = results.map(
+      (r) =>
+        `L = ${r.L === T ? 'T' : 'T/2'}, lookahead ${r.lookahead ?? 2}: ${f1((100 * 300_000) / (300_000 + sum(r.d.gapsMs) / r.d.gapsMs.length))} %`,
+    );
     console.log(`The same mean gaps at autoresearch's T = 300 s (and L <= T): ${at300.join('; ')}.`);
   } finally {
     await Promise.all(labs.map((l) => l.close()));

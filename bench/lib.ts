@@ -38,11 +38,20 @@ export function quietRuntime(): void {
 }
 
 /** The client and the workers' connection to the bench server, with the quiet runtime. */
-export async function benchConnections(address: string): Promise<{ client: Client; connection: NativeConnection; close(): Promise<void> }> {
+export async function benchConnections(
+  address: string,
+): Promise<{ client: Client; connection: NativeConnection; close(): Promise<void> }> {
   quietRuntime();
   const client = await connectClient(address);
   const connection = await connectWorker(address);
-  return { client, connection, close: async () => { await connection.close(); await client.connection.close(); } };
+  return {
+    client,
+    connection,
+    close: async () => {
+      await connection.close();
+      await client.connection.close();
+    },
+  };
 }
 
 const made: string[] = [];
@@ -184,13 +193,30 @@ export async function benchLab(opts: {
   const taskQueue = opts.taskQueue ?? `bench-orch-${id}`;
   const gpuTaskQueue = opts.gpuTaskQueue ?? `bench-gpu-${id}`;
   const workers: Worker[] = [];
-  workers.push(await createOrchestratorWorker({ connection: opts.connection, taskQueue, deps: { proposers: slowMutate(opts.proposerLatencyMs ?? 0) } }));
+  workers.push(
+    await createOrchestratorWorker({
+      connection: opts.connection,
+      taskQueue,
+      deps: { proposers: slowMutate(opts.proposerLatencyMs ?? 0) },
+    }),
+  );
   if (opts.gpu !== false) {
-    workers.push(...(await createGpuWorkers({ connection: opts.connection, home, slots: slotNames(opts.slots ?? 1), taskQueue: gpuTaskQueue })));
+    workers.push(
+      ...(await createGpuWorkers({
+        connection: opts.connection,
+        home,
+        slots: slotNames(opts.slots ?? 1),
+        taskQueue: gpuTaskQueue,
+      })),
+    );
   }
   const running = workers.map((w) => w.run());
   return {
-    client: opts.client, home, taskQueue, gpuTaskQueue, workers,
+    client: opts.client,
+    home,
+    taskQueue,
+    gpuTaskQueue,
+    workers,
     start: (repo, config, tag) => startBench(opts.client, { repo, config, tag, home, taskQueue, gpuTaskQueue }),
     async close() {
       for (const w of workers) w.shutdown();
@@ -204,13 +230,22 @@ export function slotNames(n: number): Slot[] {
 }
 
 /** Starts a campaign as `nightlab start` does (validated config, prepared input). */
-export async function startBench(client: Client, a: { repo: string; config: CampaignConfigInput; tag?: string; home: string; taskQueue: string; gpuTaskQueue: string }): Promise<StartedCampaign> {
+export async function startBench(
+  client: Client,
+  a: { repo: string; config: CampaignConfigInput; tag?: string; home: string; taskQueue: string; gpuTaskQueue: string },
+): Promise<StartedCampaign> {
   const tag = a.tag ?? uniqueId('bench');
   const config = parseConfig(a.config, 'bench');
   const input = await prepareStart({ config, baseDir: a.repo, tag, home: a.home });
   const startedAtMs = Date.now();
   const handle = await startCampaign(client, { ...input, gpuTaskQueue: a.gpuTaskQueue }, { taskQueue: a.taskQueue });
-  return { tag, workflowId: campaignWorkflowId(tag), campaignDir: input.campaignDir, startedAtMs, result: () => handle.result() as Promise<CampaignSnapshot> };
+  return {
+    tag,
+    workflowId: campaignWorkflowId(tag),
+    campaignDir: input.campaignDir,
+    startedAtMs,
+    result: () => handle.result() as Promise<CampaignSnapshot>,
+  };
 }
 
 /** A run as it happened on its slot: the trainer's own clock (bench_t0/bench_t1) plus the record. */
@@ -235,7 +270,14 @@ export function runSpans(campaignDir: string): RunSpan[] {
     const t0 = [...log.matchAll(/^bench_t0: (\d+)$/gm)].at(-1);
     const t1 = [...log.matchAll(/^bench_t1: (\d+)$/gm)].at(-1);
     if (!t0 || !t1) continue;
-    spans.push({ experiment: run.experiment, run: run.run, slot: run.slot, seconds: run.seconds, t0: Number(t0[1]), t1: Number(t1[1]) });
+    spans.push({
+      experiment: run.experiment,
+      run: run.run,
+      slot: run.slot,
+      seconds: run.seconds,
+      t0: Number(t0[1]),
+      t1: Number(t1[1]),
+    });
   }
   return spans.sort((a, b) => a.t0 - b.t0);
 }
@@ -293,7 +335,14 @@ export async function historyFacts(client: Client, workflowId: string): Promise<
       case EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: {
         const a = e.activityTaskScheduledEventAttributes!;
         const summary = payloadText(e.userMetadata?.summary?.data);
-        byId.set(id, { type: a.activityType?.name ?? '?', summary, scheduled: at, started: null, closed: null, attempt: 1 });
+        byId.set(id, {
+          type: a.activityType?.name ?? '?',
+          summary,
+          scheduled: at,
+          started: null,
+          closed: null,
+          attempt: 1,
+        });
         break;
       }
       case EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED: {
@@ -309,7 +358,10 @@ export async function historyFacts(client: Client, workflowId: string): Promise<
       case EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
       case EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
       case EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: {
-        const a = (e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes ?? e.activityTaskCanceledEventAttributes) as { scheduledEventId?: unknown } | null;
+        const a = (e.activityTaskCompletedEventAttributes ??
+          e.activityTaskFailedEventAttributes ??
+          e.activityTaskTimedOutEventAttributes ??
+          e.activityTaskCanceledEventAttributes) as { scheduledEventId?: unknown } | null;
         const span = a ? byId.get(Number(a.scheduledEventId)) : undefined;
         if (span) span.closed = at;
         break;
@@ -368,8 +420,16 @@ export function machineLine(): string {
   let code = '?';
   try {
     const root = path.dirname(path.dirname(new URL(import.meta.url).pathname));
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'activities', 'workflows', 'gpu-worker', 'workers', 'common'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+    const dirty = execFileSync(
+      'git',
+      ['status', '--porcelain', '--', 'activities', 'workflows', 'gpu-worker', 'workers', 'common'],
+      { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+    ).trim();
     code = `${head}${dirty ? ' + uncommitted core changes' : ''}`;
   } catch {
     // not a checkout

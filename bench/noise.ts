@@ -33,7 +33,10 @@ const SIGMA = 0.01; // run-to-run noise (seeds)
 const GAIN = 2 * SIGMA; // the real improvement of the second trainer
 
 // The default policy, from the real config schema.
-const config = parseConfig({ editable: ['train.py'], run: { command: 'python3 train.py' }, metric: { name: 'val_bpb', direction: 'lower' } }, 'bench');
+const config = parseConfig(
+  { editable: ['train.py'], run: { command: 'python3 train.py' }, metric: { name: 'val_bpb', direction: 'lower' } },
+  'bench',
+);
 const policy = noisePolicy(config);
 
 /** mulberry32: a small seeded generator, so the figures repeat run after run. */
@@ -112,11 +115,19 @@ const pct = (t: Tally) => `${((100 * t.keeps) / t.decisions).toFixed(1)}%`;
 
 const noise = await simulate(0, SEED);
 const better = await simulate(-GAIN, SEED + 1);
-console.log(`# ${CAMPAIGNS} campaigns x ${EXPERIMENTS} experiments per trainer (${noise.nightlab.decisions} decisions each): noise only, and a true gain of 2 sigma; nightlab policy k=${policy.k}, confirmRuns=${policy.confirmRuns}, bestRuns=${policy.bestRuns}, baselineRuns=${config.noise.baselineRuns}`);
+console.log(
+  `# ${CAMPAIGNS} campaigns x ${EXPERIMENTS} experiments per trainer (${noise.nightlab.decisions} decisions each): noise only, and a true gain of 2 sigma; nightlab policy k=${policy.k}, confirmRuns=${policy.confirmRuns}, bestRuns=${policy.bestRuns}, baselineRuns=${config.noise.baselineRuns}`,
+);
 const runsPer = (a: Tally, b: Tally) => ((a.runs + b.runs) / (a.decisions + b.decisions)).toFixed(2);
 for (const rule of ['autoresearch', 'nightlab'] as const) {
-  figure(rule, { 'false-keep': pct(noise[rule]), detection: pct(better[rule]), 'runs/experiment': runsPer(noise[rule], better[rule]) });
+  figure(rule, {
+    'false-keep': pct(noise[rule]),
+    detection: pct(better[rule]),
+    'runs/experiment': runsPer(noise[rule], better[rule]),
+  });
 }
 if (EXPERIMENTS > EARLY) {
-  console.log(`# nightlab over the first ${EARLY} decisions of each campaign only (noise estimated from ${config.noise.baselineRuns} baseline runs so far): false-keep ${pct(noise.early)}  detection ${pct(better.early)}  runs/experiment ${runsPer(noise.early, better.early)}`);
+  console.log(
+    `# nightlab over the first ${EARLY} decisions of each campaign only (noise estimated from ${config.noise.baselineRuns} baseline runs so far): false-keep ${pct(noise.early)}  detection ${pct(better.early)}  runs/experiment ${runsPer(noise.early, better.early)}`,
+  );
 }

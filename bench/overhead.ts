@@ -17,8 +17,22 @@ import { RUN_ACTIVITY, RUN_ACTIVITY_NAMES } from '../common/shared';
 import { figure } from './harness';
 import { serverForTools } from '../ops/server';
 import {
-  benchConfig, benchConnections, benchLab, envNumber, experimentRows, f0, f1, historyFacts, machineLine, makeBenchRepo, percentile, removeTempDirs, sum, TRAINER,
-  type BenchLab, type HistoryFacts,
+  benchConfig,
+  benchConnections,
+  benchLab,
+  envNumber,
+  experimentRows,
+  f0,
+  f1,
+  historyFacts,
+  machineLine,
+  makeBenchRepo,
+  percentile,
+  removeTempDirs,
+  sum,
+  TRAINER,
+  type BenchLab,
+  type HistoryFacts,
 } from './lib';
 import { shellLoop, trainerAloneMs } from './shell-loop';
 import { stepProfile } from './steps';
@@ -43,16 +57,33 @@ async function nightlab(l: BenchLab, label: string, lookahead: number | null): P
   const base = rows.find((r) => r.experiment === 0)!;
   const last = Math.max(...rows.map((r) => Date.parse(r.finishedAt)));
   const facts = await historyFacts(l.client, c.workflowId);
-  return { label, perExperimentMs: (last - Date.parse(base.finishedAt)) / status.experiments, experiments: status.experiments, kept: status.kept, facts, rows };
+  return {
+    label,
+    perExperimentMs: (last - Date.parse(base.finishedAt)) / status.experiments,
+    experiments: status.experiments,
+    kept: status.kept,
+    facts,
+    rows,
+  };
 }
 
 /** Where a strictly sequential experiment's time goes, from the history's event times. */
 function historyProfile(run: NightlabRun): Record<string, number> {
   const acts = run.facts.activities.filter((a) => a.started !== null && a.closed !== null);
   const perExp = (xs: number[]) => sum(xs) / run.experiments;
-  const ofType = (t: string) => acts.filter((a) => (t === RUN_ACTIVITY ? RUN_ACTIVITY_NAMES.includes(a.type) : a.type === t) && !/^experiment 0[ :]/.test(a.summary) && !a.summary.includes('baseline'));
+  const ofType = (t: string) =>
+    acts.filter(
+      (a) =>
+        (t === RUN_ACTIVITY ? RUN_ACTIVITY_NAMES.includes(a.type) : a.type === t) &&
+        !/^experiment 0[ :]/.test(a.summary) &&
+        !a.summary.includes('baseline'),
+    );
   const execMs = (t: string) => perExp(ofType(t).map((a) => a.closed! - a.started!));
-  const queueMs = perExp(acts.filter((a) => a.type !== 'prepareCampaign' && !a.summary.startsWith('experiment 0')).map((a) => a.started! - a.scheduled));
+  const queueMs = perExp(
+    acts
+      .filter((a) => a.type !== 'prepareCampaign' && !a.summary.startsWith('experiment 0'))
+      .map((a) => a.started! - a.scheduled),
+  );
   return {
     propose: execMs('propose'),
     rebase: execMs('rebaseCandidate'),
@@ -69,7 +100,9 @@ async function main(): Promise<void> {
   const { client, connection } = conn;
   let l: BenchLab | null = null;
   try {
-    console.log(`bench:overhead — ${N} experiments per system, instant proposer (mutate), no-op trainer (${TRAINER}: sh + awk)`);
+    console.log(
+      `bench:overhead — ${N} experiments per system, instant proposer (mutate), no-op trainer (${TRAINER}: sh + awk)`,
+    );
     console.log(machineLine());
     l = await benchLab({ client, connection, slots: 1 });
     // Warm-up: the workflow bundle, the server's task queues, the first git calls.
@@ -83,7 +116,12 @@ async function main(): Promise<void> {
     const piped = await nightlab(l, '2 (default)', null);
 
     console.log('');
-    figure('shell-loop', { 'per-experiment': `${f1(shellMs)} ms`, orchestration: `${f1(shellMs - trainerMs)} ms`, trainer: `${f1(trainerMs)} ms`, experiments: `${shell.experiments} (${shell.kept} kept)` });
+    figure('shell-loop', {
+      'per-experiment': `${f1(shellMs)} ms`,
+      orchestration: `${f1(shellMs - trainerMs)} ms`,
+      trainer: `${f1(trainerMs)} ms`,
+      experiments: `${shell.experiments} (${shell.kept} kept)`,
+    });
     for (const r of [serial, piped]) {
       figure(`nightlab`, {
         lookahead: r.label,
@@ -99,22 +137,34 @@ async function main(): Promise<void> {
     const p = historyProfile(serial);
     const accounted = p.propose + p.rebase + p.train + p.record + p.advanceBranch + p.queue;
     console.log('');
-    console.log(`where a sequential Nightlab experiment's ${f0(serial.perExperimentMs)} ms go (from its workflow history, mean per experiment):`);
-    console.log(`  activities running: propose ${f0(p.propose)} ms, run ${f0(p.train)} ms, recordExperiment ${f0(p.record)} ms, advanceBranch ${f0(p.advanceBranch)} ms, rebaseCandidate ${f0(p.rebase)} ms`);
+    console.log(
+      `where a sequential Nightlab experiment's ${f0(serial.perExperimentMs)} ms go (from its workflow history, mean per experiment):`,
+    );
+    console.log(
+      `  activities running: propose ${f0(p.propose)} ms, run ${f0(p.train)} ms, recordExperiment ${f0(p.record)} ms, advanceBranch ${f0(p.advanceBranch)} ms, rebaseCandidate ${f0(p.rebase)} ms`,
+    );
     console.log(`  activity tasks waiting for a worker (scheduled -> started): ${f0(p.queue)} ms`);
-    console.log(`  the rest (workflow tasks between activities, history writes): ${f0(serial.perExperimentMs - accounted)} ms`);
+    console.log(
+      `  the rest (workflow tasks between activities, history writes): ${f0(serial.perExperimentMs - accounted)} ms`,
+    );
     const wft = serial.facts.workflowTaskMs;
-    console.log(`  workflow tasks: ${f1(serial.facts.workflowTasks / (serial.experiments + 1))} per experiment, scheduled -> completed p50 ${f0(percentile(wft, 50))} ms, p99 ${f0(percentile(wft, 99))} ms; history ${f1(serial.facts.events / (serial.experiments + 1))} events per experiment`);
+    console.log(
+      `  workflow tasks: ${f1(serial.facts.workflowTasks / (serial.experiments + 1))} per experiment, scheduled -> completed p50 ${f0(percentile(wft, 50))} ms, p99 ${f0(percentile(wft, 99))} ms; history ${f1(serial.facts.events / (serial.experiments + 1))} events per experiment`,
+    );
 
     const steps0 = await stepProfile(7, 0);
     const steps1k = await stepProfile(5, 1000);
     console.log('');
-    console.log('the steps of one experiment outside Temporal, median ms (the ledger-reading ones also with 1000 experiments recorded, 4 KB log tails):');
+    console.log(
+      'the steps of one experiment outside Temporal, median ms (the ledger-reading ones also with 1000 experiments recorded, 4 KB log tails):',
+    );
     const bare = (k: string) => k.replace(/ \(\d+ rows before\)/, '');
     for (const [k, v] of Object.entries(steps0)) {
       const big = Object.entries(steps1k).find(([k2]) => bare(k2) === bare(k))?.[1];
       const ledger = /ledger/.test(k);
-      console.log(`  ${bare(k).padEnd(78)} ${f1(v).padStart(6)} ms${ledger ? `   ${f1(big ?? NaN)} ms at 1000 experiments` : ''}`);
+      console.log(
+        `  ${bare(k).padEnd(78)} ${f1(v).padStart(6)} ms${ledger ? `   ${f1(big ?? NaN)} ms at 1000 experiments` : ''}`,
+      );
     }
   } finally {
     await l?.close();

@@ -59,21 +59,43 @@ const connection = await connectWorker(server.address);
 const orchestrator = await createOrchestratorWorker({ connection, taskQueue });
 const orchestratorRun = orchestrator.run();
 let gpu: Proc | null = null;
-const startGpu = async () => (gpu = await startWorker('gpu-worker', env, ['--task-queue', gpuTaskQueue], path.join(home, `gpu-worker-${Date.now()}.log`)));
+const startGpu = async () =>
+  (gpu = await startWorker(
+    'gpu-worker',
+    env,
+    ['--task-queue', gpuTaskQueue],
+    path.join(home, `gpu-worker-${Date.now()}.log`),
+  ));
 
-async function campaign(config: Partial<CampaignConfigInput>, tag: string): Promise<{ handle: WorkflowHandle; campaignDir: string }> {
+async function campaign(
+  config: Partial<CampaignConfigInput>,
+  tag: string,
+): Promise<{ handle: WorkflowHandle; campaignDir: string }> {
   const repo = await makeExampleRepo(path.join(temp('nightlab-bench-repo-'), 'target'), QUADRATIC);
-  const cfg = parseConfig({
-    target: '.', editable: ['train.py'], locked: ['prepare.py'], metric: { name: 'val_bpb', direction: 'lower' },
-    proposer: { kind: 'mutate', seed: 1 }, noise: { baselineRuns: 1 }, sandbox: 'off', run: { command: INSTANT_TRAINER, timeoutSec: 60 }, ...config,
-  }, 'bench');
+  const cfg = parseConfig(
+    {
+      target: '.',
+      editable: ['train.py'],
+      locked: ['prepare.py'],
+      metric: { name: 'val_bpb', direction: 'lower' },
+      proposer: { kind: 'mutate', seed: 1 },
+      noise: { baselineRuns: 1 },
+      sandbox: 'off',
+      run: { command: INSTANT_TRAINER, timeoutSec: 60 },
+      ...config,
+    },
+    'bench',
+  );
   const input = await prepareStart({ config: cfg, baseDir: repo, tag, home });
   const handle = await startCampaign(client, { ...input, gpuTaskQueue }, { taskQueue });
   return { handle, campaignDir: input.campaignDir };
 }
 
 /** Polls the pending run: when its attempt went up (the loss noticed) and when the retry started. */
-async function watchRetry(handle: WorkflowHandle, since: number): Promise<{ noticed: number; running: number; why: string }> {
+async function watchRetry(
+  handle: WorkflowHandle,
+  since: number,
+): Promise<{ noticed: number; running: number; why: string }> {
   let noticed = NaN;
   let why = '';
   for (;;) {
@@ -91,15 +113,20 @@ async function watchRetry(handle: WorkflowHandle, since: number): Promise<{ noti
   }
 }
 
-const seconds = (d: { seconds?: unknown; nanos?: number | null } | null | undefined) => Number(d?.seconds ?? 0) + (d?.nanos ?? 0) / 1e9;
-const range = (xs: number[]) => (xs.length > 1 ? ` (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}, n=${xs.length})` : '');
+const seconds = (d: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
+  Number(d?.seconds ?? 0) + (d?.nanos ?? 0) / 1e9;
+const range = (xs: number[]) =>
+  xs.length > 1 ? ` (${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}, n=${xs.length})` : '';
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 try {
   // 1. kill -9 of the GPU worker mid-run, a new worker started at once; then a clean SIGTERM.
   const hold = new TrainingHold(temp('nightlab-bench-hold-'));
   await startGpu();
-  const c = await campaign({ run: hold.run({ QUAD_SLEEP: '1' }, 600), budget: { maxExperiments: KILLS + 2 }, lookahead: 0 }, `recovery-${id}`);
+  const c = await campaign(
+    { run: hold.run({ QUAD_SLEEP: '1' }, 600), budget: { maxExperiments: KILLS + 2 }, lookahead: 0 },
+    `recovery-${id}`,
+  );
   const noticed: number[] = [];
   const running: number[] = [];
   const recordedRows = () => readLedger(c.campaignDir).filter((r) => r.kind === 'experiment').length;
@@ -125,16 +152,23 @@ try {
     else {
       noticed.push(r.noticed);
       running.push(r.running);
-      console.error(`  kill ${k + 1}: noticed ${r.noticed.toFixed(1)} s, running again ${r.running.toFixed(1)} s (${r.why})`);
+      console.error(
+        `  kill ${k + 1}: noticed ${r.noticed.toFixed(1)} s, running again ${r.running.toFixed(1)} s (${r.why})`,
+      );
     }
     while (recordedRows() === before) await sleep(200);
   }
-  figure('kill -9', { noticed: `${mean(noticed).toFixed(1)} s${range(noticed)}`, running: `${mean(running).toFixed(1)} s${range(running)}` });
+  figure('kill -9', {
+    noticed: `${mean(noticed).toFixed(1)} s${range(noticed)}`,
+    running: `${mean(running).toFixed(1)} s${range(running)}`,
+  });
   await c.handle.result();
 
   // The figures the run activity's options predict, as the workflow scheduled it.
   const history = await c.handle.fetchHistory();
-  const scheduled = history.events!.find((e) => RUN_ACTIVITY_NAMES.includes(e.activityTaskScheduledEventAttributes?.activityType?.name ?? ''))!.activityTaskScheduledEventAttributes!;
+  const scheduled = history.events!.find((e) =>
+    RUN_ACTIVITY_NAMES.includes(e.activityTaskScheduledEventAttributes?.activityType?.name ?? ''),
+  )!.activityTaskScheduledEventAttributes!;
   const hb = seconds(scheduled.heartbeatTimeout);
   const first = seconds(scheduled.retryPolicy?.initialInterval);
   figure('policy', {
@@ -150,18 +184,32 @@ try {
       await gpu!.kill('SIGTERM');
       gpu = null;
     }
-    const slots = parallelism === 4 ? await createGpuWorkers({ connection, home: temp('nightlab-bench-slots-'), slots: [0, 1, 2, 3].map((i) => ({ name: `cpu${i}`, devices: null })), taskQueue: gpuTaskQueue }) : [];
+    const slots =
+      parallelism === 4
+        ? await createGpuWorkers({
+            connection,
+            home: temp('nightlab-bench-slots-'),
+            slots: [0, 1, 2, 3].map((i) => ({ name: `cpu${i}`, devices: null })),
+            taskQueue: gpuTaskQueue,
+          })
+        : [];
     const slotRuns = slots.map((w) => w.run());
     const e = await campaign({ parallelism, budget: { maxExperiments: N } }, `events-${parallelism}-${id}`);
     await e.handle.result();
     let events = 0;
     let runs = 0;
-    for await (const wf of client.workflow.list({ query: `WorkflowId = '${campaignWorkflowId(`events-${parallelism}-${id}`)}'` })) {
+    for await (const wf of client.workflow.list({
+      query: `WorkflowId = '${campaignWorkflowId(`events-${parallelism}-${id}`)}'`,
+    })) {
       events += wf.historyLength;
       runs += 1;
     }
     const per = events / (N + 1);
-    figure(`events p=${parallelism}`, { 'per experiment': per.toFixed(1), total: `${events} in ${runs} run${runs > 1 ? 's' : ''}`, 'experiments per run': `~${Math.floor(4000 / per)} (continue-as-new at 4,000 events)` });
+    figure(`events p=${parallelism}`, {
+      'per experiment': per.toFixed(1),
+      total: `${events} in ${runs} run${runs > 1 ? 's' : ''}`,
+      'experiments per run': `~${Math.floor(4000 / per)} (continue-as-new at 4,000 events)`,
+    });
     slots.forEach((w) => w.shutdown());
     await Promise.all(slotRuns);
   }

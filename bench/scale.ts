@@ -45,8 +45,25 @@ import { figure } from './harness';
 import { serverForTools } from '../ops/server';
 import { DEFAULT_MAX_ACTIVITIES } from '../workers/orchestrator';
 import {
-  benchConfig, benchConnections, covered, envNumber, f0, f1, f2, historyFacts, machineLine, makeBenchRepo, percentile, removeTempDirs, runSpans, startBench, sum, tempDir, uniqueId,
-  type RunSpan, type StartedCampaign,
+  benchConfig,
+  benchConnections,
+  covered,
+  envNumber,
+  f0,
+  f1,
+  f2,
+  historyFacts,
+  machineLine,
+  makeBenchRepo,
+  percentile,
+  removeTempDirs,
+  runSpans,
+  startBench,
+  sum,
+  tempDir,
+  uniqueId,
+  type RunSpan,
+  type StartedCampaign,
 } from './lib';
 
 const CAMPAIGNS = envNumber('BENCH_CAMPAIGNS', 16);
@@ -65,7 +82,11 @@ interface Proc {
 }
 
 async function spawnWorker(spec: Record<string, unknown>): Promise<Proc> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'worker-proc.ts'), JSON.stringify(spec)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(ROOT, 'bench', 'worker-proc.ts'), JSON.stringify(spec)],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   await new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {
@@ -136,10 +157,24 @@ async function main(): Promise<void> {
   const procs: Proc[] = [];
   let sampler: NodeJS.Timeout | undefined;
   try {
-    console.log(`bench:scale — ${CAMPAIGNS} campaigns x parallelism ${P} over ${SLOTS} simulated GPU slots (one GPU worker process), ${N} experiments each, T = ${T} s, instant proposer`);
+    console.log(
+      `bench:scale — ${CAMPAIGNS} campaigns x parallelism ${P} over ${SLOTS} simulated GPU slots (one GPU worker process), ${N} experiments each, T = ${T} s, instant proposer`,
+    );
     console.log(machineLine());
-    const orchestrator = await spawnWorker({ role: 'orchestrator', address: server.address, taskQueue, home, ...(ORCH_ACTIVITIES ? { activities: ORCH_ACTIVITIES } : {}) });
-    const gpu = await spawnWorker({ role: 'gpu', address: server.address, taskQueue: gpuTaskQueue, home, slots: SLOTS });
+    const orchestrator = await spawnWorker({
+      role: 'orchestrator',
+      address: server.address,
+      taskQueue,
+      home,
+      ...(ORCH_ACTIVITIES ? { activities: ORCH_ACTIVITIES } : {}),
+    });
+    const gpu = await spawnWorker({
+      role: 'gpu',
+      address: server.address,
+      taskQueue: gpuTaskQueue,
+      home,
+      slots: SLOTS,
+    });
     procs.push(orchestrator, gpu);
     sampler = setInterval(() => procs.forEach(sampleRss), 500);
 
@@ -149,7 +184,20 @@ async function main(): Promise<void> {
     const t0 = Date.now();
     const campaigns: StartedCampaign[] = [];
     for (const repo of repos) {
-      campaigns.push(await startBench(conn.client, { repo, config: benchConfig({ sleepSec: T, parallelism: P, budget: { maxExperiments: N }, noise: { baselineRuns: 1, confirmRuns: 1, bestRuns: 1 } }), home, taskQueue, gpuTaskQueue }));
+      campaigns.push(
+        await startBench(conn.client, {
+          repo,
+          config: benchConfig({
+            sleepSec: T,
+            parallelism: P,
+            budget: { maxExperiments: N },
+            noise: { baselineRuns: 1, confirmRuns: 1, bestRuns: 1 },
+          }),
+          home,
+          taskQueue,
+          gpuTaskQueue,
+        }),
+      );
     }
     const statuses = await Promise.all(campaigns.map((c) => c.result()));
     const wallS = (Date.now() - t0) / 1000;
@@ -170,11 +218,15 @@ async function main(): Promise<void> {
 
     // Scheduling latency and history size, from the histories.
     const facts = await Promise.all(campaigns.map((c) => historyFacts(conn.client, c.workflowId)));
-    const runs = facts.flatMap((f) => f.activities.filter((a) => RUN_ACTIVITY_NAMES.includes(a.type) && a.started !== null));
+    const runs = facts.flatMap((f) =>
+      f.activities.filter((a) => RUN_ACTIVITY_NAMES.includes(a.type) && a.started !== null),
+    );
     const latency = runs.map((a) => a.started! - a.scheduled);
     const experimentsDone = sum(statuses.map((s) => s.experiments));
     const eventsPerExperiment = sum(facts.map((f) => f.events)) / experimentsDone;
-    const cpuActs = facts.flatMap((f) => f.activities.filter((a) => !RUN_ACTIVITY_NAMES.includes(a.type) && a.started !== null && a.closed !== null));
+    const cpuActs = facts.flatMap((f) =>
+      f.activities.filter((a) => !RUN_ACTIVITY_NAMES.includes(a.type) && a.started !== null && a.closed !== null),
+    );
     const waits = (type: string) => cpuActs.filter((a) => a.type === type).map((a) => a.started! - a.scheduled);
     const takes = (type: string) => cpuActs.filter((a) => a.type === type).map((a) => a.closed! - a.started!);
     const proposeLatency = waits('propose');
@@ -185,8 +237,12 @@ async function main(): Promise<void> {
     const shell = (100 * T * 1000) / (T * 1000 + shellGap);
 
     console.log('');
-    figure('shell-loop', { utilisation: `${f1(shell)} % (one bash loop per slot, instant proposer: T / (T + its measured ${f0(shellGap)} ms between runs))` });
-    figure('autoresearch', { utilisation: `${f1(100 * T / (T + T / 2))} % with the agent thinking L = T/2 per run, ${f1(50)} % with L = T (T/(L+T)); one sequential agent per GPU` });
+    figure('shell-loop', {
+      utilisation: `${f1(shell)} % (one bash loop per slot, instant proposer: T / (T + its measured ${f0(shellGap)} ms between runs))`,
+    });
+    figure('autoresearch', {
+      utilisation: `${f1((100 * T) / (T + T / 2))} % with the agent thinking L = T/2 per run, ${f1(50)} % with L = T (T/(L+T)); one sequential agent per GPU`,
+    });
     figure('nightlab', {
       utilisation: `${f1(steady)} % steady (${f1((to - from) / 1000)} s window), ${f1(whole)} % from first run to last`,
       'sched latency': `p50 ${f0(percentile(latency, 50))} ms, p99 ${f0(percentile(latency, 99))} ms (run, ${latency.length} runs)`,
@@ -194,17 +250,27 @@ async function main(): Promise<void> {
       history: `${f1(eventsPerExperiment)} events/experiment`,
       target: `${steady >= TARGET ? 'met' : 'NOT met'} (>= ${TARGET} %)`,
     });
-    console.log(`  ${experimentsDone} experiments + ${CAMPAIGNS} baselines, ${all.length} runs in ${f1(wallS)} s on ${slotsSeen} slots (${f2(all.length / wallS)} runs/s; the slots could take ${f2(SLOTS / T)}/s); kept ${sum(statuses.map((s) => s.kept))}`);
+    console.log(
+      `  ${experimentsDone} experiments + ${CAMPAIGNS} baselines, ${all.length} runs in ${f1(wallS)} s on ${slotsSeen} slots (${f2(all.length / wallS)} runs/s; the slots could take ${f2(SLOTS / T)}/s); kept ${sum(statuses.map((s) => s.kept))}`,
+    );
     const p50 = (xs: number[]) => f0(percentile(xs, 50));
-    console.log(`  orchestrator activities (${ORCH_ACTIVITIES || DEFAULT_MAX_ACTIVITIES} at a time), p50 wait / p50 run: ${['propose', 'recordExperiment', 'rebaseCandidate', 'advanceBranch'].map((t) => `${t} ${p50(waits(t))} / ${p50(takes(t))} ms (${waits(t).length})`).join(', ')}; propose wait p99 ${f0(percentile(proposeLatency, 99))} ms`);
+    console.log(
+      `  orchestrator activities (${ORCH_ACTIVITIES || DEFAULT_MAX_ACTIVITIES} at a time), p50 wait / p50 run: ${['propose', 'recordExperiment', 'rebaseCandidate', 'advanceBranch'].map((t) => `${t} ${p50(waits(t))} / ${p50(takes(t))} ms (${waits(t).length})`).join(', ')}; propose wait p99 ${f0(percentile(proposeLatency, 99))} ms`,
+    );
     const perRun = (c: number) => `${f0((1000 * c) / all.length)} ms`;
-    console.log(`  CPU per run (with subprocesses): orchestrator ${perRun(cpu[0])}, gpu worker ${perRun(cpu[1])}, Temporal server ${Number.isFinite(cpu[2]) ? perRun(cpu[2]) : '(not on this machine)'}; together ${f1((cpu[0] + cpu[1] + (Number.isFinite(cpu[2]) ? cpu[2] : 0)) / wallS)} of this machine's ${os.cpus().length} cores on average`);
+    console.log(
+      `  CPU per run (with subprocesses): orchestrator ${perRun(cpu[0])}, gpu worker ${perRun(cpu[1])}, Temporal server ${Number.isFinite(cpu[2]) ? perRun(cpu[2]) : '(not on this machine)'}; together ${f1((cpu[0] + cpu[1] + (Number.isFinite(cpu[2]) ? cpu[2] : 0)) / wallS)} of this machine's ${os.cpus().length} cores on average`,
+    );
     // Fairness: each campaign's slot-time in the steady window, against an equal share of the fleet.
     const share = spans.map((sp) => covered(sp, from, to) / ((SLOTS / CAMPAIGNS) * (to - from)));
     const jain = sum(share) ** 2 / (share.length * sum(share.map((x) => x * x)));
-    console.log(`  fairness: each campaign's slot-time in the steady window is ${f0(100 * Math.min(...share))}-${f0(100 * Math.max(...share))} % of an equal share (${f2(SLOTS / CAMPAIGNS)} slots); Jain's index ${jain.toFixed(3)} (1 = equal)`);
+    console.log(
+      `  fairness: each campaign's slot-time in the steady window is ${f0(100 * Math.min(...share))}-${f0(100 * Math.max(...share))} % of an equal share (${f2(SLOTS / CAMPAIGNS)} slots); Jain's index ${jain.toFixed(3)} (1 = equal)`,
+    );
     const gaps = slotGaps(all, from, to);
-    console.log(`  idle gap on a slot between two runs (steady window): p50 ${f0(percentile(gaps, 50))} ms, p99 ${f0(percentile(gaps, 99))} ms, mean ${f0(sum(gaps) / gaps.length)} ms; at T = 300 s that mean gap would leave utilisation at ${f1((100 * 300_000) / (300_000 + sum(gaps) / gaps.length))} %`);
+    console.log(
+      `  idle gap on a slot between two runs (steady window): p50 ${f0(percentile(gaps, 50))} ms, p99 ${f0(percentile(gaps, 99))} ms, mean ${f0(sum(gaps) / gaps.length)} ms; at T = 300 s that mean gap would leave utilisation at ${f1((100 * 300_000) / (300_000 + sum(gaps) / gaps.length))} %`,
+    );
   } finally {
     if (sampler) clearInterval(sampler);
     for (const p of procs) await stopWorker(p);
@@ -221,7 +287,8 @@ function slotGaps(spans: RunSpan[], from: number, to: number): number[] {
   const gaps: number[] = [];
   for (const xs of bySlot.values()) {
     const sorted = xs.sort((a, b) => a.t0 - b.t0);
-    for (let i = 1; i < sorted.length; i++) if (sorted[i - 1].t1 >= from && sorted[i].t0 <= to) gaps.push(sorted[i].t0 - sorted[i - 1].t1);
+    for (let i = 1; i < sorted.length; i++)
+      if (sorted[i - 1].t1 >= from && sorted[i].t0 <= to) gaps.push(sorted[i].t0 - sorted[i - 1].t1);
   }
   return gaps;
 }

@@ -52,26 +52,48 @@ export interface ShellLoopResult {
 }
 
 /** Runs the loop in a scratch clone of `repo` (the clone's git work is the loop's own). */
-export async function shellLoop(repo: string, n: number, opts: { thinkSec?: number; sleepSec?: number } = {}): Promise<ShellLoopResult> {
+export async function shellLoop(
+  repo: string,
+  n: number,
+  opts: { thinkSec?: number; sleepSec?: number } = {},
+): Promise<ShellLoopResult> {
   const dir = path.join(tempDir('nightlab-bench-shell-'), 'clone');
   await git(path.dirname(dir)).raw(['clone', '--quiet', repo, dir]);
   const script = path.join(path.dirname(dir), 'loop.sh');
   writeFileSync(script, LOOP_SH);
   const r = await execa('bash', [script, String(n), String(opts.thinkSec ?? 0)], {
     cwd: dir,
-    env: { BENCH_SLEEP: String(opts.sleepSec ?? 0), GIT_AUTHOR_NAME: 'bench', GIT_AUTHOR_EMAIL: 'bench@localhost', GIT_COMMITTER_NAME: 'bench', GIT_COMMITTER_EMAIL: 'bench@localhost' },
+    env: {
+      BENCH_SLEEP: String(opts.sleepSec ?? 0),
+      GIT_AUTHOR_NAME: 'bench',
+      GIT_AUTHOR_EMAIL: 'bench@localhost',
+      GIT_COMMITTER_NAME: 'bench',
+      GIT_COMMITTER_EMAIL: 'bench@localhost',
+    },
   });
   const wallMs = Number(/loop_ms (\d+)/.exec(r.stdout)![1]);
   const results = (await execa('cat', ['results.tsv'], { cwd: dir })).stdout.split('\n').slice(1).filter(Boolean);
-  const spans = (await execa('cat', ['spans.tsv'], { cwd: dir })).stdout.split('\n').filter(Boolean).map((l) => {
-    const [t0, t1] = l.split('\t').map(Number);
-    return { t0, t1 };
-  });
-  return { experiments: results.length, kept: results.filter((l) => l.split('\t')[3] === 'keep').length, wallMs, spans };
+  const spans = (await execa('cat', ['spans.tsv'], { cwd: dir })).stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [t0, t1] = l.split('\t').map(Number);
+      return { t0, t1 };
+    });
+  return {
+    experiments: results.length,
+    kept: results.filter((l) => l.split('\t')[3] === 'keep').length,
+    wallMs,
+    spans,
+  };
 }
 
 /** The trainer alone, `n` times in a row: what one "no-op" run costs on this machine (ms each). */
 export async function trainerAloneMs(repo: string, n: number): Promise<number> {
-  const r = await execa('bash', ['-c', `s=$(date +%s%3N); for ((i=0;i<${n};i++)); do sh run.sh >/dev/null; done; echo $(( $(date +%s%3N) - s ))`], { cwd: repo, env: { BENCH_SLEEP: '0' } });
+  const r = await execa(
+    'bash',
+    ['-c', `s=$(date +%s%3N); for ((i=0;i<${n};i++)); do sh run.sh >/dev/null; done; echo $(( $(date +%s%3N) - s ))`],
+    { cwd: repo, env: { BENCH_SLEEP: '0' } },
+  );
   return Number(r.stdout.trim()) / n;
 }

@@ -35,14 +35,52 @@ export async function stepProfile(reps: number, ledgerRows: number): Promise<Rec
   const base = (await readRef(repo, 'HEAD'))!;
   // A ledger as a long campaign leaves it: one experiment row and one run row per experiment.
   const row = (n: number): ExperimentRecord => ({
-    tag, experiment: n, commit: base, parent: base, status: 'discard', outcome: 'ok', metric: 1.5, bestBefore: 1.4, delta: 0.1, memoryGb: 0,
-    description: `WIDTH 8 -> ${n}`, reason: 'x', evidence: '1.5 vs best 1.4 (1 run): not better', runs: 1, seconds: 300, logPath: '/tmp/x.log', host: 'h', slot: 's',
-    costUsd: 0, fixOf: null, finishedAt: new Date().toISOString(),
+    tag,
+    experiment: n,
+    commit: base,
+    parent: base,
+    status: 'discard',
+    outcome: 'ok',
+    metric: 1.5,
+    bestBefore: 1.4,
+    delta: 0.1,
+    memoryGb: 0,
+    description: `WIDTH 8 -> ${n}`,
+    reason: 'x',
+    evidence: '1.5 vs best 1.4 (1 run): not better',
+    runs: 1,
+    seconds: 300,
+    logPath: '/tmp/x.log',
+    host: 'h',
+    slot: 's',
+    costUsd: 0,
+    fixOf: null,
+    finishedAt: new Date().toISOString(),
   });
-  const runRow = (n: number): RunRecord => ({ tag, experiment: n, run: 0, commit: base, outcome: 'ok', metric: 1.5, memoryMb: 1, seconds: 300, logPath: '/tmp/x.log', host: 'h', slot: 's', reason: '' });
+  const runRow = (n: number): RunRecord => ({
+    tag,
+    experiment: n,
+    run: 0,
+    commit: base,
+    outcome: 'ok',
+    metric: 1.5,
+    memoryMb: 1,
+    seconds: 300,
+    logPath: '/tmp/x.log',
+    host: 'h',
+    slot: 's',
+    reason: '',
+  });
   const ledgerLines: string[] = [];
   for (let n = 0; n < ledgerRows; n++) {
-    ledgerLines.push(JSON.stringify({ kind: 'run', ...runRow(n) }), JSON.stringify({ kind: 'experiment', ...row(n), logTail: 'step 00100 | loss 3.0000 | lr 0.001 | 1234 tok/s\n'.repeat(80).slice(0, 4000) }));
+    ledgerLines.push(
+      JSON.stringify({ kind: 'run', ...runRow(n) }),
+      JSON.stringify({
+        kind: 'experiment',
+        ...row(n),
+        logTail: 'step 00100 | loss 3.0000 | lr 0.001 | 1234 tok/s\n'.repeat(80).slice(0, 4000),
+      }),
+    );
   }
   writeFileSync(path.join(campaignDir, 'ledger.jsonl'), ledgerLines.join('\n') + (ledgerLines.length ? '\n' : ''));
   const gpuHome = tempDir('nightlab-bench-steps-gpu-');
@@ -56,10 +94,25 @@ export async function stepProfile(reps: number, ledgerRows: number): Promise<Rec
   for (let i = 0; i < reps; i++) {
     const n = ledgerRows + i + 1;
     // propose
-    const ctx = await time('propose: buildContext (git cat-file, refs, ledger read)', () => buildContext({ tag, experiment: n, attempt: 0, repo, campaignDir, config, parentSha: base, fix: null, notes: [], instructionsOverride: null }));
+    const ctx = await time('propose: buildContext (git cat-file, refs, ledger read)', () =>
+      buildContext({
+        tag,
+        experiment: n,
+        attempt: 0,
+        repo,
+        campaignDir,
+        config,
+        parentSha: base,
+        fix: null,
+        notes: [],
+        instructionsOverride: null,
+      }),
+    );
     const reply = await mutateProposer(ctx, new AbortController().signal);
     const files = reply.files ?? {};
-    const before = await time('propose: files before the edit (git cat-file)', async () => Object.fromEntries((await showFiles(repo, base, config.editable)).map((c, i) => [config.editable[i], c])));
+    const before = await time('propose: files before the edit (git cat-file)', async () =>
+      Object.fromEntries((await showFiles(repo, base, config.editable)).map((c, i) => [config.editable[i], c])),
+    );
     const rejected = await time('propose: preflight (python3 compile)', () => preflight(files, before, before, config));
     if (rejected) throw new Error(`bench proposal rejected: ${rejected}`);
     const sha = await time('propose: commit in the object store + update-ref', async () => {
@@ -70,33 +123,47 @@ export async function stepProfile(reps: number, ledgerRows: number): Promise<Rec
     // train (GPU side, without the run)
     const cache = path.join(gpuHome, 'repos', 'r');
     await time('train: fetch candidate into cache', () => fetchCommit(cache, repo, experimentRef(tag, n), sha));
-    await time('train: fresh workspace written from the cache', () => freshTree(cache, path.join(gpuHome, 'slots', 's0', 'r'), sha));
-    await time('train: spawn trainer (sh run.sh)', () => execa('sh', ['-c', TRAINER], { cwd: repo, env: { BENCH_SLEEP: '0' } }));
+    await time('train: fresh workspace written from the cache', () =>
+      freshTree(cache, path.join(gpuHome, 'slots', 's0', 'r'), sha),
+    );
+    await time('train: spawn trainer (sh run.sh)', () =>
+      execa('sh', ['-c', TRAINER], { cwd: repo, env: { BENCH_SLEEP: '0' } }),
+    );
     // record
     await time(`record: ledger appends (${ledgerRows} rows before)`, () => {
       appendRun(campaignDir, runRow(n));
       appendExperiment(campaignDir, { ...row(n), commit: sha }, 'val_bpb', 'tail');
     });
     await time('record: git notes add', () => noteExperiment(repo, { ...row(n), commit: sha }, 'val_bpb'));
-    await time('advanceBranch: update-ref (compare-and-swap)', () => compareAndSwapRef(repo, `refs/heads/bench-${n}`, sha, null));
+    await time('advanceBranch: update-ref (compare-and-swap)', () =>
+      compareAndSwapRef(repo, `refs/heads/bench-${n}`, sha, null),
+    );
   }
   // Two diagnostics: a git command that prints nothing, through activities/git.ts and directly;
   // and the Python start-up preflight pays, through PATH and through the interpreter itself.
   const python = (await execa('python3', ['-c', 'import sys; print(sys.executable)'])).stdout.trim();
   for (let i = 0; i < reps; i++) {
-    await time('diagnostic: silent git command (update-ref) via activities/git.ts', () => setRef(repo, 'refs/bench/silent', base));
-    await time('diagnostic: silent git command (update-ref) via child_process', () => execFileP('git', ['update-ref', 'refs/bench/silent', base], { cwd: repo }));
-    await time('diagnostic: python3 -c compile, python3 from PATH', () => execa('python3', ['-c', COMPILE, path.join(repo, 'train.py')]));
-    await time(`diagnostic: python3 -c compile, ${python} -I -S`, () => execa(python, ['-I', '-S', '-c', COMPILE, path.join(repo, 'train.py')]));
+    await time('diagnostic: silent git command (update-ref) via activities/git.ts', () =>
+      setRef(repo, 'refs/bench/silent', base),
+    );
+    await time('diagnostic: silent git command (update-ref) via child_process', () =>
+      execFileP('git', ['update-ref', 'refs/bench/silent', base], { cwd: repo }),
+    );
+    await time('diagnostic: python3 -c compile, python3 from PATH', () =>
+      execa('python3', ['-c', COMPILE, path.join(repo, 'train.py')]),
+    );
+    await time(`diagnostic: python3 -c compile, ${python} -I -S`, () =>
+      execa(python, ['-I', '-S', '-c', COMPILE, path.join(repo, 'train.py')]),
+    );
   }
   rmSync(campaignDir, { recursive: true, force: true });
   rmSync(gpuHome, { recursive: true, force: true });
   return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, percentile(v, 50)]));
 }
 
-
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const rows = Number(process.env.BENCH_LEDGER_ROWS ?? 0);
-  for (const [k, v] of Object.entries(await stepProfile(Number(process.env.BENCH_REPS ?? 7), rows))) console.log(`${k.padEnd(78)} ${f1(v).padStart(7)} ms`);
+  for (const [k, v] of Object.entries(await stepProfile(Number(process.env.BENCH_REPS ?? 7), rows)))
+    console.log(`${k.padEnd(78)} ${f1(v).padStart(7)} ms`);
   removeTempDirs();
 }

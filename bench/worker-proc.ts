@@ -25,9 +25,22 @@ interface Spec {
 const spec: Spec = JSON.parse(process.argv[2] ?? '{}');
 const conn = await benchConnections(spec.address);
 const deps = { proposers: slowMutate(spec.proposerLatencyMs ?? 0) };
-const workers = spec.role === 'gpu'
-  ? await createGpuWorkers({ connection: conn.connection, home: spec.home, slots: slotNames(spec.slots ?? 1), taskQueue: spec.taskQueue })
-  : [await createOrchestratorWorker({ connection: conn.connection, taskQueue: spec.taskQueue, deps, maxActivities: spec.activities })];
+const workers =
+  spec.role === 'gpu'
+    ? await createGpuWorkers({
+        connection: conn.connection,
+        home: spec.home,
+        slots: slotNames(spec.slots ?? 1),
+        taskQueue: spec.taskQueue,
+      })
+    : [
+        await createOrchestratorWorker({
+          connection: conn.connection,
+          taskQueue: spec.taskQueue,
+          deps,
+          maxActivities: spec.activities,
+        }),
+      ];
 const running = Promise.allSettled(workers.map((w) => w.run()));
 const stop = () => workers.forEach((w) => w.shutdown());
 process.once('SIGTERM', stop);

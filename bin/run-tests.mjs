@@ -13,9 +13,15 @@ const { serverForTools } = await import('../ops/server.ts');
 const root = fileURLToPath(new URL('..', import.meta.url));
 const files = process.argv.slice(2).length
   ? process.argv.slice(2)
-  : readdirSync(path.join(root, 'test')).filter((f) => f.endsWith('.test.ts')).sort().map((f) => path.join('test', f));
+  : readdirSync(path.join(root, 'test'))
+      .filter((f) => f.endsWith('.test.ts'))
+      .sort()
+      .map((f) => path.join('test', f));
 
-const server = await serverForTools({ port: Number(process.env.NIGHTLAB_TEST_PORT || 17233), log: (l) => console.log(`# ${l}`) });
+const server = await serverForTools({
+  port: Number(process.env.NIGHTLAB_TEST_PORT || 17233),
+  log: (l) => console.log(`# ${l}`),
+});
 console.log(`# tests use ${server.describe}`);
 
 const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], {

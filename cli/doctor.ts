@@ -1,6 +1,12 @@
 // `nightlab doctor`: each prerequisite, whether it is there, and how to fix it when it is not.
 import { execa } from 'execa';
-import { checkConnection, connectionSettings, isLocalAddress, temporalAddress, temporalNamespace } from '../ops/connection';
+import {
+  checkConnection,
+  connectionSettings,
+  isLocalAddress,
+  temporalAddress,
+  temporalNamespace,
+} from '../ops/connection';
 import { findTemporalCli } from '../ops/temporal-cli';
 import { missingSearchAttributes } from '../ops/server';
 import { listGpus } from '../gpu-worker/worker';
@@ -83,7 +89,11 @@ export async function runChecks(): Promise<CheckResult[]> {
               }
             : { ok: true, detail: `registered in namespace "${namespace}"` };
         } catch (e) {
-          return { ok: false, detail: `skipped: ${(e as Error).message.split('\n')[0]}`, fix: 'fix the connection first (see above)' };
+          return {
+            ok: false,
+            detail: `skipped: ${(e as Error).message.split('\n')[0]}`,
+            fix: 'fix the connection first (see above)',
+          };
         }
       },
     },

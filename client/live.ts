@@ -53,7 +53,6 @@ export interface RunningRun {
   state: string;
 }
 
-
 export async function runningRuns(client: Client, tag: string, now = Date.now()): Promise<RunningRun[]> {
   const desc = await client.workflow.getHandle(campaignWorkflowId(tag)).describe();
   const isRun = (a: PendingActivity) => RUN_ACTIVITY_NAMES.includes(a.activityType?.name ?? '');

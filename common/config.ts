@@ -21,76 +21,135 @@ const relPath = z
   })
   // One spelling per path (git's): "./data/heldout/" is "data/heldout".
   .transform((p) => path.posix.normalize(p.replace(/\\/g, '/')).replace(/\/+$/, ''))
-  .refine((p) => p !== '.' && p !== '.git' && !p.startsWith('.git/'), { message: 'must name a file or folder of the repository (not "." or .git)' });
+  .refine((p) => p !== '.' && p !== '.git' && !p.startsWith('.git/'), {
+    message: 'must name a file or folder of the repository (not "." or .git)',
+  });
 
 /** A host path a sandboxed process may read: absolute, or under the home directory (~/...), never all of it. */
 const hostPath = z
   .string()
-  .refine((p) => (path.isAbsolute(p) || p.startsWith('~/')) && !['/', '~/', '/home', '/root', '/run', '/var/run', '/proc', '/dev'].includes(p.replace(/\/+$/, '') || '/'), {
-    message: 'must be an absolute path or ~/..., naming a folder to read (not /, ~ itself, /home, /root, /run, /proc or /dev)',
-  });
+  .refine(
+    (p) =>
+      (path.isAbsolute(p) || p.startsWith('~/')) &&
+      !['/', '~/', '/home', '/root', '/run', '/var/run', '/proc', '/dev'].includes(p.replace(/\/+$/, '') || '/'),
+    {
+      message:
+        'must be an absolute path or ~/..., naming a folder to read (not /, ~ itself, /home, /root, /run, /proc or /dev)',
+    },
+  );
 
 /** A host the command proposer may reach: host or host:port (port 443 by default). */
-const hostPort = z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$/, 'must be host or host:port (e.g. api.anthropic.com)');
+const hostPort = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:]+\](:\d{1,5})?$/,
+    'must be host or host:port (e.g. api.anthropic.com)',
+  );
 
 const configSchema = z
   .object({
-    target: z.string({ required_error: 'required: the path of the target git repository (e.g. ".")' }).min(1).default('.'),
+    target: z
+      .string({ required_error: 'required: the path of the target git repository (e.g. ".")' })
+      .min(1)
+      .default('.'),
     // Where GPU workers fetch candidate commits from, when they cannot read the target's path: a
     // git URL of the target repository itself (ssh://, https://, git://, file://), or the path it
     // has on the GPU hosts. null: the target's path.
     remote: z.string().min(1, 'must not be empty (leave it out to use the target path)').nullable().default(null),
-    editable: z.array(relPath, { required_error: 'required: list the files the proposer may edit (e.g. [train.py])' }).min(1, 'list at least one file the proposer may edit (e.g. [train.py])'),
+    editable: z
+      .array(relPath, { required_error: 'required: list the files the proposer may edit (e.g. [train.py])' })
+      .min(1, 'list at least one file the proposer may edit (e.g. [train.py])'),
     locked: z.array(relPath).default([]),
     instructions: relPath.optional(),
     run: z
-      .object({
-        command: z.string({ required_error: 'required: the training command (e.g. "uv run train.py")' }).min(1, 'must not be empty'),
-        env: z.record(z.string(), z.union([z.string(), z.number()]).transform(String)).default({}),
-        timeoutSec: z.number({ invalid_type_error: 'must be a number of seconds (e.g. 600)' }).positive('must be > 0').default(600),
-        // Ignored paths of the workspace kept from run to run (a .venv), read-only to every run;
-        // made by `setup` on the campaign's base commit (with the network) where one is missing.
-        // Top-level only: a persisted folder is a mount point in the sandbox, which a run can neither
-        // rename nor replace; a folder above it could be.
-        persist: z.array(relPath.refine((p) => !p.includes('/'), { message: 'must be a top-level path of the repository (e.g. .venv)' })).default([]),
-        setup: z.string().min(1, 'must not be empty (leave it out when nothing is to be made)').optional(),
-        // Host paths a sandboxed run may read besides the system and its tools (datasets, caches).
-        readOnly: z.array(hostPath).default([]),
-        maxLogMb: z.number().positive('must be > 0').default(64),
-      }, { required_error: 'required: how to train (e.g. run: { command: "uv run train.py", timeoutSec: 600 })' })
+      .object(
+        {
+          command: z
+            .string({ required_error: 'required: the training command (e.g. "uv run train.py")' })
+            .min(1, 'must not be empty'),
+          env: z.record(z.string(), z.union([z.string(), z.number()]).transform(String)).default({}),
+          timeoutSec: z
+            .number({ invalid_type_error: 'must be a number of seconds (e.g. 600)' })
+            .positive('must be > 0')
+            .default(600),
+          // Ignored paths of the workspace kept from run to run (a .venv), read-only to every run;
+          // made by `setup` on the campaign's base commit (with the network) where one is missing.
+          // Top-level only: a persisted folder is a mount point in the sandbox, which a run can neither
+          // rename nor replace; a folder above it could be.
+          persist: z
+            .array(
+              relPath.refine((p) => !p.includes('/'), {
+                message: 'must be a top-level path of the repository (e.g. .venv)',
+              }),
+            )
+            .default([]),
+          setup: z.string().min(1, 'must not be empty (leave it out when nothing is to be made)').optional(),
+          // Host paths a sandboxed run may read besides the system and its tools (datasets, caches).
+          readOnly: z.array(hostPath).default([]),
+          maxLogMb: z.number().positive('must be > 0').default(64),
+        },
+        { required_error: 'required: how to train (e.g. run: { command: "uv run train.py", timeoutSec: 600 })' },
+      )
       .strict(),
     metric: z
-      .object({
-        name: z.string({ required_error: 'required: the metric name printed by the run (e.g. val_bpb)' }).regex(/^[A-Za-z_][\w.]*$/, 'must be an identifier such as val_bpb'),
-        direction: z.enum(['lower', 'higher'], { errorMap: () => ({ message: 'must be "lower" or "higher" (which way is better)' }) }).default('lower'),
-        pattern: z
-          .string()
-          .refine(isRegexWithOneGroup, { message: 'must be a regular expression with exactly one capture group around the number' })
-          .optional(),
-      }, { required_error: 'required: the metric to read (e.g. metric: { name: val_bpb, direction: lower })' })
+      .object(
+        {
+          name: z
+            .string({ required_error: 'required: the metric name printed by the run (e.g. val_bpb)' })
+            .regex(/^[A-Za-z_][\w.]*$/, 'must be an identifier such as val_bpb'),
+          direction: z
+            .enum(['lower', 'higher'], {
+              errorMap: () => ({ message: 'must be "lower" or "higher" (which way is better)' }),
+            })
+            .default('lower'),
+          pattern: z
+            .string()
+            .refine(isRegexWithOneGroup, {
+              message: 'must be a regular expression with exactly one capture group around the number',
+            })
+            .optional(),
+        },
+        { required_error: 'required: the metric to read (e.g. metric: { name: val_bpb, direction: lower })' },
+      )
       .strict(),
-    memory: z.object({ key: z.string().min(1) }).strict().optional(),
+    memory: z
+      .object({ key: z.string().min(1) })
+      .strict()
+      .optional(),
     // A locked evaluation run after each training run that exits 0, in the same worktree (it reads
     // what the run saved, e.g. a checkpoint in $NIGHTLAB_OUTPUT_DIR). `metric`: the evaluator's
     // figure that decides instead of the trainer's print. `heldOut`: a figure recorded for people
     // and never given to the proposer. `heldOutPaths`: data only the evaluation may read.
     evaluate: z
       .object({
-        command: z.string({ required_error: 'required: the evaluation command (e.g. "python3 evaluate.py")' }).min(1, 'must not be empty'),
+        command: z
+          .string({ required_error: 'required: the evaluation command (e.g. "python3 evaluate.py")' })
+          .min(1, 'must not be empty'),
         // The candidate's model, served to the scorer over fd 3 from a sandbox of its own: the
         // scorer then runs only locked code of the base commit (see README, "Threat model").
         model: z.string().min(1, 'must not be empty').optional(),
-        metric: z.string().regex(/^[A-Za-z_][\w.]*$/, 'must be an identifier such as val_bpb').optional(),
-        heldOut: z.string().regex(/^[A-Za-z_][\w.]*$/, 'must be an identifier such as test_bpb').optional(),
+        metric: z
+          .string()
+          .regex(/^[A-Za-z_][\w.]*$/, 'must be an identifier such as val_bpb')
+          .optional(),
+        heldOut: z
+          .string()
+          .regex(/^[A-Za-z_][\w.]*$/, 'must be an identifier such as test_bpb')
+          .optional(),
         heldOutPaths: z.array(relPath).default([]),
-        timeoutSec: z.number({ invalid_type_error: 'must be a number of seconds (e.g. 120)' }).positive('must be > 0').default(120),
+        timeoutSec: z
+          .number({ invalid_type_error: 'must be a number of seconds (e.g. 120)' })
+          .positive('must be > 0')
+          .default(120),
       })
       .strict()
       .optional(),
     // Training runs in a bubblewrap sandbox on Linux: no network, held-out data and secrets hidden,
     // writes only in the worktree and a scratch directory. auto: when bubblewrap works, else a
     // warning; required: a run without a sandbox is a crash; off: never.
-    sandbox: z.enum(['auto', 'required', 'off'], { errorMap: () => ({ message: 'must be "auto", "required" or "off"' }) }).default('auto'),
+    sandbox: z
+      .enum(['auto', 'required', 'off'], { errorMap: () => ({ message: 'must be "auto", "required" or "off"' }) })
+      .default('auto'),
     budget: z
       .object({
         maxExperiments: z.number().int('must be a whole number').positive('must be > 0').nullable().default(100),
@@ -101,68 +160,134 @@ const configSchema = z
       .default({}),
     proposer: z
       .object({
-        kind: z.enum(PROPOSERS, { errorMap: () => ({ message: `must be one of ${PROPOSERS.join(', ')}` }) }).default('auto'),
+        kind: z
+          .enum(PROPOSERS, { errorMap: () => ({ message: `must be one of ${PROPOSERS.join(', ')}` }) })
+          .default('auto'),
         seed: z.number().int().default(0),
         model: z.string().default(DEFAULT_MODEL),
         effort: z.enum(['low', 'medium', 'high']).default('medium'),
         command: z.string().optional(),
         // For the command proposer: environment variables it gets from the orchestrator (its API
         // key), hosts it may reach (through a proxy that lets nothing else out), host paths it may read.
-        env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name (e.g. ANTHROPIC_API_KEY)')).default([]),
+        env: z
+          .array(
+            z
+              .string()
+              .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name (e.g. ANTHROPIC_API_KEY)'),
+          )
+          .default([]),
         network: z.array(hostPort).default([]),
         readOnly: z.array(hostPath).default([]),
       })
       .strict()
       .default({}),
-    keep: z.object({ minImprovement: z.number().min(0, 'must be >= 0').default(0) }).strict().default({}),
+    keep: z
+      .object({ minImprovement: z.number().min(0, 'must be >= 0').default(0) })
+      .strict()
+      .default({}),
     // Run-to-run noise: the baseline runs several times; promising candidates are confirmed
     // with other seeds (the run index, in seedEnv) before they are kept.
     noise: z
       .object({
-        baselineRuns: z.number().int('must be a whole number').min(1, 'must be >= 1 (1 turns noise estimation off: autoresearch\'s rule)').default(3),
+        baselineRuns: z
+          .number()
+          .int('must be a whole number')
+          .min(1, "must be >= 1 (1 turns noise estimation off: autoresearch's rule)")
+          .default(3),
         k: z.number().positive('must be > 0').default(1.8),
         confirmRuns: z.number().int().min(0, 'must be >= 0').default(4),
         bestRuns: z.number().int().min(1, 'must be >= 1').default(10),
-        seedEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').default('NIGHTLAB_SEED'),
+        seedEnv: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+          .default('NIGHTLAB_SEED'),
       })
       .strict()
       .default({}),
     // Experiments training at once, across every GPU worker; and proposals prepared ahead of them.
     parallelism: z.number().int('must be a whole number').min(1, 'must be >= 1').default(1),
     lookahead: z.number().int('must be a whole number').min(0, 'must be >= 0').nullable().default(null),
-    crash: z.object({ maxFixAttempts: z.number().int().min(0, 'must be >= 0').default(2) }).strict().default({}),
-    branch: z.string().regex(/^[\w./{}-]+$/, 'must be a git branch name; {tag} is replaced by the campaign tag').default('autoresearch/{tag}'),
+    crash: z
+      .object({ maxFixAttempts: z.number().int().min(0, 'must be >= 0').default(2) })
+      .strict()
+      .default({}),
+    branch: z
+      .string()
+      .regex(/^[\w./{}-]+$/, 'must be a git branch name; {tag} is replaced by the campaign tag')
+      .default('autoresearch/{tag}'),
   })
   .strict()
   .superRefine((c, ctx) => {
     for (const f of c.editable) {
-      if (c.locked.includes(f)) ctx.addIssue({ code: 'custom', path: ['locked'], message: `${f} is listed as both editable and locked; remove it from one list` });
+      if (c.locked.includes(f))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['locked'],
+          message: `${f} is listed as both editable and locked; remove it from one list`,
+        });
     }
     for (const k of Object.keys(c.run.env)) {
-      if (SECRET_NAME.test(k)) ctx.addIssue({ code: 'custom', path: ['run', 'env', k], message: 'looks like a secret; training runs never get secrets (the code they run is written by the proposer). Remove it' });
+      if (SECRET_NAME.test(k))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['run', 'env', k],
+          message:
+            'looks like a secret; training runs never get secrets (the code they run is written by the proposer). Remove it',
+        });
     }
     if (c.evaluate) {
       const e = c.evaluate;
       const deciding = e.metric ?? c.metric.name;
       if (e.heldOut && e.heldOut === deciding) {
-        ctx.addIssue({ code: 'custom', path: ['evaluate', 'heldOut'], message: `${e.heldOut} is the deciding metric, which the proposer sees; name another figure (e.g. test_bpb)` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['evaluate', 'heldOut'],
+          message: `${e.heldOut} is the deciding metric, which the proposer sees; name another figure (e.g. test_bpb)`,
+        });
       }
-      const under = (p: string, dir: string) => p === dir || p.startsWith(`${dir.replace(/\/+$/, '')}/`) || dir.startsWith(`${p.replace(/\/+$/, '')}/`);
+      const under = (p: string, dir: string) =>
+        p === dir || p.startsWith(`${dir.replace(/\/+$/, '')}/`) || dir.startsWith(`${p.replace(/\/+$/, '')}/`);
       for (const [i, h] of e.heldOutPaths.entries()) {
         // Locked files are shown to the proposer, editable ones are written by it: held-out data is neither.
-        const clash = [...c.locked.map((f) => ['locked', f]), ...c.editable.map((f) => ['editable', f])].find(([, f]) => under(h, f));
-        if (clash) ctx.addIssue({ code: 'custom', path: ['evaluate', 'heldOutPaths', i], message: `${h} overlaps ${clash[0]} ${clash[1]}; held-out data must be neither locked (locked files are shown to the proposer) nor editable` });
+        const clash = [...c.locked.map((f) => ['locked', f]), ...c.editable.map((f) => ['editable', f])].find(([, f]) =>
+          under(h, f),
+        );
+        if (clash)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['evaluate', 'heldOutPaths', i],
+            message: `${h} overlaps ${clash[0]} ${clash[1]}; held-out data must be neither locked (locked files are shown to the proposer) nor editable`,
+          });
       }
     }
     const tracked = [...c.editable, ...c.locked, ...(c.evaluate?.heldOutPaths ?? [])];
     for (const [i, p] of c.run.persist.entries()) {
       const clash = tracked.find((f) => f === p || f.startsWith(`${p}/`) || p.startsWith(`${f}/`));
-      if (clash) ctx.addIssue({ code: 'custom', path: ['run', 'persist', i], message: `${p} overlaps ${clash}; persisted paths are made by run.setup and never part of the code` });
+      if (clash)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['run', 'persist', i],
+          message: `${p} overlaps ${clash}; persisted paths are made by run.setup and never part of the code`,
+        });
     }
-    if (c.run.persist.length && !c.run.setup) ctx.addIssue({ code: 'custom', path: ['run', 'setup'], message: 'required with run.persist: the command that makes the persisted paths (e.g. "uv sync --frozen")' });
-    if (c.evaluate?.model && !c.evaluate.metric) ctx.addIssue({ code: 'custom', path: ['evaluate', 'metric'], message: 'required with evaluate.model: the scorer\'s figure that decides (e.g. val_bpb)' });
+    if (c.run.persist.length && !c.run.setup)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['run', 'setup'],
+        message: 'required with run.persist: the command that makes the persisted paths (e.g. "uv sync --frozen")',
+      });
+    if (c.evaluate?.model && !c.evaluate.metric)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['evaluate', 'metric'],
+        message: "required with evaluate.model: the scorer's figure that decides (e.g. val_bpb)",
+      });
     if (c.proposer.kind === 'command' && !c.proposer.command) {
-      ctx.addIssue({ code: 'custom', path: ['proposer', 'command'], message: 'required when proposer.kind is "command" (e.g. "claude -p ...")' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['proposer', 'command'],
+        message: 'required when proposer.kind is "command" (e.g. "claude -p ...")',
+      });
     }
   })
   // The default lookahead is resolved here, into the campaign's input, so a later change of the
@@ -189,7 +314,10 @@ const REMOVED: Record<string, string> = {
 };
 
 export class ConfigError extends Error {
-  constructor(public readonly problems: string[], source: string) {
+  constructor(
+    public readonly problems: string[],
+    source: string,
+  ) {
     super(`Invalid campaign config ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
 }
@@ -208,8 +336,10 @@ export function parseConfig(raw: unknown, source = '(inline)'): CampaignConfig {
       const names = unknown.map((k) => `"${k}"`).join(', ');
       return [...removed, `${field}: unknown field(s) ${names}; check the spelling (see nightlab init)`];
     }
-    if (i.code === 'invalid_type' && i.received === 'undefined') return `${field}: ${i.message === 'Required' ? 'required' : i.message}`;
-    if (i.code === 'invalid_type') return `${field}: expected ${i.expected}, got ${i.received}${i.message && i.message !== 'Required' && !i.message.startsWith('Expected') ? ` (${i.message})` : ''}`;
+    if (i.code === 'invalid_type' && i.received === 'undefined')
+      return `${field}: ${i.message === 'Required' ? 'required' : i.message}`;
+    if (i.code === 'invalid_type')
+      return `${field}: expected ${i.expected}, got ${i.received}${i.message && i.message !== 'Required' && !i.message.startsWith('Expected') ? ` (${i.message})` : ''}`;
     return `${field}: ${i.message}`;
   });
   throw new ConfigError(problems, source);
@@ -222,7 +352,10 @@ export function loadConfig(file: string): { config: CampaignConfig; baseDir: str
   try {
     raw = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
   } catch (e) {
-    throw new ConfigError([`cannot parse ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`], file);
+    throw new ConfigError(
+      [`cannot parse ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`],
+      file,
+    );
   }
   return { config: parseConfig(raw, file), baseDir: path.dirname(path.resolve(file)) };
 }
@@ -232,7 +365,8 @@ export function checkTargetFiles(config: CampaignConfig, repo: string): string[]
   const problems: string[] = [];
   if (!existsSync(repo) || !statSync(repo).isDirectory()) return [`target: ${repo} is not a directory`];
   const need = (field: string, f: string) => {
-    if (!existsSync(path.join(repo, f))) problems.push(`${field}: ${f} does not exist in ${repo}; fix the path or commit the file`);
+    if (!existsSync(path.join(repo, f)))
+      problems.push(`${field}: ${f} does not exist in ${repo}; fix the path or commit the file`);
   };
   config.editable.forEach((f) => need('editable', f));
   config.locked.forEach((f) => need('locked', f));
@@ -248,7 +382,10 @@ export function branchName(config: CampaignConfig, tag: string): string {
 export const TAG_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 export function checkTag(tag: string): void {
   if (!TAG_PATTERN.test(tag)) {
-    throw new ConfigError([`tag: "${tag}" must be lowercase letters, digits, ".", "_" or "-" (e.g. nov27), at most 63 characters`], '--tag');
+    throw new ConfigError(
+      [`tag: "${tag}" must be lowercase letters, digits, ".", "_" or "-" (e.g. nov27), at most 63 characters`],
+      '--tag',
+    );
   }
 }
 
@@ -264,8 +401,12 @@ export const PRESETS: Record<string, CampaignConfigInput> = {
     // read-only to every run. prepare.py's data and tokenizer, and the flash-attention kernel
     // train.py loads from the Hugging Face cache, are read where `uv run prepare.py` put them.
     run: {
-      command: 'uv run train.py', env: { HF_HUB_OFFLINE: '1' }, timeoutSec: 600,
-      setup: 'uv sync --frozen', persist: ['.venv'], readOnly: ['~/.cache/autoresearch', '~/.cache/huggingface/hub'],
+      command: 'uv run train.py',
+      env: { HF_HUB_OFFLINE: '1' },
+      timeoutSec: 600,
+      setup: 'uv sync --frozen',
+      persist: ['.venv'],
+      readOnly: ['~/.cache/autoresearch', '~/.cache/huggingface/hub'],
     },
     metric: { name: 'val_bpb', direction: 'lower' },
     memory: { key: 'peak_vram_mb' },
@@ -285,7 +426,14 @@ export const PRESETS: Record<string, CampaignConfigInput> = {
     run: { command: 'python3 train.py', env: {}, timeoutSec: 120 },
     metric: { name: 'val_bpb', direction: 'lower' },
     // The scorer runs the base commit's locked code only; the candidate's model answers it from a sandbox of its own.
-    evaluate: { command: 'python3 evaluate.py', model: 'python3 evaluate.py --serve', metric: 'val_bpb', heldOut: 'test_bpb', heldOutPaths: ['data/heldout'], timeoutSec: 60 },
+    evaluate: {
+      command: 'python3 evaluate.py',
+      model: 'python3 evaluate.py --serve',
+      metric: 'val_bpb',
+      heldOut: 'test_bpb',
+      heldOutPaths: ['data/heldout'],
+      timeoutSec: 60,
+    },
     sandbox: 'auto',
     memory: { key: 'peak_vram_mb' },
     budget: { maxExperiments: 12, maxHours: 2, maxCostUsd: null },
@@ -298,6 +446,13 @@ export const PRESETS: Record<string, CampaignConfigInput> = {
 
 export function presetYaml(name: string): string {
   const preset = PRESETS[name];
-  if (!preset) throw new ConfigError([`--preset: unknown preset "${name}"; choose one of ${Object.keys(PRESETS).join(', ')}`], '--preset');
-  return `# Nightlab campaign config (preset ${name}). Paths are relative to the target repository.\n` + YAML.stringify(preset);
+  if (!preset)
+    throw new ConfigError(
+      [`--preset: unknown preset "${name}"; choose one of ${Object.keys(PRESETS).join(', ')}`],
+      '--preset',
+    );
+  return (
+    `# Nightlab campaign config (preset ${name}). Paths are relative to the target repository.\n` +
+    YAML.stringify(preset)
+  );
 }

@@ -15,7 +15,11 @@ interface Price {
  */
 const PRICE_TABLE: { family: string; models: string[]; price: Price }[] = [
   { family: 'Opus 5.5', models: ['claude-opus-5-5'], price: { input: 4, output: 20 } },
-  { family: 'Opus 4.x–5', models: ['claude-opus-5', 'claude-opus-4-8', 'claude-opus-4-7', 'claude-opus-4-6', 'claude-opus-4-5'], price: { input: 5, output: 25 } },
+  {
+    family: 'Opus 4.x–5',
+    models: ['claude-opus-5', 'claude-opus-4-8', 'claude-opus-4-7', 'claude-opus-4-6', 'claude-opus-4-5'],
+    price: { input: 5, output: 25 },
+  },
   { family: 'Sonnet 5.5', models: ['claude-sonnet-5-5'], price: { input: 2, output: 10 } },
   { family: 'Sonnet 4.x', models: ['claude-sonnet-4-6', 'claude-sonnet-4-5'], price: { input: 3, output: 15 } },
   { family: 'Haiku 4.5', models: ['claude-haiku-4-5'], price: { input: 1, output: 5 } },
@@ -33,7 +37,9 @@ export function priceOf(model: string): Price {
   const alias = model.replace(/-\d{8}$/, '');
   const row = PRICE_TABLE.find((r) => r.models.includes(alias));
   if (!row) {
-    throw new Error(`no price known for model "${model}": set proposer.model to one of ${KNOWN_MODELS.join(', ')} (or add its price to common/prices.ts)`);
+    throw new Error(
+      `no price known for model "${model}": set proposer.model to one of ${KNOWN_MODELS.join(', ')} (or add its price to common/prices.ts)`,
+    );
   }
   return row.price;
 }
@@ -50,6 +56,7 @@ export function costOf(model: string, usage: PricedUsage): number {
   const p = priceOf(model);
   const write5m = Math.min(usage.cacheWrite5mTokens ?? 0, usage.cacheWriteTokens);
   const write1h = usage.cacheWriteTokens - write5m;
-  const inputEquivalent = usage.inputTokens + write5m * CACHE_WRITE_5M + write1h * CACHE_WRITE_1H + usage.cacheReadTokens * CACHE_READ;
+  const inputEquivalent =
+    usage.inputTokens + write5m * CACHE_WRITE_5M + write1h * CACHE_WRITE_1H + usage.cacheReadTokens * CACHE_READ;
   return (inputEquivalent * p.input + usage.outputTokens * p.output) / 1e6;
 }

@@ -23,7 +23,9 @@ export const SA = {
 
 /** The same attributes as the server's registration wants them: name -> Temporal type name. */
 const TYPE_NAMES: Record<string, string> = { KEYWORD: 'Keyword', INT: 'Int', DOUBLE: 'Double' };
-export const SEARCH_ATTRIBUTES: Record<string, string> = Object.fromEntries(Object.values(SA).map((k) => [k.name, TYPE_NAMES[k.type]]));
+export const SEARCH_ATTRIBUTES: Record<string, string> = Object.fromEntries(
+  Object.values(SA).map((k) => [k.name, TYPE_NAMES[k.type]]),
+);
 
 export function campaignWorkflowId(tag: string): string {
   return `campaign-${tag}`;

@@ -3,11 +3,35 @@ import { SECRET_NAME } from '../common/config';
 // The training subprocess's environment: an allowlist, not the worker's environment minus a few
 // names, so an API key or token on the worker can never reach code the proposer wrote.
 const PASS_THROUGH = [
-  'PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TERM', 'TMPDIR', 'TZ',
-  'PYTHONPATH', 'VIRTUAL_ENV', 'CONDA_PREFIX', 'UV_CACHE_DIR', 'UV_PYTHON', 'HF_HOME', 'HF_HUB_OFFLINE',
-  'XDG_CACHE_HOME', 'LD_LIBRARY_PATH', 'CUDA_HOME', 'CUDA_PATH', 'NVIDIA_DRIVER_CAPABILITIES', 'OMP_NUM_THREADS',
+  'PATH',
+  'HOME',
+  'USER',
+  'LOGNAME',
+  'SHELL',
+  'LANG',
+  'LC_ALL',
+  'LC_CTYPE',
+  'TERM',
+  'TMPDIR',
+  'TZ',
+  'PYTHONPATH',
+  'VIRTUAL_ENV',
+  'CONDA_PREFIX',
+  'UV_CACHE_DIR',
+  'UV_PYTHON',
+  'HF_HOME',
+  'HF_HUB_OFFLINE',
+  'XDG_CACHE_HOME',
+  'LD_LIBRARY_PATH',
+  'CUDA_HOME',
+  'CUDA_PATH',
+  'NVIDIA_DRIVER_CAPABILITIES',
+  'OMP_NUM_THREADS',
   // Certificates (run.setup installs packages through a proxy with its own CA on some clusters).
-  'SSL_CERT_FILE', 'SSL_CERT_DIR', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'REQUESTS_CA_BUNDLE',
+  'CURL_CA_BUNDLE',
 ];
 
 export function trainingEnv(configEnv: Record<string, string>, devices: string | null): Record<string, string> {

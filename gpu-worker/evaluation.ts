@@ -62,8 +62,17 @@ export async function evaluate(a: EvaluationArgs): Promise<Evaluation> {
   evalLog.write(header);
   const scratch = (name: string) => privateDir(path.join(places.scratch, name));
   // Each process gets its own throwaway TMPDIR and compile caches there: no cache is shared with training.
-  const envFor = (tmp: string) => ({ ...a.env, NIGHTLAB_OUTPUT_DIR: a.outDir, TMPDIR: tmp, PYTHONPYCACHEPREFIX: path.join(tmp, 'pycache'), TRITON_CACHE_DIR: path.join(tmp, 'triton'), TORCHINDUCTOR_CACHE_DIR: path.join(tmp, 'inductor'), UV_CACHE_DIR: path.join(tmp, 'uv') });
-  const persisted = (dir: string): Mount[] => [...persist.map((p) => path.join(dir, p)), ...a.tools].map((p) => ({ path: p, mode: 'ro' as const }));
+  const envFor = (tmp: string) => ({
+    ...a.env,
+    NIGHTLAB_OUTPUT_DIR: a.outDir,
+    TMPDIR: tmp,
+    PYTHONPYCACHEPREFIX: path.join(tmp, 'pycache'),
+    TRITON_CACHE_DIR: path.join(tmp, 'triton'),
+    TORCHINDUCTOR_CACHE_DIR: path.join(tmp, 'inductor'),
+    UV_CACHE_DIR: path.join(tmp, 'uv'),
+  });
+  const persisted = (dir: string): Mount[] =>
+    [...persist.map((p) => path.join(dir, p)), ...a.tools].map((p) => ({ path: p, mode: 'ro' as const }));
   const started = Date.now();
   const done = (failure: string | null, how = ''): Evaluation => {
     if (failure && how) evalLog.write(`=== nightlab: ${how}\n`);
@@ -75,10 +84,39 @@ export async function evaluate(a: EvaluationArgs): Promise<Evaluation> {
     // The candidate, fresh (nothing training left), with the held-out data, read-only.
     await freshTree(places.cache, places.workspace, req.sha, { keep: persist });
     const tmp = scratch('eval-tmp');
-    const scorer = await confined(a.sandbox, { cwd: places.workspace, mounts: [{ path: places.workspace, mode: 'ro' }, ...persisted(places.workspace), { path: a.outDir, mode: 'ro' }, { path: tmp, mode: 'rw' }], env: envFor(tmp), protect: a.protect, readOnly: a.readOnly, gpus: a.gpus }, ev.command);
-    const run = await supervise({ argv: scorer.argv, cwd: places.workspace, env: scorer.env, timeoutSec, signal: a.ctx.cancellationSignal, log: evalLog, pidFile: a.pidFile, feed: scorer.feed }).done;
+    const scorer = await confined(
+      a.sandbox,
+      {
+        cwd: places.workspace,
+        mounts: [
+          { path: places.workspace, mode: 'ro' },
+          ...persisted(places.workspace),
+          { path: a.outDir, mode: 'ro' },
+          { path: tmp, mode: 'rw' },
+        ],
+        env: envFor(tmp),
+        protect: a.protect,
+        readOnly: a.readOnly,
+        gpus: a.gpus,
+      },
+      ev.command,
+    );
+    const run = await supervise({
+      argv: scorer.argv,
+      cwd: places.workspace,
+      env: scorer.env,
+      timeoutSec,
+      signal: a.ctx.cancellationSignal,
+      log: evalLog,
+      pidFile: a.pidFile,
+      feed: scorer.feed,
+    }).done;
     const changed = guardChanges(places.workspace, a.guard);
-    return done(failureOf(run, null) ?? (changed.length ? `the evaluation changed locked file or held-out data ${changed.join(', ')}` : null), `scorer ${ended(run)}`);
+    return done(
+      failureOf(run, null) ??
+        (changed.length ? `the evaluation changed locked file or held-out data ${changed.join(', ')}` : null),
+      `scorer ${ended(run)}`,
+    );
   }
 
   // The scorer: the base commit's files but the editable ones, held-out data included.
@@ -92,11 +130,66 @@ export async function evaluate(a: EvaluationArgs): Promise<Evaluation> {
   const modelTmp = scratch('model-tmp');
   const scorerTmp = scratch('eval-tmp');
   const modelLog = new CappedLog(a.logPath.replace(/\.log$/, '.model.log'), req.maxLogBytes);
-  modelLog.write(`${ATTEMPT_HEADER}${req.tag} experiment ${req.experiment} run ${req.run} attempt ${a.ctx.info.attempt}: model for the evaluation: ${ev.model}\n=== ${a.sandbox.header}\n`);
-  const model = await confined(a.sandbox, { cwd: places.workspace, mounts: [{ path: places.workspace, mode: 'ro' }, ...persisted(places.workspace), { path: a.outDir, mode: 'ro' }, { path: modelTmp, mode: 'rw' }], env: envFor(modelTmp), protect: a.protect, readOnly: a.readOnly, gpus: a.gpus, noLocks: true }, ev.model, 4);
-  const scorer = await confined(a.sandbox, { cwd: scorerDir, mounts: [{ path: scorerDir, mode: 'ro' }, { path: a.outDir, mode: 'ro' }, { path: scorerTmp, mode: 'rw' }], env: envFor(scorerTmp), protect: a.protect, readOnly: a.readOnly, gpus: false }, ev.command, 4);
-  const m = supervise({ argv: model.argv, cwd: places.workspace, env: model.env, timeoutSec, signal: a.ctx.cancellationSignal, log: modelLog, extraPipes: 1, feed: model.feed });
-  const s = supervise({ argv: scorer.argv, cwd: scorerDir, env: scorer.env, timeoutSec, signal: a.ctx.cancellationSignal, log: evalLog, extraPipes: 1, pidFile: a.pidFile, feed: scorer.feed });
+  modelLog.write(
+    `${ATTEMPT_HEADER}${req.tag} experiment ${req.experiment} run ${req.run} attempt ${a.ctx.info.attempt}: model for the evaluation: ${ev.model}\n=== ${a.sandbox.header}\n`,
+  );
+  const model = await confined(
+    a.sandbox,
+    {
+      cwd: places.workspace,
+      mounts: [
+        { path: places.workspace, mode: 'ro' },
+        ...persisted(places.workspace),
+        { path: a.outDir, mode: 'ro' },
+        { path: modelTmp, mode: 'rw' },
+      ],
+      env: envFor(modelTmp),
+      protect: a.protect,
+      readOnly: a.readOnly,
+      gpus: a.gpus,
+      noLocks: true,
+    },
+    ev.model,
+    4,
+  );
+  const scorer = await confined(
+    a.sandbox,
+    {
+      cwd: scorerDir,
+      mounts: [
+        { path: scorerDir, mode: 'ro' },
+        { path: a.outDir, mode: 'ro' },
+        { path: scorerTmp, mode: 'rw' },
+      ],
+      env: envFor(scorerTmp),
+      protect: a.protect,
+      readOnly: a.readOnly,
+      gpus: false,
+    },
+    ev.command,
+    4,
+  );
+  const m = supervise({
+    argv: model.argv,
+    cwd: places.workspace,
+    env: model.env,
+    timeoutSec,
+    signal: a.ctx.cancellationSignal,
+    log: modelLog,
+    extraPipes: 1,
+    feed: model.feed,
+  });
+  const s = supervise({
+    argv: scorer.argv,
+    cwd: scorerDir,
+    env: scorer.env,
+    timeoutSec,
+    signal: a.ctx.cancellationSignal,
+    log: evalLog,
+    extraPipes: 1,
+    pidFile: a.pidFile,
+    feed: scorer.feed,
+  });
   // fd 3 of one is fd 3 of the other: the only channel between them.
   const [toModel, toScorer] = [s.child.stdio[3], m.child.stdio[3]] as unknown as NodeJS.ReadWriteStream[];
   for (const end of [toModel, toScorer]) end.on('error', () => {}); // a side that exits closes its end
@@ -107,7 +200,10 @@ export async function evaluate(a: EvaluationArgs): Promise<Evaluation> {
   const served = await m.done;
   modelLog.close();
   const changed = guardChanges(scorerDir, heldOutGuard);
-  return done(failureOf(scored, served) ?? (changed.length ? `the evaluation changed held-out data ${changed.join(', ')}` : null), `scorer ${ended(scored)}; model ${ended(served)}`);
+  return done(
+    failureOf(scored, served) ?? (changed.length ? `the evaluation changed held-out data ${changed.join(', ')}` : null),
+    `scorer ${ended(scored)}; model ${ended(served)}`,
+  );
 }
 
 /**
@@ -117,7 +213,8 @@ export async function evaluate(a: EvaluationArgs): Promise<Evaluation> {
  * the proposer, who reads this reason. People find the difference in the two logs.
  */
 function failureOf(scorer: ProcessRun, model: ProcessRun | null): string | null {
-  if (scorer.killedFor === 'cancelled' || model?.killedFor === 'cancelled') throw new CancelledFailure('run cancelled during its evaluation; process group killed');
+  if (scorer.killedFor === 'cancelled' || model?.killedFor === 'cancelled')
+    throw new CancelledFailure('run cancelled during its evaluation; process group killed');
   if (scorer.exitCode === 0 && !scorer.killedFor) return null;
   return EVALUATION_FAILED;
 }
@@ -126,10 +223,14 @@ function ended(p: ProcessRun): string {
   return p.killedFor ? `killed (${p.killedFor})` : `exit ${p.exitCode ?? p.signal}`;
 }
 
-export const EVALUATION_FAILED = 'evaluation failed: no figure (why is in the .eval.log and .model.log, for people only)';
+export const EVALUATION_FAILED =
+  'evaluation failed: no figure (why is in the .eval.log and .model.log, for people only)';
 
 /** The deciding and held-out figures in the scorer's output. */
-export function evaluationFigures(output: string, ev: EvaluateSpec): { metric: ReturnType<typeof checkMetric> | null; heldOut: number | null } {
+export function evaluationFigures(
+  output: string,
+  ev: EvaluateSpec,
+): { metric: ReturnType<typeof checkMetric> | null; heldOut: number | null } {
   return {
     metric: ev.metric ? checkMetric(output, { name: ev.metric }) : null,
     heldOut: ev.heldOut ? checkMetric(output, { name: ev.heldOut }).value : null,

@@ -19,16 +19,48 @@ export const MAX_REASON_CHARS = 1_000;
  * metric line) makes a run that exited 0 a crash; `metricSource` says whose output the metric was
  * read from when it is not the trainer's.
  */
-export function classify(r: { exitCode: number | null; signal: string | null; killedFor: 'timeout' | 'cancelled' | null; metric: number | null; tail: string; timeoutSec: number; command: string; metricName: string; metricProblem?: string | null; metricSource?: 'evaluation' }): { outcome: RunOutcome; reason: string } {
-  if (r.killedFor === 'timeout') return { outcome: 'timeout', reason: `killed after the hard timeout of ${r.timeoutSec} s` };
-  if (r.exitCode === 127) return { outcome: 'crash', reason: bounded(`command not found (exit 127): ${r.command}`, MAX_REASON_CHARS) };
-  if (r.exitCode !== 0 && (looksOutOfMemory(r.tail) || r.exitCode === 137 || (r.signal === 'SIGKILL' && r.exitCode === null))) {
-    return { outcome: 'oom', reason: `out of memory${r.signal ? ` (${r.signal})` : ''}: ${lastMeaningfulLine(r.tail)}` };
+export function classify(r: {
+  exitCode: number | null;
+  signal: string | null;
+  killedFor: 'timeout' | 'cancelled' | null;
+  metric: number | null;
+  tail: string;
+  timeoutSec: number;
+  command: string;
+  metricName: string;
+  metricProblem?: string | null;
+  metricSource?: 'evaluation';
+}): { outcome: RunOutcome; reason: string } {
+  if (r.killedFor === 'timeout')
+    return { outcome: 'timeout', reason: `killed after the hard timeout of ${r.timeoutSec} s` };
+  if (r.exitCode === 127)
+    return { outcome: 'crash', reason: bounded(`command not found (exit 127): ${r.command}`, MAX_REASON_CHARS) };
+  if (
+    r.exitCode !== 0 &&
+    (looksOutOfMemory(r.tail) || r.exitCode === 137 || (r.signal === 'SIGKILL' && r.exitCode === null))
+  ) {
+    return {
+      outcome: 'oom',
+      reason: `out of memory${r.signal ? ` (${r.signal})` : ''}: ${lastMeaningfulLine(r.tail)}`,
+    };
   }
-  if (r.exitCode !== 0) return { outcome: 'crash', reason: `exit ${r.exitCode ?? r.signal}: ${lastMeaningfulLine(r.tail)}` };
-  if (r.metricProblem) return { outcome: 'crash', reason: bounded(r.metricSource ? `${r.metricProblem} (in the evaluation's output)` : r.metricProblem, MAX_REASON_CHARS) };
+  if (r.exitCode !== 0)
+    return { outcome: 'crash', reason: `exit ${r.exitCode ?? r.signal}: ${lastMeaningfulLine(r.tail)}` };
+  if (r.metricProblem)
+    return {
+      outcome: 'crash',
+      reason: bounded(
+        r.metricSource ? `${r.metricProblem} (in the evaluation's output)` : r.metricProblem,
+        MAX_REASON_CHARS,
+      ),
+    };
   if (r.metric === null) {
-    return { outcome: 'no-metric', reason: r.metricSource ? `the evaluation exited 0 but printed no ${r.metricName} in its final summary block` : `exited 0 but printed no ${r.metricName} in its final summary block` };
+    return {
+      outcome: 'no-metric',
+      reason: r.metricSource
+        ? `the evaluation exited 0 but printed no ${r.metricName} in its final summary block`
+        : `exited 0 but printed no ${r.metricName} in its final summary block`,
+    };
   }
   return { outcome: 'ok', reason: '' };
 }
@@ -41,10 +73,18 @@ export function lastAttemptOf(logPath: string): string {
 
 /** The end of a run's output, bounded, for a fix proposal. */
 export function tailOf(summary: string): string {
-  return summary.split('\n').slice(-TAIL_LINES - 1).join('\n').slice(-TAIL_CHARS);
+  return summary
+    .split('\n')
+    .slice(-TAIL_LINES - 1)
+    .join('\n')
+    .slice(-TAIL_CHARS);
 }
 
 export function lastMeaningfulLine(tail: string): string {
-  const line = tail.split('\n').map((l) => l.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').trim()).filter((l) => l && !l.startsWith('===')).at(-1);
+  const line = tail
+    .split('\n')
+    .map((l) => l.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').trim())
+    .filter((l) => l && !l.startsWith('==='))
+    .at(-1);
   return line?.slice(0, 200) ?? '(no output)';
 }

@@ -91,20 +91,37 @@ export function createGpuActivities(deps: GpuDeps) {
     reapOrphan(pidFile);
     const places = slotPlaces(deps.home, slotDir, req.remote, req.tag);
     const base = req.base ?? null;
-    await fetchCandidate(places.cache, req.remote, [{ ref: req.ref, sha: req.sha }, ...(base ? [{ ref: experimentRef(req.tag, 0), sha: base }] : [])]);
+    await fetchCandidate(places.cache, req.remote, [
+      { ref: req.ref, sha: req.sha },
+      ...(base ? [{ ref: experimentRef(req.tag, 0), sha: base }] : []),
+    ]);
 
     const logPath = path.join(deps.home, 'logs', req.tag, `${req.experiment}-${req.run}.log`);
     const log = new CappedLog(logPath, req.maxLogBytes);
-    log.write(`${ATTEMPT_HEADER}${req.tag} experiment ${req.experiment} run ${req.run} attempt ${ctx.info.attempt} on ${host}/${slot.name} at ${req.sha.slice(0, 7)}: ${req.command}\n`);
+    log.write(
+      `${ATTEMPT_HEADER}${req.tag} experiment ${req.experiment} run ${req.run} attempt ${ctx.info.attempt} on ${host}/${slot.name} at ${req.sha.slice(0, 7)}: ${req.command}\n`,
+    );
     const crash = (reason: string, seconds = 0): RunResult => {
       log.write(`=== ${reason}\n`);
       log.close();
-      return { outcome: 'crash', exitCode: null, metric: null, memoryMb: null, seconds, logPath, host, slot: slot.name, logTail: '', reason };
+      return {
+        outcome: 'crash',
+        exitCode: null,
+        metric: null,
+        memoryMb: null,
+        seconds,
+        logPath,
+        host,
+        slot: slot.name,
+        logTail: '',
+        reason,
+      };
     };
 
     // 1. The candidate against the campaign's base: only editable files may differ.
     const heldOut = (req.evaluate?.heldOutPaths ?? []).map((p) => p.replace(/\/+$/, ''));
-    const guard = req.guard ?? (await guardOf(bareGit(places.cache), base ?? req.sha, [...(req.locked ?? []), ...heldOut]));
+    const guard =
+      req.guard ?? (await guardOf(bareGit(places.cache), base ?? req.sha, [...(req.locked ?? []), ...heldOut]));
     const problem = base ? await candidateProblem(places.cache, base, req.sha, req.editable ?? null, guard) : null;
     if (problem) return crash(problem);
     const sandbox = await decideSandbox(req.sandbox);
@@ -112,10 +129,18 @@ export function createGpuActivities(deps: GpuDeps) {
     log.write(`=== ${sandbox.header}\n`);
     const persist = req.persist ?? [];
     const lockedGuard = Object.fromEntries(Object.entries(guard).filter(([p]) => !heldOut.includes(p)));
-    const isolation: Isolation = { sandbox, protect: [deps.home, ...localDirs(req.remote)], readOnly: req.readOnly ?? [], tools: [], gpus: slot.devices === null ? false : slot.nodes ?? true };
+    const isolation: Isolation = {
+      sandbox,
+      protect: [deps.home, ...localDirs(req.remote)],
+      readOnly: req.readOnly ?? [],
+      tools: [],
+      gpus: slot.devices === null ? false : (slot.nodes ?? true),
+    };
 
     // The persisted paths (a .venv), made on the base commit by run.setup when missing.
-    const setupKey = createHash('sha256').update(JSON.stringify([req.setup, guard])).digest('hex');
+    const setupKey = createHash('sha256')
+      .update(JSON.stringify([req.setup, guard]))
+      .digest('hex');
     const stamp = path.join(places.workspace + '.setup');
     if (req.setup && needsSetup(places.workspace, persist, stamp, setupKey)) {
       const setup = await runSetup(req, places, isolation, log, ctx);
@@ -124,7 +149,9 @@ export function createGpuActivities(deps: GpuDeps) {
     }
     // The Python installations the persisted virtualenvs point into: one run.setup installed is
     // Nightlab's own mount; any other is read like a declared path (never a home or NIGHTLAB_HOME).
-    const pythons = (req.persist ?? []).map((p) => venvHome(path.join(places.workspace, p))).filter((p): p is string => !!p);
+    const pythons = (req.persist ?? [])
+      .map((p) => venvHome(path.join(places.workspace, p)))
+      .filter((p): p is string => !!p);
     isolation.tools = pythons.filter((p) => isInside(p, places.setup));
     isolation.readOnly = [...isolation.readOnly, ...pythons.filter((p) => !isInside(p, places.setup))];
     await freshTree(places.cache, places.workspace, req.sha, { omit: heldOut, keep: persist });
@@ -135,31 +162,51 @@ export function createGpuActivities(deps: GpuDeps) {
     const caches = privateDir(req.fresh ? path.join(places.scratch, 'caches') : places.caches);
     const baseEnv = trainingEnv(req.env, slot.devices);
     const env = {
-      ...baseEnv, ...compileCaches(caches, req.env),
-      NIGHTLAB_OUTPUT_DIR: outDir, TMPDIR: tmp,
+      ...baseEnv,
+      ...compileCaches(caches, req.env),
+      NIGHTLAB_OUTPUT_DIR: outDir,
+      TMPDIR: tmp,
       // Bytecode goes to this run's scratch: nothing compiled by one run is ever loaded by another.
       PYTHONPYCACHEPREFIX: path.join(tmp, 'pycache'),
       // uv runs the persisted .venv as it is: no sync, no download, a cache of this run's own.
-      ...UV_RUN, UV_CACHE_DIR: path.join(tmp, 'uv-cache'),
+      ...UV_RUN,
+      UV_CACHE_DIR: path.join(tmp, 'uv-cache'),
       ...pick(req.env, Object.keys(UV_RUN)),
     };
     const mounts: Mount[] = [
       { path: places.workspace, mode: 'rw' },
       ...persist.map((p) => ({ path: path.join(places.workspace, p), mode: 'ro' as const })),
-      { path: outDir, mode: 'rw' }, { path: tmp, mode: 'rw' }, { path: caches, mode: 'rw' },
+      { path: outDir, mode: 'rw' },
+      { path: tmp, mode: 'rw' },
+      { path: caches, mode: 'rw' },
       ...isolation.tools.map((p) => ({ path: p, mode: 'ro' as const })),
     ];
     const train = await confined(sandbox, { cwd: places.workspace, mounts, env, ...isolation }, req.command);
     let peakMb: number | null = null;
     const trained = await supervise({
-      argv: train.argv, cwd: places.workspace, env: train.env, timeoutSec: req.timeoutSec, signal: ctx.cancellationSignal, log, pidFile, feed: train.feed,
+      argv: train.argv,
+      cwd: places.workspace,
+      env: train.env,
+      timeoutSec: req.timeoutSec,
+      signal: ctx.cancellationSignal,
+      log,
+      pidFile,
+      feed: train.feed,
       onBeat: (elapsedSec, lastLine) => {
         // Which experiment and run this is, so live views pair runs with experiments at any parallelism.
         const beat: RunHeartbeat = {
-          experiment: req.experiment, run: req.run, elapsedSec, timeoutSec: req.timeoutSec, lastLine, slot: slot.name, host,
+          experiment: req.experiment,
+          run: req.run,
+          elapsedSec,
+          timeoutSec: req.timeoutSec,
+          lastLine,
+          slot: slot.name,
+          host,
         };
         ctx.heartbeat(beat);
-        void gpuMemoryMb(slot.devices).then((used) => { if (used !== null) peakMb = Math.max(peakMb ?? 0, used); });
+        void gpuMemoryMb(slot.devices).then((used) => {
+          if (used !== null) peakMb = Math.max(peakMb ?? 0, used);
+        });
       },
     }).done;
     log.close();
@@ -169,13 +216,21 @@ export function createGpuActivities(deps: GpuDeps) {
     const tail = tailOf(summary);
     const memoryFigure = req.memoryKey ? readFigure(summary, req.memoryKey) : null;
     let seconds = trained.seconds;
-    const result = (r: { outcome: RunOutcome; reason: string }, metric: number | null, heldOutFigure: number | null = null): RunResult => ({
+    const result = (
+      r: { outcome: RunOutcome; reason: string },
+      metric: number | null,
+      heldOutFigure: number | null = null,
+    ): RunResult => ({
       outcome: r.outcome,
       exitCode: trained.exitCode,
       metric: r.outcome === 'ok' ? metric : null,
       memoryMb: memoryFigure ?? peakMb,
       seconds: Math.round(seconds * 10) / 10,
-      logPath, host, slot: slot.name, logTail: tail, reason: r.reason,
+      logPath,
+      host,
+      slot: slot.name,
+      logTail: tail,
+      reason: r.reason,
       ...(req.evaluate?.heldOut ? { heldOut: r.outcome === 'ok' ? heldOutFigure : null } : {}),
       isolation: sandbox.kind === 'bwrap' ? 'sandbox' : req.sandbox === 'off' ? 'off' : 'none',
     });
@@ -183,7 +238,8 @@ export function createGpuActivities(deps: GpuDeps) {
 
     // 3. A run that changed a locked file is a crash, however it ended.
     const modified = guardChanges(places.workspace, lockedGuard);
-    if (modified.length) return result({ outcome: 'crash', reason: `modified locked file ${modified.join(', ')}` }, null);
+    if (modified.length)
+      return result({ outcome: 'crash', reason: `modified locked file ${modified.join(', ')}` }, null);
     const finished = trained.exitCode === 0 && !trained.killedFor;
     const ev = req.evaluate;
     const own = finished ? checkMetric(summary, req.metric) : { value: null, problem: null };
@@ -193,13 +249,35 @@ export function createGpuActivities(deps: GpuDeps) {
     }
 
     // 4. The locked evaluation.
-    const evaluation = await evaluate({ req, ev, places, logPath, outDir, env: baseEnv, guard, ...isolation, ctx, pidFile });
+    const evaluation = await evaluate({
+      req,
+      ev,
+      places,
+      logPath,
+      outDir,
+      env: baseEnv,
+      guard,
+      ...isolation,
+      ctx,
+      pidFile,
+    });
     seconds += evaluation.seconds;
     if (evaluation.failure) return result({ outcome: 'crash', reason: evaluation.failure }, null);
     const figures = evaluationFigures(evaluation.output, ev);
     // 5. The outcome: the evaluator's figure decides when it has one, else the trainer's own.
-    if (!figures.metric) return result(classify({ ...facts, metric: own.value, metricProblem: own.problem }), own.value, figures.heldOut);
-    return result(classify({ ...facts, metric: figures.metric.value, metricProblem: figures.metric.problem, metricName: ev.metric!, metricSource: 'evaluation' }), figures.metric.value, figures.heldOut);
+    if (!figures.metric)
+      return result(classify({ ...facts, metric: own.value, metricProblem: own.problem }), own.value, figures.heldOut);
+    return result(
+      classify({
+        ...facts,
+        metric: figures.metric.value,
+        metricProblem: figures.metric.problem,
+        metricName: ev.metric!,
+        metricSource: 'evaluation',
+      }),
+      figures.metric.value,
+      figures.heldOut,
+    );
   }
 }
 
@@ -221,21 +299,47 @@ interface Isolation {
  * run.setup on the campaign's base commit (the user's own code: no proposer's), with the network
  * (it installs packages) and the persisted paths writable; they are read-only to every run after.
  */
-async function runSetup(req: RunRequest, places: SlotPlaces, iso: Isolation, log: CappedLog, ctx: Context): Promise<string | null> {
+async function runSetup(
+  req: RunRequest,
+  places: SlotPlaces,
+  iso: Isolation,
+  log: CappedLog,
+  ctx: Context,
+): Promise<string | null> {
   const persist = req.persist ?? [];
   await freshTree(places.cache, places.workspace, req.base ?? req.sha, { omit: req.evaluate?.heldOutPaths ?? [] });
   const tmp = privateDir(path.join(places.scratch, 'setup-tmp'));
   // uv's downloads and the Pythons it installs live beside the campaign's caches, never writable by a run.
   const env = {
-    ...trainingEnv(req.env, null), TMPDIR: tmp, PYTHONPYCACHEPREFIX: path.join(tmp, 'pycache'),
-    UV_CACHE_DIR: privateDir(path.join(places.setup, 'uv')), UV_PYTHON_INSTALL_DIR: privateDir(path.join(places.setup, 'python')),
+    ...trainingEnv(req.env, null),
+    TMPDIR: tmp,
+    PYTHONPYCACHEPREFIX: path.join(tmp, 'pycache'),
+    UV_CACHE_DIR: privateDir(path.join(places.setup, 'uv')),
+    UV_PYTHON_INSTALL_DIR: privateDir(path.join(places.setup, 'python')),
     // Copies, not hard links into the cache (another mount); bytecode compiled now, as the venv is read-only later.
-    UV_LINK_MODE: 'copy', UV_COMPILE_BYTECODE: '1',
+    UV_LINK_MODE: 'copy',
+    UV_COMPILE_BYTECODE: '1',
   };
   log.write(`=== setup of ${persist.join(', ')} on the base commit: ${req.setup}\n`);
-  const mounts: Mount[] = [{ path: places.workspace, mode: 'rw' }, { path: tmp, mode: 'rw' }, { path: places.setup, mode: 'rw' }];
-  const cmd = await confined(iso.sandbox, { cwd: places.workspace, mounts, env, protect: iso.protect, readOnly: iso.readOnly, network: true }, req.setup!);
-  const r = await supervise({ argv: cmd.argv, cwd: places.workspace, env: cmd.env, timeoutSec: SETUP_TIMEOUT_SEC, signal: ctx.cancellationSignal, log, feed: cmd.feed }).done;
+  const mounts: Mount[] = [
+    { path: places.workspace, mode: 'rw' },
+    { path: tmp, mode: 'rw' },
+    { path: places.setup, mode: 'rw' },
+  ];
+  const cmd = await confined(
+    iso.sandbox,
+    { cwd: places.workspace, mounts, env, protect: iso.protect, readOnly: iso.readOnly, network: true },
+    req.setup!,
+  );
+  const r = await supervise({
+    argv: cmd.argv,
+    cwd: places.workspace,
+    env: cmd.env,
+    timeoutSec: SETUP_TIMEOUT_SEC,
+    signal: ctx.cancellationSignal,
+    log,
+    feed: cmd.feed,
+  }).done;
   if (r.killedFor === 'cancelled') throw new CancelledFailure('run cancelled during setup');
   if (r.exitCode !== 0) return `run.setup failed (exit ${r.exitCode ?? r.signal}): ${req.setup}; see the log`;
   const missing = persist.filter((p) => !statOk(path.join(places.workspace, p)));
@@ -247,13 +351,24 @@ function pick(env: Record<string, string>, names: string[]): Record<string, stri
 }
 
 function outcomeFacts(p: ProcessRun, tail: string, req: RunRequest) {
-  return { exitCode: p.exitCode, signal: p.signal, killedFor: p.killedFor, tail, timeoutSec: req.timeoutSec, command: req.command, metricName: req.metric.name };
+  return {
+    exitCode: p.exitCode,
+    signal: p.signal,
+    killedFor: p.killedFor,
+    tail,
+    timeoutSec: req.timeoutSec,
+    command: req.command,
+    metricName: req.metric.name,
+  };
 }
 
 /** Compile-cache variables (the config's own env wins), in the campaign's cache folder. */
 function compileCaches(dir: string, configEnv: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [name, sub] of [['TRITON_CACHE_DIR', 'triton'], ['TORCHINDUCTOR_CACHE_DIR', 'inductor']]) {
+  for (const [name, sub] of [
+    ['TRITON_CACHE_DIR', 'triton'],
+    ['TORCHINDUCTOR_CACHE_DIR', 'inductor'],
+  ]) {
     if (!configEnv[name]) env[name] = privateDir(path.join(dir, sub));
   }
   return env;
@@ -279,8 +394,14 @@ function statOk(p: string): boolean {
 async function gpuMemoryMb(devices: string | null): Promise<number | null> {
   if (devices === null) return null;
   try {
-    const r = await execa('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-i', devices], { timeout: 3000 });
-    return r.stdout.split('\n').map(Number).filter(Number.isFinite).reduce((a, b) => a + b, 0);
+    const r = await execa('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-i', devices], {
+      timeout: 3000,
+    });
+    return r.stdout
+      .split('\n')
+      .map(Number)
+      .filter(Number.isFinite)
+      .reduce((a, b) => a + b, 0);
   } catch {
     return null;
   }

@@ -25,8 +25,14 @@ export async function resolveSlots(gpus: string | undefined): Promise<Slot[]> {
   let ids: string[];
   if (gpus === undefined || gpus === '' || gpus === 'cpu') ids = [];
   else if (gpus === 'all') ids = await listGpus();
-  else ids = gpus.split(',').map((g) => g.trim()).filter(Boolean);
-  for (const id of ids) if (!/^\d+$/.test(id) && !/^GPU-[\w-]+$/.test(id)) throw new Error(`--gpus: "${id}" is not a GPU index (use e.g. --gpus 0,1 or --gpus all)`);
+  else
+    ids = gpus
+      .split(',')
+      .map((g) => g.trim())
+      .filter(Boolean);
+  for (const id of ids)
+    if (!/^\d+$/.test(id) && !/^GPU-[\w-]+$/.test(id))
+      throw new Error(`--gpus: "${id}" is not a GPU index (use e.g. --gpus 0,1 or --gpus all)`);
   if (!ids.length) return [{ name: 'cpu', devices: null }];
   const table = await gpuTable();
   return ids.map((id) => ({ name: `gpu${id}`, devices: id, ...slotNodes(id, table) }));
@@ -39,7 +45,13 @@ export interface GpuEntry {
   minor: number | null;
 }
 
-const CONTROL_NODES = ['/dev/nvidiactl', '/dev/nvidia-uvm', '/dev/nvidia-uvm-tools', '/dev/nvidia-modeset', '/dev/nvidia-caps'];
+const CONTROL_NODES = [
+  '/dev/nvidiactl',
+  '/dev/nvidia-uvm',
+  '/dev/nvidia-uvm-tools',
+  '/dev/nvidia-modeset',
+  '/dev/nvidia-caps',
+];
 
 /**
  * The device nodes a slot's sandbox gets: its own GPU's /dev/nvidiaN and the driver's control
@@ -56,7 +68,8 @@ export function slotNodes(id: string, gpus: GpuEntry[]): { devices?: string; nod
 export async function gpuTable(procDir = '/proc/driver/nvidia/gpus'): Promise<GpuEntry[]> {
   let listed: string;
   try {
-    listed = (await execa('nvidia-smi', ['--query-gpu=index,uuid', '--format=csv,noheader'], { timeout: 10_000 })).stdout;
+    listed = (await execa('nvidia-smi', ['--query-gpu=index,uuid', '--format=csv,noheader'], { timeout: 10_000 }))
+      .stdout;
   } catch {
     return [];
   }
@@ -71,13 +84,20 @@ export async function gpuTable(procDir = '/proc/driver/nvidia/gpus'): Promise<Gp
   } catch {
     // no /proc/driver/nvidia: minors unknown
   }
-  return listed.split('\n').map((l) => l.split(',').map((x) => x.trim())).filter(([i, u]) => i && u).map(([index, uuid]) => ({ index, uuid, minor: minors.get(uuid) ?? null }));
+  return listed
+    .split('\n')
+    .map((l) => l.split(',').map((x) => x.trim()))
+    .filter(([i, u]) => i && u)
+    .map(([index, uuid]) => ({ index, uuid, minor: minors.get(uuid) ?? null }));
 }
 
 export async function listGpus(): Promise<string[]> {
   try {
     const r = await execa('nvidia-smi', ['--query-gpu=index', '--format=csv,noheader'], { timeout: 10_000 });
-    return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+    return r.stdout
+      .split('\n')
+      .map((s) => s.trim())
+      .filter(Boolean);
   } catch {
     return [];
   }
@@ -126,7 +146,11 @@ export async function createGpuWorkers(opts: {
  * runs it again on a worker that stays up. A run that dies of a signal just before its worker hears
  * of the stop gets a moment for the stop to show.
  */
-export function retryWhenStopping(activities: GpuActivities, stopping: () => boolean, settleMs = SETTLE_MS): GpuActivities {
+export function retryWhenStopping(
+  activities: GpuActivities,
+  stopping: () => boolean,
+  settleMs = SETTLE_MS,
+): GpuActivities {
   return {
     ...activities,
     async run(req: RunRequest): Promise<RunResult> {

@@ -47,7 +47,11 @@ export function slotPlaces(home: string, slotDir: string, remote: string, tag: s
 const present = new Set<string>();
 
 /** Fetches the candidate (and the campaign's base, for the guard) into the cache, unless there. */
-export async function fetchCandidate(cache: string, remote: string, want: { ref: string; sha: string }[]): Promise<void> {
+export async function fetchCandidate(
+  cache: string,
+  remote: string,
+  want: { ref: string; sha: string }[],
+): Promise<void> {
   const missing = want.filter((w) => !present.has(`${cache}\0${w.sha}`));
   if (!missing.length) return;
   await cacheQueue(cache, async () => {
@@ -63,7 +67,12 @@ export async function fetchCandidate(cache: string, remote: string, want: { ref:
  * Makes `dir` hold `sha`'s files and nothing else (but the `keep` paths), leaving out `omit`
  * (held-out data, for anything but the scorer).
  */
-export async function freshTree(cache: string, dir: string, sha: string, opts: { omit?: string[]; keep?: string[] } = {}): Promise<void> {
+export async function freshTree(
+  cache: string,
+  dir: string,
+  sha: string,
+  opts: { omit?: string[]; keep?: string[] } = {},
+): Promise<void> {
   wipeDir(dir, opts.keep ?? []);
   await writeTree(bareGit(cache), sha, dir, opts.omit ?? []);
 }

@@ -56,12 +56,17 @@ export async function startEgress(listen: string | number, allow: string[]): Pro
   const route = (client: net.Socket, head: Buffer, bodyAt: number) => {
     const line = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
     const connect = /^CONNECT (\[[^\]]+\]|[^\s:]+):(\d+) HTTP\/1\.[01]$/.exec(line);
-    if (!connect) return void client.end('HTTP/1.1 405 Method Not Allowed\r\ncontent-type: text/plain\r\n\r\nnightlab: only CONNECT (HTTPS) goes through this proxy\n');
+    if (!connect)
+      return void client.end(
+        'HTTP/1.1 405 Method Not Allowed\r\ncontent-type: text/plain\r\n\r\nnightlab: only CONNECT (HTTPS) goes through this proxy\n',
+      );
     const host = connect[1].replace(/^\[|\]$/g, '');
     const port = Number(connect[2]);
     if (!allows(allow, host, port)) {
       refused.push(`${host}:${port}`);
-      return void client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\nnightlab: ${host}:${port} is not in proposer.network\n`);
+      return void client.end(
+        `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\r\nnightlab: ${host}:${port} is not in proposer.network\n`,
+      );
     }
     const upstream = net.connect(port, host);
     sockets.add(upstream);

@@ -11,7 +11,12 @@ const ZERO_SHA = '0000000000000000000000000000000000000000';
  * Every git call: commits carry Nightlab's own identity, whatever the machine's config says, and
  * no hook or fsmonitor ever runs (git on a worker never executes a program a repository names).
  */
-const CONFIG = ['user.name=Nightlab', 'user.email=nightlab@localhost', 'core.hooksPath=/dev/null', 'core.fsmonitor=false'];
+const CONFIG = [
+  'user.name=Nightlab',
+  'user.email=nightlab@localhost',
+  'core.hooksPath=/dev/null',
+  'core.fsmonitor=false',
+];
 
 export interface Git {
   /** Runs `git <args>` in the directory: its stdout, trimmed. Rejects on a non-zero exit, with git's stderr. */
@@ -39,7 +44,10 @@ export function git(dir: string, opts: { gitDir?: boolean; env?: Record<string, 
     const r = await runCommand(argv, { cwd: dir, env, input });
     if (r.code === 0) return r.stdout;
     const stderr = r.stderr.toString('utf8');
-    throw Object.assign(new Error(`git ${args.join(' ')} failed in ${dir}: ${stderr.trim() || `exit ${r.code ?? 'by signal'}`}`), { exitCode: r.code, stderr });
+    throw Object.assign(
+      new Error(`git ${args.join(' ')} failed in ${dir}: ${stderr.trim() || `exit ${r.code ?? 'by signal'}`}`),
+      { exitCode: r.code, stderr },
+    );
   };
   return {
     raw: async (args, input) => (await run(args, input)).toString('utf8').trim(),
@@ -70,7 +78,7 @@ export async function isGitRepo(dir: string): Promise<boolean> {
 
 export async function readRef(repo: string, ref: string): Promise<string | null> {
   try {
-    return await git(repo).raw(['rev-parse', '--verify', '--quiet', `${ref}^{commit}`]) || null;
+    return (await git(repo).raw(['rev-parse', '--verify', '--quiet', `${ref}^{commit}`])) || null;
   } catch {
     return null;
   }
@@ -86,7 +94,12 @@ export async function resolveCommit(repo: string, rev: string): Promise<string> 
  * Moves `ref` from `expected` to `next` only if it still points at `expected` (null: must not exist).
  * Returns true when the ref ends at `next` (including a retry that already moved it).
  */
-export async function compareAndSwapRef(repo: string, ref: string, next: string, expected: string | null): Promise<boolean> {
+export async function compareAndSwapRef(
+  repo: string,
+  ref: string,
+  next: string,
+  expected: string | null,
+): Promise<boolean> {
   try {
     await git(repo).raw(['update-ref', ref, next, expected ?? ZERO_SHA]);
     return true;
@@ -136,7 +149,10 @@ export async function setRef(repo: string, ref: string, sha: string): Promise<vo
 
 export async function removeWorktree(repo: string, dir: string): Promise<void> {
   if (!existsSync(dir)) return;
-  const removed = await worktreeAdmin(repo, ['worktree', 'remove', '--force', dir]).then(() => true, () => false);
+  const removed = await worktreeAdmin(repo, ['worktree', 'remove', '--force', dir]).then(
+    () => true,
+    () => false,
+  );
   rmSync(dir, { recursive: true, force: true });
   if (!removed) await worktreeAdmin(repo, ['worktree', 'prune']);
 }
@@ -153,7 +169,9 @@ export function oneAtATime(): <T>(key: string, fn: () => Promise<T>) => Promise<
     const tail = result.catch(() => {});
     tails.set(key, tail);
     // An idle key is forgotten: the map holds only keys with work queued.
-    void tail.then(() => { if (tails.get(key) === tail) tails.delete(key); });
+    void tail.then(() => {
+      if (tails.get(key) === tail) tails.delete(key);
+    });
     return result;
   };
 }
@@ -197,10 +215,15 @@ export async function applyChange(dir: string, sha: string): Promise<boolean> {
 let mergeTreeSupport: Promise<boolean> | undefined;
 /** `git merge-tree --write-tree` came with git 2.38. */
 function canMergeTree(): Promise<boolean> {
-  mergeTreeSupport ??= git(process.cwd()).raw(['--version']).then((v) => {
-    const [major, minor] = (/(\d+)\.(\d+)/.exec(v) ?? []).slice(1).map(Number);
-    return major > 2 || (major === 2 && minor >= 38);
-  }, () => false);
+  mergeTreeSupport ??= git(process.cwd())
+    .raw(['--version'])
+    .then(
+      (v) => {
+        const [major, minor] = (/(\d+)\.(\d+)/.exec(v) ?? []).slice(1).map(Number);
+        return major > 2 || (major === 2 && minor >= 38);
+      },
+      () => false,
+    );
   return mergeTreeSupport;
 }
 
@@ -211,9 +234,16 @@ function canMergeTree(): Promise<boolean> {
  * `parent` whenever `parent` is an ancestor of `onto`, as an old best is of the new best; the
  * three-way merge on that base is exactly a cherry-pick.
  */
-export async function mergeChange(repo: string, sha: string, parent: string, onto: string): Promise<string | null | undefined> {
+export async function mergeChange(
+  repo: string,
+  sha: string,
+  parent: string,
+  onto: string,
+): Promise<string | null | undefined> {
   if (!(await canMergeTree())) return undefined;
-  const base = await git(repo).raw(['merge-base', onto, sha]).catch(() => '');
+  const base = await git(repo)
+    .raw(['merge-base', onto, sha])
+    .catch(() => '');
   if (base !== parent) return undefined;
   try {
     return (await git(repo).raw(['merge-tree', '--write-tree', '--no-messages', onto, sha])).split('\n')[0];
@@ -229,10 +259,14 @@ export async function mergeChange(repo: string, sha: string, parent: string, ont
  * index, and without any file a proposer wrote on disk. A file keeps its mode (an executable
  * stays one); a new one is 100644.
  */
-export async function commitFiles(repo: string, o: { code: string; parent: string; files: Record<string, string>; message: string }): Promise<string> {
+export async function commitFiles(
+  repo: string,
+  o: { code: string; parent: string; files: Record<string, string>; message: string },
+): Promise<string> {
   const g = git(repo);
   const blobs = new Map<string, string>();
-  for (const [file, content] of Object.entries(o.files)) blobs.set(file, await g.raw(['hash-object', '-w', '--stdin'], content));
+  for (const [file, content] of Object.entries(o.files))
+    blobs.set(file, await g.raw(['hash-object', '-w', '--stdin'], content));
   return commitTree(repo, await treeWith(g, `${o.code}^{tree}`, blobs), o.parent, o.message);
 }
 
@@ -259,7 +293,11 @@ async function treeWith(g: Git, tree: string | null, blobs: Map<string, string>)
   }
   for (const [dir, inner] of below) {
     const current = entries.get(dir);
-    entries.set(dir, { mode: '040000', type: 'tree', oid: await treeWith(g, current?.type === 'tree' ? current.oid : null, inner) });
+    entries.set(dir, {
+      mode: '040000',
+      type: 'tree',
+      oid: await treeWith(g, current?.type === 'tree' ? current.oid : null, inner),
+    });
   }
   const input = [...entries].map(([name, e]) => `${e.mode} ${e.type} ${e.oid}\t${name}\0`).join('');
   return g.raw(['mktree', '-z'], input);
@@ -283,7 +321,10 @@ export async function showFile(repo: string, sha: string, file: string): Promise
 export async function showFiles(repo: string, sha: string, files: string[]): Promise<(string | null)[]> {
   if (!files.length) return [];
   // Paths with a newline cannot be asked for on a line; nobody names a training file like that.
-  const out = await git(repo).bytes(['cat-file', '--batch'], files.map((f) => `${sha}:${f.replace(/\n/g, '')}\n`).join(''));
+  const out = await git(repo).bytes(
+    ['cat-file', '--batch'],
+    files.map((f) => `${sha}:${f.replace(/\n/g, '')}\n`).join(''),
+  );
   const contents: (string | null)[] = [];
   let at = 0;
   for (let i = 0; i < files.length; i++) {
@@ -304,10 +345,13 @@ export async function showFiles(repo: string, sha: string, files: string[]): Pro
 /** The refs under `prefix` with their commits' subject lines, one git command. */
 export async function refSubjects(repo: string, prefix: string): Promise<{ ref: string; subject: string }[]> {
   const out = await git(repo).raw(['for-each-ref', '--format=%(refname)%00%(contents:subject)', prefix]);
-  return out.split('\n').filter(Boolean).map((line) => {
-    const [ref, subject = ''] = line.split('\0');
-    return { ref, subject };
-  });
+  return out
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [ref, subject = ''] = line.split('\0');
+      return { ref, subject };
+    });
 }
 
 export async function commitMessage(repo: string, sha: string): Promise<string> {

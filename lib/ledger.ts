@@ -12,23 +12,40 @@ export const RESULTS_FILE = 'results.tsv';
 export type LedgerRow =
   | ({ kind: 'experiment'; logTail: string } & ExperimentRecord)
   | ({ kind: 'run' } & RunRecord)
-  | { kind: 'rejected'; tag: string; experiment: number; attempt: number; description: string; reason: string; costUsd: number; at: string; usage?: unknown };
+  | {
+      kind: 'rejected';
+      tag: string;
+      experiment: number;
+      attempt: number;
+      description: string;
+      reason: string;
+      costUsd: number;
+      at: string;
+      usage?: unknown;
+    };
 
 export function resultsHeader(metricName: string): string {
   return ['commit', metricName, 'memory_gb', 'status', 'description'].join('\t');
 }
 
 /** One results.tsv line: 7-char sha, crash rows 0.000000 and 0.0, a description without tabs. */
-export function resultsLine(r: Pick<ExperimentRecord, 'commit' | 'metric' | 'memoryGb' | 'status' | 'description'>): string {
+export function resultsLine(
+  r: Pick<ExperimentRecord, 'commit' | 'metric' | 'memoryGb' | 'status' | 'description'>,
+): string {
   const metric = r.status === 'crash' || r.metric === null ? 0 : r.metric;
   const memory = r.status === 'crash' ? 0 : r.memoryGb;
-  return [r.commit.slice(0, 7), metric.toFixed(6), memory.toFixed(1), r.status, cleanDescription(r.description)].join('\t');
+  return [r.commit.slice(0, 7), metric.toFixed(6), memory.toFixed(1), r.status, cleanDescription(r.description)].join(
+    '\t',
+  );
 }
 
 /** results.tsv is tab-separated and one line per row: no tabs, no newlines, bounded length. */
 export function cleanDescription(text: string): string {
   // No tabs or newlines (one line of the table), and no control characters (terminal escapes).
-  const line = text.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').replace(/\s+/g, ' ').trim();
+  const line = text
+    .replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   return line.length > 200 ? `${line.slice(0, 197)}...` : line;
 }
 
@@ -60,13 +77,19 @@ const MAX_CACHED = 32;
  * `addLines`; the text after the last newline (a line still being written, or cut by a crash) is
  * returned as `partial`, not cached.
  */
-function readGrowing<S>(caches: Map<string, GrowingFile<S>>, file: string, empty: () => S, addLines: (state: S, text: string) => void): { state: S; partial: string } {
+function readGrowing<S>(
+  caches: Map<string, GrowingFile<S>>,
+  file: string,
+  empty: () => S,
+  addLines: (state: S, text: string) => void,
+): { state: S; partial: string } {
   const st = statSync(file);
   let c = caches.get(file);
   if (c) {
     const same = c.dev === st.dev && c.ino === st.ino;
     const unchanged = same && st.size === c.size && st.mtimeMs === c.mtimeMs;
-    const appended = same && st.size > c.size && readBytes(file, c.offset - c.tail.length, c.tail.length).equals(c.tail);
+    const appended =
+      same && st.size > c.size && readBytes(file, c.offset - c.tail.length, c.tail.length).equals(c.tail);
     if (!unchanged && !appended) c = undefined;
   }
   if (!c) c = { dev: st.dev, ino: st.ino, size: 0, mtimeMs: 0, offset: 0, tail: Buffer.alloc(0), state: empty() };
@@ -133,11 +156,15 @@ function parseLines(text: string, into: (row: LedgerRow) => void): void {
 function loadLedger(file: string): { cache: LedgerState | null; partial: LedgerRow[] } {
   let read;
   try {
-    read = readGrowing(ledgerCache, file, () => ({ rows: [], keys: new Set<string>() }), (st, text) =>
-      parseLines(text, (row) => {
-        st.rows.push(row);
-        st.keys.add(rowKey(row));
-      }),
+    read = readGrowing(
+      ledgerCache,
+      file,
+      () => ({ rows: [], keys: new Set<string>() }),
+      (st, text) =>
+        parseLines(text, (row) => {
+          st.rows.push(row);
+          st.keys.add(rowKey(row));
+        }),
     );
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
@@ -163,7 +190,9 @@ export function readLedger(campaignDir: string): LedgerRow[] {
 }
 
 export function experiments(campaignDir: string): (ExperimentRecord & { logTail: string })[] {
-  return readLedger(campaignDir).filter((r): r is Extract<LedgerRow, { kind: 'experiment' }> => r.kind === 'experiment');
+  return readLedger(campaignDir).filter(
+    (r): r is Extract<LedgerRow, { kind: 'experiment' }> => r.kind === 'experiment',
+  );
 }
 
 /** Records are the worker's user's alone: files 0600 in folders 0700 (tightened once per process). */
@@ -185,16 +214,27 @@ function appendLine(file: string, line: string): void {
 const tsvCache = new Map<string, GrowingFile<Set<string>>>();
 
 function tsvHas(file: string, line: string): boolean {
-  const { state, partial } = readGrowing(tsvCache, file, () => new Set<string>(), (lines, text) => {
-    for (const l of text.split('\n')) lines.add(l);
-  });
+  const { state, partial } = readGrowing(
+    tsvCache,
+    file,
+    () => new Set<string>(),
+    (lines, text) => {
+      for (const l of text.split('\n')) lines.add(l);
+    },
+  );
   return state.has(line) || partial === line;
 }
 
 /** Appends the experiment to the ledger and results.tsv, each only if it is not there yet. */
-export function appendExperiment(campaignDir: string, record: ExperimentRecord, metricName: string, logTail: string): void {
+export function appendExperiment(
+  campaignDir: string,
+  record: ExperimentRecord,
+  metricName: string,
+  logTail: string,
+): void {
   const ledger = path.join(campaignDir, LEDGER_FILE);
-  if (!hasRow(ledger, `e/${record.experiment}`)) appendLine(ledger, JSON.stringify({ kind: 'experiment', ...record, logTail }));
+  if (!hasRow(ledger, `e/${record.experiment}`))
+    appendLine(ledger, JSON.stringify({ kind: 'experiment', ...record, logTail }));
   const tsv = path.join(campaignDir, RESULTS_FILE);
   if (!existsSync(tsv)) appendLine(tsv, resultsHeader(metricName));
   const line = resultsLine(record);
@@ -208,7 +248,10 @@ export function appendRun(campaignDir: string, run: RunRecord): void {
   appendLine(ledger, JSON.stringify({ kind: 'run', ...run }));
 }
 
-export function appendRejection(campaignDir: string, row: Omit<Extract<LedgerRow, { kind: 'rejected' }>, 'kind'>): void {
+export function appendRejection(
+  campaignDir: string,
+  row: Omit<Extract<LedgerRow, { kind: 'rejected' }>, 'kind'>,
+): void {
   const ledger = path.join(campaignDir, LEDGER_FILE);
   if (hasRow(ledger, `x/${row.experiment}/${row.attempt}`)) return;
   appendLine(ledger, JSON.stringify({ kind: 'rejected', ...row }));

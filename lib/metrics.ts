@@ -68,11 +68,17 @@ export function checkMetric(log: string, spec: Pick<MetricSpec, 'name' | 'patter
   }
   if (values.length === 0) return { value: null, problem: null };
   if (values.length > 1) {
-    return { value: null, problem: `metric printed twice: ${spec.name} appears ${values.length} times in the final summary block (${lines.map((l) => JSON.stringify(clip(l))).join(', ')})` };
+    return {
+      value: null,
+      problem: `metric printed twice: ${spec.name} appears ${values.length} times in the final summary block (${lines.map((l) => JSON.stringify(clip(l))).join(', ')})`,
+    };
   }
   const x = Number(values[0]);
   if (!NUMBER.test(values[0]) || !Number.isFinite(x)) {
-    return { value: null, problem: `malformed metric line: ${JSON.stringify(clip(lines[0]))} (expected ${spec.pattern ? 'the pattern to capture one finite number' : `"${spec.name}: <number>"`})` };
+    return {
+      value: null,
+      problem: `malformed metric line: ${JSON.stringify(clip(lines[0]))} (expected ${spec.pattern ? 'the pattern to capture one finite number' : `"${spec.name}: <number>"`})`,
+    };
   }
   return { value: x, problem: null };
 }

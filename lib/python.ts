@@ -17,6 +17,12 @@ export async function ensurePythonDeps(log: (l: string) => void, python = 'pytho
   if (!missing) return;
   if (missing.includes('not installed; install Python')) throw new Error(missing);
   log(`Installing ${path.join(TINY_LM_DIR, 'requirements.txt')} with pip...`);
-  const r = await execa(python, ['-m', 'pip', 'install', '--quiet', '-r', path.join(TINY_LM_DIR, 'requirements.txt')], { reject: false, all: true });
-  if (r.exitCode !== 0) throw new Error(`pip install failed: ${(r.all ?? '').split('\n').slice(-3).join(' | ')}. Install numpy for python3 yourself (python3 -m pip install numpy).`);
+  const r = await execa(python, ['-m', 'pip', 'install', '--quiet', '-r', path.join(TINY_LM_DIR, 'requirements.txt')], {
+    reject: false,
+    all: true,
+  });
+  if (r.exitCode !== 0)
+    throw new Error(
+      `pip install failed: ${(r.all ?? '').split('\n').slice(-3).join(' | ')}. Install numpy for python3 yourself (python3 -m pip install numpy).`,
+    );
 }

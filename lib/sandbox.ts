@@ -25,17 +25,66 @@ import { seccompProgram } from './seccomp';
 export const INSTALL_HINT = 'apt-get install -y bubblewrap';
 
 /** System directories visible read-only (those that exist; a merged-/usr symlink stays a symlink). */
-const SYSTEM = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt', '/sys', '/nix/store', '/gnu/store'];
+const SYSTEM = [
+  '/usr',
+  '/bin',
+  '/sbin',
+  '/lib',
+  '/lib32',
+  '/lib64',
+  '/libx32',
+  '/etc',
+  '/opt',
+  '/sys',
+  '/nix/store',
+  '/gnu/store',
+];
 /** Secrets of the system that no sandboxed process may read, even as root. */
-const SYSTEM_SECRETS = ['/etc/shadow', '/etc/shadow-', '/etc/gshadow', '/etc/gshadow-', '/etc/ssh', '/etc/sudoers', '/etc/sudoers.d', '/etc/security/opasswd', '/etc/ssl/private', '/etc/docker', '/etc/containerd', '/etc/kubernetes', '/etc/nightlab'];
+const SYSTEM_SECRETS = [
+  '/etc/shadow',
+  '/etc/shadow-',
+  '/etc/gshadow',
+  '/etc/gshadow-',
+  '/etc/ssh',
+  '/etc/sudoers',
+  '/etc/sudoers.d',
+  '/etc/security/opasswd',
+  '/etc/ssl/private',
+  '/etc/docker',
+  '/etc/containerd',
+  '/etc/kubernetes',
+  '/etc/nightlab',
+];
 /** Secrets inside tool folders the environment names, wherever those are. */
 const TOOL_SECRETS: Record<string, string[]> = { HF_HOME: ['token', 'stored_tokens'] };
 /** Secret stores under a home directory, masked wherever a mount exposes them (a declared ~/.cache, say). */
 export const HOME_SECRETS = [
-  '.ssh', '.gnupg', '.aws', '.azure', '.kube', '.docker', '.netrc', '.git-credentials', '.npmrc', '.pypirc',
-  '.config/gcloud', '.config/gh', '.config/anthropic', '.anthropic', '.claude', '.claude.json', '.config/nightlab',
-  '.cache/huggingface/token', '.cache/huggingface/stored_tokens', '.huggingface/token', '.cargo/credentials', '.cargo/credentials.toml',
-  '.env', '.bash_history', '.zsh_history', '.python_history',
+  '.ssh',
+  '.gnupg',
+  '.aws',
+  '.azure',
+  '.kube',
+  '.docker',
+  '.netrc',
+  '.git-credentials',
+  '.npmrc',
+  '.pypirc',
+  '.config/gcloud',
+  '.config/gh',
+  '.config/anthropic',
+  '.anthropic',
+  '.claude',
+  '.claude.json',
+  '.config/nightlab',
+  '.cache/huggingface/token',
+  '.cache/huggingface/stored_tokens',
+  '.huggingface/token',
+  '.cargo/credentials',
+  '.cargo/credentials.toml',
+  '.env',
+  '.bash_history',
+  '.zsh_history',
+  '.python_history',
 ];
 
 export type SandboxSupport = { ok: true; bwrap: string } | { ok: false; why: string };
@@ -66,15 +115,29 @@ export function resetSandboxProbe(): void {
 }
 
 async function probe(): Promise<SandboxSupport> {
-  if (process.platform !== 'linux') return { ok: false, why: `sandboxing needs Linux (bubblewrap); this is ${process.platform}` };
+  if (process.platform !== 'linux')
+    return { ok: false, why: `sandboxing needs Linux (bubblewrap); this is ${process.platform}` };
   // NIGHTLAB_BWRAP names the binary (default: bwrap on PATH); tests point it nowhere to see the fallback.
-  const bwrap = process.env.NIGHTLAB_BWRAP ? (existsSync(process.env.NIGHTLAB_BWRAP) ? process.env.NIGHTLAB_BWRAP : null) : findOnPath('bwrap', process.env.PATH);
+  const bwrap = process.env.NIGHTLAB_BWRAP
+    ? existsSync(process.env.NIGHTLAB_BWRAP)
+      ? process.env.NIGHTLAB_BWRAP
+      : null
+    : findOnPath('bwrap', process.env.PATH);
   if (!bwrap) return { ok: false, why: `bubblewrap (bwrap) is not installed; install it with \`${INSTALL_HINT}\`` };
   // The same namespaces a run gets: if any of them is refused (no user namespaces, seccomp), say which.
-  const r = await execa(bwrap, [...namespaceArgs(false), ...systemArgs(), '--', 'true'], { reject: false, timeout: 15_000, stdin: 'ignore', env: { PATH: '/usr/bin:/bin' }, extendEnv: false });
+  const r = await execa(bwrap, [...namespaceArgs(false), ...systemArgs(), '--', 'true'], {
+    reject: false,
+    timeout: 15_000,
+    stdin: 'ignore',
+    env: { PATH: '/usr/bin:/bin' },
+    extendEnv: false,
+  });
   if (r.exitCode === 0) return { ok: true, bwrap };
   const detail = (r.stderr || r.stdout || `exit ${r.exitCode}`).trim().split('\n').at(-1);
-  return { ok: false, why: `bubblewrap cannot create a sandbox here (${detail}); user or network namespaces are probably not allowed in this container` };
+  return {
+    ok: false,
+    why: `bubblewrap cannot create a sandbox here (${detail}); user or network namespaces are probably not allowed in this container`,
+  };
 }
 
 /** How a process is isolated: the sandbox to use, or why there is none (refuse: it may not run). */
@@ -86,18 +149,39 @@ export type SandboxDecision =
 let warned = false;
 
 /** Applies the config's mode to what this host supports; warns once per process when it falls back. */
-export async function decideSandbox(mode: SandboxMode | undefined, warn: (line: string) => void = (l) => console.warn(l)): Promise<SandboxDecision> {
-  if (mode === 'off') return { kind: 'none', header: 'sandbox: off (config sandbox: off); this process can reach the network, the held-out data, the records and the whole filesystem', warning: null };
+export async function decideSandbox(
+  mode: SandboxMode | undefined,
+  warn: (line: string) => void = (l) => console.warn(l),
+): Promise<SandboxDecision> {
+  if (mode === 'off')
+    return {
+      kind: 'none',
+      header:
+        'sandbox: off (config sandbox: off); this process can reach the network, the held-out data, the records and the whole filesystem',
+      warning: null,
+    };
   const s = await sandboxSupport();
-  if (s.ok) return { kind: 'bwrap', bwrap: s.bwrap, header: 'sandbox: bubblewrap (allowlist: system read-only, no home, no network, private /tmp; writes only where Nightlab mounts them)' };
+  if (s.ok)
+    return {
+      kind: 'bwrap',
+      bwrap: s.bwrap,
+      header:
+        'sandbox: bubblewrap (allowlist: system read-only, no home, no network, private /tmp; writes only where Nightlab mounts them)',
+    };
   if (mode === 'required') return { kind: 'refuse', reason: `sandbox required but unavailable: ${s.why}` };
-  const install = s.why.includes(INSTALL_HINT) ? '' : ` Install bubblewrap (${INSTALL_HINT}) where namespaces are allowed.`;
+  const install = s.why.includes(INSTALL_HINT)
+    ? ''
+    : ` Install bubblewrap (${INSTALL_HINT}) where namespaces are allowed.`;
   const warning = `WARNING: proposers and training runs are NOT sandboxed: ${s.why}. They can reach the network, read the held-out data and write outside their directories.${install} Set sandbox: off to accept this, or sandbox: required to refuse to run without a sandbox.`;
   if (!warned) {
     warned = true;
     warn(`nightlab: ${warning}`);
   }
-  return { kind: 'none', header: `sandbox: NONE — ${s.why}; this process is not isolated (install bubblewrap: ${INSTALL_HINT})`, warning };
+  return {
+    kind: 'none',
+    header: `sandbox: NONE — ${s.why}; this process is not isolated (install bubblewrap: ${INSTALL_HINT})`,
+    warning,
+  };
 }
 
 /** A host path visible inside at the same place. */
@@ -136,7 +220,10 @@ export interface Feed {
  * bwrap's arguments for one process (its command follows `--`), the environment to give it, and
  * what to write into its fd `fdBase` (the seccomp filter; the caller's own pipes come before it).
  */
-export async function sandboxArgs(spec: SandboxSpec, fdBase = 3): Promise<{ args: string[]; env: Record<string, string>; feed: Feed[] }> {
+export async function sandboxArgs(
+  spec: SandboxSpec,
+  fdBase = 3,
+): Promise<{ args: string[]; env: Record<string, string>; feed: Feed[] }> {
   const env = { ...spec.env };
   const args = [...namespaceArgs(spec.network ?? false)];
   const program = seccompProgram({ noLocks: spec.noLocks ?? false });
@@ -159,7 +246,8 @@ export async function sandboxArgs(spec: SandboxSpec, fdBase = 3): Promise<{ args
   const protect = spec.protect.map((p) => path.resolve(p));
   const forbidden = [...protect, ...homes];
   // A tool or declared path may not expose what it would contain or sit inside: "/" or "~" on PATH binds nothing.
-  const allowed = (p: string) => !forbidden.some((f) => f === p || isInside(f, p)) && !protect.some((f) => isInside(p, f));
+  const allowed = (p: string) =>
+    !forbidden.some((f) => f === p || isInside(f, p)) && !protect.some((f) => isInside(p, f));
   for (const p of [...toolPaths(env), ...(python?.prefixes ?? []), ...expandAll(spec.readOnly ?? [], home)]) {
     if (isSystem(p) || exposed.includes(p) || !existsSync(p) || !allowed(p)) continue;
     args.push('--ro-bind', p, p);
@@ -167,7 +255,8 @@ export async function sandboxArgs(spec: SandboxSpec, fdBase = 3): Promise<{ args
   }
   // A protected place that a system folder would show (NIGHTLAB_HOME under /opt, say) is hidden;
   // the caller's mounts inside it (the workspace) come after, on top.
-  for (const p of protect) if (isDir(p) && (isSystem(p) || exposed.some((e) => isInside(p, e)))) args.push('--tmpfs', p);
+  for (const p of protect)
+    if (isDir(p) && (isSystem(p) || exposed.some((e) => isInside(p, e)))) args.push('--tmpfs', p);
   for (const m of spec.mounts) {
     if (m.mode === 'tmpfs') args.push('--tmpfs', m.path);
     else if (existsSync(m.path)) args.push(m.mode === 'rw' ? '--bind' : '--ro-bind', m.path, m.path);
@@ -175,7 +264,9 @@ export async function sandboxArgs(spec: SandboxSpec, fdBase = 3): Promise<{ args
   // Secrets that a tool path or a declared path would expose (a declared ~/.cache holding a token).
   const secrets = [
     ...homes.flatMap((h) => HOME_SECRETS.map((rel) => path.join(h, rel))),
-    ...Object.entries(TOOL_SECRETS).flatMap(([name, rels]) => (env[name] && path.isAbsolute(env[name]) ? rels.map((rel) => path.join(env[name], rel)) : [])),
+    ...Object.entries(TOOL_SECRETS).flatMap(([name, rels]) =>
+      env[name] && path.isAbsolute(env[name]) ? rels.map((rel) => path.join(env[name], rel)) : [],
+    ),
   ];
   for (const p of secrets) if (exposed.some((e) => e === p || isInside(p, e)) && existsSync(p)) args.push(...mask(p));
   args.push('--chdir', spec.cwd);
@@ -185,9 +276,24 @@ export async function sandboxArgs(spec: SandboxSpec, fdBase = 3): Promise<{ args
 /** Namespaces and hardening shared by every sandboxed process. */
 function namespaceArgs(network: boolean): string[] {
   return [
-    '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try', ...(network ? [] : ['--unshare-net']),
-    '--die-with-parent', '--cap-drop', 'ALL',
-    '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/dev/shm', '--tmpfs', '/tmp', '--tmpfs', '/var/tmp',
+    '--unshare-pid',
+    '--unshare-ipc',
+    '--unshare-uts',
+    '--unshare-cgroup-try',
+    ...(network ? [] : ['--unshare-net']),
+    '--die-with-parent',
+    '--cap-drop',
+    'ALL',
+    '--proc',
+    '/proc',
+    '--dev',
+    '/dev',
+    '--tmpfs',
+    '/dev/shm',
+    '--tmpfs',
+    '/tmp',
+    '--tmpfs',
+    '/var/tmp',
   ];
 }
 
@@ -232,8 +338,12 @@ function expandAll(paths: string[], home: string | null): string[] {
 function toolPaths(env: Record<string, string>): string[] {
   const list = (v: string | undefined) => (v ?? '').split(path.delimiter).filter((p) => path.isAbsolute(p));
   return [
-    ...list(env.PATH), ...list(env.PYTHONPATH), ...list(env.LD_LIBRARY_PATH),
-    ...[env.VIRTUAL_ENV, env.CONDA_PREFIX, env.CUDA_HOME, env.CUDA_PATH, env.HF_HOME, env.UV_PYTHON].filter((p): p is string => !!p && path.isAbsolute(p)),
+    ...list(env.PATH),
+    ...list(env.PYTHONPATH),
+    ...list(env.LD_LIBRARY_PATH),
+    ...[env.VIRTUAL_ENV, env.CONDA_PREFIX, env.CUDA_HOME, env.CUDA_PATH, env.HF_HOME, env.UV_PYTHON].filter(
+      (p): p is string => !!p && path.isAbsolute(p),
+    ),
   ].map((p) => path.resolve(p));
 }
 
@@ -247,11 +357,17 @@ function interpreter(env: Record<string, string>): Promise<{ bin: string; prefix
   const key = env.PATH ?? '';
   let found = interpreters.get(key);
   if (!found) {
-    found = runCommand(['python3', '-I', '-S', '-c', 'import sys; print(sys.executable); print(sys.prefix); print(sys.base_prefix)'], { cwd: '/', env: { PATH: key, ...(env.HOME ? { HOME: env.HOME } : {}) } }).then(
+    found = runCommand(
+      ['python3', '-I', '-S', '-c', 'import sys; print(sys.executable); print(sys.prefix); print(sys.base_prefix)'],
+      { cwd: '/', env: { PATH: key, ...(env.HOME ? { HOME: env.HOME } : {}) } },
+    ).then(
       (r) => {
         const [exe, prefix, base] = r.stdout.toString('utf8').trim().split('\n');
         if (r.code !== 0 || !exe || !path.isAbsolute(exe)) return null;
-        return { bin: path.dirname(exe), prefixes: [...new Set([prefix, base].filter((p) => p && path.isAbsolute(p)))] };
+        return {
+          bin: path.dirname(exe),
+          prefixes: [...new Set([prefix, base].filter((p) => p && path.isAbsolute(p)))],
+        };
       },
       () => null,
     );
@@ -274,7 +390,9 @@ export function venvHome(venv: string): string | null {
 
 function nvidiaDevices(): string[] {
   try {
-    return readdirSync('/dev').filter((d) => d.startsWith('nvidia')).map((d) => path.join('/dev', d));
+    return readdirSync('/dev')
+      .filter((d) => d.startsWith('nvidia'))
+      .map((d) => path.join('/dev', d));
   } catch {
     return [];
   }
@@ -308,7 +426,12 @@ export function isInside(p: string, dir: string): boolean {
 }
 
 /** The command line for `command` (a shell string) as the decision allows: inside bwrap, or bare. */
-export async function confined(decision: SandboxDecision, spec: SandboxSpec, command: string, fdBase = 3): Promise<{ argv: string[]; env: Record<string, string>; feed: Feed[] }> {
+export async function confined(
+  decision: SandboxDecision,
+  spec: SandboxSpec,
+  command: string,
+  fdBase = 3,
+): Promise<{ argv: string[]; env: Record<string, string>; feed: Feed[] }> {
   if (decision.kind !== 'bwrap') return { argv: ['/bin/sh', '-c', command], env: spec.env, feed: [] };
   const { args, env, feed } = await sandboxArgs(spec, fdBase);
   return { argv: [decision.bwrap, ...args, '--', '/bin/sh', '-c', command], env, feed };

@@ -48,7 +48,12 @@ export function seccompProgram(opts: { noLocks: boolean }, arch = process.arch):
     { code: LD_W_ABS, k: NR },
     ...(a.x32 ? [{ code: JSET_K, k: X32_BIT, jt: 'foreign' }] : []),
     ...a.watch.map((nr) => ({ code: JEQ_K, k: nr, jt: 'nosys' })),
-    ...(opts.noLocks ? [{ code: JEQ_K, k: a.flock, jt: 'pretend' }, { code: JEQ_K, k: a.fcntl, jt: 'fcntl' }] : []),
+    ...(opts.noLocks
+      ? [
+          { code: JEQ_K, k: a.flock, jt: 'pretend' },
+          { code: JEQ_K, k: a.fcntl, jt: 'fcntl' },
+        ]
+      : []),
     { code: RET_K, k: RET_ALLOW },
     { label: 'fcntl' },
     { code: LD_W_ABS, k: ARG1 },

@@ -40,7 +40,10 @@ export function baseEnv(): Record<string, string> {
 let interpreter: Promise<string> | undefined;
 /** The interpreter behind `python3` on PATH, resolved once: a pyenv or asdf shim costs ~100 ms a call. */
 export function pythonExecutable(): Promise<string> {
-  interpreter ??= runCommand(['python3', '-I', '-S', '-c', 'import sys; print(sys.executable)'], { cwd: process.cwd(), env: baseEnv() }).then(
+  interpreter ??= runCommand(['python3', '-I', '-S', '-c', 'import sys; print(sys.executable)'], {
+    cwd: process.cwd(),
+    env: baseEnv(),
+  }).then(
     (r) => (r.code === 0 && r.stdout.toString('utf8').trim()) || 'python3',
     () => 'python3',
   );
@@ -55,11 +58,16 @@ export function runCommand(argv: string[], opts: CommandOptions): Promise<Comman
 
 function runDirect(argv: string[], opts: CommandOptions): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
-    const child = execFile(argv[0], argv.slice(1), { cwd: opts.cwd, env: opts.env, encoding: 'buffer', maxBuffer: MAX_OUTPUT }, (err, stdout, stderr) => {
-      const code = (err as { code?: unknown } | null)?.code;
-      if (err && typeof code !== 'number' && !(err as { signal?: unknown }).signal) reject(err);
-      else resolve({ code: err ? (typeof code === 'number' ? code : null) : 0, stdout, stderr });
-    });
+    const child = execFile(
+      argv[0],
+      argv.slice(1),
+      { cwd: opts.cwd, env: opts.env, encoding: 'buffer', maxBuffer: MAX_OUTPUT },
+      (err, stdout, stderr) => {
+        const code = (err as { code?: unknown } | null)?.code;
+        if (err && typeof code !== 'number' && !(err as { signal?: unknown }).signal) reject(err);
+        else resolve({ code: err ? (typeof code === 'number' ? code : null) : 0, stdout, stderr });
+      },
+    );
     if (opts.input !== undefined) {
       child.stdin?.on('error', () => {}); // a command exiting early is reported by its exit status
       child.stdin?.end(opts.input);
@@ -110,7 +118,14 @@ class Helper {
     while ((nl = this.buffered.indexOf('\n')) >= 0) {
       const line = this.buffered.slice(0, nl);
       this.buffered = this.buffered.slice(nl + 1);
-      const reply = JSON.parse(line) as { id: number; code?: number; out?: string; err?: string; error?: string; errno?: number };
+      const reply = JSON.parse(line) as {
+        id: number;
+        code?: number;
+        out?: string;
+        err?: string;
+        error?: string;
+        errno?: number;
+      };
       const p = this.pending.get(reply.id);
       if (!p) continue;
       this.pending.delete(reply.id);
@@ -168,7 +183,9 @@ function helper(): Helper | null {
   // minimal: each command gets the environment its caller gives.
   try {
     // Its stderr is the worker's: a traceback there is a bug in the helper.
-    current = new Helper(spawn('python3', ['-I', '-S', '-u', HELPER], { env: baseEnv(), stdio: ['pipe', 'pipe', 'inherit'] }));
+    current = new Helper(
+      spawn('python3', ['-I', '-S', '-u', HELPER], { env: baseEnv(), stdio: ['pipe', 'pipe', 'inherit'] }),
+    );
   } catch {
     current = null;
   }

@@ -4,7 +4,20 @@
 // killed at the timeout or on cancel: SIGTERM, then SIGKILL after a grace period. Nothing it leaves
 // behind outlives it: its group is killed when it exits, and in the sandbox its pid namespace too.
 // Records and logs are private to the worker's user: files 0600 in folders 0700.
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync, writeFileSync, readSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeSync,
+  writeFileSync,
+  readSync,
+} from 'node:fs';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 
@@ -77,7 +90,10 @@ export class CappedLog {
   private tail: Buffer[] = [];
   private tailBytes = 0;
   private closed = false;
-  constructor(readonly file: string, private readonly maxBytes = DEFAULT_MAX_LOG_BYTES) {
+  constructor(
+    readonly file: string,
+    private readonly maxBytes = DEFAULT_MAX_LOG_BYTES,
+  ) {
     privateDir(path.dirname(file));
     this.fd = openSync(file, 'a', 0o600);
     chmodSync(file, 0o600);
@@ -111,7 +127,11 @@ export class CappedLog {
       this.dropped += tail.length - LOG_TAIL_BYTES;
       tail = tail.subarray(tail.length - LOG_TAIL_BYTES);
     }
-    if (this.dropped) writeSync(this.fd, `\n=== nightlab: log capped at ${this.maxBytes} bytes: ${this.dropped} bytes left out here; the last ${tail.length} follow ===\n`);
+    if (this.dropped)
+      writeSync(
+        this.fd,
+        `\n=== nightlab: log capped at ${this.maxBytes} bytes: ${this.dropped} bytes left out here; the last ${tail.length} follow ===\n`,
+      );
     if (tail.length) writeSync(this.fd, tail);
     closeSync(this.fd);
   }
@@ -170,7 +190,10 @@ export function supervise(o: SuperviseOptions): { child: ResultPromise; done: Pr
   let lastLine = '';
   const onData = (chunk: Buffer) => {
     o.log.write(chunk);
-    const lines = chunk.toString().split(/[\r\n]+/).filter((l) => l.trim());
+    const lines = chunk
+      .toString()
+      .split(/[\r\n]+/)
+      .filter((l) => l.trim());
     if (lines.length) lastLine = lines.at(-1)!.slice(0, 200);
   };
   child.stdout?.on('data', onData);
@@ -187,13 +210,18 @@ export function supervise(o: SuperviseOptions): { child: ResultPromise; done: Pr
   const onCancel = () => killGroup('cancelled');
   if (o.signal?.aborted) onCancel();
   o.signal?.addEventListener('abort', onCancel);
-  const beat = o.onBeat ? setInterval(() => o.onBeat!(Math.round((Date.now() - started) / 1000), lastLine), BEAT_MS) : null;
+  const beat = o.onBeat
+    ? setInterval(() => o.onBeat!(Math.round((Date.now() - started) / 1000), lastLine), BEAT_MS)
+    : null;
   o.onBeat?.(0, 'started');
 
   const done = (async (): Promise<ProcessRun> => {
     // Over when the process exits, not when its pipes close: a child that escaped the group
     // (setsid) could hold them open for ever.
-    const streamsClosed = child.then(() => undefined, () => undefined);
+    const streamsClosed = child.then(
+      () => undefined,
+      () => undefined,
+    );
     const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal }));
       child.once('error', () => resolve({ code: null, signal: null }));
@@ -225,7 +253,11 @@ export function signalGroup(pid: number, signal: NodeJS.Signals): void {
  * given the same number (after a reboot, or once pids wrap): this boot's id and the leader's start
  * time, both from /proc (null where there is none, as on macOS).
  */
-interface PidRecord { pid: number; boot: string | null; start: string | null }
+interface PidRecord {
+  pid: number;
+  boot: string | null;
+  start: string | null;
+}
 
 function bootId(): string | null {
   try {

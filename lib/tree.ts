@@ -2,7 +2,17 @@
 // code: no checkout, no `.git` in the directory, no filter, hook or attribute of git takes part.
 // The GPU worker builds each run's workspace this way, and the command proposer's copy of the code;
 // the locked-file guard compares what is on disk with the object ids taken at `start`.
-import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { Git } from './git';
@@ -27,15 +37,29 @@ export function covers(paths: string[], file: string): boolean {
 }
 
 /** `sha`'s entries: every file (recursive), or the named paths themselves (not their contents). */
-export async function listTree(g: Git, sha: string, opts: { paths?: string[]; recursive?: boolean } = {}): Promise<TreeEntry[]> {
+export async function listTree(
+  g: Git,
+  sha: string,
+  opts: { paths?: string[]; recursive?: boolean } = {},
+): Promise<TreeEntry[]> {
   const paths = (opts.paths ?? []).map((p) => p.replace(/\/+$/, ''));
   if (opts.paths && !paths.length) return [];
-  const out = await g.text(['ls-tree', ...(opts.recursive === false ? [] : ['-r']), '-z', '--full-tree', sha, ...(paths.length ? ['--', ...paths] : [])]);
-  return out.split('\0').filter(Boolean).map((line) => {
-    const tab = line.indexOf('\t');
-    const [mode, type, oid] = line.slice(0, tab).split(' ');
-    return { mode, type: type as TreeEntry['type'], oid, path: line.slice(tab + 1) };
-  });
+  const out = await g.text([
+    'ls-tree',
+    ...(opts.recursive === false ? [] : ['-r']),
+    '-z',
+    '--full-tree',
+    sha,
+    ...(paths.length ? ['--', ...paths] : []),
+  ]);
+  return out
+    .split('\0')
+    .filter(Boolean)
+    .map((line) => {
+      const tab = line.indexOf('\t');
+      const [mode, type, oid] = line.slice(0, tab).split(' ');
+      return { mode, type: type as TreeEntry['type'], oid, path: line.slice(tab + 1) };
+    });
 }
 
 /** The object ids of `paths` at `sha` (a file's blob, a directory's tree): what the guard checks. */
@@ -55,7 +79,10 @@ export async function writeTree(g: Git, sha: string, dir: string, omit: string[]
   for (let i = 0; i < entries.length; i += BATCH) {
     const batch = entries.slice(i, i + BATCH);
     const blobs = batch.filter((e) => e.type === 'blob');
-    const contents = await readBlobs(g, blobs.map((e) => e.oid));
+    const contents = await readBlobs(
+      g,
+      blobs.map((e) => e.oid),
+    );
     let b = 0;
     for (const e of batch) {
       const file = path.join(dir, e.path);
@@ -140,7 +167,8 @@ export function diskId(p: string, algorithm: 'sha1' | 'sha256'): string | null {
   // Whatever cannot be read whole (too large, unreadable, a name that is not UTF-8) is no committed content.
   try {
     if (st.isSymbolicLink()) return objectId('blob', Buffer.from(readlinkSync(p)), algorithm);
-    if (st.isFile()) return st.size > MAX_HASHED_BYTES ? `too large: ${p}` : objectId('blob', readFileSync(p), algorithm);
+    if (st.isFile())
+      return st.size > MAX_HASHED_BYTES ? `too large: ${p}` : objectId('blob', readFileSync(p), algorithm);
     if (st.isDirectory()) return treeId(p, algorithm);
   } catch (e) {
     return `unreadable: ${p}: ${(e as Error).message}`;
@@ -160,11 +188,24 @@ function treeId(dir: string, algorithm: 'sha1' | 'sha256'): string | null {
     const id = diskId(p, algorithm);
     if (id === null) continue;
     if (st.isDirectory()) entries.push({ name, mode: '40000', id, sortKey: `${name}/` });
-    else entries.push({ name, mode: st.isSymbolicLink() ? '120000' : st.mode & 0o100 ? '100755' : '100644', id, sortKey: name });
+    else
+      entries.push({
+        name,
+        mode: st.isSymbolicLink() ? '120000' : st.mode & 0o100 ? '100755' : '100644',
+        id,
+        sortKey: name,
+      });
   }
   if (!entries.length) return null;
   entries.sort((a, b) => Buffer.compare(Buffer.from(a.sortKey), Buffer.from(b.sortKey)));
-  const body = Buffer.concat(entries.map((e) => Buffer.concat([Buffer.from(`${e.mode} ${e.name}\0`), /^[0-9a-f]+$/.test(e.id) ? Buffer.from(e.id, 'hex') : Buffer.from(e.id)])));
+  const body = Buffer.concat(
+    entries.map((e) =>
+      Buffer.concat([
+        Buffer.from(`${e.mode} ${e.name}\0`),
+        /^[0-9a-f]+$/.test(e.id) ? Buffer.from(e.id, 'hex') : Buffer.from(e.id),
+      ]),
+    ),
+  );
   return objectId('tree', body, algorithm);
 }
 

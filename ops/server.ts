@@ -99,15 +99,26 @@ export async function prepareNamespace(address: string, namespace = DEFAULT_NAME
     const types = temporal.api.enums.v1.IndexedValueType;
     const wanted: Record<string, number> = {};
     for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES)) {
-      wanted[name] = type === 'Keyword' ? types.INDEXED_VALUE_TYPE_KEYWORD : type === 'Int' ? types.INDEXED_VALUE_TYPE_INT : types.INDEXED_VALUE_TYPE_DOUBLE;
+      wanted[name] =
+        type === 'Keyword'
+          ? types.INDEXED_VALUE_TYPE_KEYWORD
+          : type === 'Int'
+            ? types.INDEXED_VALUE_TYPE_INT
+            : types.INDEXED_VALUE_TYPE_DOUBLE;
     }
     const existing = await c.operatorService.listSearchAttributes({ namespace });
-    const missing = Object.fromEntries(Object.entries(wanted).filter(([n]) => !(n in (existing.customAttributes ?? {}))));
-    if (Object.keys(missing).length) await c.operatorService.addSearchAttributes({ namespace, searchAttributes: missing });
+    const missing = Object.fromEntries(
+      Object.entries(wanted).filter(([n]) => !(n in (existing.customAttributes ?? {}))),
+    );
+    if (Object.keys(missing).length)
+      await c.operatorService.addSearchAttributes({ namespace, searchAttributes: missing });
     const ns = await c.workflowService.describeNamespace({ namespace });
     const retention = Number(ns.config?.workflowExecutionRetentionTtl?.seconds ?? 0);
     if (retention < RETENTION_DAYS * 86400) {
-      await c.workflowService.updateNamespace({ namespace, config: { workflowExecutionRetentionTtl: { seconds: (RETENTION_DAYS * 86400) as never } } });
+      await c.workflowService.updateNamespace({
+        namespace,
+        config: { workflowExecutionRetentionTtl: { seconds: (RETENTION_DAYS * 86400) as never } },
+      });
     }
   } finally {
     await c.close();
@@ -140,15 +151,34 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return { address, uiUrl: null, reused: true, dbFile: null, stop: async () => {}, exited: new Promise(() => {}) };
   }
   if (state === 'other') {
-    throw new Error(`Port ${port} on ${host} is in use by something that is not a Temporal server. Stop that process, or choose another port (--port, and TEMPORAL_ADDRESS=${host}:<port> for the other commands).`);
+    throw new Error(
+      `Port ${port} on ${host} is in use by something that is not a Temporal server. Stop that process, or choose another port (--port, and TEMPORAL_ADDRESS=${host}:<port> for the other commands).`,
+    );
   }
-  if (await portOpen(host, uiPort)) throw new Error(`The Web UI port ${uiPort} is in use; choose another with --ui-port.`);
+  if (await portOpen(host, uiPort))
+    throw new Error(`The Web UI port ${uiPort} is in use; choose another with --ui-port.`);
 
   mkdirSync(opts.dataDir, { recursive: true });
   const dbFile = path.join(opts.dataDir, 'temporal.db');
   const logFile = path.join(opts.dataDir, 'server.log');
-  const args = ['server', 'start-dev', '--db-filename', dbFile, '--ip', host, '--port', String(port), '--ui-port', String(uiPort), '--namespace', namespace, '--log-level', 'warn'];
-  for (const [k, v] of Object.entries({ ...SERVER_DYNAMIC_CONFIG, ...opts.dynamicConfig })) args.push('--dynamic-config-value', `${k}=${JSON.stringify(v)}`);
+  const args = [
+    'server',
+    'start-dev',
+    '--db-filename',
+    dbFile,
+    '--ip',
+    host,
+    '--port',
+    String(port),
+    '--ui-port',
+    String(uiPort),
+    '--namespace',
+    namespace,
+    '--log-level',
+    'warn',
+  ];
+  for (const [k, v] of Object.entries({ ...SERVER_DYNAMIC_CONFIG, ...opts.dynamicConfig }))
+    args.push('--dynamic-config-value', `${k}=${JSON.stringify(v)}`);
   const child: ResultPromise = execa(opts.cli, args, {
     reject: false,
     ...(opts.stdio === 'inherit'
@@ -203,7 +233,8 @@ export async function serverForTools(opts: { port: number; log?: (line: string) 
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'nightlab-server-'));
   // A port of our own: a server someone else started (and may stop) must not be reused by accident.
   let port = opts.port;
-  while ((await probe(`127.0.0.1:${port}`)) !== 'free' || (await probe(`127.0.0.1:${port + 1000}`)) !== 'free') port += 1;
+  while ((await probe(`127.0.0.1:${port}`)) !== 'free' || (await probe(`127.0.0.1:${port + 1000}`)) !== 'free')
+    port += 1;
   const server = await startServer({ cli: cli.path, dataDir, port, uiPort: port + 1000 });
   process.env.TEMPORAL_ADDRESS = server.address;
   return {

@@ -1,7 +1,18 @@
 // Finding (or getting) the official Temporal CLI, whose `server start-dev` is Nightlab's local server.
 // Order: $TEMPORAL_CLI → `temporal` on PATH → Nightlab's cached binary → build with Go →
 // the official download → a message saying how to install it. Instant once cached.
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, accessSync, constants, createWriteStream } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  statSync,
+  accessSync,
+  constants,
+  createWriteStream,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -52,7 +63,10 @@ function onPath(name: string, env: NodeJS.ProcessEnv): string | null {
 
 export async function cliVersion(bin: string): Promise<string> {
   const r = await execa(bin, ['--version'], { timeout: 15_000, reject: false });
-  if (r.exitCode !== 0) throw new TemporalCliMissing(`${bin} --version failed (${r.stderr || r.exitCode}); it is not a working Temporal CLI`);
+  if (r.exitCode !== 0)
+    throw new TemporalCliMissing(
+      `${bin} --version failed (${r.stderr || r.exitCode}); it is not a working Temporal CLI`,
+    );
   return r.stdout.trim();
 }
 
@@ -62,24 +76,39 @@ export async function findTemporalCli(opts: FindOptions = {}): Promise<TemporalC
   const cached = path.join(opts.cacheDir ?? defaultCacheDir(env), 'bin', 'temporal');
 
   if (env.TEMPORAL_CLI) {
-    if (!isExecutable(env.TEMPORAL_CLI)) throw new TemporalCliMissing(`TEMPORAL_CLI=${env.TEMPORAL_CLI} is not an executable file; point it at a Temporal CLI binary or unset it`);
+    if (!isExecutable(env.TEMPORAL_CLI))
+      throw new TemporalCliMissing(
+        `TEMPORAL_CLI=${env.TEMPORAL_CLI} is not an executable file; point it at a Temporal CLI binary or unset it`,
+      );
     return { path: env.TEMPORAL_CLI, version: await cliVersion(env.TEMPORAL_CLI), source: 'TEMPORAL_CLI' };
   }
   const fromPath = onPath('temporal', env);
   if (fromPath) return { path: fromPath, version: await cliVersion(fromPath), source: 'PATH' };
   if (isExecutable(cached)) return { path: cached, version: await cliVersion(cached), source: 'cache' };
-  if (!opts.install) throw new TemporalCliMissing(`No Temporal CLI found (looked at $TEMPORAL_CLI, PATH and ${cached}). Run \`nightlab setup\` to build or download it.`);
+  if (!opts.install)
+    throw new TemporalCliMissing(
+      `No Temporal CLI found (looked at $TEMPORAL_CLI, PATH and ${cached}). Run \`nightlab setup\` to build or download it.`,
+    );
 
   const tried: string[] = [];
   const go = onPath('go', env);
   if (go) {
     log(`Building the Temporal CLI ${TEMPORAL_CLI_GO_VERSION} with Go (once; takes a few minutes)...`);
     const gobin = mkdtempSync(path.join(os.tmpdir(), 'nightlab-gobin-'));
-    const r = await execa(go, ['install', '-ldflags', `-X github.com/temporalio/cli/temporalcli.Version=${TEMPORAL_CLI_GO_VERSION}`, `${GO_PACKAGE}@v${TEMPORAL_CLI_GO_VERSION}`], {
-      env: { ...env, GOBIN: gobin, GOFLAGS: '-mod=mod', CGO_ENABLED: '0' },
-      reject: false,
-      all: true,
-    });
+    const r = await execa(
+      go,
+      [
+        'install',
+        '-ldflags',
+        `-X github.com/temporalio/cli/temporalcli.Version=${TEMPORAL_CLI_GO_VERSION}`,
+        `${GO_PACKAGE}@v${TEMPORAL_CLI_GO_VERSION}`,
+      ],
+      {
+        env: { ...env, GOBIN: gobin, GOFLAGS: '-mod=mod', CGO_ENABLED: '0' },
+        reject: false,
+        all: true,
+      },
+    );
     if (r.exitCode === 0 && isExecutable(path.join(gobin, 'temporal'))) {
       install(path.join(gobin, 'temporal'), cached);
       rmSync(gobin, { recursive: true, force: true });
@@ -104,7 +133,9 @@ export async function findTemporalCli(opts: FindOptions = {}): Promise<TemporalC
     rmSync(dir, { recursive: true, force: true });
     return { path: cached, version: await cliVersion(cached), source: 'download' };
   } catch (e) {
-    tried.push(`download from ${url} failed: ${(e as Error).cause ? ((e as Error).cause as Error).message : (e as Error).message}`);
+    tried.push(
+      `download from ${url} failed: ${(e as Error).cause ? ((e as Error).cause as Error).message : (e as Error).message}`,
+    );
   }
   throw new TemporalCliMissing(
     `Could not get the Temporal CLI:\n  - ${tried.join('\n  - ')}\nFix one of:\n` +

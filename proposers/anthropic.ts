@@ -54,14 +54,20 @@ const REPLY_FORMAT = {
   schema: {
     type: 'object',
     properties: {
-      description: { type: 'string', description: 'One line saying what this experiment tries, e.g. "lower LR to 0.02 and double warmup".' },
+      description: {
+        type: 'string',
+        description: 'One line saying what this experiment tries, e.g. "lower LR to 0.02 and double warmup".',
+      },
       edits: {
         type: 'array',
         items: {
           type: 'object',
           properties: {
             file: { type: 'string', description: 'Path of an editable file.' },
-            search: { type: 'string', description: 'Exact text copied from the current file, matching exactly one place.' },
+            search: {
+              type: 'string',
+              description: 'Exact text copied from the current file, matching exactly one place.',
+            },
             replace: { type: 'string', description: 'The text that replaces it.' },
           },
           required: ['file', 'search', 'replace'],
@@ -96,7 +102,12 @@ Edit rules:
 
 export function anthropicProposer(opts: AnthropicProposerOptions): Proposer {
   // One client per worker: it holds the key; nothing else in the process does.
-  const client = new Anthropic({ apiKey: opts.apiKey, authToken: null, baseURL: opts.baseURL || undefined, maxRetries: opts.maxRetries ?? 1 });
+  const client = new Anthropic({
+    apiKey: opts.apiKey,
+    authToken: null,
+    baseURL: opts.baseURL || undefined,
+    maxRetries: opts.maxRetries ?? 1,
+  });
   const scrub = (text: string) => (opts.apiKey ? text.split(opts.apiKey).join('[redacted]') : text);
 
   return async (ctx, signal) => {
@@ -131,18 +142,35 @@ export function anthropicProposer(opts: AnthropicProposerOptions): Proposer {
         spent.add(message.usage);
 
         const stop = message.stop_reason;
-        if (stop === 'max_tokens') throw spent.reject(`reply truncated at max_tokens (${opts.maxTokens ?? DEFAULT_MAX_TOKENS} tokens); nothing was applied`);
-        if (stop === 'refusal') throw spent.reject(`the model refused to propose an edit${message.stop_details?.category ? ` (${message.stop_details.category})` : ''}`);
-        if (stop === 'model_context_window_exceeded') throw spent.reject('the context exceeds the model\'s context window; shorten program.md or the editable files');
+        if (stop === 'max_tokens')
+          throw spent.reject(
+            `reply truncated at max_tokens (${opts.maxTokens ?? DEFAULT_MAX_TOKENS} tokens); nothing was applied`,
+          );
+        if (stop === 'refusal')
+          throw spent.reject(
+            `the model refused to propose an edit${message.stop_details?.category ? ` (${message.stop_details.category})` : ''}`,
+          );
+        if (stop === 'model_context_window_exceeded')
+          throw spent.reject(
+            "the context exceeds the model's context window; shorten program.md or the editable files",
+          );
         if (stop !== 'end_turn' && stop !== 'stop_sequence') throw spent.reject(`unexpected stop_reason ${stop}`);
 
         const text = message.content.flatMap((b) => (b.type === 'text' ? [b.text] : [])).join('');
         const outcome = interpret(ctx, text);
         if (outcome.kind === 'reject') throw spent.reject(outcome.reason);
         if (outcome.kind === 'ok') {
-          return { description: cleanDescription(outcome.description), files: outcome.files, costUsd: spent.costUsd, usage: spent.usage };
+          return {
+            description: cleanDescription(outcome.description),
+            files: outcome.files,
+            costUsd: spent.costUsd,
+            usage: spent.usage,
+          };
         }
-        if (turn >= MAX_FIX_TURNS) throw spent.reject(`the edits could not be applied after ${turn + 1} replies: ${cleanDescription(outcome.problem)}`);
+        if (turn >= MAX_FIX_TURNS)
+          throw spent.reject(
+            `the edits could not be applied after ${turn + 1} replies: ${cleanDescription(outcome.problem)}`,
+          );
         // Did you mean: the reply, then what went wrong and what the file really says.
         messages.push({ role: 'assistant', content: text || '(empty reply)' });
         messages.push({ role: 'user', content: outcome.problem });
@@ -169,7 +197,10 @@ class Spend {
       outputTokens: u.output_tokens ?? 0,
     };
     // Priced per request: the 5-minute/1-hour split of cache writes is known per response only.
-    this.costUsd += costOf(this.model, { ...one, cacheWrite5mTokens: u.cache_creation?.ephemeral_5m_input_tokens ?? 0 });
+    this.costUsd += costOf(this.model, {
+      ...one,
+      cacheWrite5mTokens: u.cache_creation?.ephemeral_5m_input_tokens ?? 0,
+    });
     for (const k of Object.keys(one) as (keyof TokenUsage)[]) this.usage[k] += one[k];
   }
 
@@ -200,14 +231,20 @@ type Interpretation =
 export function interpret(ctx: Pick<ProposerContext, 'editable' | 'locked'>, text: string): Interpretation {
   const parsed = parseReply(text);
   if (typeof parsed === 'string') {
-    return { kind: 'retry', problem: `Your reply could not be read: ${parsed}. Reply with only the JSON object {"description": ..., "edits": [{"file": ..., "search": ..., "replace": ...}]}.` };
+    return {
+      kind: 'retry',
+      problem: `Your reply could not be read: ${parsed}. Reply with only the JSON object {"description": ..., "edits": [{"file": ..., "search": ..., "replace": ...}]}.`,
+    };
   }
   if (parsed.edits.length === 0) return { kind: 'reject', reason: 'empty edit: the reply proposed no edits' };
   const editable = new Map(ctx.editable.map((f) => [f.path, f.content]));
   const strangers = [...new Set(parsed.edits.map((e) => e.file).filter((f) => !editable.has(f)))];
   if (strangers.length) {
     const locked = strangers.filter((f) => ctx.locked.some((l) => l.path === f));
-    return { kind: 'reject', reason: `edits to file(s) that may not be edited: ${strangers.join(', ')}${locked.length ? ` (locked: ${locked.join(', ')})` : ''}; editable: ${[...editable.keys()].join(', ')}` };
+    return {
+      kind: 'reject',
+      reason: `edits to file(s) that may not be edited: ${strangers.join(', ')}${locked.length ? ` (locked: ${locked.join(', ')})` : ''}; editable: ${[...editable.keys()].join(', ')}`,
+    };
   }
 
   const { files, problems } = applyEdits(editable, parsed.edits);
@@ -218,7 +255,8 @@ export function interpret(ctx: Pick<ProposerContext, 'editable' | 'locked'>, tex
     };
   }
   const changed = Object.fromEntries(Object.entries(files).filter(([f, content]) => content !== editable.get(f)));
-  if (Object.keys(changed).length === 0) return { kind: 'reject', reason: 'no-op edit: the edits leave every file unchanged' };
+  if (Object.keys(changed).length === 0)
+    return { kind: 'reject', reason: 'no-op edit: the edits leave every file unchanged' };
   return { kind: 'ok', description: parsed.description, files: changed };
 }
 
@@ -250,7 +288,10 @@ function parseReply(text: string): Reply | string {
  * Applies the edits in order, each with exact-one-match semantics. Edits that fail are skipped
  * and described (with the closest text when it is not found), so one turn can fix all of them.
  */
-export function applyEdits(original: Map<string, string>, edits: Reply['edits']): { files: Record<string, string>; problems: string[] } {
+export function applyEdits(
+  original: Map<string, string>,
+  edits: Reply['edits'],
+): { files: Record<string, string>; problems: string[] } {
   const files = Object.fromEntries(original);
   const problems: string[] = [];
   edits.forEach((e, i) => {
@@ -266,7 +307,9 @@ export function applyEdits(original: Map<string, string>, edits: Reply['edits'])
       files[e.file] = content.slice(0, at[0]) + e.replace + content.slice(at[0] + e.search.length);
     } else if (at.length > 1) {
       const lines = at.map((offset) => lineOf(content, offset));
-      problems.push(`${where}: the search text matches ${at.length} places (lines ${lines.join(', ')}); include more surrounding lines so that it matches exactly one.`);
+      problems.push(
+        `${where}: the search text matches ${at.length} places (lines ${lines.join(', ')}); include more surrounding lines so that it matches exactly one.`,
+      );
     } else {
       problems.push(`${where}: the search text was not found in ${e.file}.${didYouMean(content, e.search)}`);
     }
@@ -325,19 +368,37 @@ function dice(a: Map<string, number>, b: Map<string, number>): number {
 }
 
 /** Turns an SDK error into what the activity should do with it (see the header comment). */
-function classify(err: unknown, c: { signal: AbortSignal; model: string; costUsd: number; scrub: (s: string) => string }): Error {
+function classify(
+  err: unknown,
+  c: { signal: AbortSignal; model: string; costUsd: number; scrub: (s: string) => string },
+): Error {
   if (err instanceof ProposalRejected || err instanceof ApplicationFailure) return err;
-  if (c.signal.aborted || err instanceof APIUserAbortError) return c.signal.reason instanceof Error ? c.signal.reason : (err as Error);
-  if (err instanceof APIConnectionError) return ApplicationFailure.retryable(`Anthropic API unreachable, will retry (${c.scrub(err.message)})`, err.name);
+  if (c.signal.aborted || err instanceof APIUserAbortError)
+    return c.signal.reason instanceof Error ? c.signal.reason : (err as Error);
+  if (err instanceof APIConnectionError)
+    return ApplicationFailure.retryable(`Anthropic API unreachable, will retry (${c.scrub(err.message)})`, err.name);
   if (err instanceof APIError) {
     const status = err.status;
     // Status, error type and the API's own message; never headers, never the request.
-    const what = c.scrub(`${status ?? 'error event mid-stream'} ${err.type ?? err.name}: ${err.apiMessage ?? err.message}`);
+    const what = c.scrub(
+      `${status ?? 'error event mid-stream'} ${err.type ?? err.name}: ${err.apiMessage ?? err.message}`,
+    );
     if (status === 401 || status === 403) {
-      return ApplicationFailure.nonRetryable(`Anthropic API authentication failed: check ANTHROPIC_API_KEY on the orchestrator worker, then resume (${what})`, 'AuthenticationError');
+      return ApplicationFailure.nonRetryable(
+        `Anthropic API authentication failed: check ANTHROPIC_API_KEY on the orchestrator worker, then resume (${what})`,
+        'AuthenticationError',
+      );
     }
-    if (status === 402) return ApplicationFailure.nonRetryable(`Anthropic API billing problem: check the account, then resume (${what})`, 'BillingError');
-    if (status === 404) return ApplicationFailure.nonRetryable(`Anthropic API not found: check proposer.model ("${c.model}") and ANTHROPIC_BASE_URL (${what})`, 'NotFoundError');
+    if (status === 402)
+      return ApplicationFailure.nonRetryable(
+        `Anthropic API billing problem: check the account, then resume (${what})`,
+        'BillingError',
+      );
+    if (status === 404)
+      return ApplicationFailure.nonRetryable(
+        `Anthropic API not found: check proposer.model ("${c.model}") and ANTHROPIC_BASE_URL (${what})`,
+        'NotFoundError',
+      );
     if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 409 && status !== 429) {
       return new ProposalRejected(`Anthropic API rejected the request (${what})`, c.costUsd);
     }
@@ -345,7 +406,8 @@ function classify(err: unknown, c: { signal: AbortSignal; model: string; costUsd
     return ApplicationFailure.retryable(`Anthropic API error, will retry (${what})`, err.type ?? err.name);
   }
   // The stream ended early, or similar: transient by nature.
-  if (err instanceof AnthropicError) return ApplicationFailure.retryable(`Anthropic API error, will retry (${c.scrub(err.message)})`, err.name);
+  if (err instanceof AnthropicError)
+    return ApplicationFailure.retryable(`Anthropic API error, will retry (${c.scrub(err.message)})`, err.name);
   if (err instanceof Error && c.scrub(err.message) === err.message) return err;
   return new Error(c.scrub(err instanceof Error ? err.message : String(err)));
 }

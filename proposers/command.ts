@@ -30,7 +30,19 @@ const MAX_DESCRIPTION_BYTES = 4 * 1024;
 /** The agent's output log (for people; never read back into a context). */
 const MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
 /** Orchestrator variables an agent gets besides those proposer.env names. */
-const PASS_THROUGH = ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TERM', 'TZ', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
+const PASS_THROUGH = [
+  'PATH',
+  'HOME',
+  'USER',
+  'LOGNAME',
+  'LANG',
+  'LC_ALL',
+  'LC_CTYPE',
+  'TERM',
+  'TZ',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+];
 
 export interface CommandProposerOptions {
   config: CampaignConfig;
@@ -55,7 +67,10 @@ export function commandProposer(o: CommandProposerOptions): Proposer {
     const contextFile = path.join(dir, 'context.md');
     const descriptionFile = path.join(io, 'description.txt');
     writeFileSync(contextFile, renderContext(ctx), { mode: 0o400 });
-    const log = new CappedLog(path.join(o.campaignDir, 'proposals', `${ctx.experiment}-${ctx.attempt}.log`), MAX_OUTPUT_BYTES);
+    const log = new CappedLog(
+      path.join(o.campaignDir, 'proposals', `${ctx.experiment}-${ctx.attempt}.log`),
+      MAX_OUTPUT_BYTES,
+    );
     let egress: (Egress & { port: number | null }) | null = null;
     try {
       const tree = await writeTree(git(ctx.code.repo), ctx.code.sha, work, heldOut);
@@ -70,7 +85,11 @@ export function commandProposer(o: CommandProposerOptions): Proposer {
         NIGHTLAB_FIX: ctx.fix ? String(ctx.fix.experiment) : '',
         NIGHTLAB_EDITABLE: ctx.editable.map((f) => f.path).join(' '),
       };
-      const mounts: Mount[] = [{ path: work, mode: 'rw' }, { path: contextFile, mode: 'ro' }, { path: io, mode: 'rw' }];
+      const mounts: Mount[] = [
+        { path: work, mode: 'rw' },
+        { path: contextFile, mode: 'ro' },
+        { path: io, mode: 'rw' },
+      ];
       let command = config.proposer.command!;
       if (config.proposer.network.length) {
         // Sandboxed: a forwarder inside carries connections to the proxy's Unix socket, outside.
@@ -86,14 +105,30 @@ export function commandProposer(o: CommandProposerOptions): Proposer {
       }
       const spec = { cwd: work, mounts, env, protect: o.protect, readOnly: config.proposer.readOnly, network: false };
       const proc = await confined(sandbox, spec, command);
-      log.write(`=== nightlab ${ctx.tag} experiment ${ctx.experiment} proposal ${ctx.attempt}: ${config.proposer.command}\n=== ${sandbox.header}\n`);
-      const r = await supervise({ argv: proc.argv, cwd: work, env: proc.env, timeoutSec: COMMAND_TIMEOUT_SEC, signal, log, feed: proc.feed }).done;
-      if (egress?.refused.length) log.write(`=== nightlab: connections refused (not in proposer.network): ${[...new Set(egress.refused)].join(', ')}\n`);
+      log.write(
+        `=== nightlab ${ctx.tag} experiment ${ctx.experiment} proposal ${ctx.attempt}: ${config.proposer.command}\n=== ${sandbox.header}\n`,
+      );
+      const r = await supervise({
+        argv: proc.argv,
+        cwd: work,
+        env: proc.env,
+        timeoutSec: COMMAND_TIMEOUT_SEC,
+        signal,
+        log,
+        feed: proc.feed,
+      }).done;
+      if (egress?.refused.length)
+        log.write(
+          `=== nightlab: connections refused (not in proposer.network): ${[...new Set(egress.refused)].join(', ')}\n`,
+        );
       log.close();
       // A worker shutting down cancels the agent: that is a retry of the same proposal, not a rejection.
-      if (r.killedFor === 'cancelled' || signal.aborted) throw new CancelledFailure(`proposer command stopped: ${(signal.reason as Error)?.message ?? 'cancelled'}`);
-      if (r.killedFor === 'timeout') throw new ProposalRejected(`proposer command killed after ${COMMAND_TIMEOUT_SEC / 60} minutes`);
-      if (r.exitCode !== 0) throw new ProposalRejected(bounded(`proposer command exited ${r.exitCode ?? r.signal}: ${r.lastLine}`, 400));
+      if (r.killedFor === 'cancelled' || signal.aborted)
+        throw new CancelledFailure(`proposer command stopped: ${(signal.reason as Error)?.message ?? 'cancelled'}`);
+      if (r.killedFor === 'timeout')
+        throw new ProposalRejected(`proposer command killed after ${COMMAND_TIMEOUT_SEC / 60} minutes`);
+      if (r.exitCode !== 0)
+        throw new ProposalRejected(bounded(`proposer command exited ${r.exitCode ?? r.signal}: ${r.lastLine}`, 400));
       const files = readBack(work, tree, o.config);
       const description = readSmall(descriptionFile, MAX_DESCRIPTION_BYTES) ?? r.lastLine;
       return { description: description.trim() || 'edit by proposer command', files };
@@ -110,14 +145,19 @@ export function commandProposer(o: CommandProposerOptions): Proposer {
  * Only regular files are read (a symlink could point anywhere the worker can read), and never
  * more than MAX_FILE_BYTES. Files the agent added are neither read nor kept.
  */
-function readBack(work: string, tree: Awaited<ReturnType<typeof writeTree>>, config: CampaignConfig): Record<string, string> {
+function readBack(
+  work: string,
+  tree: Awaited<ReturnType<typeof writeTree>>,
+  config: CampaignConfig,
+): Record<string, string> {
   const files: Record<string, string> = {};
   const touched: string[] = [];
   for (const e of tree) {
     const file = path.join(work, e.path);
     if (config.editable.includes(e.path)) {
       const content = readSmall(file, MAX_FILE_BYTES);
-      if (content === null) throw new ProposalRejected(`${e.path} is no longer a regular file of at most ${MAX_FILE_BYTES} bytes`);
+      if (content === null)
+        throw new ProposalRejected(`${e.path} is no longer a regular file of at most ${MAX_FILE_BYTES} bytes`);
       files[e.path] = content;
     } else if (e.type === 'blob' && diskId(file, e.oid.length === 64 ? 'sha256' : 'sha1') !== e.oid) {
       touched.push(e.path);
@@ -125,7 +165,8 @@ function readBack(work: string, tree: Awaited<ReturnType<typeof writeTree>>, con
   }
   const locked = touched.filter((f) => covers(config.locked, f));
   if (locked.length) throw new ProposalRejected(listed('changes locked file(s): ', locked));
-  if (touched.length) throw new ProposalRejected(listed(`edits outside the editable files (${config.editable.join(', ')}): `, touched));
+  if (touched.length)
+    throw new ProposalRejected(listed(`edits outside the editable files (${config.editable.join(', ')}): `, touched));
   return files;
 }
 

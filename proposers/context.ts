@@ -56,8 +56,16 @@ export type Proposer = (ctx: ProposerContext, signal: AbortSignal) => Promise<Pr
 const HISTORY_LINES = 60;
 
 export async function buildContext(args: {
-  tag: string; experiment: number; attempt: number; repo: string; campaignDir: string; config: CampaignConfig;
-  parentSha: string; fix: { sha: string; experiment: number } | null; notes: string[]; instructionsOverride: string | null;
+  tag: string;
+  experiment: number;
+  attempt: number;
+  repo: string;
+  campaignDir: string;
+  config: CampaignConfig;
+  parentSha: string;
+  fix: { sha: string; experiment: number } | null;
+  notes: string[];
+  instructionsOverride: string | null;
 }): Promise<ProposerContext> {
   const { config, repo } = args;
   const codeSha = args.fix?.sha ?? args.parentSha;
@@ -65,7 +73,9 @@ export async function buildContext(args: {
     (await showFiles(repo, sha, files)).map((content, i) => ({ path: files[i], content: content ?? '' }));
   const rows = experiments(args.campaignDir);
   const best = rows.filter((r) => r.commit === args.parentSha).at(-1);
-  const rejected = readLedger(args.campaignDir).filter((r) => r.kind === 'rejected' && r.experiment === args.experiment).at(-1);
+  const rejected = readLedger(args.campaignDir)
+    .filter((r) => r.kind === 'rejected' && r.experiment === args.experiment)
+    .at(-1);
   let fix: ProposerContext['fix'] = null;
   if (args.fix) {
     const crashed = rows.find((r) => r.experiment === args.fix!.experiment);
@@ -83,7 +93,13 @@ export async function buildContext(args: {
   const prefix = experimentRef(args.tag, 0).replace(/0$/, '');
   const inFlight = (await refSubjects(repo, prefix))
     .map((r) => ({ experiment: Number(r.ref.slice(prefix.length)), description: r.subject }))
-    .filter((r) => Number.isInteger(r.experiment) && r.experiment > 0 && r.experiment !== args.experiment && !recorded.has(r.experiment))
+    .filter(
+      (r) =>
+        Number.isInteger(r.experiment) &&
+        r.experiment > 0 &&
+        r.experiment !== args.experiment &&
+        !recorded.has(r.experiment),
+    )
     .sort((a, b) => a.experiment - b.experiment);
   // The locked files and the instructions (both at the best) in one git call.
   const atBest = await read([...config.locked, ...(config.instructions ? [config.instructions] : [])], args.parentSha);
@@ -101,7 +117,13 @@ export async function buildContext(args: {
     notes: args.notes,
     editable: await read(config.editable, codeSha),
     locked,
-    history: rows.slice(-HISTORY_LINES).map((r) => ({ experiment: r.experiment, status: r.status, metric: r.metric, delta: r.delta, description: r.description })),
+    history: rows.slice(-HISTORY_LINES).map((r) => ({
+      experiment: r.experiment,
+      status: r.status,
+      metric: r.metric,
+      delta: r.delta,
+      description: r.description,
+    })),
     best: { experiment: best?.experiment ?? 0, metric: best?.metric ?? null, commit: args.parentSha },
     fix,
     inFlight,
@@ -119,25 +141,38 @@ export function contextSections(ctx: ProposerContext): { files: string[]; histor
   const better = ctx.metric.direction === 'lower' ? 'lower' : 'higher';
   const files: string[] = [];
   files.push(`# Instructions\n\n${ctx.instructions.trim() || '(none given)'}`);
-  files.push(`# Goal\n\nMake ${ctx.metric.name} ${better}. Only these files may be edited: ${ctx.editable.map((f) => f.path).join(', ')}.`);
+  files.push(
+    `# Goal\n\nMake ${ctx.metric.name} ${better}. Only these files may be edited: ${ctx.editable.map((f) => f.path).join(', ')}.`,
+  );
   for (const f of ctx.locked) files.push(`# Locked file (read only): ${f.path}\n\n\`\`\`\n${f.content}\n\`\`\``);
   for (const f of ctx.editable) files.push(`# Editable file: ${f.path}\n\n\`\`\`\n${f.content}\n\`\`\``);
 
   const history: string[] = [];
-  history.push(`# Experiments so far (experiment, status, ${ctx.metric.name}, delta, description; ${better} is better)\n\n${renderHistory(ctx.history)}`);
-  history.push(`# Current best\n\nexperiment ${ctx.best.experiment}, ${ctx.metric.name} ${ctx.best.metric ?? 'unknown'}, commit ${ctx.best.commit.slice(0, 7)}`);
-  if (ctx.notes.length) history.push(`# Notes from the human (most recent last)\n\n${ctx.notes.map((n) => `- ${n}`).join('\n')}`);
+  history.push(
+    `# Experiments so far (experiment, status, ${ctx.metric.name}, delta, description; ${better} is better)\n\n${renderHistory(ctx.history)}`,
+  );
+  history.push(
+    `# Current best\n\nexperiment ${ctx.best.experiment}, ${ctx.metric.name} ${ctx.best.metric ?? 'unknown'}, commit ${ctx.best.commit.slice(0, 7)}`,
+  );
+  if (ctx.notes.length)
+    history.push(`# Notes from the human (most recent last)\n\n${ctx.notes.map((n) => `- ${n}`).join('\n')}`);
 
   const task: string[] = [];
   if (ctx.inFlight.length) {
     // Parallel proposals that repeat each other waste GPU time, and edits to the same lines
     // conflict when one of them is kept (the other is then proposed again).
-    task.push(`# Experiments in flight (proposed, not judged yet)\n\n${ctx.inFlight.map((f) => `${f.experiment}\t${f.description}`).join('\n')}\n\nPropose something different from these, preferably in other lines of the code.`);
+    task.push(
+      `# Experiments in flight (proposed, not judged yet)\n\n${ctx.inFlight.map((f) => `${f.experiment}\t${f.description}`).join('\n')}\n\nPropose something different from these, preferably in other lines of the code.`,
+    );
   }
   if (ctx.fix) {
-    task.push(`# Task: fix the crash of experiment ${ctx.fix.experiment}\n\nIt tried: ${ctx.fix.description}\nIt failed: ${ctx.fix.reason}\n\nIts diff against the best:\n\`\`\`diff\n${ctx.fix.diff}\n\`\`\`\n\nThe end of its log:\n\`\`\`\n${ctx.fix.logTail}\n\`\`\`\n\nThe editable files above are the crashed version. Fix the bug if it is simple; otherwise propose something else.`);
+    task.push(
+      `# Task: fix the crash of experiment ${ctx.fix.experiment}\n\nIt tried: ${ctx.fix.description}\nIt failed: ${ctx.fix.reason}\n\nIts diff against the best:\n\`\`\`diff\n${ctx.fix.diff}\n\`\`\`\n\nThe end of its log:\n\`\`\`\n${ctx.fix.logTail}\n\`\`\`\n\nThe editable files above are the crashed version. Fix the bug if it is simple; otherwise propose something else.`,
+    );
   } else {
-    task.push(`# Task\n\nPropose experiment ${ctx.experiment}: one idea, as edits to the editable files, with a one-line description.`);
+    task.push(
+      `# Task\n\nPropose experiment ${ctx.experiment}: one idea, as edits to the editable files, with a one-line description.`,
+    );
   }
   if (ctx.lastRejection) task.push(`# Your previous proposal was rejected\n\n${ctx.lastRejection}`);
   return { files, history, task };
@@ -152,13 +187,20 @@ export function renderContext(ctx: ProposerContext): string {
 export function renderHistory(history: HistoryLine[]): string {
   if (!history.length) return '(none yet)';
   return history
-    .map((h) => `${h.experiment}\t${h.status}\t${h.metric === null ? '-' : h.metric.toFixed(6)}\t${h.delta === null ? '' : (h.delta >= 0 ? '+' : '') + h.delta.toFixed(6)}\t${h.description}`)
+    .map(
+      (h) =>
+        `${h.experiment}\t${h.status}\t${h.metric === null ? '-' : h.metric.toFixed(6)}\t${h.delta === null ? '' : (h.delta >= 0 ? '+' : '') + h.delta.toFixed(6)}\t${h.description}`,
+    )
     .join('\n');
 }
 
 /** Thrown by a proposer whose reply cannot be used: recorded as a rejected proposal, not retried. */
 export class ProposalRejected extends Error {
-  constructor(message: string, public readonly costUsd = 0, public readonly usage?: TokenUsage) {
+  constructor(
+    message: string,
+    public readonly costUsd = 0,
+    public readonly usage?: TokenUsage,
+  ) {
     super(message);
     this.name = 'ProposalRejected';
   }

@@ -64,7 +64,10 @@ export function rng(...parts: (string | number)[]): () => number {
 
 export const mutateProposer: Proposer = async (ctx) => {
   const knobs = findKnobs(ctx.editable);
-  if (!knobs.length) throw new Error(`the mutate proposer found no UPPER_CASE = <number> settings in ${ctx.editable.map((f) => f.path).join(', ')}; use another proposer`);
+  if (!knobs.length)
+    throw new Error(
+      `the mutate proposer found no UPPER_CASE = <number> settings in ${ctx.editable.map((f) => f.path).join(', ')}; use another proposer`,
+    );
   const random = rng(ctx.seed, ctx.tag, ctx.experiment, ctx.attempt);
   // Settings an experiment in flight is changing are left to it while others remain: parallel
   // experiments then test different things, and a keep of one never conflicts with the others.
@@ -85,7 +88,11 @@ export function settingsIn(description: string): string[] {
 
 const MAX_DRAWS = 50;
 
-function draw(knobs: Knob[], ctx: Parameters<Proposer>[0], random: () => number): { description: string; files: Record<string, string> } {
+function draw(
+  knobs: Knob[],
+  ctx: Parameters<Proposer>[0],
+  random: () => number,
+): { description: string; files: Record<string, string> } {
   // Mostly one change at a time, so a keep says which setting helped; sometimes two.
   const count = Math.min(knobs.length, random() < 0.75 ? 1 : 2);
   const chosen: Knob[] = [];

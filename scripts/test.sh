@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npx tsc --noEmit
 npx eslint .
+npx prettier --check . >/dev/null || { echo "prettier: files not formatted (npm run format)"; npx prettier --list-different .; exit 1; }
 exec node bin/run-tests.mjs "$@"

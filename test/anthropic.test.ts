@@ -16,7 +16,16 @@ import { git } from '../lib/git';
 import { campaignWorkflowId } from '../common/shared';
 import { statusQuery, stopSignal } from '../workflows/messages';
 import { workerProposers } from '../workers/proposers';
-import { apiError, dynamic, overloaded, overloadedMidStream, reply, startFakeAnthropic, type FakeAnthropic, type FakeUsage } from './fake-anthropic';
+import {
+  apiError,
+  dynamic,
+  overloaded,
+  overloadedMidStream,
+  reply,
+  startFakeAnthropic,
+  type FakeAnthropic,
+  type FakeUsage,
+} from './fake-anthropic';
 import { QUADRATIC, lab, makeRepo, waitFor } from './helpers';
 
 /** A key that must never show up anywhere but in the Authorization header. */
@@ -29,7 +38,12 @@ const lineOf = (test: (line: string) => boolean) => TRAIN.split('\n').findIndex(
 
 function context(over: Partial<ProposerContext> = {}): ProposerContext {
   return {
-    tag: 'unit', experiment: 1, attempt: 0, seed: 0, model: SONNET, effort: 'medium',
+    tag: 'unit',
+    experiment: 1,
+    attempt: 0,
+    seed: 0,
+    model: SONNET,
+    effort: 'medium',
     metric: { name: 'val_bpb', direction: 'lower' },
     instructions: 'Lower val_bpb. Edit train.py only.',
     notes: [],
@@ -37,7 +51,10 @@ function context(over: Partial<ProposerContext> = {}): ProposerContext {
     locked: [{ path: 'prepare.py', content: PREPARE }],
     history: [{ experiment: 0, status: 'keep', metric: 1.5044, delta: null, description: 'baseline' }],
     best: { experiment: 0, metric: 1.5044, commit: 'abcdef0123456789' },
-    fix: null, inFlight: [], lastRejection: null, code: { repo: '/nonexistent', sha: '0'.repeat(40) },
+    fix: null,
+    inFlight: [],
+    lastRejection: null,
+    code: { repo: '/nonexistent', sha: '0'.repeat(40) },
     ...over,
   };
 }
@@ -46,16 +63,37 @@ const edit = (search: string, replace: string, file = 'train.py') => ({ file, se
 const answer = (description: string, ...edits: ReturnType<typeof edit>[]) => ({ description, edits });
 /** The price of one fake reply, in the shape the proposer reads it from the API. */
 const priceOfReply = (model: string, u: Partial<FakeUsage> = {}) => {
-  const full = { input_tokens: 1000, output_tokens: 200, cache_read_input_tokens: 0, cache_write_1h: 0, cache_write_5m: 0, ...u };
-  return costOf(model, { inputTokens: full.input_tokens, outputTokens: full.output_tokens, cacheReadTokens: full.cache_read_input_tokens, cacheWriteTokens: full.cache_write_1h + full.cache_write_5m, cacheWrite5mTokens: full.cache_write_5m });
+  const full = {
+    input_tokens: 1000,
+    output_tokens: 200,
+    cache_read_input_tokens: 0,
+    cache_write_1h: 0,
+    cache_write_5m: 0,
+    ...u,
+  };
+  return costOf(model, {
+    inputTokens: full.input_tokens,
+    outputTokens: full.output_tokens,
+    cacheReadTokens: full.cache_read_input_tokens,
+    cacheWriteTokens: full.cache_write_1h + full.cache_write_5m,
+    cacheWrite5mTokens: full.cache_write_5m,
+  });
 };
 const near = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) < 1e-9, `${what}: ${a} != ${b}`);
 
 /** One fake and one proposer per test; the fake demands the canary key, as the real API demands a valid one. */
-async function withFake(fn: (f: FakeAnthropic, propose: (ctx?: ProposerContext) => Promise<ProposerReply>) => Promise<void>, opts: { maxRetries?: number; apiKey?: string; maxTokens?: number } = {}) {
+async function withFake(
+  fn: (f: FakeAnthropic, propose: (ctx?: ProposerContext) => Promise<ProposerReply>) => Promise<void>,
+  opts: { maxRetries?: number; apiKey?: string; maxTokens?: number } = {},
+) {
   const fake = await startFakeAnthropic({ apiKey: CANARY });
   try {
-    const p = anthropicProposer({ apiKey: opts.apiKey ?? CANARY, baseURL: fake.baseURL, maxRetries: opts.maxRetries, maxTokens: opts.maxTokens });
+    const p = anthropicProposer({
+      apiKey: opts.apiKey ?? CANARY,
+      baseURL: fake.baseURL,
+      maxRetries: opts.maxRetries,
+      maxTokens: opts.maxTokens,
+    });
     await fn(fake, (ctx = context()) => p(ctx, new AbortController().signal));
   } finally {
     await fake.close();
@@ -80,7 +118,11 @@ async function caught(p: Promise<unknown>): Promise<Error> {
 
 test('a scripted reply becomes new file contents and a one-line description; the request is well formed and cached', async () => {
   await withFake(async (fake, propose) => {
-    fake.script(reply(answer('lower the\tlearning rate\nto 0.12', edit('LEARNING_RATE = 0.5\n', 'LEARNING_RATE = 0.12\n')), { thinking: 'LR is far from its optimum.' }));
+    fake.script(
+      reply(answer('lower the\tlearning rate\nto 0.12', edit('LEARNING_RATE = 0.5\n', 'LEARNING_RATE = 0.12\n')), {
+        thinking: 'LR is far from its optimum.',
+      }),
+    );
     const r = await propose(context({ notes: ['try the learning rate first'] }));
     assert.equal(r.description, 'lower the learning rate to 0.12');
     assert.deepEqual(Object.keys(r.files!), ['train.py']);
@@ -105,7 +147,10 @@ test('a scripted reply becomes new file contents and a one-line description; the
     assert.deepEqual(files.cache_control, hour);
     assert.deepEqual(history.cache_control, hour);
     assert.equal(task.cache_control, undefined);
-    assert.ok(files.text.includes(TRAIN) && files.text.includes(PREPARE) && files.text.includes('Lower val_bpb'), 'files block holds instructions and files');
+    assert.ok(
+      files.text.includes(TRAIN) && files.text.includes(PREPARE) && files.text.includes('Lower val_bpb'),
+      'files block holds instructions and files',
+    );
     assert.match(history.text, /baseline/);
     assert.match(history.text, /try the learning rate first/);
     assert.match(task.text, /Propose experiment 1/);
@@ -115,9 +160,21 @@ test('a scripted reply becomes new file contents and a one-line description; the
 test('cost is the fake usage times the price table, summed over every request of a proposal', async () => {
   // By hand, Sonnet 5.5 at $2/$10 per million: input 1200 + 5m writes 100×1.25 + 1h writes 3000×2 +
   // reads 5000×0.1 = 7825 input-equivalent → $0.01565; output 345 → $0.00345.
-  const u1 = { input_tokens: 1200, output_tokens: 345, cache_read_input_tokens: 5000, cache_write_1h: 3000, cache_write_5m: 100 };
+  const u1 = {
+    input_tokens: 1200,
+    output_tokens: 345,
+    cache_read_input_tokens: 5000,
+    cache_write_1h: 3000,
+    cache_write_5m: 100,
+  };
   near(priceOfReply(SONNET, u1), 0.0191, 'the price table');
-  const u2 = { input_tokens: 80, output_tokens: 120, cache_read_input_tokens: 8000, cache_write_1h: 0, cache_write_5m: 0 };
+  const u2 = {
+    input_tokens: 80,
+    output_tokens: 120,
+    cache_read_input_tokens: 8000,
+    cache_write_1h: 0,
+    cache_write_5m: 0,
+  };
   await withFake(async (fake, propose) => {
     fake.script(
       reply(answer('x', edit('WIDTH = 80', 'WIDTH = 16')), { usage: u1 }),
@@ -135,8 +192,20 @@ test('cost is the fake usage times the price table, summed over every request of
     assert.equal(fake.requests[0].body.output_config.effort, 'high');
     near(r.costUsd!, (7825 * 4 + 345 * 20) / 1e6, 'Opus 5.5 at $4/$20');
   });
-  assert.throws(() => costOf('claude-unknown-9', { inputTokens: 1, outputTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0 }), (e: Error) => KNOWN_MODELS.every((m) => e.message.includes(m)));
-  near(costOf('claude-haiku-4-5-20251001', { inputTokens: 1e6, outputTokens: 1e6, cacheReadTokens: 0, cacheWriteTokens: 0 }), 6, 'a dated snapshot prices as its alias');
+  assert.throws(
+    () => costOf('claude-unknown-9', { inputTokens: 1, outputTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0 }),
+    (e: Error) => KNOWN_MODELS.every((m) => e.message.includes(m)),
+  );
+  near(
+    costOf('claude-haiku-4-5-20251001', {
+      inputTokens: 1e6,
+      outputTokens: 1e6,
+      cacheReadTokens: 0,
+      cacheWriteTokens: 0,
+    }),
+    6,
+    'a dated snapshot prices as its alias',
+  );
 });
 
 test('an unknown model pauses the campaign before any request is paid for', async () => {
@@ -160,11 +229,14 @@ test('529 twice: the SDK retries once, then the error is thrown for the activity
     assert.equal(fake.requests.length, 3);
   });
   // With more SDK retries the same script succeeds within one call.
-  await withFake(async (fake, propose) => {
-    fake.script(overloaded(), overloaded(), reply(answer('w', edit('WIDTH = 8\n', 'WIDTH = 20\n'))));
-    assert.match((await propose()).files!['train.py'], /^WIDTH = 20$/m);
-    assert.equal(fake.requests.length, 3);
-  }, { maxRetries: 2 });
+  await withFake(
+    async (fake, propose) => {
+      fake.script(overloaded(), overloaded(), reply(answer('w', edit('WIDTH = 8\n', 'WIDTH = 20\n'))));
+      assert.match((await propose()).files!['train.py'], /^WIDTH = 20$/m);
+      assert.equal(fake.requests.length, 3);
+    },
+    { maxRetries: 2 },
+  );
 });
 
 test('400 is a rejected proposal, not retried; 429 and 5xx are retryable', async () => {
@@ -177,7 +249,10 @@ test('400 is a rejected proposal, not retried; 429 and 5xx are retryable', async
 
     fake.script(apiError(429, 'rate_limit_error', 'slow down'), apiError(429, 'rate_limit_error', 'slow down'));
     const limited = await caught(propose());
-    assert.ok(limited instanceof ApplicationFailure && !limited.nonRetryable && limited.type === 'rate_limit_error', String(limited));
+    assert.ok(
+      limited instanceof ApplicationFailure && !limited.nonRetryable && limited.type === 'rate_limit_error',
+      String(limited),
+    );
 
     fake.script(apiError(500, 'api_error', 'internal'), apiError(503, 'api_error', 'unavailable'));
     const internal = await caught(propose());
@@ -200,7 +275,9 @@ test('an unreachable API is retryable', async () => {
   const fake = await startFakeAnthropic();
   const baseURL = fake.baseURL;
   await fake.close();
-  const err = await caught(anthropicProposer({ apiKey: CANARY, baseURL, maxRetries: 0 })(context(), new AbortController().signal));
+  const err = await caught(
+    anthropicProposer({ apiKey: CANARY, baseURL, maxRetries: 0 })(context(), new AbortController().signal),
+  );
   assert.ok(err instanceof ApplicationFailure && !err.nonRetryable && err.type === 'APIConnectionError', String(err));
 });
 
@@ -214,7 +291,10 @@ test('an edit whose search text is not found gets a "did you mean" turn, then ap
     assert.match(r.files!['train.py'], /^LEARNING_RATE = 0.2$/m);
     assert.equal(r.description, 'lower the learning rate to 0.2');
     const second = fake.requests[1].body;
-    assert.deepEqual(second.messages.map((m: { role: string }) => m.role), ['user', 'assistant', 'user']);
+    assert.deepEqual(
+      second.messages.map((m: { role: string }) => m.role),
+      ['user', 'assistant', 'user'],
+    );
     const feedback: string = second.messages[2].content;
     assert.match(feedback, /Edit 1 \(train\.py\): the search text was not found/);
     const lr = lineOf((l) => l.startsWith('LEARNING_RATE'));
@@ -242,7 +322,10 @@ test('ambiguous or malformed replies get at most two more turns, then the propos
     assert.equal(fake.requests.length, 3);
     const modes = TRAIN.split('\n').flatMap((l, i) => (l.includes('mode ==') ? [i + 1] : []));
     assert.equal(modes.length, 4);
-    assert.match(fake.requests[1].body.messages[2].content, new RegExp(`matches 4 places \\(lines ${modes.join(', ')}\\)`));
+    assert.match(
+      fake.requests[1].body.messages[2].content,
+      new RegExp(`matches 4 places \\(lines ${modes.join(', ')}\\)`),
+    );
     assert.match(fake.requests[2].body.messages[4].content, /could not be read: it is not JSON/);
     assert.equal(fake.pending(), 1);
   });
@@ -250,33 +333,53 @@ test('ambiguous or malformed replies get at most two more turns, then the propos
 });
 
 test('truncated, refused, empty, no-op and out-of-bounds replies are rejected', async () => {
-  await withFake(async (fake, propose) => {
-    const cases: [ReturnType<typeof reply>, RegExp][] = [
-      [reply('{"description": "lower LR", "edits": [{"file": "train.py", "search": "LEARN', { stopReason: 'max_tokens' }), /truncated at max_tokens/],
-      [reply('', { stopReason: 'refusal' }), /refused/],
-      [reply(answer('nothing')), /empty edit/],
-      [reply(answer('same', edit('WIDTH = 8', 'WIDTH = 8'))), /no-op/],
-      [reply(answer('cheat', edit('EVAL_TOKENS = 1000', 'EVAL_TOKENS = 10', 'prepare.py'))), /may not be edited: prepare\.py \(locked: prepare\.py\)/],
-      [reply(answer('elsewhere', edit('x', 'y', 'other.py'))), /may not be edited: other\.py/],
-    ];
-    for (const [behaviour, reason] of cases) {
-      fake.script(behaviour);
-      const err = await caught(propose());
-      assert.ok(err instanceof ProposalRejected, String(err));
-      assert.match(err.message, reason);
-      near((err as ProposalRejected).costUsd, priceOfReply(SONNET), `a rejected reply still costs (${reason})`);
-    }
-    assert.equal(fake.requests.length, cases.length, 'none of them gets another turn');
-  }, { maxTokens: 100 });
+  await withFake(
+    async (fake, propose) => {
+      const cases: [ReturnType<typeof reply>, RegExp][] = [
+        [
+          reply('{"description": "lower LR", "edits": [{"file": "train.py", "search": "LEARN', {
+            stopReason: 'max_tokens',
+          }),
+          /truncated at max_tokens/,
+        ],
+        [reply('', { stopReason: 'refusal' }), /refused/],
+        [reply(answer('nothing')), /empty edit/],
+        [reply(answer('same', edit('WIDTH = 8', 'WIDTH = 8'))), /no-op/],
+        [
+          reply(answer('cheat', edit('EVAL_TOKENS = 1000', 'EVAL_TOKENS = 10', 'prepare.py'))),
+          /may not be edited: prepare\.py \(locked: prepare\.py\)/,
+        ],
+        [reply(answer('elsewhere', edit('x', 'y', 'other.py'))), /may not be edited: other\.py/],
+      ];
+      for (const [behaviour, reason] of cases) {
+        fake.script(behaviour);
+        const err = await caught(propose());
+        assert.ok(err instanceof ProposalRejected, String(err));
+        assert.match(err.message, reason);
+        near((err as ProposalRejected).costUsd, priceOfReply(SONNET), `a rejected reply still costs (${reason})`);
+      }
+      assert.equal(fake.requests.length, cases.length, 'none of them gets another turn');
+    },
+    { maxTokens: 100 },
+  );
 });
 
 test('401 and 403 are non-retryable authentication failures; the key never appears in any error', async () => {
-  await withFake(async (fake, propose) => {
-    const err = await caught(propose());
-    assert.ok(err instanceof ApplicationFailure && err.nonRetryable && err.type === 'AuthenticationError', String(err));
-    assert.match(err.message, /^Anthropic API authentication failed: check ANTHROPIC_API_KEY on the orchestrator worker, then resume \(401 authentication_error: invalid x-api-key\)$/);
-    assert.equal(fake.requests[0].answer, '401 authentication_error');
-  }, { apiKey: 'sk-ant-wrong-key' });
+  await withFake(
+    async (fake, propose) => {
+      const err = await caught(propose());
+      assert.ok(
+        err instanceof ApplicationFailure && err.nonRetryable && err.type === 'AuthenticationError',
+        String(err),
+      );
+      assert.match(
+        err.message,
+        /^Anthropic API authentication failed: check ANTHROPIC_API_KEY on the orchestrator worker, then resume \(401 authentication_error: invalid x-api-key\)$/,
+      );
+      assert.equal(fake.requests[0].answer, '401 authentication_error');
+    },
+    { apiKey: 'sk-ant-wrong-key' },
+  );
   await withFake(async (fake, propose) => {
     // A proxy that echoes the key back in its error message: it is scrubbed.
     fake.script(apiError(403, 'permission_error', `key ${CANARY} may not use this model`));
@@ -293,12 +396,34 @@ test('the fake also answers non-streaming requests, and refuses what the real AP
   try {
     const client = new Anthropic({ apiKey: CANARY, baseURL: fake.baseURL, maxRetries: 0 });
     fake.script(reply('hello', { usage: { input_tokens: 7, output_tokens: 3 } }));
-    const m = await client.messages.create({ model: SONNET, max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] });
+    const m = await client.messages.create({
+      model: SONNET,
+      max_tokens: 100,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     assert.equal(m.content[0].type === 'text' && m.content[0].text, 'hello');
     assert.equal(m.usage.input_tokens, 7);
     assert.equal(fake.requests[0].body.stream, undefined);
-    await assert.rejects(client.messages.create({ model: SONNET, max_tokens: 100, temperature: 0.5, messages: [{ role: 'user', content: 'hi' }] } as never), /temperature/);
-    await assert.rejects(client.messages.create({ model: SONNET, max_tokens: 100, messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: '{' }] }), /prefill/);
+    await assert.rejects(
+      client.messages.create({
+        model: SONNET,
+        max_tokens: 100,
+        temperature: 0.5,
+        messages: [{ role: 'user', content: 'hi' }],
+      } as never),
+      /temperature/,
+    );
+    await assert.rejects(
+      client.messages.create({
+        model: SONNET,
+        max_tokens: 100,
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'assistant', content: '{' },
+        ],
+      }),
+      /prefill/,
+    );
   } finally {
     await fake.close();
   }
@@ -306,7 +431,10 @@ test('the fake also answers non-streaming requests, and refuses what the real AP
 
 test('the worker offers the anthropic proposer only when ANTHROPIC_API_KEY is set', () => {
   assert.deepEqual(Object.keys(workerProposers({})), []);
-  assert.deepEqual(Object.keys(workerProposers({ ANTHROPIC_API_KEY: CANARY, ANTHROPIC_BASE_URL: 'http://127.0.0.1:9' })), ['anthropic']);
+  assert.deepEqual(
+    Object.keys(workerProposers({ ANTHROPIC_API_KEY: CANARY, ANTHROPIC_BASE_URL: 'http://127.0.0.1:9' })),
+    ['anthropic'],
+  );
 });
 
 /** Every readable file under a directory, for a search for the key. */
@@ -338,7 +466,9 @@ function historyText(history: unknown): string {
 
 test('a campaign with the anthropic proposer: expected keeps and discards, a 529 loses nothing, cost totals add up, the key stays secret', async () => {
   const fake = await startFakeAnthropic({ apiKey: CANARY });
-  const l = await lab({ deps: { proposers: { anthropic: anthropicProposer({ apiKey: CANARY, baseURL: fake.baseURL }) } } });
+  const l = await lab({
+    deps: { proposers: { anthropic: anthropicProposer({ apiKey: CANARY, baseURL: fake.baseURL }) } },
+  });
   try {
     // val_bpb = (LR-0.12)^2 + (WIDTH-20)^2/400 + 1; the baseline (0.5, 8) gives 1.5044.
     const usage: Partial<FakeUsage>[] = [
@@ -349,7 +479,9 @@ test('a campaign with the anthropic proposer: expected keeps and discards, a 529
     ];
     fake.script(
       // 1: LR 0.5 → 0.12: 1.36, keep.
-      reply(answer('lower the learning rate to 0.12', edit('LEARNING_RATE = 0.5\n', 'LEARNING_RATE = 0.12\n')), { usage: usage[0] }),
+      reply(answer('lower the learning rate to 0.12', edit('LEARNING_RATE = 0.5\n', 'LEARNING_RATE = 0.12\n')), {
+        usage: usage[0],
+      }),
       // 2: overloaded for the first try and the SDK's retry; the activity retries and gets it.
       overloaded(),
       overloaded(),
@@ -360,25 +492,37 @@ test('a campaign with the anthropic proposer: expected keeps and discards, a 529
         return reply(answer('halve the width to 4', edit('WIDTH = 8\n', 'WIDTH = 4\n')), { usage: usage[1] });
       }),
       // 3: an edit of the locked file: rejected, still paid for; then WIDTH 8 → 20: 1.0, keep.
-      reply(answer('shrink the eval', edit('EVAL_TOKENS = 1000', 'EVAL_TOKENS = 10', 'prepare.py')), { usage: usage[2] }),
+      reply(answer('shrink the eval', edit('EVAL_TOKENS = 1000', 'EVAL_TOKENS = 10', 'prepare.py')), {
+        usage: usage[2],
+      }),
       dynamic((req) => {
         assert.match(req.body.messages[0].content[2].text, /previous proposal was rejected[\s\S]*prepare\.py/);
         return reply(answer('widen to 20', edit('WIDTH = 8\n', 'WIDTH = 20\n')), { usage: usage[3] });
       }),
     );
     const repo = await makeRepo();
-    const c = await l.start(repo, { proposer: { kind: 'anthropic', seed: 0, model: SONNET }, budget: { maxExperiments: 3 }, lookahead: 0 });
+    const c = await l.start(repo, {
+      proposer: { kind: 'anthropic', seed: 0, model: SONNET },
+      budget: { maxExperiments: 3 },
+      lookahead: 0,
+    });
     const status = await c.result();
 
     assert.equal(status.state, 'completed', status.message);
     const rows = experiments(c.campaignDir);
-    assert.deepEqual(rows.map((r) => [r.experiment, r.status, r.metric]), [
-      [0, 'keep', 1.5044],
-      [1, 'keep', 1.36],
-      [2, 'discard', 1.64],
-      [3, 'keep', 1],
-    ]);
-    assert.deepEqual(rows.map((r) => r.description), ['baseline', 'lower the learning rate to 0.12', 'halve the width to 4', 'widen to 20']);
+    assert.deepEqual(
+      rows.map((r) => [r.experiment, r.status, r.metric]),
+      [
+        [0, 'keep', 1.5044],
+        [1, 'keep', 1.36],
+        [2, 'discard', 1.64],
+        [3, 'keep', 1],
+      ],
+    );
+    assert.deepEqual(
+      rows.map((r) => r.description),
+      ['baseline', 'lower the learning rate to 0.12', 'halve the width to 4', 'widen to 20'],
+    );
     assert.equal(status.experiments, 3);
     assert.equal(status.kept, 2);
     assert.equal(status.bestMetric, 1);
@@ -412,7 +556,10 @@ test('a campaign with the anthropic proposer: expected keeps and discards, a 529
     // The key: in every request's header, nowhere else.
     assert.ok(fake.requests.every((r) => r.headers.authorization === `Bearer ${CANARY}`));
     const text = historyText(history);
-    assert.ok(text.includes('lower the learning rate to 0.12'), 'payloads are decoded, so the search below means something');
+    assert.ok(
+      text.includes('lower the learning rate to 0.12'),
+      'payloads are decoded, so the search below means something',
+    );
     assert.ok(!text.includes(CANARY), 'the key is not in the workflow history');
     const files = [...filesUnder(c.campaignDir), ...filesUnder(l.home)];
     assert.ok(files.some((f) => f.endsWith('ledger.jsonl')) && files.some((f) => f.endsWith('.log')), files.join('\n'));
@@ -428,17 +575,30 @@ test('a campaign with the anthropic proposer: expected keeps and discards, a 529
 test('a rejected key pauses the campaign with a clear message and burns no experiment', async () => {
   const fake = await startFakeAnthropic({ apiKey: CANARY });
   const wrongKey = 'sk-ant-wrong-5e0d1c2b3a49-do-not-log';
-  const l = await lab({ deps: { proposers: { anthropic: anthropicProposer({ apiKey: wrongKey, baseURL: fake.baseURL }) } } });
+  const l = await lab({
+    deps: { proposers: { anthropic: anthropicProposer({ apiKey: wrongKey, baseURL: fake.baseURL }) } },
+  });
   try {
-    const c = await l.start(await makeRepo(), { proposer: { kind: 'anthropic', seed: 0, model: SONNET }, budget: { maxExperiments: 3 }, lookahead: 0 });
+    const c = await l.start(await makeRepo(), {
+      proposer: { kind: 'anthropic', seed: 0, model: SONNET },
+      budget: { maxExperiments: 3 },
+      lookahead: 0,
+    });
     const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
     const paused = await waitFor('the campaign to pause', async () => {
       const s = await handle.query(statusQuery);
       return s.state === 'paused' ? s : null;
     });
-    assert.match(paused.message, /^paused: the proposer failed: Anthropic API authentication failed: check ANTHROPIC_API_KEY on the orchestrator worker/);
+    assert.match(
+      paused.message,
+      /^paused: the proposer failed: Anthropic API authentication failed: check ANTHROPIC_API_KEY on the orchestrator worker/,
+    );
     assert.equal(paused.experiments, 0);
-    assert.deepEqual(experiments(c.campaignDir).map((r) => r.experiment), [0], 'only the baseline');
+    assert.deepEqual(
+      experiments(c.campaignDir).map((r) => r.experiment),
+      [0],
+      'only the baseline',
+    );
     assert.equal(readLedger(c.campaignDir).filter((r) => r.kind === 'rejected').length, 0);
     assert.equal(fake.requests.length, 1, 'an authentication failure is not retried');
 

@@ -20,7 +20,11 @@ test('a campaign runs the baseline and N experiments, keeps improvements and rec
     assert.equal(status.experiments, 8);
     // Rows are in the order experiments finished; a proposal prepared ahead may overtake another.
     const rows = experiments(c.campaignDir);
-    assert.deepEqual(rows.map((r) => r.experiment).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8], 'baseline plus 8 experiments, each once');
+    assert.deepEqual(
+      rows.map((r) => r.experiment).sort((a, b) => a - b),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8],
+      'baseline plus 8 experiments, each once',
+    );
     // The baseline ran three times (the noise estimate); this target is deterministic, so sigma is 0.
     const baselineRuns = readLedger(c.campaignDir).filter((r) => r.kind === 'run' && r.experiment === 0);
     assert.equal(baselineRuns.length, 3);
@@ -29,7 +33,10 @@ test('a campaign runs the baseline and N experiments, keeps improvements and rec
     assert.equal(rows[0].description, 'baseline');
     rows.sort((a, b) => a.experiment - b.experiment);
     const kept = rows.filter((r) => r.status === 'keep' && r.experiment > 0);
-    assert.ok(kept.length >= 1, `random search should beat the baseline at least once: ${rows.map((r) => `${r.status} ${r.metric}`).join(', ')}`);
+    assert.ok(
+      kept.length >= 1,
+      `random search should beat the baseline at least once: ${rows.map((r) => `${r.status} ${r.metric}`).join(', ')}`,
+    );
     assert.equal(status.kept, kept.length);
 
     // The branch head is the best kept commit, and every experiment's commit stays reachable.
@@ -37,7 +44,12 @@ test('a campaign runs the baseline and N experiments, keeps improvements and rec
     assert.equal(await readRef(repo, `refs/heads/${c.branch}`), best.commit);
     assert.equal(status.bestCommit, best.commit);
     assert.equal(status.bestMetric, best.metric);
-    for (const r of rows) assert.equal(await readRef(repo, experimentRef(c.tag, r.experiment)), r.commit, `experiment ${r.experiment} has its ref`);
+    for (const r of rows)
+      assert.equal(
+        await readRef(repo, experimentRef(c.tag, r.experiment)),
+        r.commit,
+        `experiment ${r.experiment} has its ref`,
+      );
     // The branch holds only kept commits: its history since the baseline is exactly the keeps.
     const onBranch = (await git(repo).raw(['rev-list', `${rows[0].commit}..${c.branch}`])).split('\n').filter(Boolean);
     assert.deepEqual(new Set(onBranch), new Set(kept.map((r) => r.commit)));
@@ -66,7 +78,11 @@ test('a campaign runs the baseline and N experiments, keeps improvements and rec
     // Continue-as-new happened (small history limit) and state carried over exactly.
     const handle = l.client.workflow.getHandle(campaignWorkflowId(c.tag));
     const desc = await handle.describe();
-    assert.notEqual(desc.runId, desc.raw.workflowExecutionInfo?.firstRunId, 'the campaign continued as new at least once');
+    assert.notEqual(
+      desc.runId,
+      desc.raw.workflowExecutionInfo?.firstRunId,
+      'the campaign continued as new at least once',
+    );
     assert.ok((desc.historyLength ?? 0) < 200);
 
     // Search attributes a person can filter on in the Web UI.

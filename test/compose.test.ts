@@ -17,7 +17,6 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const COMPOSE_FILE = path.join(ROOT, 'docker-compose.yml');
 const API_KEY_SENTINEL = 'sk-ant-compose-test-sentinel-0123456789';
 
-
 // ---------------------------------------------------------------- running compose config
 
 let composeCmd: string[] | undefined;
@@ -102,7 +101,9 @@ type Port = { hostIp?: string; published: string; target: string };
 function portsOf(svc: Svc): Port[] {
   return (svc.ports ?? []).map((p: any): Port => {
     if (typeof p === 'object') return { hostIp: p.host_ip, published: String(p.published), target: String(p.target) };
-    const parts = String(p).replace(/\/\w+$/, '').split(':');
+    const parts = String(p)
+      .replace(/\/\w+$/, '')
+      .split(':');
     const target = parts.pop()!;
     const published = parts.pop() ?? target;
     return { hostIp: parts.pop(), published, target };
@@ -128,7 +129,12 @@ function mountAt(svc: Svc, target: string): Mount {
 /** Host path of a file the container sees at `containerPath`, through its bind mounts. */
 function hostPathOf(svc: Svc, containerPath: string): string {
   const m = mountsOf(svc)
-    .filter((x) => x.source && path.isAbsolute(x.source) && (containerPath === x.target || containerPath.startsWith(x.target + '/')))
+    .filter(
+      (x) =>
+        x.source &&
+        path.isAbsolute(x.source) &&
+        (containerPath === x.target || containerPath.startsWith(x.target + '/')),
+    )
     .sort((a, b) => b.target.length - a.target.length)[0];
   assert.ok(m, `${containerPath} is not on a bind mount from this repository: ${JSON.stringify(svc.volumes)}`);
   return path.join(m.source!, path.relative(m.target, containerPath));
@@ -140,7 +146,11 @@ function isNamedVolume(doc: Doc, m: Mount): boolean {
 
 function find(doc: Doc, what: string, pred: (name: string, svc: Svc) => boolean): [string, Svc] {
   const hits = Object.entries(doc.services).filter(([n, s]) => pred(n, s));
-  assert.equal(hits.length, 1, `expected exactly one ${what} service, found ${hits.map(([n]) => n).join(', ') || 'none'}`);
+  assert.equal(
+    hits.length,
+    1,
+    `expected exactly one ${what} service, found ${hits.map(([n]) => n).join(', ') || 'none'}`,
+  );
   return hits[0];
 }
 
@@ -185,16 +195,27 @@ test('postgres 16 keeps its data on a named volume and has a healthcheck', () =>
 
 test('schema job waits for a healthy postgres and sets up both databases', () => {
   const doc = composeConfig();
-  const { postgres: [pgName], schema: [, schema], server: [, server] } = services(doc);
+  const {
+    postgres: [pgName],
+    schema: [, schema],
+    server: [, server],
+  } = services(doc);
   assert.equal(dependsOf(schema)[pgName], 'service_healthy');
   assert.equal(envOf(schema).POSTGRES_SEEDS, pgName);
   // admin-tools must match the server version (schema versions ship with the tools).
   const serverVersion = server.image.split(':')[1];
   assert.ok(schema.image.split(':')[1].startsWith(serverVersion), `${schema.image} does not match ${server.image}`);
 
-  const script = readFileSync(hostPathOf(schema, argv(schema.command).find((a) => a.endsWith('setup-postgres.sh'))!), 'utf8');
+  const script = readFileSync(
+    hostPathOf(
+      schema,
+      argv(schema.command).find((a) => a.endsWith('setup-postgres.sh'))!,
+    ),
+    'utf8',
+  );
   assert.match(script, /--plugin postgres12/);
-  for (const cmd of ['create-database', 'setup-schema -v 0.0', 'update-schema']) assert.ok(script.includes(cmd), `schema script lacks ${cmd}`);
+  for (const cmd of ['create-database', 'setup-schema -v 0.0', 'update-schema'])
+    assert.ok(script.includes(cmd), `schema script lacks ${cmd}`);
   // Both databases, each with its own versioned schema directory.
   assert.match(script, /SCHEMA_DIR=\/etc\/temporal\/schema\/postgresql\/v12$/m);
   assert.match(script, /update-schema -d "\$\{SCHEMA_DIR\}\/\$\{kind\}\/versioned"/);
@@ -205,36 +226,61 @@ test('schema job waits for a healthy postgres and sets up both databases', () =>
 
 test('temporal server 1.29.x on postgres12 starts after the schema job completes', () => {
   const doc = composeConfig();
-  const { postgres: [pgName], schema: [schemaName], server: [, server] } = services(doc);
+  const {
+    postgres: [pgName],
+    schema: [schemaName],
+    server: [, server],
+  } = services(doc);
   assert.match(server.image, /^temporalio\/server:1\.29\.\d+$/);
   assert.equal(dependsOf(server)[schemaName], 'service_completed_successfully');
   const env = envOf(server);
   assert.equal(env.DB, 'postgres12');
   assert.equal(env.POSTGRES_SEEDS, pgName);
   assert.equal(env.BIND_ON_IP, '0.0.0.0');
-  assert.ok(portsOf(server).some((p) => p.published === '7233' && p.target === '7233'), 'frontend 7233 must be published');
+  assert.ok(
+    portsOf(server).some((p) => p.published === '7233' && p.target === '7233'),
+    'frontend 7233 must be published',
+  );
   assert.ok(server.healthcheck?.test, 'server needs a healthcheck (the namespace job and UI wait on it)');
   // DYNAMIC_CONFIG_FILE_PATH is relative to /etc/temporal and must exist through the mount.
   const dc = hostPathOf(server, path.posix.join('/etc/temporal', env.DYNAMIC_CONFIG_FILE_PATH!));
   assert.ok(existsSync(dc), `dynamic config ${dc} is missing`);
   // The settings Nightlab's own dev server runs with (eager activity execution) hold here too.
   const settings = YAML.parse(readFileSync(dc, 'utf8'));
-  for (const [key, value] of Object.entries(SERVER_DYNAMIC_CONFIG)) assert.deepEqual(settings[key], [{ value, constraints: {} }], key);
+  for (const [key, value] of Object.entries(SERVER_DYNAMIC_CONFIG))
+    assert.deepEqual(settings[key], [{ value, constraints: {} }], key);
 });
 
 test('namespace job registers all six search attributes with >= 30 days retention', () => {
   const doc = composeConfig();
-  const { server: [serverName, server], namespace: [, ns] } = services(doc);
+  const {
+    server: [serverName, server],
+    namespace: [, ns],
+  } = services(doc);
   assert.equal(dependsOf(ns)[serverName], 'service_healthy');
-  assert.ok(ns.image.split(':')[1].startsWith(server.image.split(':')[1]), 'admin-tools should match the server version');
+  assert.ok(
+    ns.image.split(':')[1].startsWith(server.image.split(':')[1]),
+    'admin-tools should match the server version',
+  );
   const env = envOf(ns);
   assert.equal(env.TEMPORAL_ADDRESS, `${serverName}:7233`);
   assert.equal(env.NAMESPACE, 'default');
   assert.ok(durationHours(env.NAMESPACE_RETENTION!) >= 30 * 24, `retention ${env.NAMESPACE_RETENTION} < 30d`);
-  const attrs = Object.fromEntries(env.NIGHTLAB_SEARCH_ATTRIBUTES!.trim().split(/\s+/).map((p) => p.split('=')));
+  const attrs = Object.fromEntries(
+    env
+      .NIGHTLAB_SEARCH_ATTRIBUTES!.trim()
+      .split(/\s+/)
+      .map((p) => p.split('=')),
+  );
   assert.deepEqual(attrs, SEARCH_ATTRIBUTES);
 
-  const script = readFileSync(hostPathOf(ns, argv(ns.command).find((a) => a.endsWith('setup-namespace.sh'))!), 'utf8');
+  const script = readFileSync(
+    hostPathOf(
+      ns,
+      argv(ns.command).find((a) => a.endsWith('setup-namespace.sh'))!,
+    ),
+    'utf8',
+  );
   for (const s of [
     'for pair in $NIGHTLAB_SEARCH_ATTRIBUTES',
     'temporal operator search-attribute create --namespace "$NAMESPACE" --name "$name" --type "$type"',
@@ -253,9 +299,15 @@ test('deploy scripts are valid sh', () => {
 
 test('ui 2.x serves 8080 and points at the server', () => {
   const doc = composeConfig();
-  const { server: [serverName], ui: [, ui] } = services(doc);
+  const {
+    server: [serverName],
+    ui: [, ui],
+  } = services(doc);
   assert.match(ui.image, /^temporalio\/ui:2\.\d+\.\d+$/);
-  assert.ok(portsOf(ui).some((p) => p.published === '8080' && p.target === '8080'), 'ui must publish 8080');
+  assert.ok(
+    portsOf(ui).some((p) => p.published === '8080' && p.target === '8080'),
+    'ui must publish 8080',
+  );
   assert.equal(envOf(ui).TEMPORAL_ADDRESS, `${serverName}:7233`);
 });
 
@@ -268,7 +320,11 @@ test('published ports default to loopback and can be opened for GPU hosts', () =
 
 test('orchestrator worker runs `worker` against the temporal service with the API key', () => {
   const doc = composeConfig();
-  const { server: [serverName], namespace: [nsName], orchestrator: [, orch] } = services(doc);
+  const {
+    server: [serverName],
+    namespace: [nsName],
+    orchestrator: [, orch],
+  } = services(doc);
   assert.deepEqual(argv(orch.command), ['worker']);
   const env = envOf(orch);
   assert.equal(env.TEMPORAL_ADDRESS, `${serverName}:7233`);
@@ -283,7 +339,11 @@ test('orchestrator worker runs `worker` against the temporal service with the AP
 
 test('gpu worker reserves NVIDIA GPUs and never sees the API key', () => {
   const doc = composeConfig();
-  const { server: [serverName], orchestrator: [, orch], gpu: [, gpu] } = services(doc);
+  const {
+    server: [serverName],
+    orchestrator: [, orch],
+    gpu: [, gpu],
+  } = services(doc);
   const args = argv(gpu.command);
   assert.equal(args[0], 'gpu-worker');
   assert.equal(args[args.indexOf('--gpus') + 1], 'all');
@@ -293,7 +353,10 @@ test('gpu worker reserves NVIDIA GPUs and never sees the API key', () => {
     `no nvidia gpu reservation: ${JSON.stringify(devices)}`,
   );
   // `count: all` (Compose v2 normalizes it to -1): `--gpus all` needs every GPU in the container.
-  assert.ok(devices.some((d) => d.count === 'all' || d.count === -1), `reserve all GPUs: ${JSON.stringify(devices)}`);
+  assert.ok(
+    devices.some((d) => d.count === 'all' || d.count === -1),
+    `reserve all GPUs: ${JSON.stringify(devices)}`,
+  );
   const env = envOf(gpu);
   assert.ok(!('ANTHROPIC_API_KEY' in env), 'the GPU worker must not get ANTHROPIC_API_KEY');
   assert.equal(gpu.env_file, undefined, 'no env_file on the GPU worker (it could carry the API key)');
@@ -333,7 +396,8 @@ test('Dockerfile builds the nightlab image without secrets and runs bin/nightlab
   assert.match(body, /^ARG BASE_IMAGE=/m, 'BASE_IMAGE build arg lets users build on a CUDA image');
   assert.match(body, /COPY package\.json package-lock\.json/);
   assert.match(body, /npm ci --omit=dev/);
-  for (const pkg of ['git', 'python3', 'python3-venv', 'python3-numpy']) assert.match(body, new RegExp(`\\s${pkg}(\\s|$)`), `installs ${pkg}`);
+  for (const pkg of ['git', 'python3', 'python3-venv', 'python3-numpy'])
+    assert.match(body, new RegExp(`\\s${pkg}(\\s|$)`), `installs ${pkg}`);
   assert.ok(!/ANTHROPIC/.test(body), 'no ANTHROPIC_* ARG/ENV in the image');
   const entry = instructions.find((l) => l.startsWith('ENTRYPOINT'));
   assert.ok(entry, 'no ENTRYPOINT');
@@ -349,6 +413,9 @@ test('Dockerfile builds the nightlab image without secrets and runs bin/nightlab
 test('.dockerignore keeps local state, git and secrets out of the build context', () => {
   const file = path.join(ROOT, '.dockerignore');
   assert.ok(existsSync(file), '.dockerignore is missing');
-  const lines = readFileSync(file, 'utf8').split('\n').map((l) => l.trim());
-  for (const p of ['node_modules', '.git', '.nightlab', 'test-artifacts', '.env']) assert.ok(lines.includes(p), `.dockerignore lacks ${p}`);
+  const lines = readFileSync(file, 'utf8')
+    .split('\n')
+    .map((l) => l.trim());
+  for (const p of ['node_modules', '.git', '.nightlab', 'test-artifacts', '.env'])
+    assert.ok(lines.includes(p), `.dockerignore lacks ${p}`);
 });

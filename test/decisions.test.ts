@@ -3,7 +3,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { adoptBest, judgeCandidate, type JudgingIO } from '../workflows/judging';
-import { closeGroup, groupOf, groupSS, judgeConfirmed, judgeFirstRun, launchBlocked, mean, nextFix, noiseSigma, runFailed, type NoisePolicy } from '../workflows/decisions';
+import {
+  closeGroup,
+  groupOf,
+  groupSS,
+  judgeConfirmed,
+  judgeFirstRun,
+  launchBlocked,
+  mean,
+  nextFix,
+  noiseSigma,
+  runFailed,
+  type NoisePolicy,
+} from '../workflows/decisions';
 import { experiments } from '../lib/ledger';
 import type { NoiseState } from '../common/shared';
 
@@ -27,7 +39,8 @@ test('groups: Welford means and spreads; identical runs give exactly zero noise'
 });
 
 test('runFailed: a run that did not end ok, or has no finite metric, failed', () => {
-  for (const outcome of ['crash', 'timeout', 'oom', 'no-metric', 'cancelled'] as const) assert.equal(runFailed({ outcome, metric: 0.5 }), true, outcome);
+  for (const outcome of ['crash', 'timeout', 'oom', 'no-metric', 'cancelled'] as const)
+    assert.equal(runFailed({ outcome, metric: 0.5 }), true, outcome);
   assert.equal(runFailed({ outcome: 'ok', metric: null }), true);
   assert.equal(runFailed({ outcome: 'ok', metric: NaN }), true);
   assert.equal(runFailed({ outcome: 'ok', metric: Infinity }), true);
@@ -43,7 +56,7 @@ test('judgeFirstRun: not better (or not by minImprovement) is discarded at once,
   assert.match(small.evidence, /not more than minImprovement 0\.01/);
 });
 
-test('judgeFirstRun: without a noise estimate it is autoresearch\'s rule; with zero noise one run is the truth', () => {
+test("judgeFirstRun: without a noise estimate it is autoresearch's rule; with zero noise one run is the truth", () => {
   const v = judgeFirstRun(0.99, best(1.0), null, LOWER);
   assert.equal(v.kind, 'keep');
   assert.match(v.evidence, /no noise estimate/);
@@ -66,7 +79,7 @@ test('judgeFirstRun: a clear win is kept, a win inside the noise is confirmed', 
   assert.equal(judgeFirstRun(0.99, best(1.0, 1.0, 1.0), 0.01, { ...LOWER, confirmRuns: 0 }).kind, 'discard');
 });
 
-test('judgeConfirmed: the fresh runs\' mean must clear k standard errors of the difference', () => {
+test("judgeConfirmed: the fresh runs' mean must clear k standard errors of the difference", () => {
   // sigma 0.01, 4 fresh vs 10 best: standard error 0.01 * sqrt(1/4 + 1/10) = 0.005916; margin 0.01183.
   const b = groupOf(Array(10).fill(1.0));
   const keep = judgeConfirmed(groupOf([0.985, 0.987, 0.986, 0.986]), b, 0.01, LOWER);
@@ -76,11 +89,17 @@ test('judgeConfirmed: the fresh runs\' mean must clear k standard errors of the 
   // Higher is better; 2 vs 2 runs: margin 2 * 0.01 * sqrt(1/2 + 1/2) = 0.02.
   assert.equal(judgeConfirmed(groupOf([1.025, 1.025]), groupOf([1.0, 1.0]), 0.01, HIGHER).kind, 'keep');
   assert.equal(judgeConfirmed(groupOf([1.015, 1.015]), groupOf([1.0, 1.0]), 0.01, HIGHER).kind, 'discard');
-  assert.equal(judgeConfirmed(groupOf([1.025, 1.025]), groupOf([1.0, 1.0]), 0.01, { ...HIGHER, minImprovement: 0.03 }).kind, 'discard');
+  assert.equal(
+    judgeConfirmed(groupOf([1.025, 1.025]), groupOf([1.0, 1.0]), 0.01, { ...HIGHER, minImprovement: 0.03 }).kind,
+    'discard',
+  );
 });
 
 test('judgeCandidate: a keep is adopted the moment it is decided, so an experiment judged in the same instant meets the new best', async () => {
-  const state: NoiseState = { best: { sha: 'base', experiment: 0, group: best(1.5), nextRun: 1, pending: 0 }, pool: { ss: 0, dof: 0 } };
+  const state: NoiseState = {
+    best: { sha: 'base', experiment: 0, group: best(1.5), nextRun: 1, pending: 0 },
+    pool: { ss: 0, dof: 0 },
+  };
   const parentOf: Record<string, string> = { a: 'base', b: 'base' };
   const io = (name: string, experiment: number): JudgingIO => ({
     candidate: async () => ({ metric: 1.3, failed: false, reason: '' }),
@@ -121,7 +140,11 @@ test('nextFix: a crash opens maxFixAttempts fix attempts that count down to none
   let fix = nextFix(null, { sha: 'a'.repeat(40), experiment: 4 }, 2);
   assert.deepEqual(fix, { crashedSha: 'a'.repeat(40), experiment: 4, attemptsLeft: 2 });
   fix = nextFix(fix, { sha: 'b'.repeat(40), experiment: 5 }, 2);
-  assert.deepEqual(fix, { crashedSha: 'b'.repeat(40), experiment: 5, attemptsLeft: 1 }, 'the fix of a fix works on the newest crash');
+  assert.deepEqual(
+    fix,
+    { crashedSha: 'b'.repeat(40), experiment: 5, attemptsLeft: 1 },
+    'the fix of a fix works on the newest crash',
+  );
   fix = nextFix(fix, { sha: 'c'.repeat(40), experiment: 6 }, 2);
   assert.equal(fix, null, 'attempts spent: the campaign moves on');
   assert.equal(nextFix(null, { sha: 'd'.repeat(40), experiment: 1 }, 0), null, 'maxFixAttempts 0: no fixes at all');

@@ -34,17 +34,35 @@ export interface RecordedRequest {
   answer?: string;
 }
 
-export const DEFAULT_USAGE: FakeUsage = { input_tokens: 1000, output_tokens: 200, cache_read_input_tokens: 0, cache_write_1h: 0, cache_write_5m: 0 };
+export const DEFAULT_USAGE: FakeUsage = {
+  input_tokens: 1000,
+  output_tokens: 200,
+  cache_read_input_tokens: 0,
+  cache_write_1h: 0,
+  cache_write_5m: 0,
+};
 
 // Builders for the queue.
-export const reply = (text: string | object, opts: { usage?: Partial<FakeUsage>; stopReason?: string; thinking?: string } = {}): Behaviour => ({
+export const reply = (
+  text: string | object,
+  opts: { usage?: Partial<FakeUsage>; stopReason?: string; thinking?: string } = {},
+): Behaviour => ({
   kind: 'reply',
   text: typeof text === 'string' ? text : JSON.stringify(text),
   ...opts,
 });
-export const apiError = (status: number, type: string, message: string): Behaviour => ({ kind: 'error', status, type, message });
+export const apiError = (status: number, type: string, message: string): Behaviour => ({
+  kind: 'error',
+  status,
+  type,
+  message,
+});
 export const overloaded = (): Behaviour => apiError(529, 'overloaded_error', 'Overloaded');
-export const overloadedMidStream = (): Behaviour => ({ kind: 'error-mid-stream', type: 'overloaded_error', message: 'Overloaded' });
+export const overloadedMidStream = (): Behaviour => ({
+  kind: 'error-mid-stream',
+  type: 'overloaded_error',
+  message: 'Overloaded',
+});
 export const dynamic = (respond: (req: RecordedRequest) => Behaviour): Behaviour => ({ kind: 'dynamic', respond });
 
 export interface FakeAnthropic {
@@ -81,12 +99,18 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
 
     const fail = (status: number, type: string, message: string) => {
       rec.answer = `${status} ${type}`;
-      res.writeHead(status, { 'content-type': 'application/json', 'request-id': `req_fake_${++seq}`, ...retryHeaders(status) });
+      res.writeHead(status, {
+        'content-type': 'application/json',
+        'request-id': `req_fake_${++seq}`,
+        ...retryHeaders(status),
+      });
       res.end(JSON.stringify({ type: 'error', error: { type, message }, request_id: `req_fake_${seq}` }));
     };
 
-    if (req.method !== 'POST' || !req.url?.startsWith('/v1/messages')) return fail(404, 'not_found_error', `fake-anthropic: no route ${req.method} ${req.url}`);
-    if (opts.apiKey !== undefined && req.headers.authorization !== `Bearer ${opts.apiKey}`) return fail(401, 'authentication_error', 'invalid x-api-key');
+    if (req.method !== 'POST' || !req.url?.startsWith('/v1/messages'))
+      return fail(404, 'not_found_error', `fake-anthropic: no route ${req.method} ${req.url}`);
+    if (opts.apiKey !== undefined && req.headers.authorization !== `Bearer ${opts.apiKey}`)
+      return fail(401, 'authentication_error', 'invalid x-api-key');
     const invalid = validate(body);
     if (invalid) return fail(400, 'invalid_request_error', invalid);
 
@@ -102,8 +126,16 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
       if (!body.stream) return fail(529, b.type, b.message);
       sse(res);
       send(res, 'message_start', { type: 'message_start', message: messageShell(id, model, DEFAULT_USAGE) });
-      send(res, 'content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
-      send(res, 'content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: '{"descr' } });
+      send(res, 'content_block_start', {
+        type: 'content_block_start',
+        index: 0,
+        content_block: { type: 'text', text: '' },
+      });
+      send(res, 'content_block_delta', {
+        type: 'content_block_delta',
+        index: 0,
+        delta: { type: 'text_delta', text: '{"descr' },
+      });
       send(res, 'error', { type: 'error', error: { type: b.type, message: b.message } });
       res.end();
       return;
@@ -117,25 +149,55 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
     content.push({ type: 'text', text: b.text, citations: null });
     if (!body.stream) {
       res.writeHead(200, { 'content-type': 'application/json', 'request-id': `req_fake_${seq}` });
-      res.end(JSON.stringify({ ...messageShell(id, model, usage), content, stop_reason: stopReason, usage: apiUsage(usage) }));
+      res.end(
+        JSON.stringify({ ...messageShell(id, model, usage), content, stop_reason: stopReason, usage: apiUsage(usage) }),
+      );
       return;
     }
     // The real event order: message_start, per block start/deltas/stop, message_delta, message_stop.
     sse(res);
-    send(res, 'message_start', { type: 'message_start', message: messageShell(id, model, { ...usage, output_tokens: 1 }) });
+    send(res, 'message_start', {
+      type: 'message_start',
+      message: messageShell(id, model, { ...usage, output_tokens: 1 }),
+    });
     content.forEach((block, index) => {
       if (block.type === 'thinking') {
-        send(res, 'content_block_start', { type: 'content_block_start', index, content_block: { type: 'thinking', thinking: '', signature: '' } });
-        send(res, 'content_block_delta', { type: 'content_block_delta', index, delta: { type: 'thinking_delta', thinking: block.thinking } });
-        send(res, 'content_block_delta', { type: 'content_block_delta', index, delta: { type: 'signature_delta', signature: block.signature } });
+        send(res, 'content_block_start', {
+          type: 'content_block_start',
+          index,
+          content_block: { type: 'thinking', thinking: '', signature: '' },
+        });
+        send(res, 'content_block_delta', {
+          type: 'content_block_delta',
+          index,
+          delta: { type: 'thinking_delta', thinking: block.thinking },
+        });
+        send(res, 'content_block_delta', {
+          type: 'content_block_delta',
+          index,
+          delta: { type: 'signature_delta', signature: block.signature },
+        });
       } else {
-        send(res, 'content_block_start', { type: 'content_block_start', index, content_block: { type: 'text', text: '', citations: null } });
+        send(res, 'content_block_start', {
+          type: 'content_block_start',
+          index,
+          content_block: { type: 'text', text: '', citations: null },
+        });
         send(res, 'ping', { type: 'ping' });
-        for (const piece of pieces(block.text, 40)) send(res, 'content_block_delta', { type: 'content_block_delta', index, delta: { type: 'text_delta', text: piece } });
+        for (const piece of pieces(block.text, 40))
+          send(res, 'content_block_delta', {
+            type: 'content_block_delta',
+            index,
+            delta: { type: 'text_delta', text: piece },
+          });
       }
       send(res, 'content_block_stop', { type: 'content_block_stop', index });
     });
-    send(res, 'message_delta', { type: 'message_delta', delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens: usage.output_tokens } });
+    send(res, 'message_delta', {
+      type: 'message_delta',
+      delta: { stop_reason: stopReason, stop_sequence: null },
+      usage: { output_tokens: usage.output_tokens },
+    });
     send(res, 'message_stop', { type: 'message_stop' });
     res.end();
   });
@@ -147,29 +209,45 @@ export async function startFakeAnthropic(opts: { apiKey?: string } = {}): Promis
     requests,
     script: (...bs) => void queue.push(...bs),
     pending: () => queue.length,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
 /** What the real API would answer 400 to, of the mistakes a client of SDK 1.x could make. */
 function validate(body: any): string | null {
   if (!body || typeof body !== 'object') return 'body: expected a JSON object';
-  for (const k of ['temperature', 'top_p', 'top_k']) if (k in body) return `${k}: not supported by this API version; remove it`;
+  for (const k of ['temperature', 'top_p', 'top_k'])
+    if (k in body) return `${k}: not supported by this API version; remove it`;
   if (typeof body.max_tokens !== 'number') return 'max_tokens: field required';
   if (typeof body.model !== 'string') return 'model: field required';
   if (!Array.isArray(body.messages) || body.messages.length === 0) return 'messages: at least one message is required';
-  if (body.messages.at(-1).role === 'assistant') return 'This model does not support assistant message prefill. The conversation must end with a user message.';
-  const blocks = [...(Array.isArray(body.system) ? body.system : []), ...body.messages.flatMap((m: any) => (Array.isArray(m.content) ? m.content : [])), ...(body.tools ?? [])];
+  if (body.messages.at(-1).role === 'assistant')
+    return 'This model does not support assistant message prefill. The conversation must end with a user message.';
+  const blocks = [
+    ...(Array.isArray(body.system) ? body.system : []),
+    ...body.messages.flatMap((m: any) => (Array.isArray(m.content) ? m.content : [])),
+    ...(body.tools ?? []),
+  ];
   const marks = blocks.filter((b: any) => b?.cache_control).length + (body.cache_control ? 1 : 0);
   if (marks > 4) return `A maximum of 4 blocks with cache_control may be provided. Found ${marks}.`;
   return null;
 }
 
 function messageShell(id: string, model: string, usage: FakeUsage) {
-  return { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: apiUsage(usage) };
+  return {
+    id,
+    type: 'message',
+    role: 'assistant',
+    model,
+    content: [],
+    stop_reason: null,
+    stop_sequence: null,
+    usage: apiUsage(usage),
+  };
 }
 
 function apiUsage(u: FakeUsage) {
@@ -189,7 +267,11 @@ function retryHeaders(status: number): Record<string, string> {
 }
 
 function sse(res: http.ServerResponse) {
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'request-id': 'req_fake_stream' });
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache',
+    'request-id': 'req_fake_stream',
+  });
 }
 
 function send(res: http.ServerResponse, event: string, data: unknown) {

@@ -43,7 +43,14 @@ async function setup(name: string): Promise<Case> {
   const env = { TEMPORAL_ADDRESS: server.address, NIGHTLAB_HOME: home };
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   const c: Case = {
-    dir, home, server, env, client, hold: new TrainingHold(path.join(dir, 'hold')), worker: null, gpu: null,
+    dir,
+    home,
+    server,
+    env,
+    client,
+    hold: new TrainingHold(path.join(dir, 'hold')),
+    worker: null,
+    gpu: null,
     async startWorker() {
       c.worker = await startWorker('worker', env, [], path.join(dir, 'worker.log'));
       return c.worker;
@@ -81,15 +88,18 @@ interface Started {
 async function startQuadratic(c: Case, over: Partial<CampaignConfigInput> = {}): Promise<Started> {
   const repo = await makeRepo();
   const tag = uniqueTag('f');
-  const config = parseConfig({
-    ...QUADRATIC_CONFIG,
-    run: c.hold.run({ QUAD_SLEEP: '2' }, 120),
-    budget: { maxExperiments: MAX_EXPERIMENTS },
-    noise: { baselineRuns: 1 },
-    lookahead: 0,
-    sandbox: 'off',
-    ...over,
-  }, 'faults');
+  const config = parseConfig(
+    {
+      ...QUADRATIC_CONFIG,
+      run: c.hold.run({ QUAD_SLEEP: '2' }, 120),
+      budget: { maxExperiments: MAX_EXPERIMENTS },
+      noise: { baselineRuns: 1 },
+      lookahead: 0,
+      sandbox: 'off',
+      ...over,
+    },
+    'faults',
+  );
   const input = await prepareStart({ config, baseDir: repo, tag, home: c.home });
   const handle = await startCampaign(c.client, input);
   return { tag, repo, campaignDir: input.campaignDir, branch: input.branch, handle };
@@ -97,7 +107,11 @@ async function startQuadratic(c: Case, over: Partial<CampaignConfigInput> = {}):
 
 /** Holds the next run after the baseline's record; returns the held python pid and its experiment. */
 async function holdAnExperiment(c: Case, s: Started): Promise<{ pid: number; experiment: number }> {
-  await waitFor('the baseline recorded', () => readLedger(s.campaignDir).some((r) => r.kind === 'experiment' && r.experiment === 0), 120_000);
+  await waitFor(
+    'the baseline recorded',
+    () => readLedger(s.campaignDir).some((r) => r.kind === 'experiment' && r.experiment === 0),
+    120_000,
+  );
   c.hold.engage();
   const pid = await c.hold.heldPid();
   const st = await s.handle.query(statusQuery);
@@ -121,25 +135,45 @@ async function assertIntact(s: Started, status: CampaignSnapshot, max = MAX_EXPE
   const rejected = ledger.flatMap((r) => (r.kind === 'rejected' ? [r] : []));
   const numbers = rows.map((r) => r.experiment).sort((a, b) => a - b);
   // Nothing lost, nothing twice: experiments 0..max, each once; runs and rejections unique by key.
-  assert.deepEqual(numbers, Array.from({ length: max + 1 }, (_, i) => i), 'experiment rows: 0..max, each once');
+  assert.deepEqual(
+    numbers,
+    Array.from({ length: max + 1 }, (_, i) => i),
+    'experiment rows: 0..max, each once',
+  );
   const runKeys = runs.map((r) => `${r.experiment}/${r.run}`);
   assert.equal(new Set(runKeys).size, runKeys.length, `run rows unique by (experiment, run): ${runKeys.join(' ')}`);
   const rejectedKeys = rejected.map((r) => `${r.experiment}/${r.attempt}`);
   assert.equal(new Set(rejectedKeys).size, rejectedKeys.length, 'rejections unique by (experiment, attempt)');
   for (const r of rows) {
-    const mine = runs.filter((x) => x.experiment === r.experiment && x.commit === r.commit).map((x) => x.run).sort();
+    const mine = runs
+      .filter((x) => x.experiment === r.experiment && x.commit === r.commit)
+      .map((x) => x.run)
+      .sort();
     assert.ok(mine.length >= r.runs, `experiment ${r.experiment}: ${r.runs} run rows`);
   }
   // results.tsv: one line per experiment, in the ledger's order, no line twice.
   const tsv = readResultsTsv(s.campaignDir);
   assert.equal(tsv.rows.length, max + 1, 'results.tsv: one row per experiment');
-  assert.deepEqual(tsv.rows.map((r) => r[0]), rows.map((r) => r.commit.slice(0, 7)));
-  assert.deepEqual(tsv.rows.map((r) => r[3]), rows.map((r) => r.status));
+  assert.deepEqual(
+    tsv.rows.map((r) => r[0]),
+    rows.map((r) => r.commit.slice(0, 7)),
+  );
+  assert.deepEqual(
+    tsv.rows.map((r) => r[3]),
+    rows.map((r) => r.status),
+  );
   // Git: each experiment's commit under its own ref, no two experiments on one commit, no stray refs.
   const commits = rows.map((r) => r.commit);
   assert.equal(new Set(commits).size, commits.length, 'no two experiments share a commit');
-  for (const r of rows) assert.equal(await readRef(s.repo, experimentRef(s.tag, r.experiment)), r.commit, `refs/nightlab/${s.tag}/${r.experiment}`);
-  const refs = (await git(s.repo).raw(['for-each-ref', '--format=%(refname)', `refs/nightlab/${s.tag}/`])).split('\n').filter(Boolean);
+  for (const r of rows)
+    assert.equal(
+      await readRef(s.repo, experimentRef(s.tag, r.experiment)),
+      r.commit,
+      `refs/nightlab/${s.tag}/${r.experiment}`,
+    );
+  const refs = (await git(s.repo).raw(['for-each-ref', '--format=%(refname)', `refs/nightlab/${s.tag}/`]))
+    .split('\n')
+    .filter(Boolean);
   assert.equal(refs.length, max + 1, `one ref per experiment: ${refs.join(' ')}`);
   // The branch agrees with the results: its head is the best kept commit, its commits are the keeps.
   const kept = rows.filter((r) => r.status === 'keep').sort((a, b) => a.experiment - b.experiment);
@@ -147,7 +181,11 @@ async function assertIntact(s: Started, status: CampaignSnapshot, max = MAX_EXPE
   assert.equal(await readRef(s.repo, `refs/heads/${s.branch}`), best.commit, 'branch head = best kept commit');
   const base = rows.find((r) => r.experiment === 0)!.commit;
   const onBranch = (await git(s.repo).raw(['rev-list', `${base}..refs/heads/${s.branch}`])).split('\n').filter(Boolean);
-  assert.deepEqual(new Set(onBranch), new Set(kept.filter((r) => r.experiment > 0).map((r) => r.commit)), 'branch commits = kept experiments');
+  assert.deepEqual(
+    new Set(onBranch),
+    new Set(kept.filter((r) => r.experiment > 0).map((r) => r.commit)),
+    'branch commits = kept experiments',
+  );
   // Budgets counted once.
   assert.equal(status.state, 'completed', status.message);
   assert.equal(status.experiments, max, 'status.experiments == maxExperiments');
@@ -163,7 +201,11 @@ function runRowsOf(ledger: LedgerRow[], n: number) {
 }
 
 /** Polls the pending training activity: when its attempt went up (noticed) and when the retry started. */
-async function watchRetry(handle: WorkflowHandle, since: number, timeoutMs = 150_000): Promise<{ noticedMs: number; restartedMs: number; failure: string }> {
+async function watchRetry(
+  handle: WorkflowHandle,
+  since: number,
+  timeoutMs = 150_000,
+): Promise<{ noticedMs: number; restartedMs: number; failure: string }> {
   let noticedMs = -1;
   let failure = '';
   const deadline = Date.now() + timeoutMs;
@@ -197,10 +239,15 @@ test('kill -9 of the GPU worker mid-run: noticed within a minute, the orphan is 
     await waitFor('the orphan reaped', () => !pidAlive(pid), 30_000);
     c.hold.release();
     const { noticedMs, restartedMs, failure } = await retry;
-    console.log(`# GPU worker killed: noticed after ${(noticedMs / 1000).toFixed(1)} s (${failure}), run ${n} started again after ${(restartedMs / 1000).toFixed(1)} s`);
+    console.log(
+      `# GPU worker killed: noticed after ${(noticedMs / 1000).toFixed(1)} s (${failure}), run ${n} started again after ${(restartedMs / 1000).toFixed(1)} s`,
+    );
     // The server times the attempt out 60 s after the last heartbeat it got (heartbeats reach it every
     // <= 10 s), so within a minute of the kill, plus its timer queue's lag and this poll's.
-    assert.ok(noticedMs <= 66_000, `a dead GPU worker is noticed within the 60 s heartbeat timeout (took ${noticedMs} ms)`);
+    assert.ok(
+      noticedMs <= 66_000,
+      `a dead GPU worker is noticed within the 60 s heartbeat timeout (took ${noticedMs} ms)`,
+    );
     assert.match(failure, /heartbeat/i);
     assert.ok(restartedMs <= 80_000, `retried within heartbeat timeout + backoff (took ${restartedMs} ms)`);
 
@@ -224,7 +271,11 @@ test('kill -9 of the orchestrator worker mid-experiment: the campaign resumes wh
     await c.worker!.kill('SIGKILL');
     // The run finishes while no orchestrator is alive; its result waits in the server.
     c.hold.release();
-    await waitFor(`run ${n} finished`, () => /val_bpb/.test(readFileSync(path.join(c.home, 'logs', s.tag, `${n}-0.log`), 'utf8')), 60_000);
+    await waitFor(
+      `run ${n} finished`,
+      () => /val_bpb/.test(readFileSync(path.join(c.home, 'logs', s.tag, `${n}-0.log`), 'utf8')),
+      60_000,
+    );
     await sleep(1000);
     await c.startWorker();
     const status = (await s.handle.result()) as CampaignSnapshot;
@@ -298,7 +349,9 @@ test('SIGTERM on the GPU worker mid-run: the run is cancelled and retried on ano
     const { pid, experiment: n } = await holdAnExperiment(c, s);
     const stoppedAt = Date.now();
     const exit = await c.gpu!.kill('SIGTERM');
-    console.log(`# GPU worker stopped ${((Date.now() - stoppedAt) / 1000).toFixed(1)} s after SIGTERM (${JSON.stringify(exit)})`);
+    console.log(
+      `# GPU worker stopped ${((Date.now() - stoppedAt) / 1000).toFixed(1)} s after SIGTERM (${JSON.stringify(exit)})`,
+    );
     assert.equal(exit.code, 0, `a clean exit: ${c.gpu!.output().slice(-2000)}`);
     assert.ok(!pidAlive(pid), 'the run was killed with its worker');
     await c.startGpu();
@@ -344,4 +397,3 @@ test('SIGTERM to the GPU worker and its run at once (systemd, a cluster draining
     await c.close();
   }
 });
-

@@ -3,7 +3,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { applyChange, checkoutWorktree, commitWorktree, compareAndSwapRef, git, mergeChange, readRef, removeWorktree, setRef, showFile } from '../lib/git';
+import {
+  applyChange,
+  checkoutWorktree,
+  commitWorktree,
+  compareAndSwapRef,
+  git,
+  mergeChange,
+  readRef,
+  removeWorktree,
+  setRef,
+  showFile,
+} from '../lib/git';
 import { baseEnv, helperPid, runCommand } from '../lib/spawn';
 import { makeRepo, QUADRATIC, setLine, tempDir } from './helpers';
 
@@ -18,7 +29,11 @@ test('compareAndSwapRef: create-only, compare-and-swap, idempotent retries, no r
     assert.equal(await compareAndSwapRef(repo, ref, a, null), true);
     assert.equal(await readRef(repo, ref), a);
     assert.equal(await compareAndSwapRef(repo, ref, a, null), true, 'a retried create finds its effect');
-    assert.equal(await compareAndSwapRef(repo, ref, b, null), false, 'create-only fails when the ref exists with another value');
+    assert.equal(
+      await compareAndSwapRef(repo, ref, b, null),
+      false,
+      'create-only fails when the ref exists with another value',
+    );
     assert.equal(await readRef(repo, ref), a);
 
     assert.equal(await compareAndSwapRef(repo, ref, b, a), true);
@@ -35,7 +50,7 @@ test('compareAndSwapRef: create-only, compare-and-swap, idempotent retries, no r
   }
 });
 
-test('commitWorktree + setRef: a child of the given parent under its own ref; the user\'s HEAD stays', async () => {
+test("commitWorktree + setRef: a child of the given parent under its own ref; the user's HEAD stays", async () => {
   const repo = await makeRepo();
   const home = tempDir();
   try {
@@ -47,7 +62,7 @@ test('commitWorktree + setRef: a child of the given parent under its own ref; th
     const sha = await commitWorktree(wt, base, 'WIDTH 8 -> 16');
     await setRef(repo, ref, sha);
     assert.equal(await readRef(repo, ref), sha);
-    assert.equal((await git(repo).raw(['rev-parse', `${sha}^`])), base, 'parent is the given commit');
+    assert.equal(await git(repo).raw(['rev-parse', `${sha}^`]), base, 'parent is the given commit');
     assert.equal(await git(repo).raw(['log', '-1', '--format=%B', sha]), 'WIDTH 8 -> 16');
     assert.equal(await git(repo).raw(['log', '-1', '--format=%an <%ae>', sha]), 'Nightlab <nightlab@localhost>');
     assert.match(await git(repo).raw(['show', `${sha}:train.py`]), /^WIDTH = 16$/m);
@@ -59,10 +74,13 @@ test('commitWorktree + setRef: a child of the given parent under its own ref; th
   }
 });
 
-test('git: a non-zero exit rejects with git\'s own words; file contents come back byte for byte', async () => {
+test("git: a non-zero exit rejects with git's own words; file contents come back byte for byte", async () => {
   const repo = await makeRepo();
   try {
-    await assert.rejects(git(repo).raw(['rev-parse', '--verify', 'no-such-ref']), /git rev-parse --verify no-such-ref failed in .*: fatal: Needed a single revision/);
+    await assert.rejects(
+      git(repo).raw(['rev-parse', '--verify', 'no-such-ref']),
+      /git rev-parse --verify no-such-ref failed in .*: fatal: Needed a single revision/,
+    );
     // A silent failure (no stderr) rejects too.
     await assert.rejects(git(repo).raw(['rev-parse', '--verify', '--quiet', 'no-such-ref']));
     const base = (await readRef(repo, 'HEAD'))!;
@@ -77,12 +95,19 @@ test('git: a non-zero exit rejects with git\'s own words; file contents come bac
 test('runCommand: exit status, bytes out, stdin in, only the given environment; a missing command rejects', async () => {
   const dir = tempDir();
   try {
-    const r = await runCommand(['sh', '-c', 'cat; printf "%s|%s" "$FOO" "${SECRET:-unset}" >&2; exit 3'], { cwd: dir, env: { ...baseEnv(), FOO: 'bar' }, input: 'héllo\n' });
+    const r = await runCommand(['sh', '-c', 'cat; printf "%s|%s" "$FOO" "${SECRET:-unset}" >&2; exit 3'], {
+      cwd: dir,
+      env: { ...baseEnv(), FOO: 'bar' },
+      input: 'héllo\n',
+    });
     assert.equal(r.code, 3);
     assert.equal(r.stdout.toString('utf8'), 'héllo\n');
     assert.equal(r.stderr.toString('utf8'), 'bar|unset');
     assert.ok(helperPid(), 'went through the helper');
-    await assert.rejects(runCommand(['no-such-command-xyz'], { cwd: dir, env: baseEnv() }), (e: Error & { code?: string }) => e.code === 'ENOENT');
+    await assert.rejects(
+      runCommand(['no-such-command-xyz'], { cwd: dir, env: baseEnv() }),
+      (e: Error & { code?: string }) => e.code === 'ENOENT',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -92,7 +117,10 @@ test('runCommand: commands run side by side; a helper that dies fails its comman
   const dir = tempDir();
   try {
     // The first waits for a file the second makes: run one after another, this would never end.
-    const waiter = runCommand(['sh', '-c', 'while [ ! -f go ]; do sleep 0.05; done; echo waited'], { cwd: dir, env: baseEnv() });
+    const waiter = runCommand(['sh', '-c', 'while [ ! -f go ]; do sleep 0.05; done; echo waited'], {
+      cwd: dir,
+      env: baseEnv(),
+    });
     await runCommand(['touch', 'go'], { cwd: dir, env: baseEnv() });
     assert.equal((await waiter).stdout.toString().trim(), 'waited');
 
@@ -108,7 +136,7 @@ test('runCommand: commands run side by side; a helper that dies fails its comman
   }
 });
 
-test('applyChange / mergeChange: a candidate\'s change moves onto a newer best; a conflicting one is refused and the worktree reset', async () => {
+test("applyChange / mergeChange: a candidate's change moves onto a newer best; a conflicting one is refused and the worktree reset", async () => {
   const repo = await makeRepo();
   const home = tempDir();
   try {
@@ -122,7 +150,9 @@ test('applyChange / mergeChange: a candidate\'s change moves onto a newer best; 
     };
     const kept = await commit(base, (t) => t.replace(/^WIDTH = .*$/m, 'WIDTH = 16'));
     // Far enough from WIDTH that git merges the two changes without a conflict.
-    const candidate = await commit(base, (t) => t.replace('print("step 00001 | loss 3.0", flush=True)', 'print("step 00001 | loss 2.0", flush=True)'));
+    const candidate = await commit(base, (t) =>
+      t.replace('print("step 00001 | loss 3.0", flush=True)', 'print("step 00001 | loss 2.0", flush=True)'),
+    );
     const clash = await commit(base, (t) => t.replace(/^WIDTH = .*$/m, 'WIDTH = 4'));
     await checkoutWorktree(repo, wt, kept);
     assert.equal(await applyChange(wt, candidate), true);
@@ -139,11 +169,18 @@ test('applyChange / mergeChange: a candidate\'s change moves onto a newer best; 
     await applyChange(wt, candidate);
     await git(wt).raw(['add', '-A']);
     const picked = await git(wt).raw(['write-tree']);
-    const [major, minor] = (await git(repo).raw(['--version'])).match(/(\d+)\.(\d+)/)!.slice(1).map(Number);
+    const [major, minor] = (await git(repo).raw(['--version']))
+      .match(/(\d+)\.(\d+)/)!
+      .slice(1)
+      .map(Number);
     if (major > 2 || minor >= 38) {
       assert.equal(await mergeChange(repo, candidate, base, kept), picked, 'merged in the object store, same tree');
       assert.equal(await mergeChange(repo, clash, base, kept), null, 'a conflict');
-      assert.equal(await mergeChange(repo, candidate, kept, base), undefined, 'a parent that is not the merge base: left to the worktree path');
+      assert.equal(
+        await mergeChange(repo, candidate, kept, base),
+        undefined,
+        'a parent that is not the merge base: left to the worktree path',
+      );
     } else {
       assert.equal(await mergeChange(repo, candidate, base, kept), undefined, 'too old a git: the worktree path');
     }
@@ -168,7 +205,11 @@ test("checkoutWorktree: moves a detached worktree, cleans it, and leaves the use
     await checkoutWorktree(repo, wt, a);
     assert.equal(await readRef(wt, 'HEAD'), a);
     assert.match(readFileSync(path.join(wt, 'train.py'), 'utf8'), /^WIDTH = 8$/m);
-    assert.equal(readFileSync(path.join(wt, 'program.md'), 'utf8'), readFileSync(path.join(QUADRATIC, 'program.md'), 'utf8'), 'committed content, not the user\'s edit');
+    assert.equal(
+      readFileSync(path.join(wt, 'program.md'), 'utf8'),
+      readFileSync(path.join(QUADRATIC, 'program.md'), 'utf8'),
+      "committed content, not the user's edit",
+    );
 
     // Leftovers of the last run go; the worktree moves to the next commit.
     writeFileSync(path.join(wt, 'train.py'), 'broken(\n');
@@ -187,7 +228,11 @@ test("checkoutWorktree: moves a detached worktree, cleans it, and leaves the use
 
     assert.equal(await readRef(repo, 'HEAD'), b, "the user's HEAD did not move");
     assert.equal(await git(repo).raw(['symbolic-ref', 'HEAD']), 'refs/heads/main', 'still on their branch');
-    assert.equal(await git(repo).raw(['status', '--porcelain']), statusBefore, 'their edits and untracked files are intact');
+    assert.equal(
+      await git(repo).raw(['status', '--porcelain']),
+      statusBefore,
+      'their edits and untracked files are intact',
+    );
     assert.equal(readFileSync(path.join(repo, 'program.md'), 'utf8'), 'my unsaved notes\n');
   } finally {
     rmSync(path.dirname(repo), { recursive: true, force: true });
@@ -205,8 +250,13 @@ test('checkoutWorktree / removeWorktree side by side in one repository; a regist
     for (const d of dirs) assert.equal(await readRef(d, 'HEAD'), head);
     // Removing half while adding the rest anew, as proposals and rebases do.
     const more = dirs.map((d) => `${d}-again`);
-    await Promise.all([...dirs.slice(0, 6).map((d) => removeWorktree(repo, d)), ...more.map((d) => checkoutWorktree(repo, d, head))]);
-    const listed = (await git(repo).raw(['worktree', 'list', '--porcelain'])).split('\n').filter((l) => l.startsWith('worktree ')).length;
+    await Promise.all([
+      ...dirs.slice(0, 6).map((d) => removeWorktree(repo, d)),
+      ...more.map((d) => checkoutWorktree(repo, d, head)),
+    ]);
+    const listed = (await git(repo).raw(['worktree', 'list', '--porcelain']))
+      .split('\n')
+      .filter((l) => l.startsWith('worktree ')).length;
     assert.equal(listed, 1 + 6 + 12, 'the main checkout, 6 left, 12 new');
 
     // Another process is half-way through registering "zz": git refuses to add any worktree until
@@ -215,7 +265,10 @@ test('checkoutWorktree / removeWorktree side by side in one repository; a regist
     mkdirSync(admin, { recursive: true });
     writeFileSync(path.join(admin, 'commondir'), '');
     writeFileSync(path.join(admin, 'gitdir'), `${path.join(home, 'zz', '.git')}\n`);
-    await assert.rejects(git(repo).raw(['worktree', 'add', '--detach', path.join(home, 'plain'), head]), /failed to read .*commondir/);
+    await assert.rejects(
+      git(repo).raw(['worktree', 'add', '--detach', path.join(home, 'plain'), head]),
+      /failed to read .*commondir/,
+    );
     setTimeout(() => writeFileSync(path.join(admin, 'commondir'), '../..\n'), 60);
     const late = path.join(home, 'late');
     await checkoutWorktree(repo, late, head);

@@ -2,7 +2,17 @@
 // capped logs, the egress allowlist, the sandbox's allowlist, suspect gains and the alarms.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -20,7 +30,7 @@ import { experiments } from '../lib/ledger';
 import { lab, makeRepo, tempDir } from './helpers';
 import { execa } from 'execa';
 
-test('writeTree writes a commit\'s files as git has them; diskId gives git\'s own ids for files and folders', async () => {
+test("writeTree writes a commit's files as git has them; diskId gives git's own ids for files and folders", async () => {
   const repo = await makeRepo(undefined, (dir) => {
     mkdirSync(path.join(dir, 'data', 'heldout'), { recursive: true });
     writeFileSync(path.join(dir, 'data', 'heldout', 'test.txt'), 'secret\n');
@@ -38,9 +48,9 @@ test('writeTree writes a commit\'s files as git has them; diskId gives git\'s ow
     assert.equal(readFileSync(path.join(dir, 'data', 'a b.txt'), 'utf8'), 'spaces\n');
     assert.ok(statSync(path.join(dir, 'run.sh')).mode & 0o100, 'executable stays executable');
     const guard = await guardOf(g, head, ['train.py', 'data', 'link', 'run.sh']);
-    assert.equal(guard.data, (await g.raw(['rev-parse', `${head}:data`])), 'a folder is guarded by its tree id');
+    assert.equal(guard.data, await g.raw(['rev-parse', `${head}:data`]), 'a folder is guarded by its tree id');
     await writeTree(g, head, path.join(dir, 'full'));
-    assert.deepEqual(guardChanges(path.join(dir, 'full'), guard), [], 'what was written hashes to git\'s ids');
+    assert.deepEqual(guardChanges(path.join(dir, 'full'), guard), [], "what was written hashes to git's ids");
     // Any change shows: content, a new file in a guarded folder, a deleted file, a symlinked parent.
     writeFileSync(path.join(dir, 'full', 'data', 'new.txt'), 'x');
     rmSync(path.join(dir, 'full', 'run.sh'));
@@ -60,8 +70,17 @@ test('writeTree writes a commit\'s files as git has them; diskId gives git\'s ow
 });
 
 /** Runs a sandboxed command line (confined()'s), feeding bubblewrap its seccomp filter. */
-async function runConfined(c: { argv: string[]; env: Record<string, string>; feed: { fd: number; data: Buffer }[] }, cwd = '/') {
-  const child = execa(c.argv[0], c.argv.slice(1), { env: c.env, extendEnv: false, reject: false, cwd, stdio: ['ignore', 'pipe', 'pipe', ...c.feed.map(() => 'pipe' as const)] });
+async function runConfined(
+  c: { argv: string[]; env: Record<string, string>; feed: { fd: number; data: Buffer }[] },
+  cwd = '/',
+) {
+  const child = execa(c.argv[0], c.argv.slice(1), {
+    env: c.env,
+    extendEnv: false,
+    reject: false,
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe', ...c.feed.map(() => 'pipe' as const)],
+  });
   for (const f of c.feed) (child.stdio[f.fd] as unknown as NodeJS.WritableStream).end(f.data);
   return child;
 }
@@ -70,14 +89,19 @@ function readdir(d: string): string[] {
   return readdirSync(d).sort();
 }
 
-test('commitFiles makes the candidate in the object store: the code\'s tree with the files over it, the mode kept', async () => {
+test("commitFiles makes the candidate in the object store: the code's tree with the files over it, the mode kept", async () => {
   const repo = await makeRepo();
   try {
     const head = (await readRef(repo, 'HEAD'))!;
     chmodSync(path.join(repo, 'prepare.py'), 0o755);
     await git(repo).raw(['commit', '-qam', 'an executable']);
     const code = (await readRef(repo, 'HEAD'))!;
-    const sha = await commitFiles(repo, { code, parent: head, files: { 'train.py': 'WIDTH = 9\n', 'prepare.py': 'EVAL = 2\n', 'deep/new/file.txt': 'x\n' }, message: 'width 9' });
+    const sha = await commitFiles(repo, {
+      code,
+      parent: head,
+      files: { 'train.py': 'WIDTH = 9\n', 'prepare.py': 'EVAL = 2\n', 'deep/new/file.txt': 'x\n' },
+      message: 'width 9',
+    });
     assert.equal(await showFile(repo, sha, 'train.py'), 'WIDTH = 9\n');
     assert.equal(await showFile(repo, sha, 'deep/new/file.txt'), 'x\n');
     assert.equal(await showFile(repo, sha, 'program.md'), await showFile(repo, head, 'program.md'));
@@ -93,7 +117,7 @@ test('commitFiles makes the candidate in the object store: the code\'s tree with
     writeFileSync(path.join(wt, 'deep', 'new', 'file.txt'), 'x\n');
     await git(wt).raw(['add', '-A']);
     assert.equal(await git(wt).raw(['write-tree']), await git(repo).raw(['rev-parse', `${sha}^{tree}`]));
-    assert.equal(await git(repo).raw(['status', '--porcelain']), '', 'the user\'s checkout is untouched');
+    assert.equal(await git(repo).raw(['status', '--porcelain']), '', "the user's checkout is untouched");
     const bare = await bareGit(path.join(repo, '.git')).raw(['cat-file', '-t', sha]);
     assert.equal(bare, 'commit');
   } finally {
@@ -136,27 +160,36 @@ test('the egress proxy lets through the named hosts only', async () => {
   const port = (web.address() as net.AddressInfo).port;
   const egress = await startEgress(0, [`127.0.0.1:${port}`]);
   try {
-    const connect = (target: string) => new Promise<string>((resolve) => {
-      const s = net.connect(egress.port!, '127.0.0.1', () => s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
-      let got = '';
-      s.on('data', (d) => {
-        got += d;
-        if (got.includes('\r\n\r\n') && got.startsWith('HTTP/1.1 200')) {
-          s.write('GET / HTTP/1.0\r\n\r\n');
-          s.once('data', (b) => { got += b; });
-        }
+    const connect = (target: string) =>
+      new Promise<string>((resolve) => {
+        const s = net.connect(egress.port!, '127.0.0.1', () =>
+          s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`),
+        );
+        let got = '';
+        s.on('data', (d) => {
+          got += d;
+          if (got.includes('\r\n\r\n') && got.startsWith('HTTP/1.1 200')) {
+            s.write('GET / HTTP/1.0\r\n\r\n');
+            s.once('data', (b) => {
+              got += b;
+            });
+          }
+        });
+        s.on('close', () => resolve(got));
+        setTimeout(() => s.destroy(), 1500);
       });
-      s.on('close', () => resolve(got));
-      setTimeout(() => s.destroy(), 1500);
-    });
     assert.match(await connect(`127.0.0.1:${port}`), /^HTTP\/1\.1 200 Connection Established[\s\S]*hello/);
     assert.match(await connect('127.0.0.1:1'), /^HTTP\/1\.1 403 Forbidden/);
     assert.deepEqual(egress.refused, ['127.0.0.1:1']);
     // Plain-HTTP proxying would let one connection carry requests for several hosts: refused.
     const plain = await new Promise<string>((resolve) => {
-      const s = net.connect(egress.port!, '127.0.0.1', () => s.write(`GET http://127.0.0.1:${port}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`));
+      const s = net.connect(egress.port!, '127.0.0.1', () =>
+        s.write(`GET http://127.0.0.1:${port}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`),
+      );
       let got = '';
-      s.on('data', (d) => { got += d; });
+      s.on('data', (d) => {
+        got += d;
+      });
       s.on('close', () => resolve(got));
     });
     assert.match(plain, /^HTTP\/1\.1 405 /);
@@ -178,8 +211,19 @@ test('the sandbox is an allowlist: the system read-only, an empty home, nothing 
   writeFileSync(path.join(nightlabHome, 'ledger.jsonl'), 'records\n');
   try {
     const env = { PATH: `${nightlabHome}:/`.concat(':', process.env.PATH ?? ''), HOME: os.homedir() };
-    const { args, env: inside, feed } = await sandboxArgs({ cwd: work, mounts: [{ path: work, mode: 'rw' }], env, protect: [nightlabHome], readOnly: ['~'] });
-    const run = (script: string) => runConfined({ argv: [support.bwrap, ...args, '--', 'python3', '-c', script], env: inside, feed });
+    const {
+      args,
+      env: inside,
+      feed,
+    } = await sandboxArgs({
+      cwd: work,
+      mounts: [{ path: work, mode: 'rw' }],
+      env,
+      protect: [nightlabHome],
+      readOnly: ['~'],
+    });
+    const run = (script: string) =>
+      runConfined({ argv: [support.bwrap, ...args, '--', 'python3', '-c', script], env: inside, feed });
     const r = await run(`import os
 print(sorted(os.listdir(${JSON.stringify(os.homedir())})))
 for p in ("/run", "/var/run", "/root/.ssh", "/etc/shadow", ${JSON.stringify(nightlabHome)}):
@@ -192,9 +236,19 @@ open("out.txt", "w").write("ok")
     assert.equal(r.exitCode, 0, r.stderr);
     const lines = r.stdout.split('\n');
     assert.ok(!r.stdout.includes('records'), 'NIGHTLAB_HOME is never exposed, even by a PATH entry or a declared ~');
-    assert.match(lines.find((l) => l.startsWith('/run '))!, /^\/run False$/);
-    assert.match(lines.find((l) => l.startsWith('/etc/shadow'))!, /^\/etc\/shadow (False|denied 13|)$/, 'the system\'s secrets are masked');
-    assert.match(lines.find((l) => l.startsWith('/root/.ssh'))!, /^\/root\/.ssh False$/);
+    assert.match(
+      lines.find((l) => l.startsWith('/run '))!,
+      /^\/run False$/,
+    );
+    assert.match(
+      lines.find((l) => l.startsWith('/etc/shadow'))!,
+      /^\/etc\/shadow (False|denied 13|)$/,
+      "the system's secrets are masked",
+    );
+    assert.match(
+      lines.find((l) => l.startsWith('/root/.ssh'))!,
+      /^\/root\/.ssh False$/,
+    );
     assert.equal(readFileSync(path.join(work, 'out.txt'), 'utf8'), 'ok', 'the working directory is writable');
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -205,7 +259,10 @@ open("out.txt", "w").write("ok")
 test('suspect gains: far beyond the noise and beyond anything kept; not judged without a noise estimate', () => {
   const best = groupOf([1.5, 1.51, 1.49]);
   const p = { direction: 'lower' as const };
-  assert.match(suspectGain(1.0, best, 0.01, null, p)!, /^suspect gain: 0\.5 is \d+(\.\d+)? noise sigmas in one step, before any keep/);
+  assert.match(
+    suspectGain(1.0, best, 0.01, null, p)!,
+    /^suspect gain: 0\.5 is \d+(\.\d+)? noise sigmas in one step, before any keep/,
+  );
   assert.equal(suspectGain(1.45, best, 0.01, null, p), null, '5 sigma is an ordinary gain');
   assert.equal(suspectGain(1.0, best, 0.01, 0.3, p), null, 'a gain under 3 x the largest kept so far');
   assert.match(suspectGain(1.0, best, 0.01, 0.1, p)!, /5 x the largest gain kept so far \(0\.1\)/);
@@ -215,18 +272,68 @@ test('suspect gains: far beyond the noise and beyond anything kept; not judged w
 });
 
 test('alarms: a keep whose held-out figure got worse beyond its noise, and a suspect gain, are raised for people', () => {
-  const run = (experiment: number, heldOut: number, n = 0): LedgerRow => ({ kind: 'run', tag: 't', experiment, run: n, commit: 'c', outcome: 'ok', metric: 1, memoryMb: 0, seconds: 1, logPath: '', host: '', slot: '', reason: '', heldOut });
-  const exp = (experiment: number, metric: number, heldOut: number, extra: Record<string, unknown> = {}): LedgerRow => ({
-    kind: 'experiment', tag: 't', experiment, commit: 'c', parent: 'p', status: 'keep', outcome: 'ok', metric, bestBefore: null, delta: null, memoryGb: 0,
-    description: '', reason: '', evidence: 'e', runs: 1, seconds: 1, logPath: '', host: '', slot: '', costUsd: 0, fixOf: null, finishedAt: '', heldOut, logTail: '', ...extra,
-  } as LedgerRow);
+  const run = (experiment: number, heldOut: number, n = 0): LedgerRow => ({
+    kind: 'run',
+    tag: 't',
+    experiment,
+    run: n,
+    commit: 'c',
+    outcome: 'ok',
+    metric: 1,
+    memoryMb: 0,
+    seconds: 1,
+    logPath: '',
+    host: '',
+    slot: '',
+    reason: '',
+    heldOut,
+  });
+  const exp = (experiment: number, metric: number, heldOut: number, extra: Record<string, unknown> = {}): LedgerRow =>
+    ({
+      kind: 'experiment',
+      tag: 't',
+      experiment,
+      commit: 'c',
+      parent: 'p',
+      status: 'keep',
+      outcome: 'ok',
+      metric,
+      bestBefore: null,
+      delta: null,
+      memoryGb: 0,
+      description: '',
+      reason: '',
+      evidence: 'e',
+      runs: 1,
+      seconds: 1,
+      logPath: '',
+      host: '',
+      slot: '',
+      costUsd: 0,
+      fixOf: null,
+      finishedAt: '',
+      heldOut,
+      logTail: '',
+      ...extra,
+    }) as LedgerRow;
   const ledger: LedgerRow[] = [
-    run(0, 2.00, 0), run(0, 2.01, 1), run(0, 1.99, 2), exp(0, 1.5, 2.0),
-    run(1, 2.005), exp(1, 1.4, 2.005), // held-out within the noise: no alarm
-    run(2, 2.3), exp(2, 1.3, 2.3, { suspect: 'suspect gain: 0.1 is 40 noise sigmas in one step, before any keep' }),
+    run(0, 2.0, 0),
+    run(0, 2.01, 1),
+    run(0, 1.99, 2),
+    exp(0, 1.5, 2.0),
+    run(1, 2.005),
+    exp(1, 1.4, 2.005), // held-out within the noise: no alarm
+    run(2, 2.3),
+    exp(2, 1.3, 2.3, { suspect: 'suspect gain: 0.1 is 40 noise sigmas in one step, before any keep' }),
   ];
   const raised = alarms(ledger, 'lower');
-  assert.deepEqual(raised.map((a) => [a.experiment, a.kind]), [[2, 'held-out worse'], [2, 'suspect gain']]);
+  assert.deepEqual(
+    raised.map((a) => [a.experiment, a.kind]),
+    [
+      [2, 'held-out worse'],
+      [2, 'suspect gain'],
+    ],
+  );
   assert.match(raised[0].text, /held-out 2\.300000 is worse than 2\.005000 \(experiment 1\)/);
 });
 
@@ -237,26 +344,51 @@ test('run.setup makes the persisted .venv once per slot, on the base commit; run
       writeFileSync(path.join(dir, '.gitignore'), '.venv/\n');
       const train = path.join(dir, 'train.py');
       // The run tries to change the environment every later run would use.
-      writeFileSync(train, readFileSync(train, 'utf8').replace('import time\n', `import time
+      writeFileSync(
+        train,
+        readFileSync(train, 'utf8').replace(
+          'import time\n',
+          `import time
 try:
     open(".venv/planted.py", "w").write("x")
     print("venv: written", flush=True)
 except OSError as e:
     print("venv: refused", e.errno, flush=True)
-`));
+`,
+        ),
+      );
     });
     const c = await l.start(repo, {
-      budget: { maxExperiments: 2 }, noise: { baselineRuns: 2 },
-      run: { command: '.venv/bin/python train.py', setup: 'python3 -m venv --system-site-packages .venv', persist: ['.venv'], timeoutSec: 60 },
+      budget: { maxExperiments: 2 },
+      noise: { baselineRuns: 2 },
+      run: {
+        command: '.venv/bin/python train.py',
+        setup: 'python3 -m venv --system-site-packages .venv',
+        persist: ['.venv'],
+        timeoutSec: 60,
+      },
     });
     const s = await c.result();
     assert.equal(s.state, 'completed', s.message);
     const rows = experiments(c.campaignDir);
-    assert.ok(rows.every((r) => r.outcome === 'ok'), rows.map((r) => r.reason).join('; '));
-    const logs = readdirSync(path.dirname(rows[0].logPath)).filter((f) => /^\d+-\d+\.log$/.test(f)).map((f) => readFileSync(path.join(path.dirname(rows[0].logPath), f), 'utf8'));
-    assert.equal(logs.filter((t) => t.includes('=== setup of .venv on the base commit')).length, 1, 'setup ran once for the slot');
+    assert.ok(
+      rows.every((r) => r.outcome === 'ok'),
+      rows.map((r) => r.reason).join('; '),
+    );
+    const logs = readdirSync(path.dirname(rows[0].logPath))
+      .filter((f) => /^\d+-\d+\.log$/.test(f))
+      .map((f) => readFileSync(path.join(path.dirname(rows[0].logPath), f), 'utf8'));
+    assert.equal(
+      logs.filter((t) => t.includes('=== setup of .venv on the base commit')).length,
+      1,
+      'setup ran once for the slot',
+    );
     const sandboxed = (await sandboxSupport()).ok;
-    if (sandboxed) assert.ok(logs.every((t) => /venv: refused 30/.test(t)), 'the persisted .venv is read-only to every run');
+    if (sandboxed)
+      assert.ok(
+        logs.every((t) => /venv: refused 30/.test(t)),
+        'the persisted .venv is read-only to every run',
+      );
   } finally {
     await l.close();
   }
@@ -271,20 +403,28 @@ test('uv: `uv run train.py` in the sandbox, with the .venv that `uv sync --froze
   const l = await lab();
   try {
     const repo = await makeRepo(undefined, (dir) => {
-      writeFileSync(path.join(dir, 'pyproject.toml'), '[project]\nname = "target"\nversion = "0.1.0"\nrequires-python = ">=3.8"\ndependencies = []\n\n[tool.uv]\npackage = false\n');
+      writeFileSync(
+        path.join(dir, 'pyproject.toml'),
+        '[project]\nname = "target"\nversion = "0.1.0"\nrequires-python = ">=3.8"\ndependencies = []\n\n[tool.uv]\npackage = false\n',
+      );
       writeFileSync(path.join(dir, '.gitignore'), '.venv/\n');
     });
     await execa('uv', ['lock'], { cwd: repo });
     await git(repo).raw(['add', '-A']);
     await git(repo).raw(['commit', '-qm', 'uv.lock']);
     const c = await l.start(repo, {
-      budget: { maxExperiments: 1 }, noise: { baselineRuns: 1 }, locked: ['prepare.py', 'pyproject.toml', 'uv.lock'],
+      budget: { maxExperiments: 1 },
+      noise: { baselineRuns: 1 },
+      locked: ['prepare.py', 'pyproject.toml', 'uv.lock'],
       run: { command: 'uv run train.py', setup: 'uv sync --frozen', persist: ['.venv'], timeoutSec: 120 },
     });
     const s = await c.result();
     assert.equal(s.state, 'completed', s.message);
     const rows = experiments(c.campaignDir);
-    assert.ok(rows.every((r) => r.outcome === 'ok'), rows.map((r) => `${r.reason}\n${r.logTail}`).join('; '));
+    assert.ok(
+      rows.every((r) => r.outcome === 'ok'),
+      rows.map((r) => `${r.reason}\n${r.logTail}`).join('; '),
+    );
   } finally {
     await l.close();
   }
@@ -298,20 +438,38 @@ test('covert channels between sandboxes: the model process takes no file lock an
   }
   const decision = { kind: 'bwrap' as const, bwrap: support.bwrap, header: '' };
   const start = async (script: string, noLocks: boolean) => {
-    const c = await confined(decision, { cwd: '/', mounts: [], env: { PATH: process.env.PATH ?? '', HOME: os.homedir() }, protect: [], noLocks }, `python3 -c '${script}'`);
+    const c = await confined(
+      decision,
+      { cwd: '/', mounts: [], env: { PATH: process.env.PATH ?? '', HOME: os.homedir() }, protect: [], noLocks },
+      `python3 -c '${script}'`,
+    );
     const log = new CappedLog(path.join(tempDir(), 'x.log'));
     const run = supervise({ argv: c.argv, cwd: '/', env: c.env, timeoutSec: 20, log, feed: c.feed });
-    return { done: run.done.then((r) => { log.close(); return { ...r, text: readFileSync(log.file, 'utf8') }; }) };
+    return {
+      done: run.done.then((r) => {
+        log.close();
+        return { ...r, text: readFileSync(log.file, 'utf8') };
+      }),
+    };
   };
   // The "model" holds a lock on a system file for 3 s; the "proposer" looks for it meanwhile.
-  const hold = 'import fcntl, time; f = open("/etc/hostname"); fcntl.flock(f, fcntl.LOCK_EX); print("locked", flush=True); time.sleep(3)';
-  const look = 'import fcntl, time\ntime.sleep(1)\nf = open("/etc/hostname")\ntry:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); print("free")\nexcept OSError: print("held")\nimport ctypes; print("inotify", ctypes.CDLL(None, use_errno=True).inotify_init1(0))';
-  for (const [noLocks, seen] of [[true, 'free'], [false, 'held']] as const) {
+  const hold =
+    'import fcntl, time; f = open("/etc/hostname"); fcntl.flock(f, fcntl.LOCK_EX); print("locked", flush=True); time.sleep(3)';
+  const look =
+    'import fcntl, time\ntime.sleep(1)\nf = open("/etc/hostname")\ntry:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); print("free")\nexcept OSError: print("held")\nimport ctypes; print("inotify", ctypes.CDLL(None, use_errno=True).inotify_init1(0))';
+  for (const [noLocks, seen] of [
+    [true, 'free'],
+    [false, 'held'],
+  ] as const) {
     const model = await start(hold, noLocks);
     const proposer = await start(look, false);
     const [m, p] = await Promise.all([model.done, proposer.done]);
     assert.match(m.text, /locked/);
-    assert.match(p.text, new RegExp(`^${seen}$`, 'm'), noLocks ? 'the model\'s lock is not there to be seen' : 'the check itself sees a real lock');
+    assert.match(
+      p.text,
+      new RegExp(`^${seen}$`, 'm'),
+      noLocks ? "the model's lock is not there to be seen" : 'the check itself sees a real lock',
+    );
     assert.match(p.text, /^inotify -1$/m, 'inotify is refused');
   }
 });
@@ -331,7 +489,11 @@ test('protected places are hidden even under a system folder; an absent or root 
     const decision = { kind: 'bwrap' as const, bwrap: support.bwrap, header: '' };
     for (const home of [undefined, '/']) {
       const env: Record<string, string> = { PATH: process.env.PATH ?? '', ...(home ? { HOME: home } : {}) };
-      const c = await confined(decision, { cwd: work, mounts: [{ path: work, mode: 'rw' }], env, protect: [protectedDir] }, 'ls -a "$HOME"; cat /opt/nightlab-test-*/campaigns/ledger.jsonl; echo home=$HOME; touch ok');
+      const c = await confined(
+        decision,
+        { cwd: work, mounts: [{ path: work, mode: 'rw' }], env, protect: [protectedDir] },
+        'ls -a "$HOME"; cat /opt/nightlab-test-*/campaigns/ledger.jsonl; echo home=$HOME; touch ok',
+      );
       const r = await runConfined(c, work);
       assert.ok(!r.stdout.includes('records'), `the protected folder is hidden (${r.stdout})`);
       assert.match(r.stdout, /home=\/home\/nightlab/);
@@ -342,9 +504,23 @@ test('protected places are hidden even under a system folder; an absent or root 
   }
 });
 
-test('a slot\'s sandbox gets its own GPU\'s device node, named by UUID', () => {
-  const table = [{ index: '0', uuid: 'GPU-aaa', minor: 2 }, { index: '1', uuid: 'GPU-bbb', minor: 0 }, { index: '2', uuid: 'GPU-ccc', minor: null }];
-  assert.deepEqual(slotNodes('1', table), { devices: 'GPU-bbb', nodes: ['/dev/nvidia0', '/dev/nvidiactl', '/dev/nvidia-uvm', '/dev/nvidia-uvm-tools', '/dev/nvidia-modeset', '/dev/nvidia-caps'] });
+test("a slot's sandbox gets its own GPU's device node, named by UUID", () => {
+  const table = [
+    { index: '0', uuid: 'GPU-aaa', minor: 2 },
+    { index: '1', uuid: 'GPU-bbb', minor: 0 },
+    { index: '2', uuid: 'GPU-ccc', minor: null },
+  ];
+  assert.deepEqual(slotNodes('1', table), {
+    devices: 'GPU-bbb',
+    nodes: [
+      '/dev/nvidia0',
+      '/dev/nvidiactl',
+      '/dev/nvidia-uvm',
+      '/dev/nvidia-uvm-tools',
+      '/dev/nvidia-modeset',
+      '/dev/nvidia-caps',
+    ],
+  });
   assert.equal(slotNodes('GPU-aaa', table).nodes![0], '/dev/nvidia2');
   assert.deepEqual(slotNodes('2', table), {}, 'minor unknown: every GPU, as before');
   assert.deepEqual(slotNodes('7', []), {});

@@ -70,7 +70,11 @@ export interface Lab {
   gpu: Worker[];
   startGpu(slots?: Slot[]): Promise<void>;
   stopGpu(): Promise<void>;
-  start(repo: string, config?: Partial<CampaignConfigInput>, opts?: { tag?: string; historyEventsLimit?: number }): Promise<{ tag: string; campaignDir: string; branch: string; result: () => Promise<CampaignSnapshot> }>;
+  start(
+    repo: string,
+    config?: Partial<CampaignConfigInput>,
+    opts?: { tag?: string; historyEventsLimit?: number },
+  ): Promise<{ tag: string; campaignDir: string; branch: string; result: () => Promise<CampaignSnapshot> }>;
   close(): Promise<void>;
 }
 
@@ -88,7 +92,12 @@ export async function lab(opts: { deps?: ActivityDeps; slots?: Slot[]; gpu?: boo
   let gpuRuns: Promise<void>[] = [];
   const started: string[] = [];
   const l: Lab = {
-    client, home, taskQueue, gpuTaskQueue, orchestrator, gpu,
+    client,
+    home,
+    taskQueue,
+    gpuTaskQueue,
+    orchestrator,
+    gpu,
     async startGpu(slots = opts.slots ?? [{ name: 'cpu', devices: null }]) {
       gpu = await createGpuWorkers({ connection, home, slots, taskQueue: gpuTaskQueue });
       l.gpu = gpu;
@@ -103,15 +112,25 @@ export async function lab(opts: { deps?: ActivityDeps; slots?: Slot[]; gpu?: boo
       const tag = o.tag ?? uniqueTag('t');
       const cfg = parseConfig({ ...QUADRATIC_CONFIG, ...config }, 'test');
       const input = await prepareStart({ config: cfg, baseDir: repo, tag, home });
-      const handle = await startCampaign(client, { ...input, gpuTaskQueue }, { taskQueue, historyEventsLimit: o.historyEventsLimit });
+      const handle = await startCampaign(
+        client,
+        { ...input, gpuTaskQueue },
+        { taskQueue, historyEventsLimit: o.historyEventsLimit },
+      );
       started.push(handle.workflowId);
-      return { tag, campaignDir: input.campaignDir, branch: input.branch, result: () => handle.result() as Promise<CampaignSnapshot> };
+      return {
+        tag,
+        campaignDir: input.campaignDir,
+        branch: input.branch,
+        result: () => handle.result() as Promise<CampaignSnapshot>,
+      };
     },
     async close() {
       // A campaign a test left running (a failed assertion, a test about pausing) would clutter a shared server.
       for (const id of started) {
         const h = client.workflow.getHandle(id);
-        if ((await h.describe().catch(() => null))?.status.name === 'RUNNING') await h.terminate('test finished').catch(() => {});
+        if ((await h.describe().catch(() => null))?.status.name === 'RUNNING')
+          await h.terminate('test finished').catch(() => {});
       }
       await l.stopGpu();
       orchestrator.shutdown();
@@ -125,7 +144,11 @@ export async function lab(opts: { deps?: ActivityDeps; slots?: Slot[]; gpu?: boo
   return l;
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 60_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  timeoutMs = 60_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -161,12 +184,24 @@ open("train.py", "w").write(src)
 open(os.environ["NIGHTLAB_DESCRIPTION"], "w").write(step.get("desc", "planned edit"))
 `,
   );
-  return { kind: 'command' as const, command: `python3 ${path.join(dir, 'propose.py')} ${path.join(dir, 'plan.json')}`, seed: 0, readOnly: [dir] };
+  return {
+    kind: 'command' as const,
+    command: `python3 ${path.join(dir, 'propose.py')} ${path.join(dir, 'plan.json')}`,
+    seed: 0,
+    readOnly: [dir],
+  };
 }
 
 /** The context proposal `attempt` of experiment n saw (the last attempt's when none is given). */
 export function proposalContext(campaignDir: string, n: number, attempt?: number): string {
   const dir = path.join(campaignDir, 'proposals');
-  const a = attempt ?? Math.max(...readdirSync(dir).map((f) => new RegExp(`^${n}-(\\d+)\\.context\\.md$`).exec(f)?.[1]).filter(Boolean).map(Number));
+  const a =
+    attempt ??
+    Math.max(
+      ...readdirSync(dir)
+        .map((f) => new RegExp(`^${n}-(\\d+)\\.context\\.md$`).exec(f)?.[1])
+        .filter(Boolean)
+        .map(Number),
+    );
   return readFileSync(path.join(dir, `${n}-${a}.context.md`), 'utf8');
 }

@@ -17,10 +17,14 @@ interface ProtoJson {
 
 const fromProto = createRequire(createRequire(import.meta.url).resolve('@temporalio/proto'));
 const protojson = fromProto('protobufjs/ext/protojson') as ProtoJson;
-const historyType = (patchProtobufRoot(proto as never) as { lookupType(name: string): unknown }).lookupType('temporal.api.history.v1.History');
+const historyType = (patchProtobufRoot(proto as never) as { lookupType(name: string): unknown }).lookupType(
+  'temporal.api.history.v1.History',
+);
 
 export function historyToJSON(history: History): string {
-  return JSON.stringify(protojson.toJson(historyType, proto.temporal.api.history.v1.History.fromObject(history as never)));
+  return JSON.stringify(
+    protojson.toJson(historyType, proto.temporal.api.history.v1.History.fromObject(history as never)),
+  );
 }
 
 export function historyFromJSON(json: unknown): History {

@@ -10,15 +10,16 @@ import path from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { Context } from '@temporalio/activity';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { campaignWorkflowId, RUN_ACTIVITY_NAMES, type RunHeartbeat, type RunRequest, type RunResult } from '../common/shared';
+import {
+  campaignWorkflowId,
+  RUN_ACTIVITY_NAMES,
+  type RunHeartbeat,
+  type RunRequest,
+  type RunResult,
+} from '../common/shared';
 import { readLedger } from '../lib/ledger';
 import { connectWorker } from '../ops/connection';
-import {
-  inFlightOf,
-  pairRuns,
-  runningRuns,
-  type RunningRun,
-} from '../client/live';
+import { inFlightOf, pairRuns, runningRuns, type RunningRun } from '../client/live';
 import { campaignStatus } from '../client/campaigns';
 import { renderWatch, watchSnapshot } from '../client/watch';
 import { ADDRESS, lab, makeRepo, plannedProposer, tempDir, waitFor, type Lab } from './helpers';

@@ -8,26 +8,44 @@ import { pairRuns, type RunningRun } from '../client/live';
 test('preflight: no-op, locked file, file outside editable, Python syntax error are rejected; a valid edit passes', async () => {
   const config = { editable: ['train.py'], locked: ['prepare.py'], evaluate: { heldOutPaths: ['heldout'] } };
   const before = { 'train.py': 'WIDTH = 8\n', 'prepare.py': 'EVAL = 1\n' };
-  const attempt = (files: Record<string, string>, atParent: Record<string, string | null> = before) => preflight(files, before, atParent, config);
+  const attempt = (files: Record<string, string>, atParent: Record<string, string | null> = before) =>
+    preflight(files, before, atParent, config);
   assert.match((await attempt({}))!, /^no-op edit: the proposal changed nothing/);
   assert.match((await attempt({ 'train.py': 'WIDTH = 8\n' }))!, /^no-op edit/, 'rewriting the same bytes is a no-op');
   assert.equal(await attempt({ 'prepare.py': 'EVAL = 10\n' }), 'changes locked file(s): prepare.py');
   assert.equal(await attempt({ 'heldout/test.txt': 'easy\n' }), 'changes held-out data: heldout/test.txt');
-  assert.equal(await attempt({ 'train.py': 'WIDTH = 9\n', 'program.md': 'new\n' }), 'edits outside the editable files (train.py): program.md');
+  assert.equal(
+    await attempt({ 'train.py': 'WIDTH = 9\n', 'program.md': 'new\n' }),
+    'edits outside the editable files (train.py): program.md',
+  );
   assert.equal(await attempt({ '../escape.py': 'X = 1\n' }), 'edit to a path outside the repository: ../escape.py');
   assert.match((await attempt({ 'train.py': 'WIDTH = 8 +* (\n' }))!, /^train\.py does not compile: .*SyntaxError/);
   assert.equal(await attempt({ 'train.py': 'WIDTH = 16\n' }), null);
   // A fix edits the crashed commit: back to the best's own code is a no-op too.
-  assert.match((await attempt({ 'train.py': 'WIDTH = 7\n' }, { 'train.py': 'WIDTH = 7\n', 'prepare.py': 'EVAL = 1\n' }))!, /^no-op edit: the result is identical to the best commit/);
+  assert.match(
+    (await attempt({ 'train.py': 'WIDTH = 7\n' }, { 'train.py': 'WIDTH = 7\n', 'prepare.py': 'EVAL = 1\n' }))!,
+    /^no-op edit: the result is identical to the best commit/,
+  );
   // A rejection reason is bounded, however many paths a proposal names.
   const many = Object.fromEntries(Array.from({ length: 1200 }, (_, i) => [`${'d'.repeat(900)}/${i}.py`, 'X = 1\n']));
   const reason = (await attempt(many))!;
-  assert.ok(reason.length <= 1000 && /\[cut: \d+ more characters\]$/.test(reason), `bounded with a marker (${reason.length} characters)`);
+  assert.ok(
+    reason.length <= 1000 && /\[cut: \d+ more characters\]$/.test(reason),
+    `bounded with a marker (${reason.length} characters)`,
+  );
 });
 
-test('pairRuns: each experiment in flight gets its own run, none while it judges; the best\'s re-runs stand apart', () => {
+test("pairRuns: each experiment in flight gets its own run, none while it judges; the best's re-runs stand apart", () => {
   const run = (experiment: number | undefined, slot: string): RunningRun => ({
-    ...(experiment === undefined ? {} : { experiment }), elapsedSec: 1, timeoutSec: 60, lastLine: '', slot, host: 'h', attempt: 1, sinceHeartbeatSec: 0, state: 'started',
+    ...(experiment === undefined ? {} : { experiment }),
+    elapsedSec: 1,
+    timeoutSec: 60,
+    lastLine: '',
+    slot,
+    host: 'h',
+    attempt: 1,
+    sinceHeartbeatSec: 0,
+    state: 'started',
   });
   const five = { experiment: 5, phase: 'train', description: 'wider' };
   const six = { experiment: 6, phase: 'judge', description: 'lower lr' };
@@ -35,10 +53,34 @@ test('pairRuns: each experiment in flight gets its own run, none while it judges
   const own = run(5, 'gpu0');
   const bestReRun = run(3, 'gpu1');
   const pairs = pairRuns([five, six, seven], [bestReRun, own]);
-  assert.deepEqual(pairs.map((p) => [p.flight?.experiment ?? null, p.run?.slot ?? null]), [[5, 'gpu0'], [6, null], [7, null], [null, 'gpu1']]);
+  assert.deepEqual(
+    pairs.map((p) => [p.flight?.experiment ?? null, p.run?.slot ?? null]),
+    [
+      [5, 'gpu0'],
+      [6, null],
+      [7, null],
+      [null, 'gpu1'],
+    ],
+  );
   // A run that has not beaten yet (no experiment named) goes to the one experiment training.
   const fresh = run(undefined, 'gpu0');
-  assert.deepEqual(pairRuns([six, five], [fresh]).map((p) => [p.flight?.experiment ?? null, p.run?.slot ?? null]), [[6, null], [5, 'gpu0']]);
+  assert.deepEqual(
+    pairRuns([six, five], [fresh]).map((p) => [p.flight?.experiment ?? null, p.run?.slot ?? null]),
+    [
+      [6, null],
+      [5, 'gpu0'],
+    ],
+  );
   // With two training it cannot say whose: a block of its own.
-  assert.deepEqual(pairRuns([five, { ...six, phase: 'confirm' }], [fresh]).map((p) => [p.flight?.experiment ?? null, p.run?.slot ?? null]), [[5, null], [6, null], [null, 'gpu0']]);
+  assert.deepEqual(
+    pairRuns([five, { ...six, phase: 'confirm' }], [fresh]).map((p) => [
+      p.flight?.experiment ?? null,
+      p.run?.slot ?? null,
+    ]),
+    [
+      [5, null],
+      [6, null],
+      [null, 'gpu0'],
+    ],
+  );
 });

@@ -39,10 +39,12 @@ function track(name: string, child: ChildProcess, logFile?: string): Proc {
   };
   child.stdout?.on('data', onData);
   child.stderr?.on('data', onData);
-  const exited = new Promise<Exit>((resolve) => child.on('exit', (code, signal) => {
-    dead = true;
-    resolve({ code, signal });
-  }));
+  const exited = new Promise<Exit>((resolve) =>
+    child.on('exit', (code, signal) => {
+      dead = true;
+      resolve({ code, signal });
+    }),
+  );
   return {
     name,
     pid: child.pid!,
@@ -84,12 +86,20 @@ export class PrivateServer {
   proc: Proc | null = null;
   readonly dbFile: string;
   readonly address: string;
-  private constructor(readonly cli: string, readonly dir: string, readonly port: number, readonly dynamicConfig: Record<string, unknown>) {
+  private constructor(
+    readonly cli: string,
+    readonly dir: string,
+    readonly port: number,
+    readonly dynamicConfig: Record<string, unknown>,
+  ) {
     this.dbFile = path.join(dir, 'temporal.db');
     this.address = `127.0.0.1:${port}`;
   }
 
-  static async create(dir: string, opts: { port?: number; dynamicConfig?: Record<string, unknown> } = {}): Promise<PrivateServer> {
+  static async create(
+    dir: string,
+    opts: { port?: number; dynamicConfig?: Record<string, unknown> } = {},
+  ): Promise<PrivateServer> {
     const cli = await findTemporalCli({ install: true });
     mkdirSync(dir, { recursive: true });
     const s = new PrivateServer(cli.path, dir, opts.port ?? (await freePort()), opts.dynamicConfig ?? {});
@@ -99,9 +109,28 @@ export class PrivateServer {
 
   async start(timeoutMs = 120_000): Promise<void> {
     if (this.proc?.alive()) throw new Error('server already running');
-    const args = ['server', 'start-dev', '--db-filename', this.dbFile, '--ip', '127.0.0.1', '--port', String(this.port), '--headless', '--namespace', 'default', '--log-level', 'warn'];
-    for (const [k, v] of Object.entries(this.dynamicConfig)) args.push('--dynamic-config-value', `${k}=${JSON.stringify(v)}`);
-    const proc = track('temporal', spawn(this.cli, args, { stdio: ['ignore', 'pipe', 'pipe'] }), path.join(this.dir, 'server.log'));
+    const args = [
+      'server',
+      'start-dev',
+      '--db-filename',
+      this.dbFile,
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(this.port),
+      '--headless',
+      '--namespace',
+      'default',
+      '--log-level',
+      'warn',
+    ];
+    for (const [k, v] of Object.entries(this.dynamicConfig))
+      args.push('--dynamic-config-value', `${k}=${JSON.stringify(v)}`);
+    const proc = track(
+      'temporal',
+      spawn(this.cli, args, { stdio: ['ignore', 'pipe', 'pipe'] }),
+      path.join(this.dir, 'server.log'),
+    );
     this.proc = proc;
     const deadline = Date.now() + timeoutMs;
     while ((await probe(this.address)) !== 'temporal') {
@@ -133,14 +162,23 @@ export class PrivateServer {
 
 /** `nightlab <args>` as a subprocess with its own environment (TEMPORAL_ADDRESS, NIGHTLAB_HOME, ...). */
 export function nightlab(args: string[], env: Record<string, string>, logFile?: string): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   return track(`nightlab ${args[0]}`, child, logFile);
 }
 
 const READY = { worker: /Orchestrator worker on/, 'gpu-worker': /GPU worker on/ } as const;
 
 /** Starts `nightlab worker` or `nightlab gpu-worker` and waits until it polls (its "... worker on" line). */
-export async function startWorker(kind: keyof typeof READY, env: Record<string, string>, args: string[] = [], logFile?: string): Promise<Proc> {
+export async function startWorker(
+  kind: keyof typeof READY,
+  env: Record<string, string>,
+  args: string[] = [],
+  logFile?: string,
+): Promise<Proc> {
   const p = nightlab([kind, ...args], env, logFile);
   const deadline = Date.now() + 180_000;
   while (!READY[kind].test(p.output())) {
@@ -190,7 +228,11 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
   /** The run config: `python3 hold.py train.py` with the hold's files in its environment. */
   run(env: Record<string, string> = {}, timeoutSec = 300) {
-    return { command: `exec python3 ${this.script} train.py`, env: { ...env, NL_PIDS: this.pids, NL_HOLD: this.hold, NL_HELD: this.held }, timeoutSec };
+    return {
+      command: `exec python3 ${this.script} train.py`,
+      env: { ...env, NL_PIDS: this.pids, NL_HOLD: this.hold, NL_HELD: this.held },
+      timeoutSec,
+    };
   }
 
   /** From now on, runs wait before training. */

@@ -12,7 +12,11 @@ let through = 0;
 try {
   const support = await sandboxSupport();
   console.log(`red team: ${support.ok ? `sandbox ${support.bwrap}` : `NO SANDBOX (${support.why})`}`);
-  const group = process.argv[2] as Parameters<typeof runRedTeam>[0] extends infer O ? (O extends { only?: infer G } ? G : never) : never;
+  const group = process.argv[2] as Parameters<typeof runRedTeam>[0] extends infer O
+    ? O extends { only?: infer G }
+      ? G
+      : never
+    : never;
   const results = await runRedTeam(group ? { only: group } : {});
   const width = Math.max(...results.map((r) => r.name.length));
   for (const r of results) {

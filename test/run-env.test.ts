@@ -9,28 +9,65 @@ import { spawn } from 'node:child_process';
 import { trainingEnv } from '../gpu-worker/env';
 import { tempDir } from './helpers';
 
-const RUN = { exitCode: 0, signal: null, killedFor: null, metric: 1.0, tail: 'step 1\n---\nval_bpb: 1.0', timeoutSec: 30, command: 'python3 train.py', metricName: 'val_bpb' } as Parameters<typeof classify>[0];
+const RUN = {
+  exitCode: 0,
+  signal: null,
+  killedFor: null,
+  metric: 1.0,
+  tail: 'step 1\n---\nval_bpb: 1.0',
+  timeoutSec: 30,
+  command: 'python3 train.py',
+  metricName: 'val_bpb',
+} as Parameters<typeof classify>[0];
 
 test('classify: timeout, command not found, out of memory, crash, no metric, ok', () => {
   const t = classify({ ...RUN, killedFor: 'timeout', exitCode: null, signal: 'SIGTERM', metric: null });
   assert.equal(t.outcome, 'timeout');
   assert.match(t.reason, /hard timeout of 30 s/);
-  assert.equal(classify({ ...RUN, killedFor: 'timeout', exitCode: 137, metric: null }).outcome, 'timeout', 'the timeout kill is not an OOM');
+  assert.equal(
+    classify({ ...RUN, killedFor: 'timeout', exitCode: 137, metric: null }).outcome,
+    'timeout',
+    'the timeout kill is not an OOM',
+  );
 
-  const nf = classify({ ...RUN, exitCode: 127, metric: null, tail: 'sh: 1: pythn3: not found', command: 'pythn3 train.py' });
+  const nf = classify({
+    ...RUN,
+    exitCode: 127,
+    metric: null,
+    tail: 'sh: 1: pythn3: not found',
+    command: 'pythn3 train.py',
+  });
   assert.equal(nf.outcome, 'crash');
   assert.match(nf.reason, /command not found \(exit 127\): pythn3 train\.py/);
 
-  const oomText = classify({ ...RUN, exitCode: 1, metric: null, tail: 'Traceback\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB' });
+  const oomText = classify({
+    ...RUN,
+    exitCode: 1,
+    metric: null,
+    tail: 'Traceback\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB',
+  });
   assert.equal(oomText.outcome, 'oom');
   assert.match(oomText.reason, /out of memory: torch\.OutOfMemoryError/);
-  assert.equal(classify({ ...RUN, exitCode: 137, metric: null, tail: 'step 5' }).outcome, 'oom', 'exit 137: killed by the OOM killer');
+  assert.equal(
+    classify({ ...RUN, exitCode: 137, metric: null, tail: 'step 5' }).outcome,
+    'oom',
+    'exit 137: killed by the OOM killer',
+  );
   assert.equal(classify({ ...RUN, exitCode: null, signal: 'SIGKILL', metric: null, tail: 'step 5' }).outcome, 'oom');
 
-  const crash = classify({ ...RUN, exitCode: 1, metric: null, tail: 'Traceback\nRuntimeError: boom: the model diverged\n' });
+  const crash = classify({
+    ...RUN,
+    exitCode: 1,
+    metric: null,
+    tail: 'Traceback\nRuntimeError: boom: the model diverged\n',
+  });
   assert.equal(crash.outcome, 'crash');
   assert.equal(crash.reason, 'exit 1: RuntimeError: boom: the model diverged');
-  assert.equal(classify({ ...RUN, exitCode: 2, metric: 1.0 }).outcome, 'crash', 'a metric does not excuse a failing exit');
+  assert.equal(
+    classify({ ...RUN, exitCode: 2, metric: 1.0 }).outcome,
+    'crash',
+    'a metric does not excuse a failing exit',
+  );
 
   const nm = classify({ ...RUN, exitCode: 0, metric: null, tail: 'step 1' });
   assert.equal(nm.outcome, 'no-metric');
@@ -56,7 +93,14 @@ test('trainingEnv: secrets on the worker never reach the run; PATH does; CUDA_VI
     process.env.PATH = '/opt/unit/bin:/usr/bin';
 
     const cpu = trainingEnv({ QUAD_SLEEP: '1', MY_TOKEN: 'from-config' }, null);
-    for (const k of ['ANTHROPIC_API_KEY', 'GITHUB_TOKEN', 'HF_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'SOME_RANDOM_VAR', 'MY_TOKEN']) {
+    for (const k of [
+      'ANTHROPIC_API_KEY',
+      'GITHUB_TOKEN',
+      'HF_TOKEN',
+      'AWS_SECRET_ACCESS_KEY',
+      'SOME_RANDOM_VAR',
+      'MY_TOKEN',
+    ]) {
       assert.equal(cpu[k], undefined, `${k} must not pass`);
     }
     assert.ok(!Object.values(cpu).some((v) => /sk-ant|ghp_|hf_unit/.test(v)), 'no secret value under any name');
@@ -77,13 +121,23 @@ test('trainingEnv: secrets on the worker never reach the run; PATH does; CUDA_VI
 test('reapOrphan kills the run recorded in run.pid, and nothing that only shares its number (another boot, another process)', async () => {
   const dir = tempDir();
   const pidFile = path.join(dir, 'run.pid');
-  const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
   const orphan = () => {
     const child = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
     child.unref();
     return child.pid!;
   };
-  const gone = async (pid: number) => { for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 20)); return !alive(pid); };
+  const gone = async (pid: number) => {
+    for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 20));
+    return !alive(pid);
+  };
   const pids: number[] = [];
   try {
     const pid = orphan();
@@ -115,7 +169,12 @@ test('reapOrphan kills the run recorded in run.pid, and nothing that only shares
     assert.ok(await gone(old));
     assert.equal(reapOrphan(pidFile), null, 'no file, nothing to do');
   } finally {
-    for (const p of pids) try { process.kill(-p, 'SIGKILL'); } catch { /* gone */ }
+    for (const p of pids)
+      try {
+        process.kill(-p, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
     rmSync(dir, { recursive: true, force: true });
   }
 });

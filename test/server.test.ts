@@ -14,8 +14,14 @@ import { ROOT, tempDir, waitFor } from './helpers';
 
 const BIN = path.join(ROOT, 'bin', 'nightlab.mjs');
 
-function nightlab(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; output: () => string; exit: Promise<number | null> } {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function nightlab(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): { child: ChildProcess; output: () => string; exit: Promise<number | null> } {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
@@ -42,7 +48,12 @@ test('the Temporal CLI is found in order: TEMPORAL_CLI, PATH, cache', async () =
 test('no Go and no internet: setup says exactly how to install the CLI', async () => {
   const cacheDir = tempDir();
   await assert.rejects(
-    findTemporalCli({ install: true, cacheDir, env: { PATH: '/nonexistent', HOME: cacheDir }, downloadUrl: 'http://127.0.0.1:1/cli' }),
+    findTemporalCli({
+      install: true,
+      cacheDir,
+      env: { PATH: '/nonexistent', HOME: cacheDir },
+      downloadUrl: 'http://127.0.0.1:1/cli',
+    }),
     (e: Error) => {
       assert.ok(e instanceof TemporalCliMissing);
       assert.match(e.message, /Go is not installed/);
@@ -53,7 +64,12 @@ test('no Go and no internet: setup says exactly how to install the CLI', async (
     },
   );
   // The same through the command line: exit status 2 and the message, nothing started.
-  const r = nightlab(['setup'], { PATH: path.dirname(process.execPath), XDG_CACHE_HOME: cacheDir, TEMPORAL_CLI: '', NIGHTLAB_TEMPORAL_DOWNLOAD_URL: 'http://127.0.0.1:1/cli' });
+  const r = nightlab(['setup'], {
+    PATH: path.dirname(process.execPath),
+    XDG_CACHE_HOME: cacheDir,
+    TEMPORAL_CLI: '',
+    NIGHTLAB_TEMPORAL_DOWNLOAD_URL: 'http://127.0.0.1:1/cli',
+  });
   assert.equal(await r.exit, 2);
   assert.match(r.output(), /Could not get the Temporal CLI/);
 });
@@ -103,7 +119,10 @@ test('a port held by something that is not Temporal gets a clear error', async (
   try {
     const r = nightlab(['server', '--port', String(port), '--data-dir', tempDir()]);
     assert.equal(await r.exit, 2);
-    assert.match(r.output(), new RegExp(`Port ${port} on 127.0.0.1 is in use by something that is not a Temporal server`));
+    assert.match(
+      r.output(),
+      new RegExp(`Port ${port} on 127.0.0.1 is in use by something that is not a Temporal server`),
+    );
   } finally {
     busy.close();
   }

@@ -24,7 +24,10 @@ test('tiny-lm: baseline and experiments with the offline proposer; the branch en
     assert.equal(s.experiments, 4);
     const rows = experiments(c.campaignDir);
     assert.equal(rows.length, 5);
-    assert.ok(rows.every((r) => r.status !== 'crash'), rows.map((r) => `${r.experiment} ${r.status} ${r.reason}`).join('\n'));
+    assert.ok(
+      rows.every((r) => r.status !== 'crash'),
+      rows.map((r) => `${r.experiment} ${r.status} ${r.reason}`).join('\n'),
+    );
     // A character model on Shakespeare: bits per byte well under uniform (log2 65 = 6.02).
     assert.ok(s.baselineMetric! > 2 && s.baselineMetric! < 4, `baseline val_bpb ${s.baselineMetric}`);
     assert.ok(s.noiseSigma !== null && s.noiseSigma > 0, 'seeds move val_bpb: the noise is measured');

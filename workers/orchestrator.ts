@@ -1,7 +1,12 @@
 // The orchestrator worker: the campaign workflows plus their CPU activities (propose, record, git).
 import { fileURLToPath } from 'node:url';
 import { closeInheritedFds } from '../lib/supervise';
-import { Worker, bundleWorkflowCode, type NativeConnection, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import {
+  Worker,
+  bundleWorkflowCode,
+  type NativeConnection,
+  type WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import { ORCHESTRATOR_TASK_QUEUE, DEFAULT_NAMESPACE } from '../common/shared';
 
@@ -15,7 +20,10 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
 }
 
 const quietBundlerLogger = {
-  trace() {}, debug() {}, info() {}, log() {},
+  trace() {},
+  debug() {},
+  info() {},
+  log() {},
   warn: (m: string) => console.warn(m),
   error: (m: string) => console.error(m),
 } as never;

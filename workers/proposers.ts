@@ -6,5 +6,7 @@ import { anthropicProposer } from '../proposers/anthropic';
 
 export function workerProposers(env: NodeJS.ProcessEnv = process.env): NonNullable<ActivityDeps['proposers']> {
   if (!env.ANTHROPIC_API_KEY) return {};
-  return { anthropic: anthropicProposer({ apiKey: env.ANTHROPIC_API_KEY, baseURL: env.ANTHROPIC_BASE_URL || undefined }) };
+  return {
+    anthropic: anthropicProposer({ apiKey: env.ANTHROPIC_API_KEY, baseURL: env.ANTHROPIC_BASE_URL || undefined }),
+  };
 }

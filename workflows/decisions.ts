@@ -3,7 +3,6 @@
 import type { CampaignCarry, CrashFix, Group, Pool, RunResult } from '../common/shared';
 import type { CampaignConfig } from '../common/config';
 
-
 export const EMPTY_GROUP: Group = { n: 0, mean: 0, m2: 0 };
 
 /** Welford's update: identical runs give exactly zero spread, whatever their size. */

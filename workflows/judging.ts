@@ -19,7 +19,6 @@ import {
   type NoisePolicy,
 } from './decisions';
 
-
 /** A rebase can race another keep; after this many rounds the candidate is discarded. */
 const MAX_ROUNDS = 3;
 
