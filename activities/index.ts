@@ -4,7 +4,13 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { CampaignConfig } from '../common/config';
-import { experimentRef, type ExperimentRecord, type Proposal, type RunRecord } from '../common/shared';
+import {
+  experimentRef,
+  type ExperimentRecord,
+  type ProposeArgs,
+  type Proposal,
+  type RunRecord,
+} from '../common/shared';
 import { ProposalRejected, buildContext, renderContext, type Proposer } from '../proposers/context';
 import {
   applyChange,
@@ -32,19 +38,6 @@ const PROPOSE_HEARTBEAT_MS = 20_000;
 export interface ActivityDeps {
   /** Proposers by kind; `mutate` and `command` are built in, `anthropic` is added by the worker. */
   proposers?: Partial<Record<CampaignConfig['proposer']['kind'], Proposer>>;
-}
-
-export interface ProposeArgs {
-  tag: string;
-  experiment: number;
-  attempt: number;
-  repo: string;
-  campaignDir: string;
-  config: CampaignConfig;
-  parentSha: string;
-  fix: { sha: string; experiment: number } | null;
-  notes: string[];
-  instructionsOverride: string | null;
 }
 
 interface ProposalMeta {

@@ -74,6 +74,20 @@ export interface RunHeartbeat {
   host?: string;
 }
 
+/** What the campaign asks a proposer for: experiment n's attempt, on top of `parentSha` (or a fix of a crash). */
+export interface ProposeArgs {
+  tag: string;
+  experiment: number;
+  attempt: number;
+  repo: string;
+  campaignDir: string;
+  config: CampaignConfig;
+  parentSha: string;
+  fix: { sha: string; experiment: number } | null;
+  notes: string[];
+  instructionsOverride: string | null;
+}
+
 export interface RunRequest {
   tag: string;
   experiment: number;

@@ -71,8 +71,50 @@ export async function evaluate(a: EvaluationArgs): Promise<Evaluation> {
     TORCHINDUCTOR_CACHE_DIR: path.join(tmp, 'inductor'),
     UV_CACHE_DIR: path.join(tmp, 'uv'),
   });
-  const persisted = (dir: string): Mount[] =>
-    [...persist.map((p) => path.join(dir, p)), ...a.tools].map((p) => ({ path: p, mode: 'ro' as const }));
+  /** The candidate's workspace and its persisted folders (a virtualenv), read-only. */
+  const candidate = (): Mount[] =>
+    [places.workspace, ...persist.map((p) => path.join(places.workspace, p)), ...a.tools].map((p) => ({
+      path: p,
+      mode: 'ro' as const,
+    }));
+  /**
+   * One process of the evaluation, confined and started: it reads `reads` and Nightlab's output
+   * folder, writes only its throwaway `tmp`; `fds` is where its extra pipes begin (3 when it talks
+   * to the other process over fd 3, whose seccomp filter then goes above it).
+   */
+  const start = async (o: {
+    dir: string;
+    reads: Mount[];
+    tmp: string;
+    command: string;
+    gpus: boolean | string[];
+    log: CappedLog;
+    noLocks?: boolean;
+    pair?: boolean;
+    pidFile?: string;
+  }) => {
+    const spec = {
+      cwd: o.dir,
+      mounts: [...o.reads, { path: a.outDir, mode: 'ro' as const }, { path: o.tmp, mode: 'rw' as const }],
+      env: envFor(o.tmp),
+      protect: a.protect,
+      readOnly: a.readOnly,
+      gpus: o.gpus,
+      ...(o.noLocks ? { noLocks: true } : {}),
+    };
+    const p = await confined(a.sandbox, spec, o.command, o.pair ? 4 : 3);
+    return supervise({
+      argv: p.argv,
+      cwd: o.dir,
+      env: p.env,
+      timeoutSec,
+      signal: a.ctx.cancellationSignal,
+      log: o.log,
+      ...(o.pair ? { extraPipes: 1 } : {}),
+      ...(o.pidFile ? { pidFile: o.pidFile } : {}),
+      feed: p.feed,
+    });
+  };
   const started = Date.now();
   const done = (failure: string | null, how = ''): Evaluation => {
     if (failure && how) evalLog.write(`=== nightlab: ${how}\n`);
@@ -83,34 +125,17 @@ export async function evaluate(a: EvaluationArgs): Promise<Evaluation> {
   if (!ev.model) {
     // The candidate, fresh (nothing training left), with the held-out data, read-only.
     await freshTree(places.cache, places.workspace, req.sha, { keep: persist });
-    const tmp = scratch('eval-tmp');
-    const scorer = await confined(
-      a.sandbox,
-      {
-        cwd: places.workspace,
-        mounts: [
-          { path: places.workspace, mode: 'ro' },
-          ...persisted(places.workspace),
-          { path: a.outDir, mode: 'ro' },
-          { path: tmp, mode: 'rw' },
-        ],
-        env: envFor(tmp),
-        protect: a.protect,
-        readOnly: a.readOnly,
+    const run = await (
+      await start({
+        dir: places.workspace,
+        reads: candidate(),
+        tmp: scratch('eval-tmp'),
+        command: ev.command,
         gpus: a.gpus,
-      },
-      ev.command,
-    );
-    const run = await supervise({
-      argv: scorer.argv,
-      cwd: places.workspace,
-      env: scorer.env,
-      timeoutSec,
-      signal: a.ctx.cancellationSignal,
-      log: evalLog,
-      pidFile: a.pidFile,
-      feed: scorer.feed,
-    }).done;
+        log: evalLog,
+        pidFile: a.pidFile,
+      })
+    ).done;
     const changed = guardChanges(places.workspace, a.guard);
     return done(
       failureOf(run, null) ??
@@ -127,68 +152,29 @@ export async function evaluate(a: EvaluationArgs): Promise<Evaluation> {
   if (before.length) return done(`held-out data ${before.join(', ')} is not the campaign's base`);
   // The model: the candidate, fresh, without the held-out data.
   await freshTree(places.cache, places.workspace, req.sha, { omit: heldOut, keep: persist });
-  const modelTmp = scratch('model-tmp');
-  const scorerTmp = scratch('eval-tmp');
   const modelLog = new CappedLog(a.logPath.replace(/\.log$/, '.model.log'), req.maxLogBytes);
   modelLog.write(
     `${ATTEMPT_HEADER}${req.tag} experiment ${req.experiment} run ${req.run} attempt ${a.ctx.info.attempt}: model for the evaluation: ${ev.model}\n=== ${a.sandbox.header}\n`,
   );
-  const model = await confined(
-    a.sandbox,
-    {
-      cwd: places.workspace,
-      mounts: [
-        { path: places.workspace, mode: 'ro' },
-        ...persisted(places.workspace),
-        { path: a.outDir, mode: 'ro' },
-        { path: modelTmp, mode: 'rw' },
-      ],
-      env: envFor(modelTmp),
-      protect: a.protect,
-      readOnly: a.readOnly,
-      gpus: a.gpus,
-      noLocks: true,
-    },
-    ev.model,
-    4,
-  );
-  const scorer = await confined(
-    a.sandbox,
-    {
-      cwd: scorerDir,
-      mounts: [
-        { path: scorerDir, mode: 'ro' },
-        { path: a.outDir, mode: 'ro' },
-        { path: scorerTmp, mode: 'rw' },
-      ],
-      env: envFor(scorerTmp),
-      protect: a.protect,
-      readOnly: a.readOnly,
-      gpus: false,
-    },
-    ev.command,
-    4,
-  );
-  const m = supervise({
-    argv: model.argv,
-    cwd: places.workspace,
-    env: model.env,
-    timeoutSec,
-    signal: a.ctx.cancellationSignal,
+  const m = await start({
+    dir: places.workspace,
+    reads: candidate(),
+    tmp: scratch('model-tmp'),
+    command: ev.model,
+    gpus: a.gpus,
     log: modelLog,
-    extraPipes: 1,
-    feed: model.feed,
+    noLocks: true,
+    pair: true,
   });
-  const s = supervise({
-    argv: scorer.argv,
-    cwd: scorerDir,
-    env: scorer.env,
-    timeoutSec,
-    signal: a.ctx.cancellationSignal,
+  const s = await start({
+    dir: scorerDir,
+    reads: [{ path: scorerDir, mode: 'ro' }],
+    tmp: scratch('eval-tmp'),
+    command: ev.command,
+    gpus: false,
     log: evalLog,
-    extraPipes: 1,
+    pair: true,
     pidFile: a.pidFile,
-    feed: scorer.feed,
   });
   // fd 3 of one is fd 3 of the other: the only channel between them.
   const [toModel, toScorer] = [s.child.stdio[3], m.child.stdio[3]] as unknown as NodeJS.ReadWriteStream[];

@@ -1,7 +1,7 @@
 // What a proposer sees, assembled from the ledger by one function: instructions, steering notes,
 // the files, a compact history and the best so far. Held-out figures and secrets never enter it.
 import type { CampaignConfig } from '../common/config';
-import type { TokenUsage } from '../common/shared';
+import type { ProposeArgs, TokenUsage } from '../common/shared';
 import { experimentRef } from '../common/shared';
 import { diffOf, refSubjects, showFiles } from '../lib/git';
 import { experiments, readLedger } from '../lib/ledger';
@@ -55,18 +55,7 @@ export type Proposer = (ctx: ProposerContext, signal: AbortSignal) => Promise<Pr
 /** The most recent experiments the proposer is shown; older ones are summarised by count. */
 const HISTORY_LINES = 60;
 
-export async function buildContext(args: {
-  tag: string;
-  experiment: number;
-  attempt: number;
-  repo: string;
-  campaignDir: string;
-  config: CampaignConfig;
-  parentSha: string;
-  fix: { sha: string; experiment: number } | null;
-  notes: string[];
-  instructionsOverride: string | null;
-}): Promise<ProposerContext> {
+export async function buildContext(args: ProposeArgs): Promise<ProposerContext> {
   const { config, repo } = args;
   const codeSha = args.fix?.sha ?? args.parentSha;
   const read = async (files: string[], sha: string) =>
