@@ -37,7 +37,7 @@ function facts(over: Partial<ExperimentFacts>): ExperimentFacts {
     },
     before: 0.9,
     fixOf: null,
-    bestRuns: [],
+    bestReRuns: [],
     ...over,
   };
 }
@@ -69,7 +69,7 @@ test("experimentRecord: a keep is measured against the best before it, with ever
     runs: 2,
     group: { n: 1, mean: 0.82, m2: 0 },
   } as const;
-  const args = experimentRecord(facts({ runs, judgement, bestRuns: [rerun] }), PLACE);
+  const args = experimentRecord(facts({ runs, judgement, bestReRuns: [rerun] }), PLACE);
   const row = args.record;
   assert.equal(row.status, 'keep');
   assert.equal(row.metric, 0.82);

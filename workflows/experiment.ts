@@ -92,12 +92,12 @@ export async function experiment(lab: Lab, n: number): Promise<void> {
   }
 
   const runs: RunResult[] = [first];
-  const bestRuns: RunRecord[] = [];
+  const bestReRuns: RunRecord[] = [];
   // Decided keeps take effect at once, for every experiment in flight (older campaigns: once recorded).
   const keepAtOnce = patched(KEEP_AT_DECISION);
   // A gain far beyond anything seen is confirmed on clean caches and flagged (older campaigns: not judged so).
   const suspects = patched(SUSPECT_GAINS) ? { largestGain: s.largestGain ?? null } : undefined;
-  const io = judgingIO(lab, c, { runs, bestRuns, keepAtOnce });
+  const io = judgingIO(lab, c, { runs, bestReRuns, keepAtOnce });
   const judgement = await judgeCandidate(lite(first), state.noise()!, noisePolicy(config), io, suspects);
 
   flight.phase = 'record';
@@ -109,7 +109,7 @@ export async function experiment(lab: Lab, n: number): Promise<void> {
     const fixes = config.proposer.kind !== 'mutate'; // random search cannot read a traceback: only agents fix
     s.fix = fixes ? nextFix(fix, { sha: c.sha, experiment: n }, config.crash.maxFixAttempts) : null;
   }
-  await steps.record({ n, candidate: c, runs, judgement, before, fixOf: fix?.experiment ?? null, bestRuns });
+  await steps.record({ n, candidate: c, runs, judgement, before, fixOf: fix?.experiment ?? null, bestReRuns });
   s.experiments += 1;
   state.announce(`experiment ${n}: ${judgement.kind} — ${c.description}`);
 }
@@ -214,7 +214,7 @@ async function inSlot(
 function judgingIO(
   lab: Lab,
   c: Candidate,
-  o: { runs: RunResult[]; bestRuns: RunRecord[]; keepAtOnce: boolean },
+  o: { runs: RunResult[]; bestReRuns: RunRecord[]; keepAtOnce: boolean },
 ): JudgingIO {
   const { tag, state, slots, steps } = lab;
   return {
@@ -231,7 +231,7 @@ function judgingIO(
         // On clean caches: what another run left in them could only drag the best's mean down.
         const description = `re-run of the best (experiment ${best.experiment})`;
         const r = await steps.run({ experiment: best.experiment, run, sha: best.sha, description, fresh: true });
-        o.bestRuns.push(runRecord({ tag, experiment: best.experiment, run, commit: best.sha, result: r }));
+        o.bestReRuns.push(runRecord({ tag, experiment: best.experiment, run, commit: best.sha, result: r }));
         return lite(r);
       }),
     onBest: () => c.parent === state.carry.best!.sha,

@@ -19,7 +19,8 @@ export interface ExperimentFacts {
   /** The best's mean it was compared with (null for the baseline): its delta is from this. */
   before: number | null;
   fixOf: number | null;
-  bestRuns: RunRecord[];
+  /** Re-runs of the best made while this experiment was judged (the config's `bestRuns` is their target count). */
+  bestReRuns: RunRecord[];
 }
 
 /** The baseline as an experiment: number 0, on the base commit, compared with nothing. */
@@ -29,7 +30,7 @@ export function baselineFacts(
   judgement: ExperimentFacts['judgement'],
 ): ExperimentFacts {
   const candidate = { sha, parent: sha, description: 'baseline', costUsd: 0 };
-  return { n: 0, candidate, runs, judgement, before: null, fixOf: null, bestRuns: [] };
+  return { n: 0, candidate, runs, judgement, before: null, fixOf: null, bestReRuns: [] };
 }
 
 /** Where the experiment is recorded, and the campaign's figures at the time. */
@@ -111,7 +112,7 @@ export function experimentRecord(f: ExperimentFacts, at: RecordPlace): RecordArg
     record: row,
     metricName: at.metricName,
     logTail: main.logTail,
-    runs: [...runRows, ...f.bestRuns],
+    runs: [...runRows, ...f.bestReRuns],
   };
 }
 
