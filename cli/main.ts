@@ -274,11 +274,14 @@ export async function worker(o: { maxActivities?: number }): Promise<void> {
   await connection.close();
 }
 
-export async function gpuWorker(o: { gpus?: string; taskQueue?: string }, cmd: Command): Promise<void> {
+export async function gpuWorker(
+  o: { gpus?: string; gpusPerSlot?: number; taskQueue?: string },
+  cmd: Command,
+): Promise<void> {
   const { connectWorker, nightlabHome, temporalAddress, temporalNamespace } = await import('../ops/connection');
-  const { createGpuWorkers, resolveSlots, SHUTDOWN_GRACE } = await import('../gpu-worker/worker');
-  // A --gpus value it cannot read is a usage error; a GPU table it cannot get is not.
-  const slots = await usageErrors(cmd, resolveSlots(o.gpus), (e) => e.message.startsWith('--gpus:'));
+  const { createGpuWorkers, resolveSlots, SlotsError, SHUTDOWN_GRACE } = await import('../gpu-worker/worker');
+  // GPUs it cannot read or group as asked are a usage error; a GPU table it cannot get is not.
+  const slots = await usageErrors(cmd, resolveSlots(o.gpus, o.gpusPerSlot), (e) => e instanceof SlotsError);
   const connection = await connectWorker();
   const home = nightlabHome();
   const namespace = temporalNamespace();

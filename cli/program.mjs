@@ -152,7 +152,20 @@ export function buildProgram() {
     .command('gpu-worker')
     .description('run training on this host: one run per GPU slot')
     .addOption(
-      new Option('--gpus <list>', 'GPU indexes (0,1,...), all, or cpu (default: one CPU slot)').env('NIGHTLAB_GPUS'),
+      new Option(
+        '--gpus <list>',
+        'GPU indexes (0,1,...; counted within an inherited CUDA_VISIBLE_DEVICES), all, or cpu ' +
+          '(default: the GPUs CUDA_VISIBLE_DEVICES names, else one CPU slot)',
+      ).env('NIGHTLAB_GPUS'),
+    )
+    .addOption(
+      new Option(
+        '--gpus-per-slot <n>',
+        'GPUs per slot, for runs that train on several (torchrun); must divide the GPUs',
+      )
+        .env('NIGHTLAB_GPUS_PER_SLOT')
+        .argParser(wholeNumber(1))
+        .default(1),
     )
     .option('--task-queue <name>', 'take runs from this queue (default nightlab-gpu; see start --gpu-task-queue)')
     .action(run('gpuWorker'));

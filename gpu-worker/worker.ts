@@ -20,22 +20,133 @@ export const HEARTBEAT_THROTTLE = '10s';
 /** A run that died of a signal waits this long for its worker's own stop to show before it counts. */
 const SETTLE_MS = 2_000;
 
-/** `--gpus 0,1` → two slots; `--gpus all` → every GPU nvidia-smi lists; none → one CPU slot. */
-export async function resolveSlots(gpus: string | undefined): Promise<Slot[]> {
+/**
+ * The host's GPU slots, from `--gpus` and `--gpus-per-slot` within the GPUs the worker inherited.
+ *
+ * - An inherited CUDA_VISIBLE_DEVICES (a scheduler's allocation, a shell's export) bounds what the
+ *   worker may use: with no `--gpus` it uses those; `--gpus all` means all of those; `--gpus 0,1`
+ *   counts within them, as CUDA does (with CUDA_VISIBLE_DEVICES=2,3, `--gpus 0` is GPU 2).
+ * - Indexes are nvidia-smi's (PCI bus order, which CUDA follows with CUDA_DEVICE_ORDER=PCI_BUS_ID);
+ *   a slot names its GPUs by UUID, so no ordering can move a run onto another slot's GPU.
+ * - `--gpus-per-slot N` groups the GPUs N at a time (torchrun over N GPUs); N must divide them.
+ * - No GPU asked for: one CPU slot. `--gpus all` where nvidia-smi lists none is an error, not a CPU slot.
+ */
+export async function resolveSlots(
+  gpus: string | undefined,
+  perSlot = 1,
+  visible = process.env.CUDA_VISIBLE_DEVICES,
+): Promise<Slot[]> {
+  const cpuOnly = gpus?.trim() === 'cpu' || (!gpus?.trim() && visible === undefined);
+  return planSlots({ gpus, perSlot, visible }, cpuOnly ? [] : await gpuTable());
+}
+
+/** What the operator asked for: the worker's flags and the CUDA_VISIBLE_DEVICES it inherited. */
+export interface SlotRequest {
+  /** `--gpus`: nvidia-smi indexes or UUIDs (comma separated), all, cpu, or nothing. */
+  gpus?: string;
+  /** `--gpus-per-slot`: the GPUs each slot gets (default 1). */
+  perSlot?: number;
+  /** The inherited CUDA_VISIBLE_DEVICES, undefined when unset ("" or -1: no GPU). */
+  visible?: string;
+}
+
+/** A request that cannot be met as written: a usage error, found before the worker connects. */
+export class SlotsError extends Error {}
+
+/** The slots for a request, given the host's GPU table (empty when nvidia-smi is not there): pure. */
+export function planSlots(req: SlotRequest, table: GpuEntry[]): Slot[] {
+  const perSlot = req.perSlot ?? 1;
+  const ids = chosenGpus(req, table);
+  if (!ids.length) {
+    if (perSlot > 1)
+      throw new SlotsError(`--gpus-per-slot ${perSlot}: this worker has no GPU to group (name them with --gpus)`);
+    return [{ name: 'cpu', devices: null }];
+  }
+  if (ids.length % perSlot !== 0)
+    throw new SlotsError(
+      `--gpus-per-slot ${perSlot}: ${ids.length} GPU(s) (${ids.join(', ')}) do not divide into slots of ${perSlot}; ` +
+        `use a count that divides ${ids.length}, or name a multiple of ${perSlot} GPUs with --gpus`,
+    );
+  const slots: Slot[] = [];
+  for (let i = 0; i < ids.length; i += perSlot) slots.push(slotOf(ids.slice(i, i + perSlot), table));
+  return slots;
+}
+
+/** The GPUs the worker uses, each by its nvidia-smi index where the table has it, else as written. */
+function chosenGpus(req: SlotRequest, table: GpuEntry[]): string[] {
+  const gpus = req.gpus?.trim();
+  if (gpus === 'cpu') return [];
+  const visible = req.visible === undefined ? null : visibleGpus(req.visible, table);
+  const hidden = `CUDA_VISIBLE_DEVICES="${req.visible}" hides every GPU from this worker`;
   let ids: string[];
-  if (gpus === undefined || gpus === '' || gpus === 'cpu') ids = [];
-  else if (gpus === 'all') ids = await listGpus();
-  else
+  if (!gpus) ids = visible ?? [];
+  else if (gpus === 'all') {
+    ids = visible ?? table.map((g) => g.index);
+    if (visible?.length === 0) throw new SlotsError(`--gpus all: ${hidden}`);
+    if (!ids.length)
+      throw new Error(
+        '--gpus all: nvidia-smi lists no GPU on this host (is the NVIDIA driver loaded? in a container, are GPUs ' +
+          'reserved for it?); use --gpus cpu for a CPU slot',
+      );
+  } else {
+    if (visible?.length === 0) throw new SlotsError(`--gpus ${gpus}: ${hidden}`);
     ids = gpus
       .split(',')
       .map((g) => g.trim())
-      .filter(Boolean);
-  for (const id of ids)
-    if (!/^\d+$/.test(id) && !/^GPU-[\w-]+$/.test(id))
-      throw new Error(`--gpus: "${id}" is not a GPU index (use e.g. --gpus 0,1 or --gpus all)`);
-  if (!ids.length) return [{ name: 'cpu', devices: null }];
-  const table = await gpuTable();
-  return ids.map((id) => ({ name: `gpu${id}`, devices: id, ...slotNodes(id, table) }));
+      .filter(Boolean)
+      .map((id) => pick(id, visible, req.visible, table));
+  }
+  const twice = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (twice !== undefined) throw new SlotsError(`--gpus: GPU ${twice} is named twice (a GPU belongs to one slot)`);
+  return ids;
+}
+
+const GPU_ID = /^(\d+|(GPU|MIG)-[\w/-]+)$/;
+
+/** One `--gpus` entry: an index counts within the visible GPUs when CUDA_VISIBLE_DEVICES is set. */
+function pick(id: string, visible: string[] | null, raw: string | undefined, table: GpuEntry[]): string {
+  if (!GPU_ID.test(id)) throw new SlotsError(`--gpus: "${id}" is not a GPU index (use e.g. --gpus 0,1 or --gpus all)`);
+  if (visible === null) return identify(id, table, '--gpus');
+  const within = `the ${visible.length} GPU(s) that CUDA_VISIBLE_DEVICES=${raw} makes visible to this worker`;
+  if (/^\d+$/.test(id)) {
+    if (Number(id) < visible.length) return visible[Number(id)];
+    throw new SlotsError(
+      `--gpus: ${id} is not among ${within} (--gpus counts within them: 0 to ${visible.length - 1})`,
+    );
+  }
+  const gpu = identify(id, table, '--gpus');
+  if (!visible.includes(gpu)) throw new SlotsError(`--gpus: ${id} is not among ${within}`);
+  return gpu;
+}
+
+/** The GPUs an inherited CUDA_VISIBLE_DEVICES leaves this worker ("", -1 and NoDevFiles: none). */
+function visibleGpus(raw: string, table: GpuEntry[]): string[] {
+  if (['', '-1', 'NoDevFiles'].includes(raw.trim())) return [];
+  return raw.split(',').map((entry) => {
+    const id = entry.trim();
+    if (!GPU_ID.test(id))
+      throw new SlotsError(`CUDA_VISIBLE_DEVICES="${raw}": "${id}" is not a GPU index or UUID (unset it, or fix it)`);
+    return identify(id, table, `CUDA_VISIBLE_DEVICES="${raw}"`);
+  });
+}
+
+/** A GPU's nvidia-smi index, found by index, UUID or a unique UUID prefix (as CUDA accepts). */
+function identify(id: string, table: GpuEntry[], source: string): string {
+  if (!table.length || id.startsWith('MIG-')) return id;
+  const exact = table.find((g) => g.index === id || g.uuid === id);
+  const prefixed = table.filter((g) => !/^\d+$/.test(id) && g.uuid.startsWith(id));
+  const gpu = exact ?? (prefixed.length === 1 ? prefixed[0] : undefined);
+  if (gpu) return gpu.index;
+  throw new SlotsError(
+    `${source}: no GPU ${id} on this host (nvidia-smi lists ${table.map((g) => g.index).join(', ')})`,
+  );
+}
+
+/** A slot of one or more GPUs: named by their indexes, given by UUID, with their device nodes. */
+function slotOf(ids: string[], table: GpuEntry[]): Slot {
+  const name = `gpu${ids.join('+')}`.replace(/[^\w.+-]/g, '_');
+  const devices = ids.map((id) => table.find((g) => g.index === id)?.uuid ?? id).join(',');
+  return { name, devices, ...slotNodes(ids, table) };
 }
 
 /** A GPU as the driver lists it: nvidia-smi's index and UUID, and its device node's minor number. */
@@ -54,17 +165,24 @@ const CONTROL_NODES = [
 ];
 
 /**
- * The device nodes a slot's sandbox gets: its own GPU's /dev/nvidiaN and the driver's control
- * nodes, never another slot's GPU. CUDA then numbers the one GPU it can open 0, so the slot names
- * it by UUID. Nothing when the table is unknown (the sandbox then shows every GPU, as before).
+ * The device nodes a slot's sandbox gets: its own GPUs' /dev/nvidiaN and the driver's control
+ * nodes, never another slot's GPU. CUDA then numbers the GPUs it can open from 0, so the slot names
+ * them by UUID. Nothing when the table does not know them all (the sandbox then shows every GPU, as before).
  */
-export function slotNodes(id: string, gpus: GpuEntry[]): { devices?: string; nodes?: string[] } {
-  const gpu = gpus.find((g) => g.index === id || g.uuid === id);
-  if (!gpu || gpu.minor === null) return {};
-  return { devices: gpu.uuid, nodes: [`/dev/nvidia${gpu.minor}`, ...CONTROL_NODES] };
+export function slotNodes(ids: string | string[], gpus: GpuEntry[]): { devices?: string; nodes?: string[] } {
+  const group = ([] as string[]).concat(ids).map((id) => gpus.find((g) => g.index === id || g.uuid === id));
+  const known = group.filter((g): g is GpuEntry & { minor: number } => g !== undefined && g.minor !== null);
+  if (!group.length || known.length < group.length) return {};
+  return {
+    devices: known.map((g) => g.uuid).join(','),
+    nodes: [...known.map((g) => `/dev/nvidia${g.minor}`), ...CONTROL_NODES],
+  };
 }
 
-/** nvidia-smi's index and UUID of each GPU, with the minor number from /proc/driver/nvidia. */
+/**
+ * nvidia-smi's index and UUID of each GPU, with the minor number from /proc/driver/nvidia. nvidia-smi
+ * numbers GPUs in PCI bus order whatever CUDA_DEVICE_ORDER says: the order slot indexes follow.
+ */
 export async function gpuTable(procDir = '/proc/driver/nvidia/gpus'): Promise<GpuEntry[]> {
   let listed: string;
   try {

@@ -1,8 +1,15 @@
 // Validates the docker-compose deployment without a Docker engine: `docker compose config`
 // (or docker-compose >= 1.29) checks the file against the Compose schema and prints it
 // normalized; we then assert the wiring: PostgreSQL -> schema job -> Temporal -> namespace
-// job -> UI and both Nightlab workers, and that the API key reaches the orchestrator only.
+// job -> UI and both Nightlab workers, that the API key reaches the orchestrator only, that
+// the usage lines name commands and flags that exist, and the settings the workers need in a
+// container (the sandbox's namespaces, the GPU worker's stop grace and /dev/shm, the UI link).
+// The systemd units in deploy/systemd are checked here too (with systemd-analyze where it is).
+import type { Command } from 'commander';
 import { SEARCH_ATTRIBUTES } from '../common/shared';
+import { buildProgram } from '../cli/main';
+import { SHUTDOWN_GRACE } from '../gpu-worker/worker';
+import { KILL_GRACE_MS } from '../lib/supervise';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -15,6 +22,9 @@ import { SERVER_DYNAMIC_CONFIG } from '../ops/server';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const COMPOSE_FILE = path.join(ROOT, 'docker-compose.yml');
+const DOCKERFILE = path.join(ROOT, 'Dockerfile');
+/** What a stopping GPU worker may still need after its shutdown and kill graces: reporting the cancelled runs. */
+const STOP_MARGIN_S = 10;
 const API_KEY_SENTINEL = 'sk-ant-compose-test-sentinel-0123456789';
 
 // ---------------------------------------------------------------- running compose config
@@ -169,12 +179,95 @@ function services(doc: Doc) {
   return { postgres, schema, server, namespace, ui, orchestrator, gpu };
 }
 
-/** Go-style duration ("720h", "30d", "1h30m") in hours. */
+/** Go-style duration ("720h", "30d", "1h30m", "1m0s") in hours. */
 function durationHours(s: string): number {
   const units: Record<string, number> = { d: 24, h: 1, m: 1 / 60, s: 1 / 3600 };
   const parts = [...s.matchAll(/(\d+(?:\.\d+)?)([dhms])/g)];
   assert.ok(parts.length > 0 && parts.map((p) => p[0]).join('') === s, `not a duration: ${s}`);
   return parts.reduce((h, p) => h + Number(p[1]) * units[p[2]], 0);
+}
+
+/** A Compose byte size ("16gb", "512m", or bytes as Compose v2 normalizes it) in bytes. */
+function bytesOf(v: string | number): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)b?$/i.exec(String(v));
+  assert.ok(m, `not a size: ${v}`);
+  return Number(m[1]) * 1024 ** ' kmg'.indexOf((m[2] || ' ').toLowerCase());
+}
+
+/** The comment lines of a file joined across trailing backslashes, `#` and indentation dropped. */
+function commentCommands(file: string): string[] {
+  const lines = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('#'))
+    .map((l) => l.replace(/^#\s*/, ''));
+  return lines.join('\n').replace(/\\\n/g, ' ').split('\n');
+}
+
+/** The lines of a Markdown file's fenced code blocks, joined across trailing backslashes. */
+function codeBlockLines(file: string): string[] {
+  const blocks = readFileSync(file, 'utf8').split(/^```.*$/m);
+  return blocks
+    .filter((_, i) => i % 2 === 1)
+    .join('\n')
+    .replace(/\\\n/g, ' ')
+    .split('\n');
+}
+
+/** A `docker compose run|exec` line's service, its options and the command it gives the container. */
+interface ComposeCall {
+  text: string;
+  verb: 'run' | 'exec';
+  service: string;
+  options: Record<string, string | true>;
+  args: string[];
+}
+
+/** Options of `docker compose run` / `exec` that take a value (the rest used here are switches). */
+const VALUED = new Set(['--entrypoint', '-w', '--workdir', '-e', '--env', '-u', '--user']);
+
+function composeCalls(lines: string[]): ComposeCall[] {
+  const calls: ComposeCall[] = [];
+  for (const text of lines) {
+    const m = /docker compose (run|exec) (.*)$/.exec(text);
+    if (!m) continue;
+    const words = m[2].trim().split(/\s+/);
+    const options: Record<string, string | true> = {};
+    while (words[0]?.startsWith('-')) {
+      const flag = words.shift()!;
+      options[flag] = VALUED.has(flag) ? words.shift()! : true;
+    }
+    const [service, ...args] = words;
+    calls.push({ text, verb: m[1] as 'run' | 'exec', service, options, args });
+  }
+  return calls;
+}
+
+/** Asserts `args` is a nightlab command line that the CLI's command tree accepts (command and long flags). */
+function assertNightlab(args: string[], where: string): void {
+  const program = buildProgram() as Command;
+  const command = program.commands.find((c) => c.name() === args[0]);
+  assert.ok(command, `${where}: \`nightlab ${args[0]}\` is not a nightlab command`);
+  const flags = command.options.flatMap((o) => [o.long, o.short]).filter(Boolean);
+  for (const flag of args.filter((a) => a.startsWith('--')))
+    assert.ok(flags.includes(flag.split('=')[0]), `${where}: \`nightlab ${args[0]}\` has no ${flag}`);
+}
+
+/** A systemd unit's [Service] settings (the last value of each key) and its whole text. */
+function unitOf(name: string): { service: Record<string, string>; env: Record<string, string>; text: string } {
+  const text = readFileSync(path.join(ROOT, 'deploy/systemd', name), 'utf8');
+  const service: Record<string, string> = {};
+  const env: Record<string, string> = {};
+  let section = '';
+  for (const line of text.split('\n').map((l) => l.trim())) {
+    if (!line || line.startsWith('#')) continue;
+    if (line.startsWith('[')) section = line;
+    else if (section === '[Service]') {
+      const [key, value] = [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)];
+      if (key === 'Environment') env[value.slice(0, value.indexOf('='))] = value.slice(value.indexOf('=') + 1);
+      else service[key] = value;
+    }
+  }
+  return { service, env, text };
 }
 
 // ---------------------------------------------------------------- tests
@@ -297,13 +390,15 @@ test('deploy scripts are valid sh', () => {
   }
 });
 
-test('ui 2.x serves 8080 and points at the server', () => {
+test('ui 2.42+ serves 8080 and points at the server', () => {
   const doc = composeConfig();
   const {
     server: [serverName],
     ui: [, ui],
   } = services(doc);
-  assert.match(ui.image, /^temporalio\/ui:2\.\d+\.\d+$/);
+  // At least the UI the tests' dev server serves (Temporal CLI 1.5.1: UI 2.42.1); worker deployments need 2.38.
+  const minor = /^temporalio\/ui:2\.(\d+)\.\d+$/.exec(ui.image)?.[1];
+  assert.ok(minor !== undefined && Number(minor) >= 42, `temporalio/ui 2.42 or newer, got ${ui.image}`);
   assert.ok(
     portsOf(ui).some((p) => p.published === '8080' && p.target === '8080'),
     'ui must publish 8080',
@@ -347,6 +442,8 @@ test('gpu worker reserves NVIDIA GPUs and never sees the API key', () => {
   const args = argv(gpu.command);
   assert.equal(args[0], 'gpu-worker');
   assert.equal(args[args.indexOf('--gpus') + 1], 'all');
+  assert.equal(args[args.indexOf('--gpus-per-slot') + 1], '1');
+  assertNightlab(args, 'the gpu-worker service');
   const devices: any[] = gpu.deploy?.resources?.reservations?.devices ?? [];
   assert.ok(
     devices.some((d) => d.driver === 'nvidia' && (d.capabilities ?? []).flat().includes('gpu')),
@@ -374,12 +471,13 @@ test('gpu worker reserves NVIDIA GPUs and never sees the API key', () => {
 test('gpu worker can run alone on another host via env overrides', () => {
   const doc = composeConfig({
     NIGHTLAB_TEMPORAL_ADDRESS: 'gpu-server.lan:7233',
-    NIGHTLAB_GPUS: '0,1',
+    NIGHTLAB_GPUS: '0,1,2,3',
+    NIGHTLAB_GPUS_PER_SLOT: '2',
     NIGHTLAB_CAMPAIGNS: '/mnt/nightlab-campaigns',
   });
   const [, gpu] = services(doc).gpu;
   assert.equal(envOf(gpu).TEMPORAL_ADDRESS, 'gpu-server.lan:7233');
-  assert.deepEqual(argv(gpu.command), ['gpu-worker', '--gpus', '0,1']);
+  assert.deepEqual(argv(gpu.command), ['gpu-worker', '--gpus', '0,1,2,3', '--gpus-per-slot', '2']);
   const campaigns = mountAt(gpu, '/campaigns');
   assert.equal(campaigns.source, '/mnt/nightlab-campaigns');
   assert.equal(campaigns.readOnly, true);
@@ -402,7 +500,9 @@ test('Dockerfile builds the nightlab image without secrets and runs bin/nightlab
   const entry = instructions.find((l) => l.startsWith('ENTRYPOINT'));
   assert.ok(entry, 'no ENTRYPOINT');
   const argvEntry = JSON.parse(entry.replace(/^ENTRYPOINT\s+/, '')) as string[];
-  assert.ok(argvEntry.includes('node') && argvEntry.at(-1) === 'bin/nightlab.mjs', `ENTRYPOINT ${entry}`);
+  // Absolute: `docker compose run -w /campaigns/<repo>` starts it in another folder.
+  assert.ok(argvEntry.includes('node') && argvEntry.at(-1) === '/app/bin/nightlab.mjs', `ENTRYPOINT ${entry}`);
+  assert.match(body, /^WORKDIR \/app$/m);
   assert.ok(existsSync(path.join(ROOT, 'bin/nightlab.mjs')));
   // `npm ci --omit=dev` must still install tsx: bin/nightlab.mjs runs the sources through it.
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
@@ -418,4 +518,139 @@ test('.dockerignore keeps local state, git and secrets out of the build context'
     .map((l) => l.trim());
   for (const p of ['node_modules', '.git', '.nightlab', 'test-artifacts', '.env'])
     assert.ok(lines.includes(p), `.dockerignore lacks ${p}`);
+});
+
+test('the usage lines clone a repository into /campaigns and run nightlab commands that exist', () => {
+  const doc = composeConfig();
+  const {
+    orchestrator: [orchName, orch],
+  } = services(doc);
+  const calls = composeCalls(commentCommands(COMPOSE_FILE));
+  const documented = composeCalls(codeBlockLines(path.join(ROOT, 'docs/operations.md')));
+  assert.ok(documented.length >= 4, 'docs/operations.md shows the compose commands');
+  for (const call of [...calls, ...documented]) {
+    const svc = doc.services[call.service];
+    assert.ok(svc, `${call.text}: no service ${call.service}`);
+    const workdir = call.options['-w'];
+    if (typeof workdir === 'string')
+      assert.ok(
+        mountsOf(svc).some((m) => workdir.startsWith(m.target + '/')),
+        `${call.text}: -w is not on a volume`,
+      );
+    if (call.options['--entrypoint']) continue;
+    // `run` gives its words to the image's entrypoint (nightlab); `exec` runs a program, here `nightlab`.
+    const args = call.verb === 'exec' ? call.args.slice(1) : call.args;
+    if (call.verb === 'exec') assert.equal(call.args[0], 'nightlab', call.text);
+    assertNightlab(args, call.text);
+  }
+  const byCommand = (c: string) => calls.find((x) => x.service === orchName && x.args[0] === c && x.verb === 'run');
+  const clone = calls.find((x) => x.options['--entrypoint'] === 'git' && x.args[0] === 'clone');
+  assert.ok(clone && clone.service === orchName, 'a `git clone` into /campaigns from the orchestrator container');
+  assert.match(clone.args.at(-1)!, /^\/campaigns\/[\w.-]+$/);
+  assert.equal(mountAt(orch, '/campaigns').readOnly, false);
+  const init = byCommand('init');
+  assert.equal(init?.options['-w'], clone.args.at(-1), '`nightlab init` in the cloned repository');
+  const start = byCommand('start');
+  assert.ok(start, 'a `docker compose run --rm orchestrator start ...` line');
+  assert.equal(start.options['--rm'], true);
+  assert.equal(start.args[start.args.indexOf('--config') + 1], `${clone.args.at(-1)}/nightlab.yaml`);
+  // `exec ... nightlab` needs it on PATH in the image.
+  assert.match(readFileSync(DOCKERFILE, 'utf8'), /^RUN ln -s \/app\/bin\/nightlab\.mjs \/usr\/local\/bin\/nightlab$/m);
+});
+
+test('both workers may make the sandbox namespaces in their containers, with no added privilege', () => {
+  const { orchestrator, gpu } = services(composeConfig());
+  for (const [name, svc] of [orchestrator, gpu]) {
+    // bubblewrap's namespaces (seccomp, AppArmor) and its fresh /proc (Docker's masked /proc paths forbid it).
+    for (const opt of ['seccomp=unconfined', 'apparmor=unconfined', 'systempaths=unconfined'])
+      assert.ok((svc.security_opt ?? []).includes(opt), `${name} lacks security_opt ${opt}`);
+    assert.ok(!svc.privileged, `${name} must not be privileged`);
+    assert.equal(svc.cap_add, undefined, `${name} adds no capabilities`);
+    assert.equal(svc.user, undefined, `${name} runs as the image's user`);
+  }
+  const body = readFileSync(DOCKERFILE, 'utf8');
+  assert.match(body, /^USER 1000:1000$/m);
+  assert.match(body, /apt-get install [^\n]*\n?[^\n]*\sbubblewrap(\s|$)/m, 'the image installs bubblewrap');
+  // uv pinned, in a system folder that every sandbox shows (the autoresearch preset's `uv sync` / `uv run`).
+  const uv = /^ARG UV_VERSION=(\d+\.\d+\.\d+)$/m.exec(body);
+  assert.ok(uv, 'a pinned UV_VERSION');
+  assert.match(body, /pip install [^\n]*"uv==\$\{UV_VERSION\}"/);
+  assert.match(body, /install -m 0755 \S+\/uv \S+\/uvx \/usr\/local\/bin\//);
+});
+
+test('the GPU worker outlasts its own shutdown grace and has room in /dev/shm for data loaders', () => {
+  const [, gpu] = services(composeConfig()).gpu;
+  const needed = durationHours(SHUTDOWN_GRACE) * 3600 + KILL_GRACE_MS / 1000 + STOP_MARGIN_S;
+  assert.ok(gpu.stop_grace_period, 'stop_grace_period (Docker kills after 10 s by default)');
+  const grace = durationHours(String(gpu.stop_grace_period)) * 3600;
+  assert.ok(grace >= needed, `stop_grace_period ${gpu.stop_grace_period} < ${needed}s`);
+  assert.ok(gpu.ipc === 'host' || bytesOf(gpu.shm_size ?? 0) >= 1024 ** 3, `shm_size ${gpu.shm_size} < 1 GiB`);
+  const small = services(composeConfig({ NIGHTLAB_SHM_SIZE: '2gb' })).gpu[1];
+  assert.equal(bytesOf(small.shm_size), 2 * 1024 ** 3);
+  // The cache runs read (datasets, the Hugging Face and uv caches) survives a new container.
+  const cache = mountAt(gpu, '/home/nightlab/.cache');
+  assert.ok(isNamedVolume(composeConfig(), cache) && !cache.readOnly);
+  const body = readFileSync(DOCKERFILE, 'utf8');
+  assert.match(body, /HOME=\/home\/nightlab\b/);
+  assert.match(body, /chown 1000:1000 [^\n]*\/home\/nightlab\/\.cache/, 'the volume takes its owner from the image');
+});
+
+test("the Web UI links point at the UI compose publishes, and can be set to the host's name", () => {
+  const {
+    ui: [, ui],
+    orchestrator: [, orch],
+  } = services(composeConfig());
+  const published = portsOf(ui).find((p) => p.target === '8080')!.published;
+  assert.equal(envOf(orch).NIGHTLAB_UI_URL, `http://localhost:${published}`);
+  const named = services(composeConfig({ NIGHTLAB_UI_URL: 'http://lab-server:8080' })).orchestrator[1];
+  assert.equal(envOf(named).NIGHTLAB_UI_URL, 'http://lab-server:8080');
+});
+
+test('the systemd units stop their workers gracefully, as a dedicated user, with secrets on the orchestrator only', () => {
+  const needed = durationHours(SHUTDOWN_GRACE) * 3600 + KILL_GRACE_MS / 1000 + STOP_MARGIN_S;
+  const orch = unitOf('nightlab-worker.service');
+  const gpu = unitOf('nightlab-gpu-worker.service');
+  for (const [unit, command] of [
+    [orch, 'worker'],
+    [gpu, 'gpu-worker'],
+  ] as const) {
+    const s = unit.service;
+    assert.match(s.ExecStart, new RegExp(`^/\\S+/node /\\S+/bin/nightlab\\.mjs ${command}$`));
+    assertNightlab([command], `ExecStart of ${command}`);
+    assert.ok(s.User && s.User !== 'root', 'a dedicated user');
+    // SIGTERM to the worker alone: it stops its runs itself, after its grace; systemd kills the rest later.
+    assert.equal(s.KillMode, 'mixed');
+    assert.equal(s.Restart, 'always');
+    assert.equal(unit.env.NIGHTLAB_HOME, '/var/lib/nightlab');
+    assert.ok(!/RestrictNamespaces=|PrivateUsers=/.test(unit.text.replace(/#.*$/gm, '')), 'bwrap needs namespaces');
+    assert.ok(!('ANTHROPIC_API_KEY' in unit.env), 'no secret in a unit file (world-readable)');
+  }
+  assert.ok(
+    Number(gpu.service.TimeoutStopSec) >= needed,
+    `GPU TimeoutStopSec ${gpu.service.TimeoutStopSec} < ${needed}`,
+  );
+  assert.equal(orch.service.EnvironmentFile, '/etc/nightlab/worker.env', 'the API key comes from a root-only file');
+  assert.notEqual(gpu.service.EnvironmentFile?.replace(/^-/, ''), orch.service.EnvironmentFile);
+  // Flags given through the environment are the CLI's own (commander's .env()).
+  const gpuOptions = (buildProgram() as Command).commands.find((c) => c.name() === 'gpu-worker')!.options;
+  for (const key of Object.keys(gpu.env).filter((k) => /^NIGHTLAB_GPUS/.test(k)))
+    assert.ok(
+      gpuOptions.some((o) => o.envVar === key),
+      `${key} is not a gpu-worker option's environment variable`,
+    );
+
+  // systemd's own parser, where it is installed: every key known, every value parsed.
+  const r = spawnSync(
+    'systemd-analyze',
+    ['verify', '--man=no', 'nightlab-worker.service', 'nightlab-gpu-worker.service'],
+    {
+      cwd: path.join(ROOT, 'deploy/systemd'),
+      encoding: 'utf8',
+    },
+  );
+  if (r.error) return;
+  const problems = r.stderr
+    .split('\n')
+    .filter((l) => l.trim() && !/is not executable|Cannot add dependency|user.*nightlab/i.test(l));
+  assert.deepEqual(problems, [], r.stderr);
 });
