@@ -63,14 +63,14 @@ test('no Go and no internet: setup says exactly how to install the CLI', async (
       return true;
     },
   );
-  // The same through the command line: exit status 2 and the message, nothing started.
+  // The same through the command line: exit status 1 (a failure while running) and the message, nothing started.
   const r = nightlab(['setup'], {
     PATH: path.dirname(process.execPath),
     XDG_CACHE_HOME: cacheDir,
     TEMPORAL_CLI: '',
     NIGHTLAB_TEMPORAL_DOWNLOAD_URL: 'http://127.0.0.1:1/cli',
   });
-  assert.equal(await r.exit, 2);
+  assert.equal(await r.exit, 1);
   assert.match(r.output(), /Could not get the Temporal CLI/);
 });
 
@@ -118,7 +118,7 @@ test('a port held by something that is not Temporal gets a clear error', async (
   const port = (busy.address() as { port: number }).port;
   try {
     const r = nightlab(['server', '--port', String(port), '--data-dir', tempDir()]);
-    assert.equal(await r.exit, 2);
+    assert.equal(await r.exit, 1, 'a failure while running, not a usage error');
     assert.match(
       r.output(),
       new RegExp(`Port ${port} on 127.0.0.1 is in use by something that is not a Temporal server`),
