@@ -41,6 +41,8 @@ export function trainingEnv(configEnv: Record<string, string>, devices: string |
   for (const [k, v] of Object.entries(configEnv)) if (!SECRET_NAME.test(k)) env[k] = v;
   // A CPU slot hides every GPU, so a run never lands on a device another slot owns.
   env.CUDA_VISIBLE_DEVICES = devices ?? '';
+  // Device numbers in nvidia-smi's order (PCI bus), not CUDA's fastest-first, wherever a run counts GPUs.
+  env.CUDA_DEVICE_ORDER = 'PCI_BUS_ID';
   env.PYTHONUNBUFFERED = '1';
   return env;
 }

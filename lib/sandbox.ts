@@ -136,7 +136,7 @@ async function probe(): Promise<SandboxSupport> {
   const detail = (r.stderr || r.stdout || `exit ${r.exitCode}`).trim().split('\n').at(-1);
   return {
     ok: false,
-    why: `bubblewrap cannot create a sandbox here (${detail}); user or network namespaces are probably not allowed in this container`,
+    why: `bubblewrap cannot create a sandbox here (${detail}); user or network namespaces are not allowed here. In a container, allow user namespaces and a fresh /proc (Docker: security_opt seccomp=unconfined, apparmor=unconfined, systempaths=unconfined, as docker-compose.yml sets them); on a host, turn unprivileged user namespaces on (Ubuntu 23.10+: sysctl kernel.apparmor_restrict_unprivileged_userns=0); or set sandbox: off`,
   };
 }
 

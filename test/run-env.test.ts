@@ -108,6 +108,7 @@ test('trainingEnv: secrets on the worker never reach the run; PATH does; CUDA_VI
     assert.equal(cpu.QUAD_SLEEP, '1', "the config's own env passes");
     assert.equal(cpu.CUDA_VISIBLE_DEVICES, '', 'a CPU slot sees no GPU, whatever the worker had');
     assert.equal(cpu.PYTHONUNBUFFERED, '1');
+    assert.equal(cpu.CUDA_DEVICE_ORDER, 'PCI_BUS_ID', "device numbers in nvidia-smi's order");
 
     const gpu = trainingEnv({ CUDA_VISIBLE_DEVICES: '0,1' }, '2');
     assert.equal(gpu.CUDA_VISIBLE_DEVICES, '2', 'the slot decides the device, not the config');
