@@ -32,6 +32,7 @@ import { appendExperiment, appendRejection, appendRun, cleanDescription, readLed
 import { mutateProposer } from '../proposers/mutate';
 import { commandProposer } from '../proposers/command';
 import { MAX_REJECTION_CHARS, preflight } from './preflight';
+import { readRecords } from './records';
 
 const PROPOSE_HEARTBEAT_MS = 20_000;
 
@@ -238,6 +239,9 @@ export function createActivities(deps: ActivityDeps = {}) {
       appendExperiment(args.campaignDir, args.record, args.metricName, args.logTail);
       await noteExperiment(args.repo, args.record, args.metricName);
     },
+
+    /** A page of the campaign's ledger, for a client on another host (the `records` workflow). */
+    readRecords,
   };
 }
 

@@ -156,7 +156,7 @@ export async function status(tag: string, o: { json?: boolean; watch?: boolean }
   const { campaignStatus } = await import('../client/campaigns');
   const { alarms, alarmLines } = await import('../client/alarms');
   const { isEnded } = await import('../common/shared');
-  const { readLedger } = await import('../lib/ledger');
+  const { campaignRecords } = await import('../client/records');
   const { statusText } = await import('./format');
   await withClient(async (client) => {
     if (o.watch && !o.json) {
@@ -166,18 +166,19 @@ export async function status(tag: string, o: { json?: boolean; watch?: boolean }
     }
     for (;;) {
       const s = await campaignStatus(client, tag);
-      // Alarms for people: the keeps' held-out figures, suspect gains (from the ledger on this host).
-      let ledger: ReturnType<typeof readLedger> = [];
-      try {
-        ledger = readLedger(s.campaignDir);
-      } catch {
-        // the records are on another host: no alarms from here
-      }
+      // Alarms for people: the keeps' held-out figures, suspect gains (from the records, wherever they live).
+      // Records out of reach do not hide the status: the reason is said instead of the alarms.
+      const records = await campaignRecords(client, tag).catch((e: Error) => e);
+      const ledger = records instanceof Error ? [] : records.rows;
+      const recordsError = records instanceof Error ? { recordsError: records.message } : {};
       const ended = isEnded(s.state);
-      const snapshot = { ...s, ended, alarms: alarms(ledger, s.direction) };
+      const snapshot = { ...s, ended, alarms: alarms(ledger, s.direction), ...recordsError };
       // With --watch, one JSON object per line: a stream a script reads line by line.
       if (o.json) console.log(JSON.stringify(snapshot, null, o.watch ? 0 : 2));
-      else console.log([statusText(s), ...alarmLines(ledger, s.direction, s.metricName)].join('\n'));
+      else {
+        const note = records instanceof Error ? [`  ${records.message}`] : [];
+        console.log([statusText(s), ...alarmLines(ledger, s.direction, s.metricName), ...note].join('\n'));
+      }
       if (!o.watch || ended) return;
       await new Promise((r) => setTimeout(r, 2000));
     }
@@ -186,14 +187,18 @@ export async function status(tag: string, o: { json?: boolean; watch?: boolean }
 
 export async function results(tag: string, o: { json?: boolean }): Promise<void> {
   const { campaignStatus } = await import('../client/campaigns');
-  const { readLedger } = await import('../lib/ledger');
+  const { campaignRecords } = await import('../client/records');
   const { resultRows } = await import('../client/results');
   const { resultsTable } = await import('./format');
-  const s = await withClient((client) => campaignStatus(client, tag));
+  const [s, records] = await withClient(async (client) => [
+    await campaignStatus(client, tag),
+    await campaignRecords(client, tag),
+  ]);
   // Each experiment's record with every run of its commit (mean, spread, count) and the best marked.
-  const rows = resultRows(readLedger(s.campaignDir));
+  const rows = resultRows(records.rows);
+  const tsv = `${path.join(records.campaignDir, 'results.tsv')}${records.host ? ` on ${records.host}` : ''}`;
   if (o.json) printJson(rows);
-  else console.log(`${resultsTable(rows, s.metricName)}\n\nresults.tsv: ${path.join(s.campaignDir, 'results.tsv')}`);
+  else console.log(`${resultsTable(rows, s.metricName)}\n\nresults.tsv: ${tsv}`);
 }
 
 export async function report(tag: string, o: { out?: string; repo?: string; json?: boolean }): Promise<void> {

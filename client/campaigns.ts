@@ -18,15 +18,14 @@ import {
   type CampaignInput,
   type CampaignSnapshot,
   type CampaignState,
-  type ExperimentRecord,
 } from '../common/shared';
 import { isGitRepo, isGitUrl, readRef, showFile, git } from '../lib/git';
 import { guardOf, listTree } from '../lib/tree';
-import { experiments } from '../lib/ledger';
 import { priceOf } from '../common/prices';
 import { nightlabHome } from '../ops/connection';
 import type { campaign } from '../workflows/campaign';
 import { statusQuery } from '../workflows/messages';
+import { campaignRecords } from './records';
 
 export function campaignDirFor(tag: string, home = nightlabHome()): string {
   return path.join(home, 'campaigns', tag);
@@ -204,7 +203,9 @@ export async function campaignStatus(client: Client, tag: string): Promise<Campa
     message = cause?.message ?? (e as Error).message;
   }
   const sa = desc.typedSearchAttributes;
-  const rows = safeExperiments(campaignDirFor(tag));
+  // Crashes and the baseline from the records where they can be read; else the status says what it knows.
+  const records = await campaignRecords(client, tag).catch(() => null);
+  const rows = (records?.rows ?? []).filter((r) => r.kind === 'experiment');
   return {
     tag,
     state: 'failed',
@@ -224,17 +225,9 @@ export async function campaignStatus(client: Client, tag: string): Promise<Campa
     inFlight: [],
     noiseSigma: null,
     parallelism: 1,
-    campaignDir: campaignDirFor(tag),
+    campaignDir: records?.campaignDir ?? campaignDirFor(tag),
     branch: '',
   };
-}
-
-function safeExperiments(dir: string): ExperimentRecord[] {
-  try {
-    return experiments(dir);
-  } catch {
-    return [];
-  }
 }
 
 /** One line of `nightlab list` and of the dashboard's list: what visibility says of a campaign. */

@@ -5,11 +5,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { CampaignSnapshot, ExperimentRecord } from '../common/shared';
-import { readLedger, type LedgerRow } from '../lib/ledger';
+import type { LedgerRow } from '../lib/ledger';
 import { diffOf } from '../lib/git';
 import { chartData, renderPng, renderSvg, type ChartData } from './chart';
 import { campaignDirFor, campaignStatus, uiLink } from './campaigns';
 import { campaignInput } from './live';
+import { campaignRecords } from './records';
 import { alarms } from './alarms';
 import { deltaText, figuresText, resultCells, resultRows, resultsLegend } from './results';
 
@@ -272,7 +273,7 @@ export async function writeReport(input: ReportInput): Promise<ReportFiles> {
 
 /**
  * What `nightlab report <tag>` calls: status and start input from Temporal (the repository comes from
- * the workflow's start input in its history), the ledger from the campaign directory.
+ * the workflow's start input in its history), the records from wherever they live (client/records.ts).
  */
 export async function reportCampaign(
   client: Client,
@@ -281,8 +282,8 @@ export async function reportCampaign(
 ): Promise<ReportFiles> {
   const status = await campaignStatus(client, tag);
   const input = await campaignInput(client, tag).catch(() => null);
-  const campaignDir = input?.campaignDir ?? status.campaignDir ?? campaignDirFor(tag);
-  const ledger = readLedger(campaignDir);
+  const records = await campaignRecords(client, tag, input ? { input } : {});
+  const { campaignDir, rows: ledger } = records;
   if (!ledger.some((r) => r.kind === 'experiment'))
     throw new Error(`campaign ${tag}: no experiments recorded yet in ${campaignDir}`);
   return writeReport({
@@ -293,6 +294,7 @@ export async function reportCampaign(
     repo: opts.repo ?? input?.repo ?? null,
     status,
     uiUrl: uiLink(tag, opts.namespace ?? client.options.namespace),
-    outDir: path.resolve(opts.out ?? path.join(campaignDir, 'report')),
+    // Beside the records on their host; read from another host, under this one's NIGHTLAB_HOME.
+    outDir: path.resolve(opts.out ?? path.join(records.host ? campaignDirFor(tag) : campaignDir, 'report')),
   });
 }

@@ -4,8 +4,8 @@
 import type { Client } from '@temporalio/client';
 import type { CampaignSnapshot, ExperimentRecord } from '../common/shared';
 import { isEnded } from '../common/shared';
-import { experiments } from '../lib/ledger';
 import { campaignStatus } from './campaigns';
+import { campaignRecords } from './records';
 import { inFlightOf, pairRuns, runningRuns, type RunningRun } from './live';
 
 export interface WatchSnapshot {
@@ -14,6 +14,8 @@ export interface WatchSnapshot {
   rows: ExperimentRecord[];
   runs: RunningRun[];
   now: number;
+  /** Why the records could not be read (then `rows` is empty), and where they live. */
+  recordsError?: string;
 }
 
 export function formatDuration(seconds: number): string {
@@ -118,6 +120,7 @@ export function renderWatch(snap: WatchSnapshot, opts: { last?: number; width?: 
   }
 
   // The last results.
+  if (snap.recordsError) lines.push('', `no results: ${snap.recordsError}`);
   const last = rows.slice(-(opts.last ?? 8));
   if (last.length) {
     lines.push('', `last results (${rows.length} in the ledger)`);
@@ -151,14 +154,11 @@ function runLines(r: RunningRun, cut: (l: string) => string): string[] {
 
 export async function watchSnapshot(client: Client, tag: string, now = Date.now()): Promise<WatchSnapshot> {
   const status = await campaignStatus(client, tag);
-  let rows: ExperimentRecord[] = [];
-  try {
-    rows = experiments(status.campaignDir);
-  } catch {
-    rows = [];
-  }
+  // A view that redraws does not die on one failed read: it says why the records are missing.
+  const records = await campaignRecords(client, tag).catch((e: Error) => e);
+  const rows = records instanceof Error ? [] : records.rows.filter((r) => r.kind === 'experiment');
   const runs = isEnded(status.state) ? [] : await runningRuns(client, tag, now).catch(() => []);
-  return { status, rows, runs, now };
+  return { status, rows, runs, now, ...(records instanceof Error ? { recordsError: records.message } : {}) };
 }
 
 /**

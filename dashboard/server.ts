@@ -22,7 +22,6 @@ import type { AddressInfo } from 'node:net';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { TAG_PATTERN } from '../common/config';
 import { type CampaignInput, isEnded } from '../common/shared';
-import { readLedger } from '../lib/ledger';
 import { diffOf } from '../lib/git';
 import { CampaignNotFound, campaignStatus, listCampaigns, uiLink } from '../client/campaigns';
 import { CampaignEnded, CONTROLS, sendControl, steerCampaign, SteerRefused, type Control } from '../client/control';
@@ -31,6 +30,7 @@ import { campaignInput, inFlightOf, pairRuns, runningRuns } from '../client/live
 import { estimateTimeLeft } from '../client/watch';
 import { experimentRows, reportTotals } from '../client/report';
 import { resultCells, resultRows, resultsLegend } from '../client/results';
+import { campaignRecords, RecordsUnreachable } from '../client/records';
 
 const PUBLIC = fileURLToPath(new URL('./public', import.meta.url));
 const require = createRequire(import.meta.url);
@@ -106,6 +106,11 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     return input;
   }
 
+  /** The campaign's ledger rows, wherever the records live (an error, 503, where they cannot be reached). */
+  async function recordsOf(tag: string, input: CampaignInput | null) {
+    return (await campaignRecords(client, tag, input ? { input } : {})).rows;
+  }
+
   async function campaignList() {
     const campaigns = await listCampaigns(client, MAX_LISTED);
     return { campaigns: campaigns.map((c) => ({ ...c, uiUrl: link(c.tag) })), namespace };
@@ -117,7 +122,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     const input = await inputOf(tag);
     const metricName = input?.config.metric.name ?? status.metricName;
     const direction = input?.config.metric.direction ?? status.direction;
-    const ledger = readLedger(input?.campaignDir ?? status.campaignDir);
+    const ledger = await recordsOf(tag, input);
     // The same rows and cells as `nightlab results` and the report: each experiment with all its runs.
     const results = resultRows(ledger);
     const rows = results.map((r) => ({ ...r, cells: resultCells(r) }));
@@ -145,9 +150,9 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
   }
 
   async function experimentView(tag: string, n: number) {
-    const status = await campaignStatus(client, tag);
+    await campaignStatus(client, tag); // an unknown tag is a 404
     const input = await inputOf(tag);
-    const row = experimentRows(readLedger(input?.campaignDir ?? status.campaignDir)).find((r) => r.experiment === n);
+    const row = experimentRows(await recordsOf(tag, input)).find((r) => r.experiment === n);
     if (!row) throw new HttpError(404, `campaign ${tag} has no experiment ${n} in its ledger`);
     let diff = '';
     if (row.parent && row.parent !== row.commit) {
@@ -318,6 +323,7 @@ function httpCode(e: unknown): number {
   if (e instanceof HttpError) return e.code;
   if (e instanceof CampaignNotFound || e instanceof WorkflowNotFoundError) return 404;
   if (e instanceof CampaignEnded) return 409;
+  if (e instanceof RecordsUnreachable) return 503;
   if (e instanceof SteerRefused) return 400;
   return 500;
 }
