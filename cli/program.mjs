@@ -26,9 +26,9 @@ Exit status: 0 done; 1 failed while running; 2 bad input refused before anything
 
 // The control commands' help is what they do, in the words of docs/concepts.md; their messages repeat it.
 const CONTROLS = {
-  pause: 'start no new experiment; those in flight finish and are recorded; then wait for resume',
+  pause: 'start no new run; runs already going finish and are recorded; the rest waits for resume',
   resume: 'start experiments again after a pause',
-  stop: 'start no new experiment; those in flight finish and are recorded; then the campaign ends (stopped)',
+  stop: 'start no new run; runs already going finish and are recorded; experiments not yet running are dropped; then the campaign ends (stopped)',
 };
 
 /** The whole command tree; building it runs nothing. */

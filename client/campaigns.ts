@@ -26,6 +26,7 @@ import { nightlabHome } from '../ops/connection';
 import type { campaign } from '../workflows/campaign';
 import { statusQuery } from '../workflows/messages';
 import { campaignRecords } from './records';
+import { campaignInput } from './live';
 
 export function campaignDirFor(tag: string, home = nightlabHome()): string {
   return path.join(home, 'campaigns', tag);
@@ -206,6 +207,9 @@ export async function campaignStatus(client: Client, tag: string): Promise<Campa
   // Crashes and the baseline from the records where they can be read; else the status says what it knows.
   const records = await campaignRecords(client, tag).catch(() => null);
   const rows = (records?.rows ?? []).filter((r) => r.kind === 'experiment');
+  // The rest of what a snapshot says comes from the campaign's start input, which history keeps.
+  const input = await campaignInput(client, tag).catch(() => null);
+  const config = input?.config;
   return {
     tag,
     state: 'failed',
@@ -216,17 +220,17 @@ export async function campaignStatus(client: Client, tag: string): Promise<Campa
     bestMetric: sa.get(SA.best) ?? null,
     bestCommit: null,
     baselineMetric: rows[0]?.metric ?? null,
-    metricName: 'metric',
-    direction: 'lower',
+    metricName: config?.metric.name ?? 'metric',
+    direction: config?.metric.direction ?? 'lower',
     costUsd: sa.get(SA.cost) ?? 0,
-    budget: { maxExperiments: null, maxHours: null, maxCostUsd: null },
+    budget: config?.budget ?? { maxExperiments: null, maxHours: null, maxCostUsd: null },
     startedAt: desc.startTime.toISOString(),
     current: null,
     inFlight: [],
     noiseSigma: null,
-    parallelism: 1,
-    campaignDir: records?.campaignDir ?? campaignDirFor(tag),
-    branch: '',
+    parallelism: config?.parallelism ?? 1,
+    campaignDir: records?.campaignDir ?? input?.campaignDir ?? campaignDirFor(tag),
+    branch: input?.branch ?? '',
   };
 }
 

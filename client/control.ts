@@ -1,8 +1,8 @@
 // What a person says to a running campaign, from the CLI (`nightlab pause|resume|stop|steer`) or the
 // dashboard's buttons: the workflow's signals and its steer update (workflows/messages.ts).
-//   pause:  start no new experiment; those in flight finish and are recorded; then wait for resume.
+//   pause:  start no new run; runs already going finish and are recorded; the rest waits for resume.
 //   resume: start experiments again after a pause.
-//   stop:   start no new experiment; those in flight finish and are recorded; then the campaign ends (stopped).
+//   stop:   start no new run; runs already going finish and are recorded; experiments not yet running are dropped; then the campaign ends (stopped).
 //   steer:  a note added to the next proposals' context, or instructions that replace program.md.
 import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { campaignWorkflowId, isEnded } from '../common/shared';

@@ -9,7 +9,6 @@ export const CAMPAIGN_WORKFLOW = 'campaign';
 
 export const DEFAULT_ADDRESS = '127.0.0.1:7233';
 export const DEFAULT_NAMESPACE = 'default';
-export const DEFAULT_UI_PORT = 8233;
 
 /** Search attributes Nightlab upserts, typed for the SDK; `nightlab server` registers them by name. */
 export const SA = {

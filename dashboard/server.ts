@@ -120,8 +120,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     const now = Date.now();
     const status = await campaignStatus(client, tag);
     const input = await inputOf(tag);
-    const metricName = input?.config.metric.name ?? status.metricName;
-    const direction = input?.config.metric.direction ?? status.direction;
+    const { metricName, direction } = status;
     const ledger = await recordsOf(tag, input);
     // The same rows and cells as `nightlab results` and the report: each experiment with all its runs.
     const results = resultRows(ledger);
@@ -131,7 +130,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     const runs = ended ? [] : await runningRuns(client, tag, now).catch(() => []);
     return {
       tag,
-      status: { ...status, metricName, direction },
+      status,
       ended,
       rows,
       legend: resultsLegend(metricName),

@@ -84,12 +84,6 @@ export async function readRef(repo: string, ref: string): Promise<string | null>
   }
 }
 
-export async function resolveCommit(repo: string, rev: string): Promise<string> {
-  const sha = await readRef(repo, rev);
-  if (!sha) throw new Error(`${rev} is not a commit in ${repo}`);
-  return sha;
-}
-
 /**
  * Moves `ref` from `expected` to `next` only if it still points at `expected` (null: must not exist).
  * Returns true when the ref ends at `next` (including a retry that already moved it).

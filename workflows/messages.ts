@@ -2,10 +2,10 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { CampaignSnapshot } from '../common/shared';
 
-/** Start no new experiment; those in flight finish and are recorded; then wait for resume. */
+/** Start no new run; runs already going finish and are recorded; the rest waits for resume. */
 export const pauseSignal = defineSignal<[]>('pause');
 export const resumeSignal = defineSignal<[]>('resume');
-/** Start no new experiment; those in flight finish and are recorded; then the campaign ends (stopped). */
+/** Start no new run; runs already going finish and are recorded; experiments not yet running are dropped; then the campaign ends (stopped). */
 export const stopSignal = defineSignal<[]>('stop');
 /** The snapshot `nightlab status` shows. */
 export const statusQuery = defineQuery<CampaignSnapshot>('status');
