@@ -7,6 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import type { Client } from '@temporalio/client';
+import type { NativeConnection, Worker } from '@temporalio/worker';
 import type { Control } from '../client/control';
 import { EXIT } from './program.mjs';
 
@@ -54,7 +55,13 @@ export async function setup(): Promise<void> {
   console.log('Python packages for examples/tiny-lm: ok');
 }
 
-export async function server(o: { ip: string; port: number; uiPort: number; dataDir?: string }): Promise<void> {
+export async function server(o: {
+  ip: string;
+  port: number;
+  uiPort: number;
+  dataDir?: string;
+  uiCodecEndpoint?: string;
+}): Promise<void> {
   const { findTemporalCli } = await import('../ops/temporal-cli');
   const { startServer } = await import('../ops/server');
   const { nightlabHome, temporalNamespace } = await import('../ops/connection');
@@ -68,6 +75,7 @@ export async function server(o: { ip: string; port: number; uiPort: number; data
     host: o.ip,
     port: o.port,
     uiPort: o.uiPort,
+    uiCodecEndpoint: o.uiCodecEndpoint,
     namespace,
     log,
   });
@@ -239,6 +247,24 @@ export async function dashboard(o: { port: number; host?: string }): Promise<voi
   await client.connection.close();
 }
 
+export async function codecServer(o: { port: number; host?: string; origin?: string[] }): Promise<void> {
+  const { DEFAULT_UI_ORIGIN, serveCodec, uiOrigins } = await import('../ops/codec-server');
+  const { CODEC_ENV, EncryptionCodec, codecKeys } = await import('../lib/codec');
+  const keys = codecKeys();
+  if (!keys)
+    throw new Error(`no key to decrypt with: set ${CODEC_ENV.keyFile} or ${CODEC_ENV.key}, as the workers have`);
+  const origins = o.origin ?? uiOrigins(process.env.NIGHTLAB_UI_URL || DEFAULT_UI_ORIGIN);
+  const s = await serveCodec({ codec: new EncryptionCodec(keys), port: o.port, host: o.host, origins });
+  console.log(`Codec server at ${s.url} (keys ${[...keys.keys.keys()].join(', ')}). Ctrl-C stops it.`);
+  log(`Web UI (${origins.join(', ')}): set its codec endpoint to ${s.url}, or nightlab server --ui-codec-endpoint.`);
+  log(`Temporal CLI: temporal workflow show -w campaign-<tag> --codec-endpoint ${s.url}`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await s.close();
+}
+
 // ------------------------------------------------------------------- pause, resume, stop, steer
 
 async function control(what: Control, tag: string, cmd: Command): Promise<void> {
@@ -263,10 +289,11 @@ export async function steer(tag: string, o: { note?: string; instructions?: stri
 
 // -------------------------------------------------------------------------------- workers
 
-export async function worker(o: { maxActivities?: number }): Promise<void> {
+export async function worker(o: { maxActivities?: number } & MetricsFlags): Promise<void> {
   const { connectWorker, temporalAddress, temporalNamespace } = await import('../ops/connection');
   const { createOrchestratorWorker } = await import('../workers/orchestrator');
   const { workerProposers } = await import('../workers/proposers');
+  const metrics = await workerMetrics(o);
   const connection = await connectWorker();
   const namespace = temporalNamespace();
   const deps = { proposers: workerProposers() };
@@ -275,18 +302,18 @@ export async function worker(o: { maxActivities?: number }): Promise<void> {
   // Ctrl-C / SIGTERM: the SDK stops polling, cancels the activities in flight (they are retried
   // by the next worker) and ends; campaigns wait in the server until a worker is back.
   onStop(() => log('Stopping the orchestrator worker: campaigns resume when a worker runs again.'));
-  await worker.run();
-  await connection.close();
+  await runWorkers([worker], connection, metrics);
 }
 
 export async function gpuWorker(
-  o: { gpus?: string; gpusPerSlot?: number; taskQueue?: string },
+  o: { gpus?: string; gpusPerSlot?: number; taskQueue?: string } & MetricsFlags,
   cmd: Command,
 ): Promise<void> {
   const { connectWorker, nightlabHome, temporalAddress, temporalNamespace } = await import('../ops/connection');
   const { createGpuWorkers, resolveSlots, SlotsError, SHUTDOWN_GRACE } = await import('../gpu-worker/worker');
   // GPUs it cannot read or group as asked are a usage error; a GPU table it cannot get is not.
   const slots = await usageErrors(cmd, resolveSlots(o.gpus, o.gpusPerSlot), (e) => e instanceof SlotsError);
+  const metrics = await workerMetrics(o);
   const connection = await connectWorker();
   const home = nightlabHome();
   const namespace = temporalNamespace();
@@ -300,8 +327,32 @@ export async function gpuWorker(
       `Stopping the GPU worker: runs not done within ${SHUTDOWN_GRACE} are cancelled and run again on another worker.`,
     ),
   );
-  await Promise.all(workers.map((w) => w.run()));
-  await connection.close();
+  await runWorkers(workers, connection, metrics);
+}
+
+interface MetricsFlags {
+  metricsPort?: number;
+  metricsHost?: string;
+}
+type Metrics = Awaited<ReturnType<typeof import('../ops/metrics').prepareMetrics>>;
+
+/** With --metrics-port, the SDK runtime with its Prometheus exporter: installed before any connection. */
+async function workerMetrics(o: MetricsFlags): Promise<Metrics | null> {
+  if (o.metricsPort === undefined) return null;
+  const { prepareMetrics } = await import('../ops/metrics');
+  return prepareMetrics({ port: o.metricsPort, host: o.metricsHost });
+}
+
+/** Runs the workers to their end, their metrics and health endpoint open meanwhile (with --metrics-port). */
+async function runWorkers(workers: Worker[], connection: NativeConnection, metrics: Metrics | null): Promise<void> {
+  const endpoint = await metrics?.serve(workers, connection);
+  if (endpoint) log(`Metrics on ${endpoint.url}/metrics, health on ${endpoint.url}/healthz.`);
+  try {
+    await Promise.all(workers.map((w) => w.run()));
+  } finally {
+    await endpoint?.close();
+    await connection.close();
+  }
 }
 
 /** Says what a stop signal does (the Temporal SDK's own handler does the stopping). */

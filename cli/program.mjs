@@ -16,6 +16,8 @@ Environment:
   ANTHROPIC_API_KEY   makes "auto" campaigns use the anthropic proposer (read by the orchestrator worker only)
   NIGHTLAB_MAX_ACTIVITIES  the orchestrator worker's --max-activities
   NIGHTLAB_GPUS       the GPU worker's --gpus
+  NIGHTLAB_CODEC_KEY_FILE  keys that encrypt payloads on every client and worker (see docs/operations.md)
+  NIGHTLAB_METRICS_PORT    the workers' --metrics-port (Prometheus /metrics and /healthz)
 
 Quick start:
   nightlab demo --iterations 12     server, workers and a tiny-lm campaign, all in one
@@ -56,6 +58,10 @@ export function buildProgram() {
     .option('--port <port>', 'gRPC port', port(1), 7233)
     .option('--ui-port <port>', 'Web UI port', port(1), 8233)
     .option('--data-dir <dir>', 'where the SQLite database lives (default $NIGHTLAB_HOME/server)')
+    .option(
+      '--ui-codec-endpoint <url>',
+      'the Web UI decodes payloads through this codec server (nightlab codec-server)',
+    )
     .action(run('server'));
 
   program
@@ -146,6 +152,8 @@ export function buildProgram() {
         .env('NIGHTLAB_MAX_ACTIVITIES')
         .argParser(wholeNumber(1)),
     )
+    .addOption(metricsPortOption())
+    .addOption(metricsHostOption())
     .action(run('worker'));
 
   program
@@ -168,7 +176,20 @@ export function buildProgram() {
         .default(1),
     )
     .option('--task-queue <name>', 'take runs from this queue (default nightlab-gpu; see start --gpu-task-queue)')
+    .addOption(metricsPortOption())
+    .addOption(metricsHostOption())
     .action(run('gpuWorker'));
+
+  program
+    .command('codec-server')
+    .description("decrypt payloads for the Temporal Web UI and CLI (--codec-endpoint) with this host's key")
+    .option('--port <port>', 'port to serve on (0: any free port)', port(0), 8888)
+    .option('--host <addr>', 'address to listen on (default 127.0.0.1, this host only: whoever reaches it can decrypt)')
+    .option(
+      '--origin <url...>',
+      'Web UI origins allowed to call it (default: NIGHTLAB_UI_URL, else http://127.0.0.1:8233)',
+    )
+    .action(run('codecServer'));
 
   return program;
 }
@@ -217,6 +238,18 @@ function wholeNumber(min, max = Infinity) {
 
 function port(min) {
   return wholeNumber(min, 65535);
+}
+
+/** A worker's metrics and health endpoint (ops/metrics.ts). */
+function metricsPortOption() {
+  return new Option('--metrics-port <port>', 'serve Prometheus /metrics and /healthz on this port')
+    .env('NIGHTLAB_METRICS_PORT')
+    .argParser(port(0));
+}
+function metricsHostOption() {
+  return new Option('--metrics-host <addr>', 'address of the metrics endpoint (default 127.0.0.1; 0.0.0.0: any)').env(
+    'NIGHTLAB_METRICS_HOST',
+  );
 }
 
 function packageVersion() {

@@ -9,6 +9,8 @@ import { execa } from 'execa';
 import { GPU_TASK_QUEUE, DEFAULT_NAMESPACE, OLD_RUN_ACTIVITY, RUN_ACTIVITY } from '../common/shared';
 import type { RunActivities, RunRequest, RunResult } from '../common/shared';
 import { createGpuActivities, type GpuActivities, type Slot } from './run';
+import { dataConverter } from '../lib/codec';
+import { metricsInterceptor } from '../lib/telemetry';
 
 /** A stopping worker lets a run finish for this long, then cancels it (it is retried on another worker). */
 export const SHUTDOWN_GRACE = '10s';
@@ -253,6 +255,9 @@ export async function createGpuWorkers(opts: {
     shutdownGraceTime: SHUTDOWN_GRACE,
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     identity: `${opts.host ?? os.hostname()}/${process.pid}/${opts.slots.map((s) => s.name).join(',')}`,
+    // Payloads encrypted when a key is configured; Nightlab's metrics counted as runs finish.
+    dataConverter: dataConverter(),
+    interceptors: { activity: [metricsInterceptor] },
   });
   return [worker];
 }

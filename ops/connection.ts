@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { DEFAULT_ADDRESS, DEFAULT_NAMESPACE } from '../common/shared';
+import { dataConverter } from '../lib/codec';
 
 const CONNECT_TIMEOUT_MS = 5_000;
 const PROBE_TIMEOUT_MS = 3_000;
@@ -239,9 +240,11 @@ export async function openConnection(address?: string): Promise<Connection> {
   return connectionFor(load(address));
 }
 
+/** A client as configured; it encrypts and decrypts payloads when a key is set (lib/codec.ts). */
 export async function connectClient(address?: string, namespace?: string): Promise<Client> {
   const c = load(address, namespace);
-  return new Client({ connection: await connectionFor(c), namespace: c.settings.namespace });
+  const converter = dataConverter();
+  return new Client({ connection: await connectionFor(c), namespace: c.settings.namespace, dataConverter: converter });
 }
 
 export async function connectWorker(address?: string): Promise<NativeConnection> {

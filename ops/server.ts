@@ -38,6 +38,8 @@ export interface ServerOptions {
   port?: number;
   uiPort?: number;
   namespace?: string;
+  /** A codec server the Web UI decodes payloads through (nightlab codec-server). */
+  uiCodecEndpoint?: string;
   /** Extra `--dynamic-config-value K=JSON` settings (tests use a small continue-as-new threshold). */
   dynamicConfig?: Record<string, unknown>;
   log?: (line: string) => void;
@@ -177,6 +179,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     '--log-level',
     'warn',
   ];
+  if (opts.uiCodecEndpoint) args.push('--ui-codec-endpoint', opts.uiCodecEndpoint);
   for (const [k, v] of Object.entries({ ...SERVER_DYNAMIC_CONFIG, ...opts.dynamicConfig }))
     args.push('--dynamic-config-value', `${k}=${JSON.stringify(v)}`);
   const child: ResultPromise = execa(opts.cli, args, {

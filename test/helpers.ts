@@ -16,8 +16,13 @@ import { makeExampleRepo } from '../cli/demo';
 import { prepareStart, startCampaign } from '../client/campaigns';
 import { git } from '../lib/git';
 
-// Worker chatter at INFO would drown the test report; warnings and errors still show.
-Runtime.install({ logger: new DefaultLogger('WARN') });
+// Worker chatter at INFO would drown the test report; warnings and errors still show. A test that needs a
+// runtime of its own (test/metrics.test.ts: a Prometheus exporter) installs it before importing this file.
+try {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+} catch {
+  // installed already, by the test
+}
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const QUADRATIC = path.join(ROOT, 'test', 'fixtures', 'quadratic');

@@ -9,14 +9,27 @@ import {
 } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import { ORCHESTRATOR_TASK_QUEUE, DEFAULT_NAMESPACE } from '../common/shared';
+import { dataConverter } from '../lib/codec';
+import { metricsInterceptor } from '../lib/telemetry';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-/** Bundling takes seconds: do it once per process and share it between workers. */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
-  return bundle;
+const bundles = new Map<string, Promise<WorkflowBundleWithSourceMap>>();
+/**
+ * Bundling takes seconds: do it once per process and share it between workers. With encryption on, the
+ * bundle holds the failure converter that encrypts failure messages too (lib/codec.ts).
+ */
+export function workflowBundle(
+  failureConverterPath = dataConverter().failureConverterPath,
+): Promise<WorkflowBundleWithSourceMap> {
+  const key = failureConverterPath ?? '';
+  if (!bundles.has(key)) {
+    bundles.set(
+      key,
+      bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, failureConverterPath, logger: quietBundlerLogger }),
+    );
+  }
+  return bundles.get(key)!;
 }
 
 const quietBundlerLogger = {
@@ -45,12 +58,16 @@ export async function createOrchestratorWorker(opts: {
 }): Promise<Worker> {
   // What this process inherited would reach every proposer and run it starts.
   closeInheritedFds();
+  const converter = dataConverter();
   return Worker.create({
     connection: opts.connection,
     namespace: opts.namespace ?? DEFAULT_NAMESPACE,
     taskQueue: opts.taskQueue ?? ORCHESTRATOR_TASK_QUEUE,
-    workflowBundle: await workflowBundle(),
+    workflowBundle: await workflowBundle(converter.failureConverterPath),
     activities: createActivities(opts.deps),
     maxConcurrentActivityTaskExecutions: opts.maxActivities ?? DEFAULT_MAX_ACTIVITIES,
+    // Payloads encrypted when a key is configured; Nightlab's metrics counted as activities finish.
+    dataConverter: converter,
+    interceptors: { activity: [metricsInterceptor] },
   });
 }
