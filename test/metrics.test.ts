@@ -4,10 +4,10 @@
 // /healthz says 200 while the worker runs and 503 once it has stopped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DefaultLogger } from '@temporalio/worker';
+import { DefaultLogger, type NativeConnection, type Worker } from '@temporalio/worker';
 import { campaignWorkflowId } from '../common/shared';
 import { connectWorker } from '../ops/connection';
-import { prepareMetrics } from '../ops/metrics';
+import { healthCheck, prepareMetrics } from '../ops/metrics';
 import { experiments, readLedger } from '../lib/ledger';
 import { startWorker } from './processes';
 
@@ -152,3 +152,17 @@ test(
     }
   },
 );
+
+test('health: a running worker whose server does not answer is unhealthy, and says why', async () => {
+  const worker = { options: { taskQueue: 'q' }, getState: () => 'RUNNING' } as unknown as Worker;
+  const down = {
+    withDeadline: () => Promise.reject(new Error('14 UNAVAILABLE: tcp connect error')),
+    workflowService: {},
+  } as unknown as NativeConnection;
+  const h = await healthCheck([worker], down)();
+  assert.deepEqual(h, {
+    ok: false,
+    workers: [{ taskQueue: 'q', state: 'RUNNING' }],
+    server: 'the Temporal server does not answer (14 UNAVAILABLE: tcp connect error)',
+  });
+});
