@@ -595,6 +595,18 @@ test('the GPU worker outlasts its own shutdown grace and has room in /dev/shm fo
   assert.match(body, /chown 1000:1000 [^\n]*\/home\/nightlab\/\.cache/, 'the volume takes its owner from the image');
 });
 
+test('both workers serve metrics and a health endpoint that compose checks', () => {
+  const { orchestrator, gpu } = services(composeConfig());
+  for (const [name, svc] of [orchestrator, gpu]) {
+    const env = svc.environment as Record<string, string>;
+    const port = env.NIGHTLAB_METRICS_PORT;
+    assert.match(String(port ?? ''), /^\d+$/, `${name} sets NIGHTLAB_METRICS_PORT`);
+    const check = (svc.healthcheck?.test ?? []).join(' ');
+    assert.ok(check.includes(`127.0.0.1:${port}/healthz`), `${name}'s healthcheck asks /healthz on its metrics port`);
+    assert.ok(svc.healthcheck?.start_period, `${name} gets a start period (the orchestrator bundles first)`);
+  }
+});
+
 test("the Web UI links point at the UI compose publishes, and can be set to the host's name", () => {
   const {
     ui: [, ui],
