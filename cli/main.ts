@@ -289,12 +289,15 @@ export async function steer(tag: string, o: { note?: string; instructions?: stri
 
 // -------------------------------------------------------------------------------- workers
 
+/** A worker started beside a server that is still starting waits this long for it (NIGHTLAB_SERVER_WAIT). */
+const SERVER_WAIT_SEC = Number(process.env.NIGHTLAB_SERVER_WAIT ?? 60);
+
 export async function worker(o: { maxActivities?: number } & MetricsFlags): Promise<void> {
   const { connectWorker, temporalAddress, temporalNamespace } = await import('../ops/connection');
   const { createOrchestratorWorker } = await import('../workers/orchestrator');
   const { workerProposers } = await import('../workers/proposers');
   const metrics = await workerMetrics(o);
-  const connection = await connectWorker();
+  const connection = await connectWorker(undefined, { waitSec: SERVER_WAIT_SEC, log });
   const namespace = temporalNamespace();
   const deps = { proposers: workerProposers() };
   const worker = await createOrchestratorWorker({ connection, namespace, deps, maxActivities: o.maxActivities });
@@ -314,7 +317,7 @@ export async function gpuWorker(
   // GPUs it cannot read or group as asked are a usage error; a GPU table it cannot get is not.
   const slots = await usageErrors(cmd, resolveSlots(o.gpus, o.gpusPerSlot), (e) => e instanceof SlotsError);
   const metrics = await workerMetrics(o);
-  const connection = await connectWorker();
+  const connection = await connectWorker(undefined, { waitSec: SERVER_WAIT_SEC, log });
   const home = nightlabHome();
   const namespace = temporalNamespace();
   const workers = await createGpuWorkers({ connection, home, slots, namespace, taskQueue: o.taskQueue });

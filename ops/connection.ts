@@ -247,13 +247,27 @@ export async function connectClient(address?: string, namespace?: string): Promi
   return new Client({ connection: await connectionFor(c), namespace: c.settings.namespace, dataConverter: converter });
 }
 
-export async function connectWorker(address?: string): Promise<NativeConnection> {
+/**
+ * A worker's connection. With `waitSec`, a server that does not answer yet (it is still starting:
+ * `nightlab server &` then `nightlab worker &`) is waited for, with one line saying so; a server
+ * that answers and refuses (a certificate, a key) fails at once.
+ */
+export async function connectWorker(
+  address?: string,
+  opts: { waitSec?: number; log?: (line: string) => void } = {},
+): Promise<NativeConnection> {
   const c = load(address);
-  try {
-    const { NativeConnection } = await import('@temporalio/worker');
-    return await NativeConnection.connect(c.options);
-  } catch (e) {
-    throw await explain(e, c);
+  const { NativeConnection } = await import('@temporalio/worker');
+  const deadline = Date.now() + (opts.waitSec ?? 0) * 1000;
+  for (let said = false; ; said = true) {
+    try {
+      return await NativeConnection.connect(c.options);
+    } catch (e) {
+      const err = await explain(e, c);
+      if (!/^Cannot reach/.test(err.message) || Date.now() >= deadline) throw err;
+      if (!said) opts.log?.(`Waiting up to ${opts.waitSec} s for the Temporal server at ${c.settings.address}...`);
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
   }
 }
 

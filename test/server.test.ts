@@ -127,3 +127,26 @@ test('a port held by something that is not Temporal gets a clear error', async (
     busy.close();
   }
 });
+
+test('a worker started before its server waits for it, and a server that never comes is an error', async () => {
+  const { PrivateServer, freePort, nightlab: spawnNightlab, sleep } = await import('./processes');
+  const port = await freePort();
+  const env = { TEMPORAL_ADDRESS: `127.0.0.1:${port}`, NIGHTLAB_HOME: tempDir(), NIGHTLAB_SERVER_WAIT: '120' };
+  const worker = spawnNightlab(['gpu-worker'], env);
+  let server: Awaited<ReturnType<typeof PrivateServer.create>> | null = null;
+  try {
+    await waitFor('the worker says it waits', async () =>
+      /Waiting up to 120 s for the Temporal server/.test(worker.output()),
+    );
+    server = await PrivateServer.create(tempDir(), { port });
+    await waitFor('the worker polls once the server is up', async () => /GPU worker on/.test(worker.output()), 120_000);
+    assert.ok(worker.alive(), worker.output());
+  } finally {
+    await worker.kill('SIGINT');
+    await server?.close();
+  }
+  // Nobody ever listens there: after its wait, the worker fails with the usual message.
+  const lonely = spawnNightlab(['gpu-worker'], { ...env, TEMPORAL_ADDRESS: '127.0.0.1:1', NIGHTLAB_SERVER_WAIT: '1' });
+  while (lonely.alive()) await sleep(100);
+  assert.match(lonely.output(), /Cannot reach the Temporal server at 127\.0\.0\.1:1/);
+});
