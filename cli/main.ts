@@ -223,6 +223,7 @@ export async function list(o: { json?: boolean }): Promise<void> {
   const { listCampaigns } = await import('../client/campaigns');
   const campaigns = await withClient((client) => listCampaigns(client));
   if (o.json) return printJson(campaigns);
+  if (!campaigns.length) console.log(`No campaigns on ${(await import('../ops/connection')).temporalAddress()} yet.`);
   for (const c of campaigns) {
     const counts = `experiments ${String(c.experiments).padStart(4)}  kept ${String(c.kept).padStart(3)}`;
     console.log(

@@ -158,7 +158,7 @@ export function buildProgram() {
 
   program
     .command('gpu-worker')
-    .description('run training on this host: one run per GPU slot')
+    .description('take runs on this host: one run per GPU slot')
     .addOption(
       new Option(
         '--gpus <list>',

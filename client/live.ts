@@ -3,7 +3,6 @@
 // training run in flight with its heartbeat (elapsed time against its timeout).
 import type { Client, WorkflowExecutionDescription } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
-import { optionalTsToMs } from '@temporalio/common/lib/time';
 import proto from '@temporalio/proto';
 import {
   campaignWorkflowId,
@@ -72,8 +71,8 @@ export async function runningRuns(client: Client, tag: string, now = Date.now())
   return pending.map((a, i) => {
     const details = beats[i];
     const named = typeof details?.experiment === 'number' ? details : requests.get(a.activityId ?? '');
-    const beatMs = optionalTsToMs(a.lastHeartbeatTime);
-    const startedMs = optionalTsToMs(a.lastStartedTime);
+    const beatMs = msOf(a.lastHeartbeatTime);
+    const startedMs = msOf(a.lastStartedTime);
     const sinceBeat = beatMs ? Math.max(0, (now - beatMs) / 1000) : null;
     // Heartbeats reach the server throttled (up to tens of seconds apart), so add the time since.
     let elapsed =
@@ -166,4 +165,10 @@ export function pairRuns(inFlight: InFlight[], runs: RunningRun[]): RunPair[] {
     return { flight, run };
   });
   return [...pairs, ...runs.filter((r) => !shown.has(r)).map((run) => ({ flight: null, run }))];
+}
+
+/** A protobuf timestamp as milliseconds (undefined when absent). */
+function msOf(ts: { seconds?: number | Long | null; nanos?: number | null } | null | undefined): number | undefined {
+  if (!ts) return undefined;
+  return Number(ts.seconds ?? 0) * 1000 + Math.floor((ts.nanos ?? 0) / 1e6);
 }
