@@ -55,7 +55,13 @@ function layerRule(layer) {
           name,
           message: 'workflow code is deterministic: no Node built-ins (do I/O in an activity).',
         }))
-      : [];
+      : layer === 'common'
+        ? // Shared names, types and the config schema: no I/O (path arithmetic alone is allowed).
+          NODE_BUILTINS.filter((name) => !['path', 'node:path'].includes(name)).map((name) => ({
+            name,
+            message: 'common/ does no I/O: read files in lib/ (e.g. lib/config-file.ts).',
+          }))
+        : [];
   return {
     files: [`${layer}/**/*.ts`],
     rules: { '@typescript-eslint/no-restricted-imports': ['error', { paths, patterns }] },

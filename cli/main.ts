@@ -133,7 +133,7 @@ export async function start(
   o: { config: string; tag: string; gpuTaskQueue?: string; json?: boolean },
   cmd: Command,
 ): Promise<void> {
-  const { loadConfig } = await import('../common/config');
+  const { loadConfig } = await import('../lib/config-file');
   const { campaignWorkflowId, GPU_TASK_QUEUE } = await import('../common/shared');
   const { temporalNamespace } = await import('../ops/connection');
   const { prepareStart, startCampaign, TagRefused, uiLink } = await import('../client/campaigns');

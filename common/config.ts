@@ -1,6 +1,5 @@
 // The campaign config: one small YAML (or JSON) file, validated before anything starts.
 // Every error names the field and how to fix it.
-import { readFileSync, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
@@ -343,36 +342,6 @@ export function parseConfig(raw: unknown, source = '(inline)'): CampaignConfig {
     return `${field}: ${i.message}`;
   });
   throw new ConfigError(problems, source);
-}
-
-export function loadConfig(file: string): { config: CampaignConfig; baseDir: string } {
-  if (!existsSync(file)) throw new ConfigError([`file not found: ${file}; create one with \`nightlab init\``], file);
-  const text = readFileSync(file, 'utf8');
-  let raw: unknown;
-  try {
-    raw = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
-  } catch (e) {
-    throw new ConfigError(
-      [`cannot parse ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`],
-      file,
-    );
-  }
-  return { config: parseConfig(raw, file), baseDir: path.dirname(path.resolve(file)) };
-}
-
-/** Checks the config against the disk: the target is a git repo and the named files exist. */
-export function checkTargetFiles(config: CampaignConfig, repo: string): string[] {
-  const problems: string[] = [];
-  if (!existsSync(repo) || !statSync(repo).isDirectory()) return [`target: ${repo} is not a directory`];
-  const need = (field: string, f: string) => {
-    if (!existsSync(path.join(repo, f)))
-      problems.push(`${field}: ${f} does not exist in ${repo}; fix the path or commit the file`);
-  };
-  config.editable.forEach((f) => need('editable', f));
-  config.locked.forEach((f) => need('locked', f));
-  config.evaluate?.heldOutPaths.forEach((f) => need('evaluate.heldOutPaths', f));
-  if (config.instructions) need('instructions', config.instructions);
-  return problems;
 }
 
 export function branchName(config: CampaignConfig, tag: string): string {

@@ -30,6 +30,11 @@ test('the layering rule: workflows import no Node built-ins and no I/O layer; ot
     [],
   );
   assert.match(
+    (await problems('common/x.ts', "import { readFileSync } from 'node:fs';\n")).join('\n'),
+    /common\/ does no I\/O/,
+  );
+  assert.deepEqual(await problems('common/x.ts', "import path from 'node:path';\n"), []);
+  assert.match(
     (await problems('dashboard/x.ts', "import { x } from '../cli/format';\n")).join('\n'),
     /dashboard\/ may import only/,
   );
