@@ -115,7 +115,15 @@ test(
       await waitFor('the results table', async () => (await page.locator('#results tbody tr').count()) >= 4, 15_000);
       // An experiment's view: its diff from git and its log tail, from the API, then in the page.
       const DIFF = /@@[\s\S]*\n[+-][A-Z_]+ = /;
-      const one = (await (await fetch(`${dash.url}api/campaigns/${c.tag}/experiments/1`)).json()) as { diff: string };
+      // Experiment 1 may still be confirming while later ones are recorded: wait for its row.
+      const one = await waitFor(
+        'experiment 1 recorded',
+        async () => {
+          const r = await fetch(`${dash!.url}api/campaigns/${c.tag}/experiments/1`);
+          return r.status === 404 ? null : ((await r.json()) as { diff: string });
+        },
+        120_000,
+      );
       assert.match(one.diff, DIFF, `the API's diff of experiment 1: ${JSON.stringify(one).slice(0, 2000)}`);
       // A row opens the experiment. (The table is re-rendered as experiments finish: a click that
       // lands on a row just replaced is lost, so the row is clicked again until its experiment shows.)
