@@ -193,6 +193,12 @@ const configSchema = z
           .int('must be a whole number')
           .min(1, "must be >= 1 (1 turns noise estimation off: autoresearch's rule)")
           .default(3),
+        // The sequential rule (docs/judging.md): the share of changes that do nothing it may keep, the
+        // gain (in noise sigmas) it finds 90% of the time, the most runs of a candidate after its first
+        // (confirmRuns), the best's runs it keeps re-running up to (bestRuns).
+        falseKeep: z.number().gt(0, 'must be > 0').max(0.5, 'must be <= 0.5').default(0.05),
+        detect: z.number().positive('must be > 0 (noise sigmas)').default(2),
+        // The confirmation rule of campaigns started before the sequential one: the margin in sigmas.
         k: z.number().positive('must be > 0').default(1.8),
         confirmRuns: z.number().int().min(0, 'must be >= 0').default(4),
         bestRuns: z.number().int().min(1, 'must be >= 1').default(10),

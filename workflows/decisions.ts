@@ -32,8 +32,13 @@ export function closeGroup(pool: Pool, g: Group): Pool {
 
 /** Run-to-run standard deviation from the pool and the open groups; null when nothing was repeated. */
 export function noiseSigma(pool: Pool, open: Group[] = []): number | null {
-  const all = open.reduce(closeGroup, pool);
+  const all = pooled(pool, open);
   return all.dof === 0 ? null : Math.sqrt(all.ss / all.dof);
+}
+
+/** The pool with the open groups' squares added (they count; they stay open). */
+export function pooled(pool: Pool, open: Group[]): Pool {
+  return open.reduce(closeGroup, pool);
 }
 
 /** Improvement in the "better" direction: positive means better. */
@@ -44,12 +49,16 @@ export function improvement(metric: number, best: number, direction: 'lower' | '
 export interface NoisePolicy {
   direction: 'lower' | 'higher';
   minImprovement: number;
-  /** Margin in standard deviations of the measured difference. */
+  /** Margin in standard deviations of the measured difference (the confirmation rule). */
   k: number;
-  /** Fresh runs of a promising candidate before it is kept. */
+  /** Fresh runs of a promising candidate before it is kept; sequentially, the most runs after the first. */
   confirmRuns: number;
   /** The best commit is re-run up to this many times in all, so its mean sharpens. */
   bestRuns: number;
+  /** Sequential rule: the share of changes that do nothing it may keep. */
+  falseKeep: number;
+  /** Sequential rule: the gain, in noise sigmas, it finds `DETECTION` of the time. */
+  detect: number;
 }
 
 /** A single run this much beyond the margin (in units of the margin) is kept without confirmation. */
@@ -57,6 +66,15 @@ export const CLEAR_WIN = 1.5;
 
 export function noisePolicy(config: Pick<CampaignConfig, 'metric' | 'keep' | 'noise'>): NoisePolicy {
   return { direction: config.metric.direction, minImprovement: config.keep.minImprovement, ...config.noise };
+}
+
+/**
+ * Whether a campaign's config has the sequential rule's settings: a config parsed before they
+ * existed (a campaign started before) keeps the confirmation rule for the campaign's whole life.
+ */
+export function configuredSequential(config: Pick<CampaignConfig, 'noise'>): boolean {
+  const noise: Partial<CampaignConfig['noise']> = config.noise;
+  return noise.falseKeep !== undefined && noise.detect !== undefined;
 }
 
 /**
@@ -141,6 +159,125 @@ export function judgeConfirmed(
   const margin = Math.max(p.minImprovement, p.k * (sigma ?? 0) * Math.sqrt(1 / fresh.n + 1 / best.n));
   const evidence = `mean of ${fresh.n} fresh runs ${fmt(m)} vs best ${fmt(b)} (${best.n} runs): ${gain > 0 ? 'better' : 'worse'} by ${fmt(Math.abs(gain))}, margin ${fmt(margin)} (k=${p.k}, sigma=${fmt(sigma ?? 0)})`;
   return { kind: gain > margin ? 'keep' : 'discard', metric: m, delta: m - b, evidence, runs: fresh.n, group: fresh };
+}
+
+// The sequential rule: after each run of the candidate, keep, discard or run it once more.
+// It weighs "the change gains `detect` noise sigmas" against "it gains nothing" (Wald's sequential
+// probability ratio test on the standardized difference of the means): the log of how much likelier
+// the runs are under the first than under the second grows with each run while the change helps and
+// falls while it does not, and the judge stops at the first bound it crosses. Each run counts, the
+// first included: the bounds are set for the whole sequence, so choosing to go on is no bias.
+
+/** The share of `detect`-sigma gains the sequential rule keeps. */
+export const DETECTION = 0.9;
+/**
+ * Runs come in whole steps, so the log-odds overshoot a bound by about 0.583 x the last step's
+ * spread (Siegmund's correction to Wald's bounds): the bounds are pulled in by about as much, or
+ * whole runs would buy error rates far below those asked for. The factors are calibrated on
+ * bench:noise: less for the keep bound, as a false keep costs more than a run.
+ */
+const OVERSHOOT = { keep: 0.45, discard: 0.6 };
+/** On the last run allowed, keep when the runs favour the gain by at least these log-odds. */
+const LAST_RUN_ODDS = 1;
+
+/**
+ * Bounds on the log-odds of a `detect`-sigma gain after `runs` runs of the candidate against `best`
+ * runs of the best: keep at or above `keep`, discard at or below `discard`.
+ */
+export function sequentialBounds(
+  p: Pick<NoisePolicy, 'falseKeep' | 'detect'>,
+  runs: number,
+  best: number,
+): { keep: number; discard: number } {
+  // The spread of the log-odds' last step: the information (inverse variance, in noise units) the
+  // last run added to the difference of the means.
+  const step = p.detect * Math.sqrt(information(runs, best) - information(runs - 1, best));
+  return {
+    keep: Math.max(0, Math.log(DETECTION / p.falseKeep) - OVERSHOOT.keep * step),
+    discard: Math.min(0, Math.log((1 - DETECTION) / (1 - p.falseKeep)) + OVERSHOOT.discard * step),
+  };
+}
+
+/** The inverse variance of the difference of two means of `a` and `b` unit-noise runs (0 with no runs). */
+function information(a: number, b: number): number {
+  return a === 0 ? 0 : 1 / (1 / a + 1 / b);
+}
+
+/**
+ * A t statistic with `dof` degrees of freedom as the normal deviate of the same tail (Wallace's
+ * approximation, within 0.04 for dof >= 2 up to t = 10): a noise estimate from few runs is itself
+ * noisy, so early in a campaign the same gain weighs less.
+ */
+export function normalOfT(t: number, dof: number): number {
+  if (!Number.isFinite(dof)) return t;
+  return Math.sign(t) * ((8 * dof + 1) / (8 * dof + 3)) * Math.sqrt(dof * Math.log1p((t * t) / dof));
+}
+
+/** z with a normal tail of `p` above it, for 0 < p <= 0.5 (Abramowitz and Stegun 26.2.23, within 0.00045). */
+export function upperNormalQuantile(p: number): number {
+  const t = Math.sqrt(-2 * Math.log(p));
+  return (
+    t - (2.515517 + 0.802853 * t + 0.010328 * t * t) / (1 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t)
+  );
+}
+
+/**
+ * One look of the sequential rule at the candidate's runs (`runs`, all since it was last rebased)
+ * against the best's, with the campaign's pooled noise: keep, discard, or 'confirm' (one more run).
+ * `last`: no more runs are allowed, so it decides. The noise estimate pools the closed groups, the
+ * best's runs and the candidate's; with none it is autoresearch's rule, with zero noise one run decides.
+ */
+export function judgeSequential(
+  runs: Group,
+  best: Group,
+  pool: Pool,
+  p: NoisePolicy,
+  last: boolean,
+): JudgementOf<'keep' | 'discard' | 'confirm'> {
+  const m = mean(runs);
+  const b = mean(best);
+  const gain = improvement(m, b, p.direction);
+  const what = runs.n === 1 ? fmt(m) : `mean of ${runs.n} runs ${fmt(m)}`;
+  const vs = `${what} vs best ${fmt(b)} (${best.n} run${best.n === 1 ? '' : 's'})`;
+  const decide = (kind: 'keep' | 'discard', evidence: string): JudgementOf<'keep' | 'discard'> => ({
+    kind,
+    metric: m,
+    delta: m - b,
+    evidence: `${vs}: ${evidence}`,
+    runs: runs.n,
+    group: runs,
+  });
+  const better = gain > p.minImprovement;
+  const by = better
+    ? `better by ${fmt(gain)}`
+    : gain > 0
+      ? `better by ${fmt(gain)}, not more than minImprovement ${fmt(p.minImprovement)}`
+      : 'not better';
+  if (!better && (runs.n === 1 || last)) return decide('discard', by);
+  const noise = pooled(pool, [best, runs]);
+  if (noise.dof === 0) return decide(better ? 'keep' : 'discard', `${by}; no noise estimate (one baseline run)`);
+  const sigma = Math.sqrt(noise.ss / noise.dof);
+  if (sigma === 0) return decide(better ? 'keep' : 'discard', `${by}; repeated runs are identical (no noise)`);
+  const info = information(runs.n, best.n);
+  const z = normalOfT((gain / sigma) * Math.sqrt(info), noise.dof);
+  const odds = p.detect * z * Math.sqrt(info) - (p.detect * p.detect * info) / 2;
+  const bounds = sequentialBounds(p, runs.n, best.n);
+  const facts = `${by} (z ${fmt(z)}, sigma ${fmt(sigma)} from ${noise.dof} dof), log-odds of a ${fmt(p.detect)}-sigma gain ${fmt(odds)}`;
+  if (last) {
+    // Also a test of its own at the falseKeep level: with a small `detect` most judgements end here.
+    const critical = upperNormalQuantile(p.falseKeep / 2);
+    const keep = better && odds >= LAST_RUN_ODDS && z >= critical;
+    const verdict = keep
+      ? `>= ${LAST_RUN_ODDS} and z >= ${fmt(critical)}`
+      : `not both >= ${LAST_RUN_ODDS} and z >= ${fmt(critical)}`;
+    return decide(keep ? 'keep' : 'discard', `${facts}: ${verdict} on the last run allowed`);
+  }
+  if (better && odds >= bounds.keep) return decide('keep', `${facts} >= keep bound ${fmt(bounds.keep)}`);
+  if (odds <= bounds.discard) return decide('discard', `${facts} <= discard bound ${fmt(bounds.discard)}`);
+  return {
+    kind: 'confirm',
+    evidence: `${vs}: ${facts}, between ${fmt(bounds.discard)} and ${fmt(bounds.keep)}: one more run`,
+  };
 }
 
 /** The baseline's runs: kept as the first best (their mean; their spread, the first noise estimate), or a crash. */

@@ -2,7 +2,7 @@
 //
 //   propose an edit on top of the best (or a fix of the last crash), until one passes preflight
 //   run it once in one of the campaign's slots, on the current best (rebased first if the best moved)
-//   judge it: keep / discard / crash (confirmation runs when inside the noise, while the best is re-run)
+//   judge it: keep / discard / crash (run by run while the evidence is short, the best re-run beside)
 //   record it; on keep the branch moves
 //
 // The candidate is one object: its commit moves onto each new best, and its proposals and runs in
@@ -12,8 +12,8 @@
 import { condition, log, patched } from '@temporalio/workflow';
 import type { CampaignConfig } from '../common/config';
 import type { CrashFix, Proposal, RunRecord, RunResult } from '../common/shared';
-import { mean, nextFix, noisePolicy } from './decisions';
-import { judgeCandidate, type JudgingIO } from './judging';
+import { configuredSequential, mean, nextFix, noisePolicy } from './decisions';
+import { judgeCandidate, judgeSequentially, type JudgingIO } from './judging';
 import { failureMessage, lite, runRecord } from './records';
 import type { Slots } from './slots';
 import type { Flight, WorkflowState } from './state';
@@ -25,6 +25,7 @@ const MAX_REJECTED_IN_A_ROW = 5;
 const REBASE_WHILE_QUEUED = 'rebase-while-queued';
 const KEEP_AT_DECISION = 'keep-at-decision';
 const SUSPECT_GAINS = 'suspect-gains';
+const SEQUENTIAL_JUDGING = 'sequential-judging';
 
 /** The campaign's parts an experiment works with. */
 export interface Lab {
@@ -98,7 +99,9 @@ export async function experiment(lab: Lab, n: number): Promise<void> {
   // A gain far beyond anything seen is confirmed on clean caches and flagged (older campaigns: not judged so).
   const suspects = patched(SUSPECT_GAINS) ? { largestGain: s.largestGain ?? null } : undefined;
   const io = judgingIO(lab, c, { runs, bestReRuns, keepAtOnce });
-  const judgement = await judgeCandidate(lite(first), state.noise()!, noisePolicy(config), io, suspects);
+  // Decided run by run (campaigns started before: one run, then a fixed number of confirmation runs).
+  const judge = configuredSequential(config) && patched(SEQUENTIAL_JUDGING) ? judgeSequentially : judgeCandidate;
+  const judgement = await judge(lite(first), state.noise()!, noisePolicy(config), io, suspects);
 
   flight.phase = 'record';
   if (judgement.kind === 'keep' && !c.replaced) c.replaced = state.adopt(c, judgement);

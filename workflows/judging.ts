@@ -1,5 +1,8 @@
 // How one candidate is judged, run by run: the same procedure in the workflow (where a run is a
-// GPU activity) and in bench/noise (where a run is a draw from a simulated trainer).
+// GPU activity) and in bench/noise and bench/campaigns (where a run is a draw from a simulated trainer).
+// The sequential rule (judgeSequentially; campaigns started since the `sequential-judging` patch):
+//   after each run: keep, discard, or one more run (the best re-run beside it while it has few runs).
+// The confirmation rule (judgeCandidate; campaigns started before):
 //   1. one run; not better → discard; far outside the noise → keep; else
 //   2. confirmation runs with other seeds, while the best is re-run until it has `bestRuns` runs;
 //      the fresh runs' mean decides.
@@ -9,10 +12,12 @@ import type { Group, NoiseState } from '../common/shared';
 import {
   addRun,
   closeGroup,
+  EMPTY_GROUP,
   groupOf,
   judgeConfirmed,
   mean,
   judgeFirstRun,
+  judgeSequential,
   noiseSigma,
   suspectGain,
   type JudgementOf,
@@ -136,6 +141,86 @@ export async function judgeCandidate(
   }
 }
 
+/**
+ * The sequential rule (workflows/decisions.ts judgeSequential): after each run of the candidate,
+ * keep, discard, or run it once more (at most `1 + confirmRuns` runs), the best re-run beside it
+ * while the best has fewer than twice the candidate's runs (bestBeside). A candidate decided on its
+ * first run costs no other run. A suspect gain is judged on fresh runs on clean caches only; a
+ * candidate whose best moved is rebased and judged afresh on the new one. Mutates `state` as
+ * judgeCandidate does.
+ */
+export async function judgeSequentially(
+  first: RunLite,
+  state: NoiseState,
+  p: NoisePolicy,
+  io: JudgingIO,
+  suspects?: { largestGain: number | null },
+): Promise<JudgementOf<'keep' | 'discard' | 'crash'>> {
+  if (first.failed) return { kind: 'crash', evidence: first.reason, runs: 1, failedRun: 0 };
+  const suspect = suspects ? suspectGain(first.metric!, state.best.group, sigma(state), suspects.largestGain, p) : null;
+  const trail: string[] = suspect ? [`${suspect}: never kept on one run; judged on fresh runs on clean caches`] : [];
+  // The runs that judge (a suspect's first run does not), and every run of the same commit (for the noise).
+  let judged = suspect ? EMPTY_GROUP : groupOf([first.metric!]);
+  let sameCommit = groupOf([first.metric!]);
+  let runs = 1;
+  const most = suspect ? Math.max(1, p.confirmRuns) : 1 + p.confirmRuns;
+  for (let rebases = 0; ;) {
+    const verdict = judged.n ? judgeSequential(judged, state.best.group, state.pool, p, judged.n >= most) : null;
+    if (verdict) trail.push(verdict.evidence);
+    if (verdict?.kind === 'discard') return decided(verdict);
+    // A win (or a hope) measured on an old best is re-proven on top of the new one.
+    if (verdict && !io.onBest()) {
+      if (++rebases > MAX_ROUNDS) return discard(`the best moved ${MAX_ROUNDS} times while judging`);
+      state.pool = closeGroup(state.pool, sameCommit);
+      [judged, sameCommit] = [EMPTY_GROUP, EMPTY_GROUP];
+      if (!(await io.rebase())) return discard('its change conflicts with a newer kept experiment');
+      trail.push('built on an old best: rebased, judged afresh');
+      continue;
+    }
+    if (verdict?.kind === 'keep') return decided(verdict);
+    const run = runs++;
+    const [r] = await Promise.all([
+      io.candidate(run, suspect ? true : undefined),
+      reRunBest(state, p, io, bestBeside(state, judged.n + 1)),
+    ]);
+    if (r.failed) {
+      state.pool = closeGroup(state.pool, sameCommit);
+      const evidence = `run ${run} crashed: ${r.reason}`;
+      return { kind: 'crash', evidence: [...trail, evidence].join('; '), runs, failedRun: run, ...flag() };
+    }
+    judged = addRun(judged, r.metric!);
+    sameCommit = addRun(sameCommit, r.metric!);
+  }
+
+  function decided(j: JudgementOf<'keep' | 'discard'>): JudgementOf<'keep' | 'discard'> {
+    if (j.kind === 'discard') state.pool = closeGroup(state.pool, sameCommit);
+    const out = { ...j, evidence: trail.join('; '), runs, ...flag() };
+    if (out.kind === 'keep') io.adopt?.(out);
+    return out;
+  }
+
+  function discard(why: string): JudgementOf<'keep' | 'discard'> {
+    trail.push(why);
+    const metric = judged.n ? mean(judged) : first.metric!;
+    const group = judged.n ? judged : groupOf([first.metric!]);
+    return decided({ kind: 'discard', metric, delta: metric - mean(state.best.group), evidence: '', runs, group });
+  }
+
+  function flag(): { suspect?: string } {
+    return suspect ? { suspect } : {};
+  }
+}
+
+/**
+ * How many re-runs of the best go beside a candidate's run number `runs`: as many as the best lacks
+ * of twice the candidate's runs (reRunBest stops at `bestRuns`). The difference of the means is only
+ * as precise as its less-run side, and the best's runs serve every later candidate too; a best
+ * with runs enough is not re-run.
+ */
+function bestBeside(state: NoiseState, runs: number): number {
+  return Math.max(0, 2 * runs - state.best.group.n - state.best.pending);
+}
+
 /** The new best's runs become the best group; the old best's runs join the noise pool. */
 export function adoptBest(
   state: NoiseState,
@@ -149,9 +234,12 @@ export function sigma(state: NoiseState): number | null {
   return noiseSigma(state.pool, [state.best.group]);
 }
 
-/** Re-runs the best until it has `bestRuns` runs (counting those in flight); a run on a best that has since been replaced is dropped. */
-async function reRunBest(state: NoiseState, p: NoisePolicy, io: JudgingIO): Promise<void> {
-  const want = Math.max(0, p.bestRuns - state.best.group.n - state.best.pending);
+/**
+ * Re-runs the best until it has `bestRuns` runs (counting those in flight), `most` at a time; a run
+ * on a best that has since been replaced is dropped.
+ */
+async function reRunBest(state: NoiseState, p: NoisePolicy, io: JudgingIO, most = Infinity): Promise<void> {
+  const want = Math.min(most, Math.max(0, p.bestRuns - state.best.group.n - state.best.pending));
   const target = state.best;
   const runs = Array.from({ length: want }, () => {
     target.pending += 1;
