@@ -18,8 +18,9 @@
 // the default budget; a keep is counted, not adopted: every decision faces the same baseline, and
 // the keep's runs join the noise estimate, as a kept best's do once it is replaced);
 // `--campaigns` of them per trainer (a campaign's decisions share its baseline's luck, so it takes
-// many campaigns for rates to settle within a few tenths of a percent). Runs per experiment count the change's runs and the re-runs
-// of the best made while it was judged; `+baseline` adds the campaign's baseline runs, shared out.
+// many campaigns for rates to settle within a few tenths of a percent). Runs per experiment count
+// the change's runs and the re-runs of the best made while it was judged; `+baseline` adds the
+// campaign's baseline runs, shared out.
 // The noise estimate is weakest at the start of a campaign (a few baseline runs), so each rule is
 // also measured over the first 10 decisions of each campaign.
 //

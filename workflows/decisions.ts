@@ -262,7 +262,8 @@ export function judgeSequential(
   const z = normalOfT((gain / sigma) * Math.sqrt(info), noise.dof);
   const odds = p.detect * z * Math.sqrt(info) - (p.detect * p.detect * info) / 2;
   const bounds = sequentialBounds(p, runs.n, best.n);
-  const facts = `${by} (z ${fmt(z)}, sigma ${fmt(sigma)} from ${noise.dof} dof), log-odds of a ${fmt(p.detect)}-sigma gain ${fmt(odds)}`;
+  const spread = `z ${fmt(z)}, sigma ${fmt(sigma)} from ${noise.dof} dof`;
+  const facts = `${by} (${spread}), log-odds of a ${fmt(p.detect)}-sigma gain ${fmt(odds)}`;
   if (last) {
     // Also a test of its own at the falseKeep level: with a small `detect` most judgements end here.
     const critical = upperNormalQuantile(p.falseKeep / 2);
