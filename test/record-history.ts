@@ -184,6 +184,27 @@ const SCENARIOS: Scenario[] = [
         },
       }),
   },
+  {
+    name: 'sequential-judging',
+    what: 'judged run by run (patched sequential-judging): two slots, a noisy target, a gain inside the noise given more runs while the best is re-run, a clear win kept on one run, a crash',
+    run: () =>
+      plannedCampaign({
+        slots: 2,
+        plan: {
+          1: { LEARNING_RATE: 0.28, desc: 'slightly lower learning rate' },
+          2: { mode: 1, desc: 'a change that crashes', delay: 0.3 },
+          3: { LEARNING_RATE: 0.12, WIDTH: 20, desc: 'the optimum' },
+        },
+        config: {
+          parallelism: 2,
+          lookahead: 1,
+          budget: { maxExperiments: 3 },
+          crash: { maxFixAttempts: 0 },
+          noise: { baselineRuns: 3, confirmRuns: 3, bestRuns: 4 },
+          run: { command: 'python3 train.py', env: { QUAD_NOISE: '0.01', QUAD_SLEEP: '0.5' }, timeoutSec: 60 },
+        },
+      }),
+  },
 ];
 
 const only = process.argv.slice(2);

@@ -127,7 +127,13 @@ test('the fixtures cover a crash, a keep, a fix, a rebase, a conflict, confirmat
         ? [JSON.parse(payloadText(e.markerRecordedEventAttributes.details?.['patch-data']?.payloads?.[0])).id as string]
         : [],
     );
-  for (const id of ['rebase-while-queued', 'keep-at-decision', 'suspect-gains', 'activity-names']) {
+  for (const id of [
+    'rebase-while-queued',
+    'keep-at-decision',
+    'suspect-gains',
+    'activity-names',
+    'sequential-judging',
+  ]) {
     assert.ok(
       all.some((f) => patchesOf(f).includes(id)),
       `a history recorded with the ${id} patch`,
