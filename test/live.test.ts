@@ -240,8 +240,9 @@ test('an older GPU worker, whose heartbeat names no experiment: its runs are nam
   }
 });
 
-test('pairRuns: runs are paired by the experiment they name, only with an experiment that is training', () => {
-  const run = (experiment: number | undefined, slot: string): RunningRun => ({
+/** A run in flight as the live views see it, naming its experiment (or, from an older worker, not). */
+function runningRun(experiment: number | undefined, slot: string): RunningRun {
+  return {
     ...(experiment === undefined ? {} : { experiment, run: 0 }),
     elapsedSec: 1,
     timeoutSec: 60,
@@ -251,20 +252,65 @@ test('pairRuns: runs are paired by the experiment they name, only with an experi
     attempt: 1,
     sinceHeartbeatSec: 0,
     state: 'started',
-  });
+  };
+}
+
+test('pairRuns: runs are paired by the experiment they name, only with an experiment that is training', () => {
   const shown = (pairs: ReturnType<typeof pairRuns>) =>
     pairs.map((p) => [p.flight?.experiment ?? null, p.run?.slot ?? null]);
   const eight = { experiment: 8, phase: 'train', description: '' };
   const nine = { experiment: 9, phase: 'confirm', description: '' };
   // In any order, each with its own; a second confirmation seed of 9 stands apart.
-  assert.deepEqual(shown(pairRuns([nine, eight], [run(8, 'gpu0'), run(9, 'gpu1'), run(9, 'gpu2')])), [
-    [9, 'gpu1'],
-    [8, 'gpu0'],
-    [null, 'gpu2'],
-  ]);
+  assert.deepEqual(
+    shown(pairRuns([nine, eight], [runningRun(8, 'gpu0'), runningRun(9, 'gpu1'), runningRun(9, 'gpu2')])),
+    [
+      [9, 'gpu1'],
+      [8, 'gpu0'],
+      [null, 'gpu2'],
+    ],
+  );
   // Kept and recording, 9 is re-run as the new best for another experiment: a run apart, not 9's bar.
-  assert.deepEqual(shown(pairRuns([{ ...nine, phase: 'record' }], [run(9, 'gpu1')])), [
+  assert.deepEqual(shown(pairRuns([{ ...nine, phase: 'record' }], [runningRun(9, 'gpu1')])), [
     [9, null],
     [null, 'gpu1'],
   ]);
+});
+
+test("pairRuns: each experiment in flight gets its own run, none while it judges; the best's re-runs stand apart", () => {
+  const five = { experiment: 5, phase: 'train', description: 'wider' };
+  const six = { experiment: 6, phase: 'judge', description: 'lower lr' };
+  const seven = { experiment: 7, phase: 'propose', description: '' };
+  const own = runningRun(5, 'gpu0');
+  const bestReRun = runningRun(3, 'gpu1');
+  const pairs = pairRuns([five, six, seven], [bestReRun, own]);
+  assert.deepEqual(
+    pairs.map((p) => [p.flight?.experiment ?? null, p.run?.slot ?? null]),
+    [
+      [5, 'gpu0'],
+      [6, null],
+      [7, null],
+      [null, 'gpu1'],
+    ],
+  );
+  // A run that has not beaten yet (no experiment named) goes to the one experiment training.
+  const fresh = runningRun(undefined, 'gpu0');
+  assert.deepEqual(
+    pairRuns([six, five], [fresh]).map((p) => [p.flight?.experiment ?? null, p.run?.slot ?? null]),
+    [
+      [6, null],
+      [5, 'gpu0'],
+    ],
+  );
+  // With two training it cannot say whose: a block of its own.
+  assert.deepEqual(
+    pairRuns([five, { ...six, phase: 'confirm' }], [fresh]).map((p) => [
+      p.flight?.experiment ?? null,
+      p.run?.slot ?? null,
+    ]),
+    [
+      [5, null],
+      [6, null],
+      [null, 'gpu0'],
+    ],
+  );
 });

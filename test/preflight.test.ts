@@ -1,9 +1,8 @@
-// Preflight against a real repository, and live views pairing runs with experiments.
+// Preflight against a real repository.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { preflight } from '../activities/preflight';
-import { pairRuns, type RunningRun } from '../client/live';
 
 test('preflight: no-op, locked file, file outside editable, Python syntax error are rejected; a valid edit passes', async () => {
   const config = { editable: ['train.py'], locked: ['prepare.py'], evaluate: { heldOutPaths: ['heldout'] } };
@@ -32,55 +31,5 @@ test('preflight: no-op, locked file, file outside editable, Python syntax error 
   assert.ok(
     reason.length <= 1000 && /\[cut: \d+ more characters\]$/.test(reason),
     `bounded with a marker (${reason.length} characters)`,
-  );
-});
-
-test("pairRuns: each experiment in flight gets its own run, none while it judges; the best's re-runs stand apart", () => {
-  const run = (experiment: number | undefined, slot: string): RunningRun => ({
-    ...(experiment === undefined ? {} : { experiment }),
-    elapsedSec: 1,
-    timeoutSec: 60,
-    lastLine: '',
-    slot,
-    host: 'h',
-    attempt: 1,
-    sinceHeartbeatSec: 0,
-    state: 'started',
-  });
-  const five = { experiment: 5, phase: 'train', description: 'wider' };
-  const six = { experiment: 6, phase: 'judge', description: 'lower lr' };
-  const seven = { experiment: 7, phase: 'propose', description: '' };
-  const own = run(5, 'gpu0');
-  const bestReRun = run(3, 'gpu1');
-  const pairs = pairRuns([five, six, seven], [bestReRun, own]);
-  assert.deepEqual(
-    pairs.map((p) => [p.flight?.experiment ?? null, p.run?.slot ?? null]),
-    [
-      [5, 'gpu0'],
-      [6, null],
-      [7, null],
-      [null, 'gpu1'],
-    ],
-  );
-  // A run that has not beaten yet (no experiment named) goes to the one experiment training.
-  const fresh = run(undefined, 'gpu0');
-  assert.deepEqual(
-    pairRuns([six, five], [fresh]).map((p) => [p.flight?.experiment ?? null, p.run?.slot ?? null]),
-    [
-      [6, null],
-      [5, 'gpu0'],
-    ],
-  );
-  // With two training it cannot say whose: a block of its own.
-  assert.deepEqual(
-    pairRuns([five, { ...six, phase: 'confirm' }], [fresh]).map((p) => [
-      p.flight?.experiment ?? null,
-      p.run?.slot ?? null,
-    ]),
-    [
-      [5, null],
-      [6, null],
-      [null, 'gpu0'],
-    ],
   );
 });
