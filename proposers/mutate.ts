@@ -1,6 +1,7 @@
 // The offline proposer: random search over numeric hyperparameters, autoresearch without an LLM.
 // It perturbs module-level UPPER_CASE = <number> assignments of the editable Python files.
 // The RNG is seeded by (seed, tag, experiment, attempt): a retried activity proposes the same edit.
+import { seededRandom } from '../common/search';
 import type { Proposer } from './context';
 
 /** Multiplicative steps: big enough to matter, small enough to stay near a working setting. */
@@ -46,29 +47,13 @@ export function perturb(value: string, factor: number): string {
   return /[.eE]/.test(y) ? y : `${y}.0`;
 }
 
-export function rng(...parts: (string | number)[]): () => number {
-  // FNV-1a over the key, then mulberry32.
-  let h = 2166136261;
-  for (const ch of parts.join('/')) {
-    h ^= ch.charCodeAt(0);
-    h = Math.imul(h, 16777619);
-  }
-  let a = h >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export const mutateProposer: Proposer = async (ctx) => {
   const knobs = findKnobs(ctx.editable);
   if (!knobs.length)
     throw new Error(
       `the mutate proposer found no UPPER_CASE = <number> settings in ${ctx.editable.map((f) => f.path).join(', ')}; use another proposer`,
     );
-  const random = rng(ctx.seed, ctx.tag, ctx.experiment, ctx.attempt);
+  const random = seededRandom(ctx.seed, ctx.tag, ctx.experiment, ctx.attempt);
   // Settings an experiment in flight is changing are left to it while others remain: parallel
   // experiments then test different things, and a keep of one never conflicts with the others.
   const busy = new Set(ctx.inFlight.flatMap((f) => settingsIn(f.description)));
