@@ -10,9 +10,9 @@
 //   that looks small at p by chance (2 or 3 curves) does not make the rule bolder than at the end.
 // - descent(p): what the best still gains from p to the end of its runs (its mean at p minus its mean at
 //   the end). A late bloomer (longer warm-up, more regularisation, another schedule) learns faster later;
-//   `bloom` 1 lets a candidate be behind by all the best still has to gain, so it is stopped only if it
-//   would have to learn more than twice as fast as the best for the rest of its budget. The allowance is
-//   largest early and vanishes at the end, so the rule is most careful where curves predict least.
+//   `bloom` 0.5 lets a candidate be behind by half of what the best still has to gain: it is stopped only
+//   if it would have to gain more than 1.5 times as much as the best in the rest of its budget. The
+//   allowance is largest early and vanishes at the end: the rule is most careful where curves predict least.
 // Only the curves are compared: if the progress lines print a training loss while the metric is measured
 // on held-out data, a regulariser can trail all the way and still win; print a validation figure then.
 import type { Curve, CurvePoint } from './curves';
@@ -35,7 +35,7 @@ export interface EarlyStopSettings {
 export const EARLY_STOP_DEFAULTS: Required<Omit<EarlyStopSettings, 'direction' | 'name'>> = {
   after: 0.3,
   margin: 3,
-  bloom: 1,
+  bloom: 0.5,
   checks: 3,
 };
 
