@@ -12,6 +12,7 @@ import { campaignDirFor, campaignStatus, uiLink } from './campaigns';
 import { campaignInput } from './live';
 import { campaignRecords } from './records';
 import { alarms } from './alarms';
+import { experimentCurvesSvg } from './curves';
 import { deltaText, figuresText, resultCells, resultRows, resultsLegend } from './results';
 
 export type ReportRow = ExperimentRecord & { logTail?: string; heldOut?: unknown };
@@ -179,10 +180,12 @@ ${haveHeldOut ? `<td class="num">${esc(heldOutText(r.heldOut))}</td>` : ''}
   const details = rows
     .map((r) => {
       const diff = diffs.get(r.experiment) ?? '';
+      const curves = experimentCurvesSvg(input.ledger, r.experiment, r.status);
       return `<details id="exp-${r.experiment}" class="${esc(r.status)}"${r.status === 'keep' ? ' open' : ''}>
 <summary><b>experiment ${r.experiment}</b> <span class="status">${esc(r.status)}</span> ${esc(fmt(r.metric))}${typeof r.heldOut === 'number' ? ` (held-out ${esc(fmt(r.heldOut))})` : ''} — ${esc(r.description)}</summary>
 <p>${esc(r.reason)}</p>${r.suspect ? `<p class="meta"><b>suspect</b>: ${esc(r.suspect)}</p>` : ''}${(r as { evidence?: string }).evidence ? `<p class="meta">evidence: ${esc((r as { evidence?: string }).evidence)}</p>` : ''}
 <p class="meta">commit <code>${esc(r.commit)}</code>, parent <code>${esc(r.parent)}</code>; outcome ${esc(r.outcome)}; ${r.seconds.toFixed(1)} s on ${esc([r.host, r.slot].filter(Boolean).join('/') || '-')}; log ${esc(r.logPath)}${r.fixOf !== null && r.fixOf !== undefined ? `; a fix of experiment ${r.fixOf}` : ''}${input.uiUrl ? `; <a href="${esc(input.uiUrl)}">Temporal Web UI</a>` : ''}</p>
+${curves ? `<h4>learning curve</h4><div class="curves">${curves}</div>` : ''}
 <h4>diff</h4><pre class="diff">${diff ? diffHtml(diff) : '<i>(no diff)</i>'}</pre>
 <h4>log tail</h4><pre class="log">${esc(r.logTail ?? '') || '<i>(empty)</i>'}</pre>
 </details>`;

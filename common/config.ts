@@ -3,6 +3,8 @@
 import path from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { AUTORESEARCH_PROGRESS, progressProblem } from './curves';
+import { EARLY_STOP_DEFAULTS } from './early-stop';
 
 /** Names of environment variables that hold secrets: never given to a training run. */
 // Names that end like a secret (OPENAI_API_KEY, HF_TOKEN, DB_PASSWORD), not ones that merely
@@ -115,6 +117,53 @@ const configSchema = z
       .object({ key: z.string().min(1) })
       .strict()
       .optional(),
+    // Learning curves: each run's progress lines (`pattern`: named groups `value`, and `pct` or `step`
+    // with `steps`) are read as it streams, kept in the records and drawn beside the best's. earlyStop
+    // (opt-in): a candidate's first run that is clearly losing to the best's runs at the same point is
+    // stopped and discarded (docs/judging.md). Resolved here, so a later default never changes a campaign.
+    progress: z
+      .object({
+        pattern: z.string().default(AUTORESEARCH_PROGRESS),
+        steps: z.number().int('must be a whole number').positive('must be > 0').optional(),
+        name: z
+          .string()
+          .regex(/^[\w.-]+$/, 'must be a word such as loss')
+          .default('loss'),
+        direction: z
+          .enum(['lower', 'higher'], { errorMap: () => ({ message: 'must be "lower" or "higher"' }) })
+          .default('lower'),
+        earlyStop: z
+          .union([
+            z.boolean(),
+            z
+              .object({
+                after: z
+                  .number()
+                  .gt(0, 'must be > 0')
+                  .lt(1, 'must be < 1 (a fraction of the run)')
+                  .default(EARLY_STOP_DEFAULTS.after),
+                margin: z
+                  .number()
+                  .positive("must be > 0 (spreads of the best's runs)")
+                  .default(EARLY_STOP_DEFAULTS.margin),
+                bloom: z.number().min(0, 'must be >= 0').default(EARLY_STOP_DEFAULTS.bloom),
+                checks: z
+                  .number()
+                  .int('must be a whole number')
+                  .min(1, 'must be >= 1')
+                  .default(EARLY_STOP_DEFAULTS.checks),
+              })
+              .strict(),
+          ])
+          .default(false)
+          .transform((v) => (v === false ? null : v === true ? { ...EARLY_STOP_DEFAULTS } : v)),
+      })
+      .strict()
+      .superRefine((p, ctx) => {
+        const problem = progressProblem(p.pattern, p.steps);
+        if (problem) ctx.addIssue({ code: 'custom', path: ['pattern'], message: problem });
+      })
+      .default({}),
     // A locked evaluation run after each training run that exits 0, in the same worktree (it reads
     // what the run saved, e.g. a checkpoint in $NIGHTLAB_OUTPUT_DIR). `metric`: the evaluator's
     // figure that decides instead of the trainer's print. `heldOut`: a figure recorded for people

@@ -2,6 +2,8 @@
 // One name for one thing: these strings are what people see in the Temporal Web UI.
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { CampaignConfig } from './config';
+import type { Curve, ProgressSpec } from './curves';
+import type { EarlyStopSettings } from './early-stop';
 
 export const ORCHESTRATOR_TASK_QUEUE = 'nightlab-orchestrator';
 export const GPU_TASK_QUEUE = 'nightlab-gpu';
@@ -47,7 +49,8 @@ export function isEnded(state: string): boolean {
 export type Decision = 'keep' | 'discard' | 'crash';
 
 /** How a run ended, finer than keep/discard/crash; the reason is kept beside it. */
-export type RunOutcome = 'ok' | 'crash' | 'timeout' | 'oom' | 'no-metric' | 'cancelled';
+/** How a run ended; `stopped`: stopped early, losing to the best's curves (a discard, never a crash). */
+export type RunOutcome = 'ok' | 'crash' | 'timeout' | 'oom' | 'no-metric' | 'cancelled' | 'stopped';
 
 /**
  * The GPU activity: one run of a commit on a slot (training, then the evaluation). Histories recorded
@@ -122,6 +125,10 @@ export interface RunRequest {
   maxLogBytes?: number;
   /** A suspect gain's confirmation: compile caches start empty, so no other run's leftovers count. */
   fresh?: boolean;
+  /** How its progress lines are read into a learning curve (config `progress`). */
+  progress?: ProgressSpec;
+  /** Stop it early when its curve clearly loses to these curves of the best's runs (a candidate's first run only). */
+  earlyStop?: Omit<EarlyStopSettings, 'direction' | 'name'> & { reference: Curve[] };
 }
 
 export type SandboxMode = 'auto' | 'required' | 'off';
@@ -163,6 +170,8 @@ export interface RunResult {
   heldOut?: number | null;
   /** How the run was isolated: `sandbox`, or `none` (no sandbox could run: an alarm for people) or `off` (config). */
   isolation?: 'sandbox' | 'none' | 'off';
+  /** Its learning curve (thinned to CURVE_POINTS), when it printed progress lines. */
+  curve?: Curve;
 }
 
 /** One proposal, as it crosses history: a commit and a line, never file contents. */
@@ -273,6 +282,8 @@ export interface CampaignCarry {
   notes: string[];
   /** The largest gain a keep has brought (a gain far beyond it is suspect); absent in older carries. */
   largestGain?: number;
+  /** Learning curves of the best's runs, the early stop's reference (config `progress`); absent in older carries. */
+  bestCurves?: { sha: string; curves: Curve[] };
 }
 
 export interface CampaignInput {

@@ -26,6 +26,7 @@ import { diffOf } from '../lib/git';
 import { CampaignNotFound, campaignStatus, listCampaigns, uiLink } from '../client/campaigns';
 import { CampaignEnded, CONTROLS, sendControl, steerCampaign, SteerRefused, type Control } from '../client/control';
 import { chartData, chartSpec } from '../client/chart';
+import { experimentCurvesSvg } from '../client/curves';
 import { campaignInput, inFlightOf, pairRuns, runningRuns } from '../client/live';
 import { estimateTimeLeft } from '../client/watch';
 import { experimentRows, reportTotals } from '../client/report';
@@ -151,7 +152,8 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
   async function experimentView(tag: string, n: number) {
     await campaignStatus(client, tag); // an unknown tag is a 404
     const input = await inputOf(tag);
-    const row = experimentRows(await recordsOf(tag, input)).find((r) => r.experiment === n);
+    const ledger = await recordsOf(tag, input);
+    const row = experimentRows(ledger).find((r) => r.experiment === n);
     if (!row) throw new HttpError(404, `campaign ${tag} has no experiment ${n} in its ledger`);
     let diff = '';
     if (row.parent && row.parent !== row.commit) {
@@ -161,7 +163,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
           (e: Error) => `(diff unavailable: ${e.message.split('\n')[0]})`,
         );
     }
-    return { tag, row, diff, uiUrl: link(tag) };
+    return { tag, row, diff, curves: experimentCurvesSvg(ledger, n, row.status), uiUrl: link(tag) };
   }
 
   async function control(tag: string, action: string, body: Record<string, unknown>) {

@@ -2,7 +2,7 @@
 // who killed it, and the figures in the final summary block of the right process's own output.
 import type { RunOutcome } from '../common/shared';
 import { looksOutOfMemory } from '../lib/metrics';
-import { bounded, readEnd } from '../lib/supervise';
+import { bounded, readEnd, type KillReason } from '../lib/supervise';
 
 /** Every attempt's output starts with a line beginning with this. */
 export const ATTEMPT_HEADER = '=== nightlab ';
@@ -22,7 +22,9 @@ export const MAX_REASON_CHARS = 1_000;
 export function classify(r: {
   exitCode: number | null;
   signal: string | null;
-  killedFor: 'timeout' | 'cancelled' | null;
+  killedFor: KillReason | null;
+  /** Why it was stopped early (the early stop's evidence). */
+  stoppedFor?: string | null;
   metric: number | null;
   tail: string;
   timeoutSec: number;
@@ -31,6 +33,7 @@ export function classify(r: {
   metricProblem?: string | null;
   metricSource?: 'evaluation';
 }): { outcome: RunOutcome; reason: string } {
+  if (r.killedFor === 'stopped') return { outcome: 'stopped', reason: r.stoppedFor ?? 'stopped early' };
   if (r.killedFor === 'timeout')
     return { outcome: 'timeout', reason: `killed after the hard timeout of ${r.timeoutSec} s` };
   if (r.exitCode === 127)

@@ -23,6 +23,7 @@ import { trainingEnv } from './env';
 import { candidateProblem } from './guard';
 import { evaluate, evaluationFigures } from './evaluation';
 import { ATTEMPT_HEADER, classify, lastAttemptOf, tailOf } from './outcome';
+import { RunProgress } from './progress';
 import { fetchCandidate, freshTree, markSetup, needsSetup, slotPlaces, type SlotPlaces } from './workspace';
 
 /** run.setup gets this long to make the persisted paths. */
@@ -183,7 +184,10 @@ export function createGpuActivities(deps: GpuDeps) {
     ];
     const train = await confined(sandbox, { cwd: places.workspace, mounts, env, ...isolation }, req.command);
     let peakMb: number | null = null;
-    const trained = await supervise({
+    // Bound below, once the process exists: its output only arrives after that.
+    let stopRun = () => {};
+    const progress = new RunProgress(req, () => stopRun());
+    const training = supervise({
       argv: train.argv,
       cwd: places.workspace,
       env: train.env,
@@ -192,6 +196,7 @@ export function createGpuActivities(deps: GpuDeps) {
       log,
       pidFile,
       feed: train.feed,
+      onOutput: (chunk) => progress.feed(chunk),
       onBeat: (elapsedSec, lastLine) => {
         // Which experiment and run this is, so live views pair runs with experiments at any parallelism.
         const beat: RunHeartbeat = {
@@ -208,7 +213,10 @@ export function createGpuActivities(deps: GpuDeps) {
           if (used !== null) peakMb = Math.max(peakMb ?? 0, used);
         });
       },
-    }).done;
+    });
+    stopRun = training.stop;
+    const trained = await training.done;
+    if (progress.stoppedFor) log.write(`=== ${progress.stoppedFor}\n`);
     log.close();
     if (trained.killedFor === 'cancelled') throw new CancelledFailure('run cancelled; process group killed');
 
@@ -216,6 +224,7 @@ export function createGpuActivities(deps: GpuDeps) {
     const tail = tailOf(summary);
     const memoryFigure = req.memoryKey ? readFigure(summary, req.memoryKey) : null;
     let seconds = trained.seconds;
+    const curve = progress.curve();
     const result = (
       r: { outcome: RunOutcome; reason: string },
       metric: number | null,
@@ -233,8 +242,9 @@ export function createGpuActivities(deps: GpuDeps) {
       reason: r.reason,
       ...(req.evaluate?.heldOut ? { heldOut: r.outcome === 'ok' ? heldOutFigure : null } : {}),
       isolation: sandbox.kind === 'bwrap' ? 'sandbox' : req.sandbox === 'off' ? 'off' : 'none',
+      ...(curve ? { curve } : {}),
     });
-    const facts = outcomeFacts(trained, tail, req);
+    const facts = { ...outcomeFacts(trained, tail, req), stoppedFor: progress.stoppedFor };
 
     // 3. A run that changed a locked file is a crash, however it ended.
     const modified = guardChanges(places.workspace, lockedGuard);

@@ -140,11 +140,14 @@ export class CappedLog {
 export interface ProcessRun {
   exitCode: number | null;
   signal: string | null;
-  killedFor: 'timeout' | 'cancelled' | null;
+  /** Why Nightlab killed it: its hard timeout, a cancel, or an early stop (`stop`). */
+  killedFor: KillReason | null;
   seconds: number;
   /** The last line it printed (200 characters at most). */
   lastLine: string;
 }
+
+export type KillReason = 'timeout' | 'cancelled' | 'stopped';
 
 export interface SuperviseOptions {
   /** The program and its arguments (bwrap ... -- /bin/sh -c command, or /bin/sh -c command). */
@@ -161,6 +164,8 @@ export interface SuperviseOptions {
   pidFile?: string;
   /** Called every few seconds and once at the start, with the last line it printed. */
   onBeat?: (elapsedSec: number, lastLine: string) => void;
+  /** Every chunk of its output as it comes (progress lines are read from it). */
+  onOutput?: (chunk: string) => void;
   /** Extra pipes at fd 3, 4, ...: handed back in `child.stdio`. */
   extraPipes?: number;
   /** Bytes written into some of those pipes as the process starts, then closed (a seccomp filter). */
@@ -168,7 +173,12 @@ export interface SuperviseOptions {
 }
 
 /** Starts a supervised process; `done` settles when it has exited and its group is gone. */
-export function supervise(o: SuperviseOptions): { child: ResultPromise; done: Promise<ProcessRun> } {
+export function supervise(o: SuperviseOptions): {
+  child: ResultPromise;
+  done: Promise<ProcessRun>;
+  /** Kills its whole group now (an early stop); `done` then reports `killedFor: 'stopped'`. */
+  stop: () => void;
+} {
   const started = Date.now();
   const fds = Math.max(o.extraPipes ?? 0, ...(o.feed ?? []).map((f) => f.fd - 2));
   const extra = Array.from({ length: fds }, () => 'pipe' as const);
@@ -190,17 +200,16 @@ export function supervise(o: SuperviseOptions): { child: ResultPromise; done: Pr
   let lastLine = '';
   const onData = (chunk: Buffer) => {
     o.log.write(chunk);
-    const lines = chunk
-      .toString()
-      .split(/[\r\n]+/)
-      .filter((l) => l.trim());
+    const text = chunk.toString();
+    o.onOutput?.(text);
+    const lines = text.split(/[\r\n]+/).filter((l) => l.trim());
     if (lines.length) lastLine = lines.at(-1)!.slice(0, 200);
   };
   child.stdout?.on('data', onData);
   child.stderr?.on('data', onData);
 
   let killedFor: ProcessRun['killedFor'] = null;
-  const killGroup = (why: 'timeout' | 'cancelled') => {
+  const killGroup = (why: KillReason) => {
     if (killedFor) return;
     killedFor = why;
     signalGroup(child.pid!, 'SIGTERM');
@@ -237,7 +246,7 @@ export function supervise(o: SuperviseOptions): { child: ResultPromise; done: Pr
     if (o.pidFile) rmSync(o.pidFile, { force: true });
     return { exitCode: exit.code, signal: exit.signal, killedFor, seconds: (Date.now() - started) / 1000, lastLine };
   })();
-  return { child, done };
+  return { child, done, stop: () => killGroup('stopped') };
 }
 
 export function signalGroup(pid: number, signal: NodeJS.Signals): void {

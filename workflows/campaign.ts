@@ -73,6 +73,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     }
     s.best = { sha: input.baseSha, experiment: 0, group: baseline.group, nextRun: runs.length, pending: 0 };
     s.baselineMetric = baseline.metric;
+    state.noteBestCurves(input.baseSha, runs);
     s.next = 1;
     state.announce(`baseline ${config.metric.name} ${baseline.metric.toFixed(6)}${spreadText(baseline.group)}`);
   }

@@ -72,6 +72,25 @@ export function noisePolicy(config: Pick<CampaignConfig, 'metric' | 'keep' | 'no
  * Whether a campaign's config has the sequential rule's settings: a config parsed before they
  * existed (a campaign started before) keeps the confirmation rule for the campaign's whole life.
  */
+/** A first run stopped early, losing to the best's curves: a discard with no final figure. */
+export interface StoppedEarly {
+  kind: 'discard';
+  metric: null;
+  delta: null;
+  evidence: string;
+  runs: 1;
+  stopped: true;
+  suspect?: undefined;
+}
+
+/** How an experiment ended: judged on its runs, or stopped early. */
+export type Verdict = JudgementOf<'keep' | 'discard' | 'crash'> | StoppedEarly;
+
+/** A first run stopped early (its outcome `stopped`): discarded on the early stop's evidence, no more runs. */
+export function judgeStopped(first: Pick<RunResult, 'reason'>): StoppedEarly {
+  return { kind: 'discard', metric: null, delta: null, evidence: first.reason, runs: 1, stopped: true };
+}
+
 export function configuredSequential(config: Pick<CampaignConfig, 'noise'>): boolean {
   const noise: Partial<CampaignConfig['noise']> = config.noise;
   return noise.falseKeep !== undefined && noise.detect !== undefined;

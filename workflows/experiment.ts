@@ -12,7 +12,7 @@
 import { condition, log, patched } from '@temporalio/workflow';
 import type { CampaignConfig } from '../common/config';
 import type { CrashFix, Proposal, RunRecord, RunResult } from '../common/shared';
-import { configuredSequential, mean, nextFix, noisePolicy } from './decisions';
+import { configuredSequential, judgeStopped, mean, nextFix, noisePolicy } from './decisions';
 import { judgeCandidate, judgeSequentially, type JudgingIO } from './judging';
 import { failureMessage, lite, runRecord } from './records';
 import type { Slots } from './slots';
@@ -101,10 +101,14 @@ export async function experiment(lab: Lab, n: number): Promise<void> {
   const io = judgingIO(lab, c, { runs, bestReRuns, keepAtOnce });
   // Decided run by run (campaigns started before: one run, then a fixed number of confirmation runs).
   const judge = configuredSequential(config) && patched(SEQUENTIAL_JUDGING) ? judgeSequentially : judgeCandidate;
-  const judgement = await judge(lite(first), state.noise()!, noisePolicy(config), io, suspects);
+  // A first run stopped early is a discard: never confirmed, never a keep (config progress.earlyStop).
+  const judgement =
+    first.outcome === 'stopped'
+      ? judgeStopped(first)
+      : await judge(lite(first), state.noise()!, noisePolicy(config), io, suspects);
 
   flight.phase = 'record';
-  if (judgement.kind === 'keep' && !c.replaced) c.replaced = state.adopt(c, judgement);
+  if (judgement.kind === 'keep' && !c.replaced) c.replaced = state.adopt(c, judgement, runs);
   const before = c.replaced?.metric ?? mean(s.best!.group);
   if (judgement.kind === 'keep') await steps.moveBranch({ experiment: n, from: c.replaced!.sha, to: c.sha });
   if (judgement.kind === 'crash') {
@@ -151,7 +155,8 @@ async function propose(lab: Lab, c: Candidate, fix: CrashFix | null): Promise<Pr
 
 /** The candidate's first run, as the campaign's steps schedule it. */
 function firstRunOf(lab: Lab, c: Candidate): () => Promise<RunResult> {
-  return () => lab.steps.run({ experiment: c.experiment, run: 0, sha: c.sha, description: c.description });
+  return () =>
+    lab.steps.run({ experiment: c.experiment, run: 0, sha: c.sha, description: c.description, mayStop: true });
 }
 
 /**
@@ -235,12 +240,13 @@ function judgingIO(
         const description = `re-run of the best (experiment ${best.experiment})`;
         const r = await steps.run({ experiment: best.experiment, run, sha: best.sha, description, fresh: true });
         o.bestReRuns.push(runRecord({ tag, experiment: best.experiment, run, commit: best.sha, result: r }));
+        state.noteBestCurves(best.sha, [r]);
         return lite(r);
       }),
     onBest: () => c.parent === state.carry.best!.sha,
     // (An async step of its own, as the recorded histories have it: see the header.)
     rebase: async () => await steps.rebase(c),
     // Decided: the new best takes effect now, for every experiment in flight.
-    ...(o.keepAtOnce ? { adopt: (keep) => void (c.replaced = state.adopt(c, keep)) } : {}),
+    ...(o.keepAtOnce ? { adopt: (keep) => void (c.replaced = state.adopt(c, keep, o.runs)) } : {}),
   };
 }

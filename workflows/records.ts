@@ -3,7 +3,7 @@
 import { ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
 import type { ExperimentRecord, RunRecord, RunResult } from '../common/shared';
 import type { OrchestratorActivities } from '../activities';
-import { runFailed, type JudgementOf } from './decisions';
+import { runFailed, type Verdict } from './decisions';
 import type { RunLite } from './judging';
 
 /** What `recordExperiment` is given: the experiment's row, its runs' rows, its log's last lines. */
@@ -15,7 +15,7 @@ export interface ExperimentFacts {
   /** Its commit (rebased onto the best it ran on), and what its proposals cost. */
   candidate: { sha: string; parent: string; description: string; costUsd: number };
   runs: RunResult[];
-  judgement: JudgementOf<'keep' | 'discard' | 'crash'>;
+  judgement: Verdict;
   /** The best's mean it was compared with (null for the baseline): its delta is from this. */
   before: number | null;
   fixOf: number | null;
@@ -66,6 +66,7 @@ export function runRecord(r: {
     reason: x.reason,
     ...(x.heldOut !== undefined ? { heldOut: x.heldOut } : {}),
     ...(x.isolation ? { isolation: x.isolation } : {}),
+    ...(x.curve ? { curve: x.curve } : {}),
   };
 }
 

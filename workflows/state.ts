@@ -11,6 +11,7 @@ import type {
   CampaignState,
   Group,
   NoiseState,
+  RunResult,
 } from '../common/shared';
 import { improvement, initialCarry, launchBlocked, mean, noiseSigma } from './decisions';
 import { adoptBest } from './judging';
@@ -18,6 +19,8 @@ import { oneLine } from './records';
 import type { SteerInput } from './messages';
 
 const MAX_NOTES = 20;
+/** The best's curves kept for the early stop: enough to measure their spread, few enough for history. */
+const MAX_BEST_CURVES = 6;
 const MAX_STEER_CHARS = 16_000;
 
 /** One experiment in flight, as status shows it. */
@@ -62,6 +65,7 @@ export class WorkflowState {
   adopt(
     kept: { sha: string; experiment: number },
     keep: { group: Group; runs: number },
+    runs: Pick<RunResult, 'curve' | 'outcome'>[],
   ): { sha: string; metric: number } {
     const s = this.carry;
     const noise = this.noise()!;
@@ -72,7 +76,21 @@ export class WorkflowState {
     );
     adoptBest(noise, { sha: kept.sha, experiment: kept.experiment, group: keep.group, nextRun: keep.runs });
     s.kept += 1;
+    this.noteBestCurves(kept.sha, runs);
     return old;
+  }
+
+  /**
+   * Keeps the curves of runs of the best (`sha`), the most recent MAX_BEST_CURVES: the early stop
+   * compares candidates with them. Curves of another commit start the list afresh.
+   */
+  noteBestCurves(sha: string, runs: Pick<RunResult, 'curve' | 'outcome'>[]): void {
+    const s = this.carry;
+    if (s.best?.sha !== sha) return; // the best moved on while this ran
+    const curves = runs.filter((r) => r.outcome === 'ok' && r.curve?.length).map((r) => r.curve!);
+    if (!curves.length && s.bestCurves?.sha === sha) return;
+    const before = s.bestCurves?.sha === sha ? s.bestCurves.curves : [];
+    s.bestCurves = { sha, curves: [...before, ...curves].slice(-MAX_BEST_CURVES) };
   }
 
   snapshot(state = this.state()): CampaignSnapshot {

@@ -5,6 +5,8 @@ import { patched, proxyActivities } from '@temporalio/workflow';
 import { experimentRef, GPU_TASK_QUEUE, OLD_RUN_ACTIVITY, RUN_ACTIVITY } from '../common/shared';
 import type { CampaignInput, CrashFix, Proposal, RunActivities, RunRequest, RunResult } from '../common/shared';
 import type { OrchestratorActivities } from '../activities';
+import type { CampaignConfig } from '../common/config';
+import type { ProgressSpec } from '../common/curves';
 import { experimentRecord, lostRun, oneLine, type ExperimentFacts } from './records';
 import type { WorkflowState } from './state';
 
@@ -24,6 +26,8 @@ export interface RunOrder {
   sha: string;
   description: string;
   fresh?: boolean;
+  /** A candidate's first run: stopped early when its curve clearly loses (config progress.earlyStop). */
+  mayStop?: boolean;
 }
 
 export class Steps {
@@ -159,6 +163,22 @@ export class Steps {
       readOnly: config.run.readOnly ?? [],
       ...(config.run.maxLogMb ? { maxLogBytes: Math.round(config.run.maxLogMb * 1024 * 1024) } : {}),
       ...(o.fresh ? { fresh: o.fresh } : {}),
+      // (Absent from configs parsed before learning curves: campaigns started then never send them.)
+      ...(config.progress ? { progress: progressOf(config.progress) } : {}),
+      ...this.earlyStop(o),
     };
   }
+
+  /** The early stop of a candidate's first run, against the best's curves (two at least, to measure their spread). */
+  private earlyStop(o: RunOrder): Pick<RunRequest, 'earlyStop'> {
+    const stop = this.input.config.progress?.earlyStop;
+    const best = this.state.carry.bestCurves;
+    if (!o.mayStop || !stop || best?.sha !== this.state.carry.best?.sha || (best?.curves.length ?? 0) < 2) return {};
+    return { earlyStop: { ...stop, reference: best!.curves } };
+  }
+}
+
+/** How a run reads its progress lines: the config's `progress` without the early stop's settings. */
+function progressOf({ earlyStop: _, ...spec }: CampaignConfig['progress']): ProgressSpec {
+  return spec;
 }

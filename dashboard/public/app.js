@@ -357,7 +357,7 @@ async function showExperiment(n) {
   state.experiment = n;
   for (const tr of $('results').tBodies[0].rows) tr.classList.toggle('selected', tr.dataset.experiment === String(n));
   try {
-    const { row, diff, uiUrl } = await api(`/api/campaigns/${encodeURIComponent(state.tag)}/experiments/${n}`);
+    const { row, diff, curves, uiUrl } = await api(`/api/campaigns/${encodeURIComponent(state.tag)}/experiments/${n}`);
     $('experiment').hidden = false;
     $('experiment-title').textContent = `experiment ${row.experiment}: ${row.status} — ${row.description}`;
     const meta = $('experiment-meta');
@@ -365,6 +365,10 @@ async function showExperiment(n) {
       `${row.reason} · commit ${row.commit.slice(0, 12)} (parent ${String(row.parent).slice(0, 12)}) · ${row.outcome} in ${row.seconds.toFixed(1)} s · log ${row.logPath} · `,
       el('a', { href: uiUrl, target: '_blank', rel: 'noopener' }, 'Temporal Web UI ↗'),
     );
+    // The server draws the curves from numbers only; parsed as SVG (never as HTML), so nothing runs.
+    const svg = curves ? new DOMParser().parseFromString(curves, 'image/svg+xml').documentElement : null;
+    $('experiment-curves').replaceChildren(...(svg ? [document.importNode(svg, true)] : []));
+    $('experiment-curves-title').hidden = !svg;
     $('experiment-diff').replaceChildren(...(diff ? diffNodes(diff) : ['(no diff: the baseline)']));
     $('experiment-log').textContent = row.logTail || '(empty)';
   } catch (e) {

@@ -190,7 +190,10 @@ if __name__ == "__main__":
         smooth_loss = 0.99 * smooth_loss + 0.01 * loss
         elapsed = time.time() - t_train
         if step % 1000 == 0:
-            print(f"step {step:05d} | loss {smooth_loss / (1.0 - 0.99 ** step):.4f} | elapsed {elapsed:.1f}s", flush=True)
+            # autoresearch's progress line: Nightlab reads it into the run's learning curve (config `progress`)
+            pct = 100.0 * min(1.0, max(tokens / TOKEN_BUDGET, elapsed / TIME_BUDGET))
+            loss_avg = smooth_loss / (1.0 - 0.99 ** step)
+            print(f"step {step:05d} ({pct:.1f}%) | loss: {loss_avg:.6f} | elapsed {elapsed:.1f}s", flush=True)
         if tokens >= TOKEN_BUDGET or elapsed >= TIME_BUDGET:
             break
 
