@@ -214,7 +214,7 @@ export function compactArchive(entries: IdeaEntry[], tokenBudget: number): strin
   if (!tried.length) return '(no experiments yet)';
   const count = (s: string) => tried.filter((e) => e.status === s).length;
   const lines = [
-    `${tried.length} experiments (${count('keep')} keep, ${count('discard')} discard, ${count('crash')} crash), grouped by what they changed; gains are over the best of their time (+ is better).`,
+    `${tried.length} experiment${tried.length === 1 ? '' : 's'} (${count('keep')} keep, ${count('discard')} discard, ${count('crash')} crash), grouped by what they changed; gains are over the best of their time (+ is better).`,
   ];
   let used = lines[0].length;
   // Room is kept for the last line, which names what did not fit.

@@ -3,7 +3,9 @@
 import type { CampaignConfig } from '../common/config';
 import type { ProposeArgs, TokenUsage } from '../common/shared';
 import { experimentRef } from '../common/shared';
+import { DEFAULT_SEARCH, plateauNote, type IdeaEntry } from '../common/search';
 import { diffOf, refSubjects, showFiles } from '../lib/git';
+import { commitFacts, compactArchive, ideaEntries } from '../lib/ideas';
 import { experiments, readLedger } from '../lib/ledger';
 
 export interface FileText {
@@ -40,6 +42,11 @@ export interface ProposerContext {
   lastRejection: string | null;
   /** Where the code to edit is: the best commit, or the crashed one for a fix (a command proposer gets a copy). */
   code: { repo: string; sha: string };
+  /**
+   * The idea archive: every experiment's change (lib/ideas.ts), compacted as `text`; `parentTree`
+   * (the best's tree) for near-duplicate checks; `plateau`: the note when no keep came for long.
+   */
+  archive?: { entries: IdeaEntry[]; text: string; parentTree: string; plateau: string | null };
 }
 
 /** A proposer's answer: new file contents (or edits made in place in the worktree) and one line. */
@@ -54,6 +61,8 @@ export type Proposer = (ctx: ProposerContext, signal: AbortSignal) => Promise<Pr
 
 /** The most recent experiments the proposer is shown; older ones are summarised by count. */
 const HISTORY_LINES = 60;
+/** The idea archive's share of the context, in tokens (every experiment, grouped). */
+const ARCHIVE_TOKENS = 3000;
 
 export async function buildContext(args: ProposeArgs): Promise<ProposerContext> {
   const { config, repo } = args;
@@ -118,6 +127,22 @@ export async function buildContext(args: ProposeArgs): Promise<ProposerContext> 
     inFlight,
     lastRejection: rejected && rejected.kind === 'rejected' ? rejected.reason : null,
     code: { repo, sha: codeSha },
+    archive: await archiveFor(args),
+  };
+}
+
+/** The campaign's archive, compacted, with the plateau note (the search's default rule until configured). */
+async function archiveFor(args: ProposeArgs): Promise<ProposerContext['archive']> {
+  const entries = await ideaEntries({
+    repo: args.repo,
+    campaignDir: args.campaignDir,
+    direction: args.config.metric.direction,
+  });
+  return {
+    entries,
+    text: compactArchive(entries, ARCHIVE_TOKENS),
+    parentTree: (await commitFacts(args.repo, args.parentSha, args.parentSha)).tree,
+    plateau: plateauNote(entries, { best: args.parentSha, settings: DEFAULT_SEARCH }),
   };
 }
 
@@ -143,6 +168,8 @@ export function contextSections(ctx: ProposerContext): { files: string[]; histor
   history.push(
     `# Current best\n\nexperiment ${ctx.best.experiment}, ${ctx.metric.name} ${ctx.best.metric ?? 'unknown'}, commit ${ctx.best.commit.slice(0, 7)}`,
   );
+  if (ctx.archive)
+    history.push(`# The idea archive (every experiment, grouped by what it changed)\n\n${ctx.archive.text}`);
   if (ctx.notes.length)
     history.push(`# Notes from the human (most recent last)\n\n${ctx.notes.map((n) => `- ${n}`).join('\n')}`);
 
@@ -163,6 +190,7 @@ export function contextSections(ctx: ProposerContext): { files: string[]; histor
       `# Task\n\nPropose experiment ${ctx.experiment}: one idea, as edits to the editable files, with a one-line description.`,
     );
   }
+  if (ctx.archive?.plateau) task.push(`# On a plateau\n\n${ctx.archive.plateau}`);
   if (ctx.lastRejection) task.push(`# Your previous proposal was rejected\n\n${ctx.lastRejection}`);
   return { files, history, task };
 }

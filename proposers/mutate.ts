@@ -1,7 +1,7 @@
 // The offline proposer: random search over numeric hyperparameters, autoresearch without an LLM.
 // It perturbs module-level UPPER_CASE = <number> assignments of the editable Python files.
 // The RNG is seeded by (seed, tag, experiment, attempt): a retried activity proposes the same edit.
-import { seededRandom } from '../common/search';
+import { nearDuplicate, seededRandom, type SettingChange } from '../common/search';
 import type { Proposer } from './context';
 
 /** Multiplicative steps: big enough to matter, small enough to stay near a working setting. */
@@ -59,11 +59,15 @@ export const mutateProposer: Proposer = async (ctx) => {
   const busy = new Set(ctx.inFlight.flatMap((f) => settingsIn(f.description)));
   const free = knobs.filter((k) => !busy.has(k.name));
   const pool = free.length ? free : knobs;
-  // A change already tried (on this best or an earlier one) teaches nothing new: draw again.
+  // A change already tried teaches nothing new: the same description (on this best or an earlier
+  // one), or the same settings to the same values on this best (the archive): draw again.
   const tried = new Set(ctx.history.map((h) => h.description));
+  const repeated = (p: Proposal) =>
+    tried.has(p.description) ||
+    (ctx.archive !== undefined && nearDuplicate(p.settings, ctx.archive.parentTree, ctx.archive.entries) !== null);
   let proposal = draw(pool, ctx, random);
-  for (let i = 0; i < MAX_DRAWS && tried.has(proposal.description); i++) proposal = draw(pool, ctx, random);
-  return proposal;
+  for (let i = 0; i < MAX_DRAWS && repeated(proposal); i++) proposal = draw(pool, ctx, random);
+  return { description: proposal.description, files: proposal.files };
 };
 
 /** The setting names a mutate description changes ("WIDTH 8 -> 16, DEPTH 4 -> 3"). */
@@ -73,11 +77,13 @@ export function settingsIn(description: string): string[] {
 
 const MAX_DRAWS = 50;
 
-function draw(
-  knobs: Knob[],
-  ctx: Parameters<Proposer>[0],
-  random: () => number,
-): { description: string; files: Record<string, string> } {
+interface Proposal {
+  description: string;
+  files: Record<string, string>;
+  settings: SettingChange[];
+}
+
+function draw(knobs: Knob[], ctx: Parameters<Proposer>[0], random: () => number): Proposal {
   // Mostly one change at a time, so a keep says which setting helped; sometimes two.
   const count = Math.min(knobs.length, random() < 0.75 ? 1 : 2);
   const chosen: Knob[] = [];
@@ -87,12 +93,14 @@ function draw(
   }
   const files: Record<string, string> = {};
   const changes: string[] = [];
+  const settings: SettingChange[] = [];
   for (const k of chosen) {
     const next = perturb(k.value, FACTORS[Math.floor(random() * FACTORS.length)]);
     const lines = (files[k.file] ?? ctx.editable.find((f) => f.path === k.file)!.content).split('\n');
     lines[k.line] = lines[k.line].replace(ASSIGNMENT, (_m, name, eq, _v, rest) => `${name}${eq}${next}${rest}`);
     files[k.file] = lines.join('\n');
     changes.push(`${k.name} ${k.value} -> ${next}`);
+    settings.push({ file: k.file, name: k.name, from: k.value, to: next });
   }
-  return { description: changes.join(', '), files };
+  return { description: changes.join(', '), files, settings };
 }

@@ -6,10 +6,13 @@ import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { ExperimentRecord } from '../common/shared';
 import type { IdeaEntry } from '../common/search';
+import { parseConfig } from '../common/config';
 import { commitFacts, compactArchive, ideaEntries, readSettings } from '../lib/ideas';
+import { buildContext, renderContext } from '../proposers/context';
+import { mutateProposer, settingsIn } from '../proposers/mutate';
 import { appendExperiment, appendRun } from '../lib/ledger';
 import { commitFiles, git, readRef } from '../lib/git';
-import { makeRepo, tempDir } from './helpers';
+import { makeRepo, QUADRATIC_CONFIG, tempDir } from './helpers';
 
 test('readSettings: module-level NAME = literal, values without comments', () => {
   const settings = readSettings(
@@ -198,4 +201,55 @@ test('compactArchive: groups with counts, values and outcomes, near misses, with
     assert.match(small, /\.\.\. \d+ more groups \(\d+ experiments\) left out for length/);
   }
   assert.equal(compactArchive([], 100), '(no experiments yet)');
+});
+
+test('proposers see the archive; mutate does not set a setting to a value tried on the same best', async () => {
+  const repo = await makeRepo();
+  const campaignDir = tempDir();
+  try {
+    const base = (await readRef(repo, 'HEAD'))!;
+    const train = readFileSync(path.join(repo, 'train.py'), 'utf8');
+    const halved = await commitFiles(repo, {
+      code: base,
+      parent: base,
+      files: { 'train.py': train.replace('LEARNING_RATE = 0.5', 'LEARNING_RATE = 0.25') },
+      message: 'halve the learning rate',
+    });
+    appendExperiment(
+      campaignDir,
+      row(0, base, base, { status: 'keep', delta: 0, description: 'baseline' }),
+      'val_bpb',
+      '',
+    );
+    // Described in words (as an LLM would), so only the archive can tell it is the same change.
+    appendExperiment(campaignDir, row(1, halved, base, { description: 'halve the learning rate' }), 'val_bpb', '');
+    const config = parseConfig({ ...QUADRATIC_CONFIG, proposer: { kind: 'mutate', seed: 0 } }, 'unit');
+    const args = { tag: 'unit', attempt: 0, repo, campaignDir, config, parentSha: base, fix: null, notes: [] };
+    const ctx = await buildContext({ ...args, experiment: 2, instructionsOverride: null });
+    assert.match(ctx.archive!.text, /\nLEARNING_RATE \(1 tried: 1 discard; best -0\.01 in #1\): 0\.25 \(discard\)/);
+    assert.match(
+      renderContext(ctx),
+      /# The idea archive \(every experiment, grouped by what it changed\)\n\n1 experiment \(0 keep, 1 discard, 0 crash\)/,
+    );
+    assert.equal(ctx.archive!.plateau, null, 'one experiment is no plateau');
+
+    const signal = new AbortController().signal;
+    const proposals = async (archive: typeof ctx.archive) => {
+      const out: string[] = [];
+      for (let experiment = 2; experiment < 60; experiment++)
+        out.push((await mutateProposer({ ...ctx, experiment, archive }, signal)).description);
+      return out;
+    };
+    const without = await proposals(undefined);
+    assert.ok(without.includes('LEARNING_RATE 0.5 -> 0.25'), 'without the archive it is proposed again');
+    const withArchive = await proposals(ctx.archive);
+    assert.ok(!withArchive.includes('LEARNING_RATE 0.5 -> 0.25'), withArchive.join(' | '));
+    assert.ok(
+      withArchive.some((d) => settingsIn(d).includes('LEARNING_RATE')),
+      'other values are still tried',
+    );
+  } finally {
+    rmSync(path.dirname(repo), { recursive: true, force: true });
+    rmSync(campaignDir, { recursive: true, force: true });
+  }
 });
