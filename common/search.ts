@@ -315,6 +315,15 @@ export function chooseMove(
   return { kind: 'proposer', note: plateau ? plateauText(v) : null };
 }
 
+/**
+ * A move whatever the shares, the first possible of combine, ablate and revisit: for an experiment
+ * whose proposals were all trained before (the proposer has nothing new on this best). Null: none.
+ */
+export function fallbackMove(facts: SearchFact[], best: string): Move | null {
+  const v = view(facts, best);
+  return combineMove(v, best) ?? ablateMove(v, best) ?? revisitMove(v, best);
+}
+
 /** What tells the proposer it is on a plateau, with the near misses; null when it is not on one. */
 export function plateauNote(facts: SearchFact[], o: { best: string; settings: SearchSettings }): string | null {
   const v = view(facts, o.best);

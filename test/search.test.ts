@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import {
   chooseMove,
   DEFAULT_SEARCH,
+  fallbackMove,
   moveOf,
   nearDuplicate,
   nearMisses,
@@ -197,4 +198,10 @@ test('duplicates: the same tree, and the same settings to the same values on the
   assert.deepEqual(moveOf('combine #3 + #12: a + b'), { kind: 'combine', of: [3, 12] });
   assert.deepEqual(moveOf('ablate #4: without x'), { kind: 'ablate', of: [4] });
   assert.equal(moveOf('LR 0.04 -> 0.05'), null);
+});
+
+test('fallbackMove: a possible move whatever the shares, or none', () => {
+  const facts = [BASELINE, fact(1, { gain: 0.004 }), fact(2, { gain: 0.003 })];
+  assert.deepEqual(made(fallbackMove(facts, 'c0')!).of, [1, 2]);
+  assert.equal(fallbackMove(facts.slice(0, 2), 'c0'), null);
 });
