@@ -1,5 +1,6 @@
 // The orchestrator's activities (CPU work beside the workflow): propose, record, move the branch.
 // They come from a factory taking their collaborators, so tests pass real ones in.
+import { createPromotionActivities } from './promotion';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
@@ -242,6 +243,8 @@ export function createActivities(deps: ActivityDeps = {}) {
 
     /** A page of the campaign's ledger, for a client on another host (the `records` workflow). */
     readRecords,
+
+    ...createPromotionActivities(),
   };
 }
 

@@ -7,25 +7,19 @@ import { resultCells, resultsLegend, type ResultRow } from '../client/results';
  * and every run of its commit (`resultRows`); the current best marked.
  */
 export function resultsTable(results: readonly ResultRow[], metricName: string): string {
-  const head = ['#', 'commit', metricName, 'vs best', 'delta', 'all runs', 'mem_gb', 'status', 'description'];
+  // The promoted column only for campaigns that promote (config `promote`).
+  const promoting = results.some((r) => r.promotion);
+  const head = ['#', 'commit', metricName, 'vs best', 'delta', 'all runs', 'mem_gb', 'status'];
   const body = results.map((r) => {
     const c = resultCells(r);
     const description = r.description.length > 60 ? `${r.description.slice(0, 57)}...` : r.description;
-    return [
-      String(r.experiment),
-      r.commit.slice(0, 7),
-      c.metric,
-      c.vsBest,
-      c.delta,
-      c.runs,
-      r.memoryGb.toFixed(1),
-      c.status,
-      description,
-    ];
+    const cells = [String(r.experiment), r.commit.slice(0, 7), c.metric, c.vsBest, c.delta, c.runs];
+    return [...cells, r.memoryGb.toFixed(1), c.status, ...(promoting ? [c.promoted] : []), description];
   });
+  head.push(...(promoting ? ['promoted'] : []), 'description');
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
-  const legend = resultsLegend(metricName);
+  const legend = resultsLegend(metricName, promoting);
   const keyWidth = Math.max(...legend.map(([k]) => k.length));
   const foot = legend.map(([k, text]) => `${k.padEnd(keyWidth)}  ${text}`);
   return [line(head), ...body.map(line), '', ...foot].join('\n');

@@ -2,7 +2,7 @@
 // noise, while the deciding figure got better (the campaign may be fitting the validation data, or
 // the scoring may have been bent); and gains that looked too good to be true (the workflow flags
 // them, confirms them on clean caches, and records why).
-import type { LedgerRow } from '../lib/ledger';
+import { screeningRuns, type LedgerRow } from '../lib/ledger';
 import type { Group } from '../common/shared';
 import { groupOf, improvement, noiseSigma } from '../workflows/decisions';
 
@@ -36,8 +36,8 @@ export function alarms(ledger: LedgerRow[], direction: 'lower' | 'higher'): Alar
   const out: Alarm[] = [];
   // The held-out figure's own noise: the spread of runs of one commit (an experiment's runs).
   const byExperiment = new Map<number, number[]>();
-  for (const r of ledger) {
-    if (r.kind === 'run' && typeof r.heldOut === 'number' && Number.isFinite(r.heldOut))
+  for (const r of screeningRuns(ledger)) {
+    if (typeof r.heldOut === 'number' && Number.isFinite(r.heldOut))
       byExperiment.set(r.experiment, [...(byExperiment.get(r.experiment) ?? []), r.heldOut]);
   }
   const groups = new Map<number, Group>([...byExperiment].map(([n, xs]) => [n, groupOf(xs)]));

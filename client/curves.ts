@@ -2,7 +2,7 @@
 // (its parent commit), from the records alone, as a small self-contained SVG that the report and the
 // dashboard both show. Numbers only go into the SVG: nothing a run printed is drawn as text.
 import type { Curve } from '../common/curves';
-import type { LedgerRow } from '../lib/ledger';
+import { screeningRuns, type LedgerRow } from '../lib/ledger';
 
 /** An experiment's curves: its own runs', and those of the best it was compared with. */
 export interface ExperimentCurves {
@@ -17,7 +17,7 @@ const COLORS = { keep: '#2ca02c', discard: '#888888', crash: '#d62728', best: '#
 export function experimentCurves(ledger: LedgerRow[], n: number): ExperimentCurves | null {
   const row = ledger.find((r) => r.kind === 'experiment' && r.experiment === n);
   if (!row || row.kind !== 'experiment') return null;
-  const runs = ledger.filter((r) => r.kind === 'run');
+  const runs = screeningRuns(ledger);
   const curvesOf = (keep: (r: Extract<LedgerRow, { kind: 'run' }>) => boolean) =>
     runs.filter((r) => keep(r) && r.curve?.length).map((r) => r.curve!);
   const own = curvesOf((r) => r.experiment === n && r.commit === row.commit);

@@ -123,6 +123,8 @@ export async function buildReportHtml(
   const totals = reportTotals(input.ledger);
   const s = input.status;
   const haveHeldOut = rows.some((r) => r.heldOut !== undefined && r.heldOut !== null);
+  const promotions = results.filter((r) => r.promotion);
+  const promotionOf = (n: number) => promotions.find((r) => r.experiment === n)?.promotion;
   const baseline = results.find((r) => r.experiment === 0);
   // The best now, at its current estimate (its re-runs included), against the baseline's.
   const best = results.find((r) => r.best);
@@ -160,6 +162,21 @@ export async function buildReportHtml(
         ? `baseline ${heldOutText(baseline?.heldOut) || '-'}, best kept ${heldOutText(best?.heldOut) || '-'}`
         : 'no held-out figures in the ledger for this campaign',
     ],
+    ...(promotions.length
+      ? [
+          [
+            'promotion',
+            `${promotions.filter((r) => r.promotion!.transfers).length} of ${promotions.length} keeps transfer to the promoted fidelity${
+              promotions.some((r) => r.promotion!.reverted)
+                ? `; reverted: experiment ${promotions
+                    .filter((r) => r.promotion!.reverted)
+                    .map((r) => r.experiment)
+                    .join(', ')}`
+                : ''
+            }`,
+          ],
+        ]
+      : []),
     ...(s?.branch ? [['branch', `${s.branch} (records in ${s.campaignDir})`]] : []),
     ...(input.repo ? [['repository', input.repo]] : []),
   ];
@@ -173,6 +190,7 @@ export async function buildReportHtml(
 <td class="num">${c.delta}</td><td class="num">${esc(c.runs)}</td>
 ${haveHeldOut ? `<td class="num">${esc(heldOutText(r.heldOut))}</td>` : ''}
 <td class="num">${r.memoryGb.toFixed(1)}</td><td class="status">${esc(c.status)}</td><td>${esc(r.outcome)}</td>
+${promotions.length ? `<td class="num" title="${esc(r.promotion?.evidence ?? '')}">${esc(c.promoted)}</td>` : ''}
 <td class="num">${r.seconds.toFixed(1)}</td><td class="num">${r.costUsd ? `$${r.costUsd.toFixed(4)}` : ''}</td><td>${esc(r.description)}</td></tr>`,
     )
     .join('\n');
@@ -183,7 +201,7 @@ ${haveHeldOut ? `<td class="num">${esc(heldOutText(r.heldOut))}</td>` : ''}
       const curves = experimentCurvesSvg(input.ledger, r.experiment, r.status);
       return `<details id="exp-${r.experiment}" class="${esc(r.status)}"${r.status === 'keep' ? ' open' : ''}>
 <summary><b>experiment ${r.experiment}</b> <span class="status">${esc(r.status)}</span> ${esc(fmt(r.metric))}${typeof r.heldOut === 'number' ? ` (held-out ${esc(fmt(r.heldOut))})` : ''} — ${esc(r.description)}</summary>
-<p>${esc(r.reason)}</p>${r.suspect ? `<p class="meta"><b>suspect</b>: ${esc(r.suspect)}</p>` : ''}${(r as { evidence?: string }).evidence ? `<p class="meta">evidence: ${esc((r as { evidence?: string }).evidence)}</p>` : ''}
+<p>${esc(r.reason)}</p>${r.suspect ? `<p class="meta"><b>suspect</b>: ${esc(r.suspect)}</p>` : ''}${promotionOf(r.experiment) ? `<p class="meta"><b>promotion</b>: ${esc(promotionOf(r.experiment)!.evidence)}</p>` : ''}${(r as { evidence?: string }).evidence ? `<p class="meta">evidence: ${esc((r as { evidence?: string }).evidence)}</p>` : ''}
 <p class="meta">commit <code>${esc(r.commit)}</code>, parent <code>${esc(r.parent)}</code>; outcome ${esc(r.outcome)}; ${r.seconds.toFixed(1)} s on ${esc([r.host, r.slot].filter(Boolean).join('/') || '-')}; log ${esc(r.logPath)}${r.fixOf !== null && r.fixOf !== undefined ? `; a fix of experiment ${r.fixOf}` : ''}${input.uiUrl ? `; <a href="${esc(input.uiUrl)}">Temporal Web UI</a>` : ''}</p>
 ${curves ? `<h4>learning curve</h4><div class="curves">${curves}</div>` : ''}
 <h4>diff</h4><pre class="diff">${diff ? diffHtml(diff) : '<i>(no diff)</i>'}</pre>
@@ -227,10 +245,10 @@ ${alarmsHtml}
 <div class="chart">${svg.replace(/^<\?xml[^>]*>/, '')}</div>
 <h2>Results</h2>
 <table><tr><th>#</th><th>commit</th><th>${esc(input.metricName)}</th><th>vs best</th><th>delta</th><th>all runs</th>
-${haveHeldOut ? '<th>held-out</th>' : ''}<th>mem GB</th><th>status</th><th>outcome</th><th>seconds</th><th>cost</th><th>description</th></tr>
+${haveHeldOut ? '<th>held-out</th>' : ''}<th>mem GB</th><th>status</th><th>outcome</th>${promotions.length ? '<th>promoted</th>' : ''}<th>seconds</th><th>cost</th><th>description</th></tr>
 ${table}
 </table>
-<p class="meta">${resultsLegend(input.metricName)
+<p class="meta">${resultsLegend(input.metricName, promotions.length > 0)
     .map(([k, text]) => `<b>${esc(k)}</b>: ${esc(text)}`)
     .join('; ')}.</p>
 ${rejectedHtml}

@@ -195,6 +195,19 @@ const configSchema = z
     // Training runs in a bubblewrap sandbox on Linux: no network, held-out data and secrets hidden,
     // writes only in the worktree and a scratch directory. auto: when bubblewrap works, else a
     // warning; required: a run without a sandbox is a crash; off: never.
+    // Promotion: each keep is re-run at a larger fidelity (a longer budget, a bigger model: another
+    // command, or the run's with `env` over run.env), beside the best it replaced; the records show
+    // which ideas transfer. gate: a keep that loses there is reverted on the branch, by a commit saying why.
+    promote: z
+      .object({
+        command: z.string().min(1, 'must not be empty (leave it out to use run.command)').optional(),
+        env: z.record(z.string(), z.union([z.string(), z.number()]).transform(String)).default({}),
+        timeoutSec: z.number().positive('must be > 0').optional(),
+        runs: z.number().int('must be a whole number').min(1, 'must be >= 1').default(1),
+        gate: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
     sandbox: z
       .enum(['auto', 'required', 'off'], { errorMap: () => ({ message: 'must be "auto", "required" or "off"' }) })
       .default('auto'),
@@ -280,11 +293,12 @@ const configSchema = z
           message: `${f} is listed as both editable and locked; remove it from one list`,
         });
     }
-    for (const k of Object.keys(c.run.env)) {
+    const envs = [['run', c.run.env] as const, ...(c.promote ? [['promote', c.promote.env] as const] : [])];
+    for (const [k, section] of envs.flatMap(([s, env]) => Object.keys(env).map((k) => [k, s] as const))) {
       if (SECRET_NAME.test(k))
         ctx.addIssue({
           code: 'custom',
-          path: ['run', 'env', k],
+          path: [section, 'env', k],
           message:
             'looks like a secret; training runs never get secrets (the code they run is written by the proposer). Remove it',
         });

@@ -125,6 +125,8 @@ export interface RunRequest {
   maxLogBytes?: number;
   /** A suspect gain's confirmation: compile caches start empty, so no other run's leftovers count. */
   fresh?: boolean;
+  /** A run at the promoted fidelity (config `promote`): its log and its record are named apart. */
+  fidelity?: 'promote';
   /** How its progress lines are read into a learning curve (config `progress`). */
   progress?: ProgressSpec;
   /** Stop it early when its curve clearly loses to these curves of the best's runs (a candidate's first run only). */
@@ -192,6 +194,27 @@ export interface RunRecord extends Omit<RunResult, 'exitCode' | 'logTail'> {
   experiment: number;
   run: number;
   commit: string;
+  /** A run at the promoted fidelity (config `promote`), apart from the screening runs. */
+  fidelity?: 'promote';
+}
+
+/**
+ * A keep re-run at the promoted fidelity beside the best it replaced (config `promote`): whether the
+ * idea transfers, with both scales' figures; `reverted`: the commit that took it back off the branch.
+ */
+export interface PromotionRecord {
+  tag: string;
+  experiment: number;
+  commit: string;
+  parent: string;
+  /** Screening figures: the keep's and the best's it replaced. */
+  screen: { metric: number; parent: number };
+  /** Promoted figures (means over `runs` runs each); null: it crashed there. */
+  promoted: { metric: number | null; parent: number | null; runs: number };
+  transfers: boolean;
+  evidence: string;
+  reverted: string | null;
+  finishedAt: string;
 }
 
 /** One row of the ledger: every field Nightlab knows of one experiment. */
@@ -284,6 +307,8 @@ export interface CampaignCarry {
   largestGain?: number;
   /** Learning curves of the best's runs, the early stop's reference (config `progress`); absent in older carries. */
   bestCurves?: { sha: string; curves: Curve[] };
+  /** Promoted figures by commit (config `promote`; null: it crashed there); absent in older carries. */
+  promoted?: Record<string, number | null>;
 }
 
 export interface CampaignInput {

@@ -97,7 +97,8 @@ export function createGpuActivities(deps: GpuDeps) {
       ...(base ? [{ ref: experimentRef(req.tag, 0), sha: base }] : []),
     ]);
 
-    const logPath = path.join(deps.home, 'logs', req.tag, `${req.experiment}-${req.run}.log`);
+    const name = `${req.experiment}-${req.fidelity ? `${req.fidelity}-` : ''}${req.run}`;
+    const logPath = path.join(deps.home, 'logs', req.tag, `${name}.log`);
     const log = new CappedLog(logPath, req.maxLogBytes);
     log.write(
       `${ATTEMPT_HEADER}${req.tag} experiment ${req.experiment} run ${req.run} attempt ${ctx.info.attempt} on ${host}/${slot.name} at ${req.sha.slice(0, 7)}: ${req.command}\n`,

@@ -4,7 +4,7 @@
 import { appendFileSync, chmodSync, closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { privateDir } from './supervise';
 import path from 'node:path';
-import type { ExperimentRecord, RunRecord } from '../common/shared';
+import type { ExperimentRecord, PromotionRecord, RunRecord } from '../common/shared';
 
 export const LEDGER_FILE = 'ledger.jsonl';
 export const RESULTS_FILE = 'results.tsv';
@@ -12,6 +12,7 @@ export const RESULTS_FILE = 'results.tsv';
 export type LedgerRow =
   | ({ kind: 'experiment'; logTail: string } & ExperimentRecord)
   | ({ kind: 'run' } & RunRecord)
+  | ({ kind: 'promotion' } & PromotionRecord)
   | {
       kind: 'rejected';
       tag: string;
@@ -121,7 +122,8 @@ const ledgerCache = new Map<string, GrowingFile<LedgerState>>();
 
 function rowKey(r: LedgerRow): string {
   if (r.kind === 'experiment') return `e/${r.experiment}`;
-  if (r.kind === 'run') return `r/${r.experiment}/${r.run}`;
+  if (r.kind === 'run') return runKey(r);
+  if (r.kind === 'promotion') return `p/${r.experiment}`;
   return `x/${r.experiment}/${r.attempt}`;
 }
 
@@ -189,6 +191,11 @@ export function readLedger(campaignDir: string): LedgerRow[] {
   return [...(cache?.rows ?? []), ...partial].map((r) => ({ ...r }));
 }
 
+/** The screening runs (what decisions were made on): every run row but those at the promoted fidelity. */
+export function screeningRuns(ledger: readonly LedgerRow[]): Extract<LedgerRow, { kind: 'run' }>[] {
+  return ledger.filter((r): r is Extract<LedgerRow, { kind: 'run' }> => r.kind === 'run' && r.fidelity !== 'promote');
+}
+
 export function experiments(campaignDir: string): (ExperimentRecord & { logTail: string })[] {
   return readLedger(campaignDir).filter(
     (r): r is Extract<LedgerRow, { kind: 'experiment' }> => r.kind === 'experiment',
@@ -244,8 +251,19 @@ export function appendExperiment(
 /** Every run of every commit (repeated runs, confirmations, re-runs of the best), once. */
 export function appendRun(campaignDir: string, run: RunRecord): void {
   const ledger = path.join(campaignDir, LEDGER_FILE);
-  if (hasRow(ledger, `r/${run.experiment}/${run.run}`)) return;
+  if (hasRow(ledger, runKey(run))) return;
   appendLine(ledger, JSON.stringify({ kind: 'run', ...run }));
+}
+
+/** A run's key: promoted runs are numbered apart from the screening runs of the same experiment. */
+function runKey(r: Pick<RunRecord, 'experiment' | 'run' | 'fidelity'>): string {
+  return `r/${r.experiment}/${r.fidelity === 'promote' ? 'p' : ''}${r.run}`;
+}
+
+export function appendPromotion(campaignDir: string, row: PromotionRecord): void {
+  const ledger = path.join(campaignDir, LEDGER_FILE);
+  if (hasRow(ledger, `p/${row.experiment}`)) return;
+  appendLine(ledger, JSON.stringify({ kind: 'promotion', ...row }));
 }
 
 export function appendRejection(

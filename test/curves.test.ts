@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AUTORESEARCH_PROGRESS, ProgressReader, progressProblem, thinCurve } from '../common/curves';
 import { parseConfig, PRESETS } from '../common/config';
+import { EARLY_STOP_DEFAULTS } from '../common/early-stop';
 import { experiments, readLedger } from '../lib/ledger';
 import { experimentCurves, experimentCurvesSvg } from '../client/curves';
 import { lab, makeRepo, plannedProposer, TINY_LM } from './helpers';
@@ -33,12 +34,8 @@ test('progress patterns are checked before anything starts', () => {
   assert.equal(progressProblem(String.raw`(?<step>\d+) (?<value>\S+)`, 100), null);
   const raw = { editable: ['train.py'], run: { command: 'python3 train.py' }, metric: { name: 'val_bpb' } };
   assert.throws(() => parseConfig({ ...raw, progress: { pattern: 'loss (?<value>.*)' } }), /progress\.pattern: must/);
-  assert.deepEqual(parseConfig({ ...raw, progress: { earlyStop: true } }).progress.earlyStop, {
-    after: 0.3,
-    margin: 3,
-    bloom: 1,
-    checks: 3,
-  });
+  assert.deepEqual(parseConfig({ ...raw, progress: { earlyStop: true } }).progress.earlyStop, EARLY_STOP_DEFAULTS);
+  assert.equal(parseConfig({ ...raw, progress: { earlyStop: { margin: 4 } } }).progress.earlyStop!.margin, 4);
   assert.equal(parseConfig(raw).progress.earlyStop, null, 'the early stop is opt-in');
 });
 

@@ -16,7 +16,8 @@ import { configuredSequential, judgeStopped, mean, nextFix, noisePolicy } from '
 import { judgeCandidate, judgeSequentially, type JudgingIO } from './judging';
 import { failureMessage, lite, runRecord } from './records';
 import type { Slots } from './slots';
-import type { Flight, WorkflowState } from './state';
+import { promote } from './promotion';
+import type { Flight, Replaced, WorkflowState } from './state';
 import type { Steps } from './steps';
 
 /** Consecutive rejected proposals before the campaign pauses and asks for a person. */
@@ -48,7 +49,7 @@ class Candidate {
   /** Its runs holding a slot now. */
   slotted = 0;
   /** The best it replaced, once kept. */
-  replaced: { sha: string; metric: number } | null = null;
+  replaced: Replaced | null = null;
 
   constructor(
     readonly experiment: number,
@@ -119,6 +120,15 @@ export async function experiment(lab: Lab, n: number): Promise<void> {
   await steps.record({ n, candidate: c, runs, judgement, before, fixOf: fix?.experiment ?? null, bestReRuns });
   s.experiments += 1;
   state.announce(`experiment ${n}: ${judgement.kind} — ${c.description}`);
+  // Does the keep survive a larger scale? (config `promote`; campaigns without it never ask.)
+  if (judgement.kind === 'keep' && config.promote) {
+    flight.phase = 'promote';
+    await promote(
+      lab,
+      { experiment: n, sha: c.sha, description: c.description, metric: judgement.metric },
+      c.replaced!,
+    );
+  }
 }
 
 /** A proposal for the candidate's experiment: a candidate, a rejection, or 'paused' (the proposer needs a person). */

@@ -23,6 +23,14 @@ const MAX_NOTES = 20;
 const MAX_BEST_CURVES = 6;
 const MAX_STEER_CHARS = 16_000;
 
+/** The best a keep replaced: its commit, experiment, and runs (their mean: `metric`). */
+export interface Replaced {
+  sha: string;
+  experiment: number;
+  metric: number;
+  group: Group;
+}
+
 /** One experiment in flight, as status shows it. */
 export interface Flight {
   experiment: number;
@@ -31,7 +39,7 @@ export interface Flight {
    * 'judge' between runs: deciding, rebasing, waiting for a slot for a confirmation run, or for
    * the best's re-runs.
    */
-  phase: 'propose' | 'queued' | 'train' | 'confirm' | 'judge' | 'record';
+  phase: 'propose' | 'queued' | 'train' | 'confirm' | 'judge' | 'record' | 'promote';
   description: string;
 }
 
@@ -66,10 +74,15 @@ export class WorkflowState {
     kept: { sha: string; experiment: number },
     keep: { group: Group; runs: number },
     runs: Pick<RunResult, 'curve' | 'outcome'>[],
-  ): { sha: string; metric: number } {
+  ): Replaced {
     const s = this.carry;
     const noise = this.noise()!;
-    const old = { sha: noise.best.sha, metric: mean(noise.best.group) };
+    const old = {
+      sha: noise.best.sha,
+      experiment: noise.best.experiment,
+      metric: mean(noise.best.group),
+      group: noise.best.group,
+    };
     s.largestGain = Math.max(
       s.largestGain ?? 0,
       improvement(mean(keep.group), old.metric, this.input.config.metric.direction),
@@ -78,6 +91,16 @@ export class WorkflowState {
     s.kept += 1;
     this.noteBestCurves(kept.sha, runs);
     return old;
+  }
+
+  /**
+   * A keep that did not transfer is taken back (config promote.gate): `sha`, a commit with the files of
+   * the best it replaced, is the best from now on, with that best's runs (they measured these files).
+   */
+  revert(sha: string, replaced: Replaced): void {
+    const best = this.carry.best!;
+    adoptBest(this.noise()!, { sha, experiment: best.experiment, group: replaced.group, nextRun: best.nextRun });
+    this.noteBestCurves(sha, []);
   }
 
   /**

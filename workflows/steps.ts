@@ -3,7 +3,8 @@
 // GPU worker's run (gpu-worker/run.ts) do the work.
 import { patched, proxyActivities } from '@temporalio/workflow';
 import { experimentRef, GPU_TASK_QUEUE, OLD_RUN_ACTIVITY, RUN_ACTIVITY } from '../common/shared';
-import type { CampaignInput, CrashFix, Proposal, RunActivities, RunRequest, RunResult } from '../common/shared';
+import type { CampaignInput, CrashFix, PromotionRecord, Proposal, RunActivities } from '../common/shared';
+import type { RunRecord, RunRequest, RunResult } from '../common/shared';
 import type { OrchestratorActivities } from '../activities';
 import type { CampaignConfig } from '../common/config';
 import type { ProgressSpec } from '../common/curves';
@@ -28,10 +29,14 @@ export interface RunOrder {
   fresh?: boolean;
   /** A candidate's first run: stopped early when its curve clearly loses (config progress.earlyStop). */
   mayStop?: boolean;
+  /** A run at the promoted fidelity (config `promote`): its command, environment and time limit. */
+  promote?: boolean;
 }
 
 export class Steps {
   private readonly gpu;
+  /** Runs at the promoted fidelity, with its time limit (config `promote`). */
+  private readonly gpuPromoted;
   /** Branch moves happen one after another, in the order keeps were decided. */
   private branchMoves: Promise<void> = Promise.resolve();
 
@@ -40,13 +45,22 @@ export class Steps {
     private readonly state: WorkflowState,
   ) {
     const { config } = input;
-    this.gpu = proxyActivities<RunActivities>({
-      taskQueue: input.gpuTaskQueue ?? GPU_TASK_QUEUE,
-      // The run's own limit plus room for checkout and fetch; a silent worker is noticed by heartbeat.
-      startToCloseTimeout: `${Math.ceil(config.run.timeoutSec + (config.evaluate?.timeoutSec ?? 0)) + 300} seconds`,
-      heartbeatTimeout: '60 seconds',
-      retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
-    });
+    const gpu = (runSec: number) =>
+      proxyActivities<RunActivities>({
+        taskQueue: input.gpuTaskQueue ?? GPU_TASK_QUEUE,
+        // The run's own limit plus room for checkout and fetch; a silent worker is noticed by heartbeat.
+        startToCloseTimeout: `${Math.ceil(runSec + (config.evaluate?.timeoutSec ?? 0)) + 300} seconds`,
+        heartbeatTimeout: '60 seconds',
+        retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
+      });
+    this.gpu = gpu(config.run.timeoutSec);
+    this.gpuPromoted = gpu(this.promotedTimeoutSec());
+  }
+
+  /** The time limit of a promoted run: the config's, or the run's. */
+  private promotedTimeoutSec(): number {
+    const { config } = this.input;
+    return config.promote?.timeoutSec ?? config.run.timeoutSec;
   }
 
   /** Creates the campaign directory, the campaign branch and experiment 0's ref. */
@@ -106,8 +120,10 @@ export class Steps {
   async run(o: RunOrder): Promise<RunResult> {
     try {
       const name = patched(ACTIVITY_NAMES) ? RUN_ACTIVITY : OLD_RUN_ACTIVITY;
-      const summary = `experiment ${o.experiment}${o.run ? ` run ${o.run}` : ''}: ${oneLine(o.description)}`;
-      return await this.gpu[name].executeWithOptions({ summary }, [this.runRequest(o)]);
+      const run = o.promote ? ` promoted run ${o.run}` : o.run ? ` run ${o.run}` : '';
+      const summary = `experiment ${o.experiment}${run}: ${oneLine(o.description)}`;
+      const gpu = o.promote ? this.gpuPromoted : this.gpu;
+      return await gpu[name].executeWithOptions({ summary }, [this.runRequest(o)]);
     } catch (err) {
       return lostRun(err);
     }
@@ -121,6 +137,23 @@ export class Steps {
     const figure = metric === null ? 'no metric' : `${config.metric.name} ${metric.toFixed(6)}`;
     const summary = `experiment ${facts.n}: ${status} — ${figure}`;
     await cpu.recordExperiment.executeWithOptions({ summary }, [args]);
+  }
+
+  /**
+   * A commit with `to`'s files on top of `keep` (a keep that did not transfer, taken back), under
+   * the experiment's ref; the branch does not move here.
+   */
+  revertCommit(r: { experiment: number; keep: string; to: string; evidence: string }): Promise<string> {
+    const { repo, tag } = this.input;
+    const summary = `experiment ${r.experiment}: revert (does not transfer)`;
+    const message = `Revert experiment ${r.experiment}: it ${r.evidence}`;
+    return cpu.revertCommit.executeWithOptions({ summary }, [{ repo, tag, ...r, message }]);
+  }
+
+  /** The record of a promotion: its runs' rows and the promotion row. */
+  async recordPromotion(record: PromotionRecord, runs: RunRecord[]): Promise<void> {
+    const summary = `experiment ${record.experiment}: ${record.transfers ? 'transfers' : 'does not transfer'}`;
+    await cpu.recordPromotion.executeWithOptions({ summary }, [{ campaignDir: this.input.campaignDir, record, runs }]);
   }
 
   /** A keep: the campaign branch moves from the best it replaced to the kept commit, after the moves before it. */
@@ -144,10 +177,11 @@ export class Steps {
       remote: config.remote ?? input.repo,
       ref: experimentRef(input.tag, o.experiment),
       sha: o.sha,
-      command: config.run.command,
+      command: (o.promote && config.promote?.command) || config.run.command,
       // The run index is the seed: repeated runs of one commit differ only by it.
-      env: { ...config.run.env, [config.noise.seedEnv]: String(o.run) },
-      timeoutSec: config.run.timeoutSec,
+      env: { ...config.run.env, ...(o.promote ? config.promote?.env : {}), [config.noise.seedEnv]: String(o.run) },
+      timeoutSec: o.promote ? this.promotedTimeoutSec() : config.run.timeoutSec,
+      ...(o.promote ? { fidelity: 'promote' as const } : {}),
       metric: config.metric,
       memoryKey: config.memory?.key,
       // The harness: the candidate checked against the base, locked files hash-checked around

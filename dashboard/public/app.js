@@ -315,7 +315,12 @@ function renderTable(v) {
         el('td', { class: 'num' }, r.cells.delta),
         el('td', { class: 'num' }, r.cells.runs),
         el('td', { class: 'num' }, r.memoryGb.toFixed(1)),
-        el('td', { class: `status ${r.status}` }, r.cells.status),
+        // A promoted keep (config promote) says whether it transfers beside its decision.
+        el(
+          'td',
+          { class: `status ${r.status}` },
+          r.cells.promoted ? `${r.cells.status} · ${r.cells.promoted}` : r.cells.status,
+        ),
         el('td', { class: 'num' }, r.seconds.toFixed(1)),
         el('td', {}, r.description),
         el(
