@@ -1,13 +1,17 @@
 // The orchestrator's activities (CPU work beside the workflow): propose, record, move the branch.
 // They come from a factory taking their collaborators, so tests pass real ones in.
 import { createPromotionActivities } from './promotion';
+import { duplicateOf, engineMove, recordReuse } from './search';
+import { commitFacts } from '../lib/ideas';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { CampaignConfig } from '../common/config';
 import {
   experimentRef,
+  type Decision,
   type ExperimentRecord,
+  type MoveFacts,
   type ProposeArgs,
   type Proposal,
   type RunRecord,
@@ -46,6 +50,10 @@ interface ProposalMeta {
   description: string;
   costUsd: number;
   usage?: Proposal['usage'];
+  sha: string;
+  move?: MoveFacts;
+  /** Its files were trained by this experiment: recorded with that result (a `duplicate` proposal). */
+  duplicateOf?: { experiment: number; status: Decision };
 }
 
 export function createActivities(deps: ActivityDeps = {}) {
@@ -93,9 +101,9 @@ export function createActivities(deps: ActivityDeps = {}) {
       const ref = experimentRef(args.tag, args.experiment);
       const metaFile = path.join(args.campaignDir, 'proposals', `${args.experiment}-${args.attempt}.json`);
       if (existsSync(metaFile)) {
-        const meta: ProposalMeta & { sha: string } = JSON.parse(readFileSync(metaFile, 'utf8'));
+        const meta: ProposalMeta = JSON.parse(readFileSync(metaFile, 'utf8'));
         if (!(await readRef(args.repo, ref))) await setRef(args.repo, ref, meta.sha);
-        return { kind: 'candidate', ref, ...meta };
+        return proposalOf(ref, meta);
       }
       const done = readLedger(args.campaignDir).find(
         (r) => r.kind === 'rejected' && r.experiment === args.experiment && r.attempt === args.attempt,
@@ -124,6 +132,10 @@ export function createActivities(deps: ActivityDeps = {}) {
         });
         return { kind: 'rejected', reason, description, costUsd, usage };
       };
+
+      // Now and then a move of the engine's own instead of the proposer's idea (config `search`).
+      const moved = await engineMove(args, ctx);
+      if (moved) return propose({ ...moved, costUsd: 0 });
 
       let reply;
       // An agent may think for many minutes; heartbeats keep a live proposal from being timed out.
@@ -159,11 +171,37 @@ export function createActivities(deps: ActivityDeps = {}) {
 
       const message = `${description}\n\nNightlab campaign ${args.tag}, experiment ${args.experiment}${args.fix ? ` (fix of experiment ${args.fix.experiment})` : ''}`;
       const sha = await commitFiles(args.repo, { code: codeSha, parent: args.parentSha, files, message });
-      await setRef(args.repo, ref, sha);
-      // Written last: from here on a retry returns this proposal instead of paying for another.
-      const meta = { description, costUsd, usage: reply.usage, sha };
-      writePrivate(metaFile, JSON.stringify(meta));
-      return { kind: 'candidate', ref, ...meta };
+      // No GPU time for files trained before: a finished experiment's result is reused; one in flight,
+      // or the same settings on this best, goes back to the proposer (its next attempt is told why).
+      const duplicate = await duplicateOf(args, ctx, sha);
+      if (duplicate && 'inFlight' in duplicate)
+        return reject(
+          `the same files as experiment ${duplicate.inFlight}, in flight now; propose something else`,
+          description,
+          costUsd,
+          reply.usage,
+        );
+      if (duplicate && 'near' in duplicate)
+        return reject(`a near duplicate: ${duplicate.near}; propose something else`, description, costUsd, reply.usage);
+      if (duplicate) {
+        const row = await recordReuse(args, { sha, description, costUsd, of: duplicate.finished });
+        await noteExperiment(args.repo, row, args.config.metric.name);
+        return propose({
+          sha,
+          description,
+          costUsd,
+          usage: reply.usage,
+          duplicateOf: { experiment: row.duplicateOf!, status: row.status },
+        });
+      }
+      return propose({ sha, description, costUsd, usage: reply.usage });
+
+      /** The proposal made: under the experiment's ref, its meta written last (a retry returns it, never paying twice). */
+      async function propose(meta: ProposalMeta): Promise<Proposal> {
+        await setRef(args.repo, ref, meta.sha);
+        writePrivate(metaFile, JSON.stringify(meta));
+        return proposalOf(ref, meta);
+      }
     },
 
     /**
@@ -237,7 +275,9 @@ export function createActivities(deps: ActivityDeps = {}) {
       runs: RunRecord[];
     }): Promise<void> {
       for (const run of args.runs) appendRun(args.campaignDir, run);
-      appendExperiment(args.campaignDir, args.record, args.metricName, args.logTail);
+      // What the change is, for the idea archive (read here, where the repository is).
+      const idea = await commitFacts(args.repo, args.record.commit, args.record.parent);
+      appendExperiment(args.campaignDir, { ...args.record, idea }, args.metricName, args.logTail);
       await noteExperiment(args.repo, args.record, args.metricName);
     },
 
@@ -249,6 +289,16 @@ export function createActivities(deps: ActivityDeps = {}) {
 }
 
 export type OrchestratorActivities = ReturnType<typeof createActivities>;
+
+/** A proposal as it crosses history, from what was written of it. */
+function proposalOf(ref: string, m: ProposalMeta): Proposal {
+  const { duplicateOf, ...candidate } = m;
+  if (duplicateOf) {
+    const { description, costUsd, usage } = m;
+    return { kind: 'duplicate', of: duplicateOf.experiment, status: duplicateOf.status, description, costUsd, usage };
+  }
+  return { kind: 'candidate', ref, ...candidate };
+}
 
 /** Notes live under their own ref, apart from any notes of the user's: `git log --notes=nightlab`. */
 export const NOTES_REF = 'refs/notes/nightlab';

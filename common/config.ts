@@ -5,6 +5,7 @@ import YAML from 'yaml';
 import { z } from 'zod';
 import { AUTORESEARCH_PROGRESS, progressProblem } from './curves';
 import { EARLY_STOP_DEFAULTS } from './early-stop';
+import { DEFAULT_SEARCH } from './search';
 
 /** Names of environment variables that hold secrets: never given to a training run. */
 // Names that end like a secret (OPENAI_API_KEY, HF_TOKEN, DB_PASSWORD), not ones that merely
@@ -119,7 +120,7 @@ const configSchema = z
       .optional(),
     // Learning curves: each run's progress lines (`pattern`: named groups `value`, and `pct` or `step`
     // with `steps`) are read as it streams, kept in the records and drawn beside the best's. earlyStop
-    // (opt-in): a candidate's first run that is clearly losing to the best's runs at the same point is
+    // (opt-in): a candidate's first run whose curve, extrapolated, clearly ends worse than the best's is
     // stopped and discarded (docs/judging.md). Resolved here, so a later default never changes a campaign.
     progress: z
       .object({
@@ -144,7 +145,7 @@ const configSchema = z
                   .default(EARLY_STOP_DEFAULTS.after),
                 margin: z
                   .number()
-                  .positive("must be > 0 (spreads of the best's runs)")
+                  .positive("must be > 0 (uncertainties of the predicted end)")
                   .default(EARLY_STOP_DEFAULTS.margin),
                 bloom: z.number().min(0, 'must be >= 0').default(EARLY_STOP_DEFAULTS.bloom),
                 checks: z
@@ -268,6 +269,25 @@ const configSchema = z
           .string()
           .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
           .default('NIGHTLAB_SEED'),
+      })
+      .strict()
+      .default({}),
+    // The engine's own search moves (common/search.ts), each a share of experiments made without the
+    // proposer: combine two near misses, ablate a kept change, revisit a promising discard; and the
+    // plateau rule (no keep in `plateau` experiments multiplies the combine and ablate shares by
+    // `plateauBoost` and tells the proposer). An ablation is kept when no worse than `ablateSlack` sigmas.
+    search: z
+      .object({
+        combine: z.number().min(0, 'must be >= 0').max(1, 'must be <= 1 (a share)').default(DEFAULT_SEARCH.combine),
+        ablate: z.number().min(0, 'must be >= 0').max(1, 'must be <= 1 (a share)').default(DEFAULT_SEARCH.ablate),
+        revisit: z.number().min(0, 'must be >= 0').max(1, 'must be <= 1 (a share)').default(DEFAULT_SEARCH.revisit),
+        plateau: z
+          .number()
+          .int('must be a whole number')
+          .min(0, 'must be >= 0 (0: never)')
+          .default(DEFAULT_SEARCH.plateau),
+        plateauBoost: z.number().min(1, 'must be >= 1').default(DEFAULT_SEARCH.plateauBoost),
+        ablateSlack: z.number().min(0, 'must be >= 0 (noise sigmas)').default(DEFAULT_SEARCH.ablateSlack),
       })
       .strict()
       .default({}),

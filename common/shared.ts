@@ -4,6 +4,7 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
 import type { CampaignConfig } from './config';
 import type { Curve, ProgressSpec } from './curves';
 import type { EarlyStopSettings } from './early-stop';
+import type { MoveKind, SettingChange } from './search';
 
 export const ORCHESTRATOR_TASK_QUEUE = 'nightlab-orchestrator';
 export const GPU_TASK_QUEUE = 'nightlab-gpu';
@@ -129,7 +130,7 @@ export interface RunRequest {
   fidelity?: 'promote';
   /** How its progress lines are read into a learning curve (config `progress`). */
   progress?: ProgressSpec;
-  /** Stop it early when its curve clearly loses to these curves of the best's runs (a candidate's first run only). */
+  /** Stop it early when its curve, extrapolated, clearly ends worse than these of the best's runs (a first run only). */
   earlyStop?: Omit<EarlyStopSettings, 'direction' | 'name'> & { reference: Curve[] };
 }
 
@@ -178,8 +179,19 @@ export interface RunResult {
 
 /** One proposal, as it crosses history: a commit and a line, never file contents. */
 export type Proposal =
-  | { kind: 'candidate'; sha: string; ref: string; description: string; costUsd: number; usage?: TokenUsage }
-  | { kind: 'rejected'; reason: string; description: string; costUsd: number; usage?: TokenUsage };
+  | {
+      kind: 'candidate';
+      sha: string;
+      ref: string;
+      description: string;
+      costUsd: number;
+      usage?: TokenUsage;
+      /** A candidate the engine made itself (config `search`), not the proposer. */
+      move?: MoveFacts;
+    }
+  | { kind: 'rejected'; reason: string; description: string; costUsd: number; usage?: TokenUsage }
+  // Files an earlier experiment (`of`) trained: recorded with its result, no run.
+  | { kind: 'duplicate'; of: number; status: Decision; description: string; costUsd: number; usage?: TokenUsage };
 
 export interface TokenUsage {
   inputTokens: number;
@@ -246,6 +258,29 @@ export interface ExperimentRecord {
   heldOut?: number | null;
   /** Why the first run's gain looked too good to be true (for people; confirmed on clean caches). */
   suspect?: string;
+  /** What the change is, read from git when it was recorded (the idea archive, lib/ideas.ts). */
+  idea?: IdeaFacts;
+  /** A move of the engine's own (config `search`): which, of which experiments, and why. */
+  move?: MoveFacts;
+  /** A proposal whose files an earlier experiment had already trained: its result, reused (no run). */
+  duplicateOf?: number;
+}
+
+/** An experiment's change as the archive keeps it: files, settings old -> new, normalised diff hash, trees. */
+export interface IdeaFacts {
+  tree: string;
+  parentTree: string;
+  files: string[];
+  settings: SettingChange[];
+  diffHash: string;
+  touches: string[];
+}
+
+/** A candidate the engine made itself: combine, ablate or revisit, of the experiments named. */
+export interface MoveFacts {
+  kind: MoveKind;
+  of: number[];
+  evidence: string;
 }
 
 /** Runs of one commit, summarised (Welford): count, mean, and squared deviations from the mean. */

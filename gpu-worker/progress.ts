@@ -1,5 +1,5 @@
 // A run's learning curve, read from its output as it streams, and its early stop: a candidate's first
-// run whose curve clearly loses to the best's runs at the same point is stopped (common/early-stop.ts
+// run whose curve, extrapolated to its end, is clearly worse than the best's is stopped (common/early-stop.ts
 // decides; docs/judging.md). Progress lines are the candidate's own output: they can stop a run, which
 // is then a discard, never keep one.
 import { ProgressReader, thinCurve, type Curve } from '../common/curves';

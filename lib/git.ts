@@ -194,13 +194,17 @@ export function worktreeAdmin(repo: string, args: string[]): Promise<string> {
 }
 
 /** Applies `sha`'s change (against its parent) to the worktree; false on a conflict (the worktree is reset). */
-export async function applyChange(dir: string, sha: string): Promise<boolean> {
+export async function applyChange(
+  dir: string,
+  sha: string,
+  how: 'cherry-pick' | 'revert' = 'cherry-pick',
+): Promise<boolean> {
   const wt = git(dir);
   try {
-    await wt.raw(['cherry-pick', '--no-commit', '--strategy=ort', sha]);
+    await wt.raw([how, '--no-commit', '--strategy=ort', sha]);
     return true;
   } catch {
-    await wt.raw(['cherry-pick', '--abort']).catch(() => {});
+    await wt.raw([how, '--abort']).catch(() => {});
     await wt.raw(['reset', '--hard', '--quiet']);
     return false;
   }
@@ -337,14 +341,17 @@ export async function showFiles(repo: string, sha: string, files: string[]): Pro
 }
 
 /** The refs under `prefix` with their commits' subject lines, one git command. */
-export async function refSubjects(repo: string, prefix: string): Promise<{ ref: string; subject: string }[]> {
-  const out = await git(repo).raw(['for-each-ref', '--format=%(refname)%00%(contents:subject)', prefix]);
+export async function refSubjects(
+  repo: string,
+  prefix: string,
+): Promise<{ ref: string; subject: string; tree: string }[]> {
+  const out = await git(repo).raw(['for-each-ref', '--format=%(refname)%00%(tree)%00%(contents:subject)', prefix]);
   return out
     .split('\n')
     .filter(Boolean)
     .map((line) => {
-      const [ref, subject = ''] = line.split('\0');
-      return { ref, subject };
+      const [ref, tree = '', subject = ''] = line.split('\0');
+      return { ref, subject, tree };
     });
 }
 

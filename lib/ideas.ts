@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import type { IdeaEntry, SettingChange } from '../common/search';
 import { signed } from '../common/search';
 import { git, showFiles } from './git';
-import { experiments, readLedger } from './ledger';
+import type { ExperimentRecord, IdeaFacts } from '../common/shared';
+import { readLedger, screeningRuns, type LedgerRow } from './ledger';
 
 /** A proposer's token is about this many characters of this kind of text. */
 const CHARS_PER_TOKEN = 4;
@@ -70,6 +71,23 @@ export function readSettings(content: string): Map<string, string> {
     if (m && isLiteral(m[2])) settings.set(m[1], m[2]);
   }
   return settings;
+}
+
+/**
+ * `content` with the named module-level settings set to new literals, each line's comment kept; null
+ * when a setting is not there. (Two changes to adjacent setting lines conflict in a three-way merge:
+ * applied as settings, they combine.)
+ */
+export function withSettings(content: string, values: Map<string, string>): string | null {
+  const left = new Set(values.keys());
+  const lines = content.split('\n').map((line) => {
+    const name = ASSIGNMENT.exec(line)?.[1];
+    if (!name || !values.has(name) || !left.delete(name)) return line;
+    const value = ASSIGNMENT.exec(stripComment(line, '#'))![2].trimEnd();
+    const at = line.indexOf(value, line.indexOf('=') + 1);
+    return `${line.slice(0, at)}${values.get(name)}${line.slice(at + value.length)}`;
+  });
+  return left.size ? null : lines.join('\n');
 }
 
 /** The settings that differ between a file's two versions (null: absent on that side). */
@@ -264,15 +282,8 @@ export function compactArchive(entries: IdeaEntry[], tokenBudget: number): strin
   return lines.join('\n');
 }
 
-/** What git says of one candidate: never changes, so read once per process. */
-export interface CommitFacts {
-  tree: string;
-  parentTree: string;
-  files: string[];
-  settings: SettingChange[];
-  diffHash: string;
-  touches: string[];
-}
+/** What git says of one candidate: never changes, so read once per process (and kept in its record). */
+export type CommitFacts = IdeaFacts;
 
 const factsCache = new Map<string, Promise<CommitFacts>>();
 
@@ -301,11 +312,10 @@ async function readCommitFacts(repo: string, commit: string, parent: string): Pr
 }
 
 /** Each experiment's spread: one run's standard deviation over its runs that gave a figure. */
-function runSpreads(campaignDir: string): Map<number, number> {
+function runSpreads(ledger: LedgerRow[]): Map<number, number> {
   const runs = new Map<number, number[]>();
-  for (const r of readLedger(campaignDir))
-    if (r.kind === 'run' && r.metric !== null && r.outcome === 'ok')
-      runs.set(r.experiment, [...(runs.get(r.experiment) ?? []), r.metric]);
+  for (const r of screeningRuns(ledger))
+    if (r.metric !== null && r.outcome === 'ok') runs.set(r.experiment, [...(runs.get(r.experiment) ?? []), r.metric]);
   const spreads = new Map<number, number>();
   for (const [n, xs] of runs) {
     if (xs.length < 2) continue;
@@ -321,25 +331,47 @@ export async function ideaEntries(o: {
   campaignDir: string;
   direction: 'lower' | 'higher';
 }): Promise<IdeaEntry[]> {
-  const spreads = runSpreads(o.campaignDir);
-  const rows = experiments(o.campaignDir).sort((a, b) => a.experiment - b.experiment);
+  const ledger = readLedger(o.campaignDir);
+  const spreads = runSpreads(ledger);
   const entries: IdeaEntry[] = [];
-  for (const r of rows) {
-    const facts = await commitFacts(o.repo, r.commit, r.parent);
-    const sigma = /sigma ([-+.\deE]+) from/.exec(r.evidence)?.[1];
-    entries.push({
-      ...facts,
-      experiment: r.experiment,
-      status: r.status,
-      description: r.description,
-      commit: r.commit,
-      parent: r.parent,
-      metric: r.metric,
-      gain: r.delta === null || r.status === 'crash' ? null : o.direction === 'lower' ? -r.delta : r.delta,
-      sigma: sigma ? Number(sigma) : null,
-      runs: r.runs,
-      spread: spreads.get(r.experiment) ?? null,
-    });
-  }
+  for (const r of experimentsOf(ledger))
+    entries.push(ideaEntry(r, r.idea ?? (await commitFacts(o.repo, r.commit, r.parent)), o.direction, spreads));
   return entries;
+}
+
+/**
+ * The archive from the records alone (their `idea` facts, written when each was recorded), for readers
+ * without the repository: `results`, the report. Records written before the archive are left out.
+ */
+export function recordedIdeas(ledger: LedgerRow[], direction: 'lower' | 'higher'): IdeaEntry[] {
+  const spreads = runSpreads(ledger);
+  return experimentsOf(ledger).flatMap((r) => (r.idea ? [ideaEntry(r, r.idea, direction, spreads)] : []));
+}
+
+function experimentsOf(ledger: LedgerRow[]): ExperimentRecord[] {
+  return ledger
+    .filter((r): r is Extract<LedgerRow, { kind: 'experiment' }> => r.kind === 'experiment')
+    .sort((a, b) => a.experiment - b.experiment);
+}
+
+function ideaEntry(
+  r: ExperimentRecord,
+  facts: IdeaFacts,
+  direction: 'lower' | 'higher',
+  spreads: Map<number, number>,
+): IdeaEntry {
+  const sigma = /sigma ([-+.\deE]+) from/.exec(r.evidence)?.[1];
+  return {
+    ...facts,
+    experiment: r.experiment,
+    status: r.status,
+    description: r.description,
+    commit: r.commit,
+    parent: r.parent,
+    metric: r.metric,
+    gain: r.delta === null || r.status === 'crash' ? null : direction === 'lower' ? -r.delta : r.delta,
+    sigma: sigma ? Number(sigma) : null,
+    runs: r.runs,
+    spread: spreads.get(r.experiment) ?? null,
+  };
 }

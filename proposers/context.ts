@@ -38,7 +38,7 @@ export interface ProposerContext {
   best: { experiment: number; metric: number | null; commit: string };
   fix: { experiment: number; description: string; reason: string; diff: string; logTail: string } | null;
   /** Other experiments proposed and not judged yet (queued or training): not to be duplicated. */
-  inFlight: { experiment: number; description: string }[];
+  inFlight: { experiment: number; description: string; tree: string }[];
   lastRejection: string | null;
   /** Where the code to edit is: the best commit, or the crashed one for a fix (a command proposer gets a copy). */
   code: { repo: string; sha: string };
@@ -90,7 +90,7 @@ export async function buildContext(args: ProposeArgs): Promise<ProposerContext> 
   const recorded = new Set(rows.map((r) => r.experiment));
   const prefix = experimentRef(args.tag, 0).replace(/0$/, '');
   const inFlight = (await refSubjects(repo, prefix))
-    .map((r) => ({ experiment: Number(r.ref.slice(prefix.length)), description: r.subject }))
+    .map((r) => ({ experiment: Number(r.ref.slice(prefix.length)), description: r.subject, tree: r.tree }))
     .filter(
       (r) =>
         Number.isInteger(r.experiment) &&

@@ -115,7 +115,11 @@ export async function lab(opts: { deps?: ActivityDeps; slots?: Slot[]; gpu?: boo
     },
     async start(repo, config = {}, o = {}) {
       const tag = o.tag ?? uniqueTag('t');
-      const cfg = parseConfig({ ...QUADRATIC_CONFIG, ...config }, 'test');
+      // The engine's search moves would take experiments from the planned proposals of most tests.
+      const cfg = parseConfig(
+        { ...QUADRATIC_CONFIG, search: { combine: 0, ablate: 0, revisit: 0 }, ...config },
+        'test',
+      );
       const input = await prepareStart({ config: cfg, baseDir: repo, tag, home });
       const handle = await startCampaign(
         client,

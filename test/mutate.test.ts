@@ -159,13 +159,13 @@ test('mutateProposer: settings that experiments in flight are changing are left 
   assert.deepEqual(settingsIn('try a wider model'), []);
   const names = findKnobs([{ path: 'train.py', content: TRAIN }]).map((k) => k.name);
   const busy = names.slice(0, -1);
-  const inFlight = busy.map((name, i) => ({ experiment: 10 + i, description: `${name} 1 -> 2` }));
+  const inFlight = busy.map((name, i) => ({ experiment: 10 + i, description: `${name} 1 -> 2`, tree: '' }));
   for (let experiment = 1; experiment <= 20; experiment++) {
     const reply = await mutateProposer(mutateCtx({ experiment, inFlight }), signal);
     assert.deepEqual(settingsIn(reply.description), [names.at(-1)], `experiment ${experiment}: ${reply.description}`);
   }
   // Every setting busy: any of them may be drawn (a proposal is still made).
-  const all = names.map((name, i) => ({ experiment: 10 + i, description: `${name} 1 -> 2` }));
+  const all = names.map((name, i) => ({ experiment: 10 + i, description: `${name} 1 -> 2`, tree: '' }));
   const drawn = new Set<string>();
   for (let experiment = 1; experiment <= 20; experiment++)
     for (const n of settingsIn((await mutateProposer(mutateCtx({ experiment, inFlight: all }), signal)).description))

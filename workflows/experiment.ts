@@ -11,9 +11,10 @@
 // (one more or one fewer async step reorders them, and campaigns in flight would no longer replay).
 import { condition, log, patched } from '@temporalio/workflow';
 import type { CampaignConfig } from '../common/config';
-import type { CrashFix, Proposal, RunRecord, RunResult } from '../common/shared';
-import { configuredSequential, judgeStopped, mean, nextFix, noisePolicy } from './decisions';
-import { judgeCandidate, judgeSequentially, type JudgingIO } from './judging';
+import type { CrashFix, Group, MoveFacts, Proposal, RunRecord, RunResult } from '../common/shared';
+import { configuredSequential, judgeStopped, mean, nextFix, noisePolicy, type Judgement } from './decisions';
+import { judgeCandidate, judgeSequentially, sigma, type JudgingIO, type RunLite } from './judging';
+import { ablateCredit } from '../common/search';
 import { failureMessage, lite, runRecord } from './records';
 import type { Slots } from './slots';
 import { promote } from './promotion';
@@ -27,6 +28,7 @@ const REBASE_WHILE_QUEUED = 'rebase-while-queued';
 const KEEP_AT_DECISION = 'keep-at-decision';
 const SUSPECT_GAINS = 'suspect-gains';
 const SEQUENTIAL_JUDGING = 'sequential-judging';
+const SEARCH = 'search';
 
 /** The campaign's parts an experiment works with. */
 export interface Lab {
@@ -50,6 +52,8 @@ class Candidate {
   slotted = 0;
   /** The best it replaced, once kept. */
   replaced: Replaced | null = null;
+  /** A move of the engine's own (config `search`): combine, ablate or revisit. */
+  move: MoveFacts | undefined;
 
   constructor(
     readonly experiment: number,
@@ -79,10 +83,13 @@ export async function experiment(lab: Lab, n: number): Promise<void> {
       const p = await propose(lab, c, fix);
       if (p === 'paused') continue;
       c.costUsd += p.costUsd;
+      // Files trained before: the proposal activity recorded the experiment with that result; no run.
+      if (p.kind === 'duplicate' && patched(SEARCH)) return reused(lab, n, p);
       if (p.kind === 'candidate') proposal = p;
     }
     c.sha = proposal.sha;
     c.description = proposal.description;
+    c.move = proposal.move;
     flight.description = c.description;
     flight.phase = 'queued';
     // The first run. A proposal prepared while the best moved is rebased onto the new best;
@@ -99,14 +106,26 @@ export async function experiment(lab: Lab, n: number): Promise<void> {
   const keepAtOnce = patched(KEEP_AT_DECISION);
   // A gain far beyond anything seen is confirmed on clean caches and flagged (older campaigns: not judged so).
   const suspects = patched(SUSPECT_GAINS) ? { largestGain: s.largestGain ?? null } : undefined;
-  const io = judgingIO(lab, c, { runs, bestReRuns, keepAtOnce });
+  // An ablation (a kept change taken out) is kept when no worse than the search's slack: simpler is better.
+  const credit = c.move?.kind === 'ablate' && patched(SEARCH) ? ablateCredit(sigma(state.noise()!), config.search) : 0;
+  const io = credited(judgingIO(lab, c, { runs, bestReRuns, keepAtOnce }), credit, config.metric.direction);
   // Decided run by run (campaigns started before: one run, then a fixed number of confirmation runs).
   const judge = configuredSequential(config) && patched(SEQUENTIAL_JUDGING) ? judgeSequentially : judgeCandidate;
   // A first run stopped early is a discard: never confirmed, never a keep (config progress.earlyStop).
   const judgement =
     first.outcome === 'stopped'
       ? judgeStopped(first)
-      : await judge(lite(first), state.noise()!, noisePolicy(config), io, suspects);
+      : uncredited(
+          await judge(
+            creditRun(lite(first), credit, config.metric.direction),
+            state.noise()!,
+            noisePolicy(config),
+            io,
+            suspects,
+          ),
+          credit,
+          config.metric.direction,
+        );
 
   flight.phase = 'record';
   if (judgement.kind === 'keep' && !c.replaced) c.replaced = state.adopt(c, judgement, runs);
@@ -259,4 +278,50 @@ function judgingIO(
     // Decided: the new best takes effect now, for every experiment in flight.
     ...(o.keepAtOnce ? { adopt: (keep) => void (c.replaced = state.adopt(c, keep, o.runs)) } : {}),
   };
+}
+
+/** A proposal whose files an earlier experiment trained: already recorded with its result, no run. */
+function reused(lab: Lab, n: number, p: Extract<Proposal, { kind: 'duplicate' }>): void {
+  const s = lab.state.carry;
+  s.experiments += 1;
+  if (p.status === 'crash') s.crashes += 1;
+  lab.state.announce(`experiment ${n}: ${p.status} — the same files as experiment ${p.of}, its result reused`);
+}
+
+/** A figure moved `credit` the better way (an ablation's slack); failed runs stay as they are. */
+function creditRun(r: RunLite, credit: number, direction: 'lower' | 'higher'): RunLite {
+  if (!credit || r.metric === null) return r;
+  return { ...r, metric: r.metric + (direction === 'lower' ? -credit : credit) };
+}
+
+/** Judging's runs of the candidate, credited (the best's runs are not). */
+function credited(io: JudgingIO, credit: number, direction: 'lower' | 'higher'): JudgingIO {
+  if (!credit) return io;
+  const back = (keep: { group: Group; runs: number }) => ({
+    ...keep,
+    group: uncreditGroup(keep.group, credit, direction),
+  });
+  return {
+    ...io,
+    candidate: async (run, fresh) => creditRun(await io.candidate(run, fresh), credit, direction),
+    ...(io.adopt ? { adopt: (keep) => io.adopt!(back(keep)) } : {}),
+  };
+}
+
+/** The judgement with the credit taken back out of its figures: the records show what was measured. */
+function uncredited<J extends Judgement>(j: J, credit: number, direction: 'lower' | 'higher'): J {
+  if (!credit || (j.kind !== 'keep' && j.kind !== 'discard')) return j;
+  const shift = direction === 'lower' ? credit : -credit;
+  const evidence = `${j.evidence}; an ablation, judged with ${credit.toFixed(6)} of slack (search.ablateSlack sigmas)`;
+  return {
+    ...j,
+    metric: j.metric + shift,
+    delta: j.delta + shift,
+    group: uncreditGroup(j.group, credit, direction),
+    evidence,
+  };
+}
+
+function uncreditGroup(g: Group, credit: number, direction: 'lower' | 'higher'): Group {
+  return { ...g, mean: g.mean + (direction === 'lower' ? credit : -credit) };
 }

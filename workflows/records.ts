@@ -1,7 +1,7 @@
 // What the campaign writes down, built from plain facts: the ledger's rows for an experiment and its
 // runs, and the one-line texts of summaries and messages. Pure: the same facts give the same record.
 import { ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
-import type { ExperimentRecord, RunRecord, RunResult } from '../common/shared';
+import type { ExperimentRecord, MoveFacts, RunRecord, RunResult } from '../common/shared';
 import type { OrchestratorActivities } from '../activities';
 import { runFailed, type Verdict } from './decisions';
 import type { RunLite } from './judging';
@@ -13,7 +13,7 @@ export type RecordArgs = Parameters<OrchestratorActivities['recordExperiment']>[
 export interface ExperimentFacts {
   n: number;
   /** Its commit (rebased onto the best it ran on), and what its proposals cost. */
-  candidate: { sha: string; parent: string; description: string; costUsd: number };
+  candidate: { sha: string; parent: string; description: string; costUsd: number; move?: MoveFacts };
   runs: RunResult[];
   judgement: Verdict;
   /** The best's mean it was compared with (null for the baseline): its delta is from this. */
@@ -102,6 +102,7 @@ export function experimentRecord(f: ExperimentFacts, at: RecordPlace): RecordArg
     fixOf: f.fixOf,
     finishedAt: new Date(at.nowMs).toISOString(),
     ...(j.suspect ? { suspect: j.suspect } : {}),
+    ...(c.move ? { move: c.move } : {}),
   };
   // The held-out figure: the mean over this experiment's runs, for people only (never in the proposer's context).
   const heldOut = runs.map((r) => r.heldOut).filter((x): x is number => typeof x === 'number' && Number.isFinite(x));

@@ -27,7 +27,7 @@ export interface RunOrder {
   sha: string;
   description: string;
   fresh?: boolean;
-  /** A candidate's first run: stopped early when its curve clearly loses (config progress.earlyStop). */
+  /** A candidate's first run: stopped early when its curve clearly ends worse (config progress.earlyStop). */
   mayStop?: boolean;
   /** A run at the promoted fidelity (config `promote`): its command, environment and time limit. */
   promote?: boolean;

@@ -1,0 +1,163 @@
+// The search's part of a proposal (config `search`; common/search.ts decides, lib/ideas.ts reads the
+// archive): now and then a move of the engine's own instead of the proposer's idea, and never GPU time
+// for files already trained. Exact duplicates of a finished experiment reuse its result; duplicates of
+// one still in flight, and the same settings on the same best, are sent back to the proposer.
+import path from 'node:path';
+import { chooseMove, nearDuplicate, sameTree, type IdeaEntry, type MoveKind } from '../common/search';
+import type { ExperimentRecord, MoveFacts, ProposeArgs } from '../common/shared';
+import {
+  applyChange,
+  checkoutWorktree,
+  commitFiles,
+  commitWorktree,
+  removeWorktree,
+  showFile,
+  showFiles,
+} from '../lib/git';
+import { preflight } from './preflight';
+import { commitFacts, withSettings } from '../lib/ideas';
+import { appendExperiment, experiments } from '../lib/ledger';
+import type { ProposerContext } from '../proposers/context';
+
+/** A candidate the engine made: its commit, description and what move it is. */
+export interface MovedCandidate {
+  sha: string;
+  description: string;
+  move: MoveFacts;
+}
+
+/**
+ * The engine's move for this proposal, when the search draws one and git can make it; null: the
+ * proposer's turn (also when the changes conflict, fail preflight or were trained before). Never for a fix.
+ */
+export async function engineMove(args: ProposeArgs, ctx: ProposerContext): Promise<MovedCandidate | null> {
+  const settings = args.config.search;
+  if (!settings || args.fix || !ctx.archive) return null;
+  const { entries } = ctx.archive;
+  const move = chooseMove(entries, {
+    best: args.parentSha,
+    experiment: args.experiment,
+    seed: args.config.proposer.seed,
+    settings,
+  });
+  if (move.kind === 'proposer') return null;
+  const message = `${move.description}\n\n${move.evidence}\n\nNightlab campaign ${args.tag}, experiment ${args.experiment}`;
+  const sha = await buildMove(args, { kind: move.kind, of: move.of }, entries, message);
+  // Held to what the proposer's edits are held to (preflight), and never a duplicate: else the proposer's turn.
+  if (!sha || (await duplicateOf(args, ctx, sha))) return null;
+  const editable = args.config.editable;
+  const files = Object.fromEntries((await showFiles(args.repo, sha, editable)).map((c, i) => [editable[i], c ?? '']));
+  const before = Object.fromEntries(ctx.editable.map((f) => [f.path, f.content]));
+  if (await preflight(files, before, before, args.config)) return null;
+  return { sha, description: move.description, move: { kind: move.kind, of: move.of, evidence: move.evidence } };
+}
+
+/**
+ * The move's commit on the best: the changes of `of` applied (combine, revisit) or taken out (ablate),
+ * by git; or, where their lines conflict (hyperparameters on adjacent lines), as the settings they set.
+ */
+async function buildMove(
+  args: ProposeArgs,
+  move: Pick<MoveFacts, 'kind' | 'of'>,
+  entries: IdeaEntry[],
+  message: string,
+): Promise<string | null> {
+  const ideas = move.of.map((n) => entries.find((e) => e.experiment === n));
+  if (ideas.some((e) => !e)) return null;
+  const found = ideas as IdeaEntry[];
+  return (await byGit(args, move.kind, found, message)) ?? bySettings(args, move.kind, found, message);
+}
+
+async function byGit(args: ProposeArgs, kind: MoveKind, ideas: IdeaEntry[], message: string): Promise<string | null> {
+  const worktree = path.join(args.campaignDir, 'worktrees', `m${args.experiment}-${args.attempt}`);
+  await checkoutWorktree(args.repo, worktree, args.parentSha);
+  try {
+    const how = kind === 'ablate' ? 'revert' : 'cherry-pick';
+    for (const e of ideas) if (!(await applyChange(worktree, e.commit, how))) return null;
+    return await commitWorktree(worktree, args.parentSha, message);
+  } finally {
+    await removeWorktree(args.repo, worktree);
+  }
+}
+
+/** The ideas' settings written on the best (their old values, for an ablation); null unless each idea is settings alone. */
+async function bySettings(
+  args: ProposeArgs,
+  kind: MoveKind,
+  ideas: IdeaEntry[],
+  message: string,
+): Promise<string | null> {
+  const byFile = new Map<string, Map<string, string>>();
+  for (const e of ideas) {
+    if (!e.settings.length || !e.touches.every((t) => e.settings.some((s) => s.name === t))) return null;
+    for (const s of e.settings) {
+      const value = kind === 'ablate' ? s.from : s.to;
+      if (value === null) return null;
+      byFile.set(s.file, (byFile.get(s.file) ?? new Map<string, string>()).set(s.name, value));
+    }
+  }
+  const files: Record<string, string> = {};
+  for (const [file, values] of byFile) {
+    const content = await showFile(args.repo, args.parentSha, file);
+    const next = content === null ? null : withSettings(content, values);
+    if (next === null) return null;
+    files[file] = next;
+  }
+  return commitFiles(args.repo, { code: args.parentSha, parent: args.parentSha, files, message });
+}
+
+/** Whether a candidate's files were trained already: by a finished experiment, or one in flight. */
+export async function duplicateOf(
+  args: ProposeArgs,
+  ctx: ProposerContext,
+  sha: string,
+): Promise<{ finished: IdeaEntry } | { inFlight: number } | { near: string } | null> {
+  const facts = await commitFacts(args.repo, sha, args.parentSha);
+  const entries = ctx.archive?.entries ?? [];
+  const finished = sameTree(facts.tree, entries);
+  if (finished) return { finished };
+  const running = ctx.inFlight.find((f) => f.tree === facts.tree);
+  if (running) return { inFlight: running.experiment };
+  const near = nearDuplicate(facts.settings, facts.parentTree, entries);
+  return near && { near: near.text };
+}
+
+/**
+ * The record of a proposal whose files experiment `m` trained: a discard (or a crash) with m's figure
+ * and no run, saying so (the caller adds the git note). The ledger's key makes a retry write it once.
+ */
+export async function recordReuse(
+  args: ProposeArgs,
+  c: { sha: string; description: string; costUsd: number; of: IdeaEntry },
+): Promise<ExperimentRecord> {
+  const m = experiments(args.campaignDir).find((r) => r.experiment === c.of.experiment)!;
+  const best = experiments(args.campaignDir)
+    .filter((r) => r.commit === args.parentSha)
+    .at(-1);
+  const bestMetric = best?.metric ?? null;
+  const evidence = `the same files as experiment ${m.experiment} (${m.status}${m.metric === null ? '' : ` ${m.metric.toFixed(6)}`}): its result reused, no run`;
+  const record: ExperimentRecord = {
+    ...m,
+    tag: args.tag,
+    experiment: args.experiment,
+    commit: c.sha,
+    parent: args.parentSha,
+    status: m.status === 'crash' ? 'crash' : 'discard',
+    bestBefore: bestMetric,
+    delta: m.metric === null || bestMetric === null ? null : m.metric - bestMetric,
+    description: c.description,
+    reason: m.status === 'crash' ? m.reason : evidence,
+    evidence,
+    runs: 0,
+    seconds: 0,
+    costUsd: c.costUsd,
+    fixOf: null,
+    finishedAt: new Date().toISOString(),
+    duplicateOf: m.experiment,
+    idea: await commitFacts(args.repo, c.sha, args.parentSha),
+  };
+  delete record.suspect;
+  delete record.move;
+  appendExperiment(args.campaignDir, record, args.config.metric.name, '');
+  return record;
+}

@@ -1,0 +1,79 @@
+// The search on the real tiny-lm target: a proposal of files already trained reuses the earlier
+// result (no run), and the engine makes experiments of its own: a combine of two near misses and an
+// ablation of a kept change, each recorded with what it is made of and why.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PRESETS } from '../common/config';
+import { experiments, readLedger, screeningRuns } from '../lib/ledger';
+import { lab, makeRepo, plannedProposer, TINY_LM } from './helpers';
+
+test('tiny-lm: a duplicate reuses its result; the engine combines two near misses and ablates a keep', async () => {
+  const l = await lab();
+  try {
+    const repo = await makeRepo(TINY_LM);
+    const preset = PRESETS['tiny-lm'];
+    const c = await l.start(repo, {
+      ...preset,
+      run: { ...preset.run!, env: { TINYLM_TOKEN_BUDGET: '300000' } },
+      // One run decides (the code is deterministic): gains under 0.02 are near misses, discarded.
+      noise: { baselineRuns: 1 },
+      keep: { minImprovement: 0.02 },
+      lookahead: 0,
+      budget: { maxExperiments: 7, maxHours: null, maxCostUsd: null },
+      // Seed 20 draws the proposer for experiments 3-5, a combine for 6 and an ablation for 7.
+      search: { combine: 0.45, ablate: 0.45, revisit: 0 },
+      proposer: {
+        ...plannedProposer({
+          1: { WEIGHT_DECAY: 0.0, desc: 'no weight decay' },
+          2: { INIT_SCALE: 0.9, desc: 'smaller init' },
+          3: { WEIGHT_DECAY: 0.0, desc: 'no weight decay, again' },
+          4: { LEARNING_RATE: 0.003, desc: 'learning rate 3x' },
+          5: { HIDDEN_DIM: 96, desc: 'wider hidden layer' },
+          6: { EMBED_DIM: 10, desc: 'unused: a move' },
+          7: { EMBED_DIM: 12, desc: 'unused: a move' },
+        }),
+        seed: 20,
+      },
+    });
+    const s = await c.result();
+    assert.equal(s.state, 'completed');
+    const rows = experiments(c.campaignDir);
+    const show = rows.map((r) => `${r.experiment} ${r.status} ${r.description}: ${r.evidence}`).join('\n');
+    const row = (n: number) => rows.find((r) => r.experiment === n)!;
+    assert.deepEqual(
+      [1, 2, 4, 5].map((n) => row(n).status),
+      ['discard', 'discard', 'keep', 'keep'],
+      show,
+    );
+    assert.ok(row(1).delta! < 0 && row(2).delta! < 0, `near misses: better, not by 0.02\n${show}`);
+
+    // Experiment 3 proposed experiment 1's files again: its result, reused, and no GPU run.
+    assert.equal(row(3).duplicateOf, 1, show);
+    assert.equal(row(3).runs, 0);
+    assert.equal(row(3).metric, row(1).metric);
+    assert.match(row(3).evidence, /^the same files as experiment 1 \(discard [\d.]+\): its result reused, no run$/);
+    const ledger = readLedger(c.campaignDir);
+    assert.equal(screeningRuns(ledger).filter((r) => r.experiment === 3).length, 0, 'no GPU time');
+
+    // The engine's own moves, in place of the proposer, each saying what it is made of and why.
+    assert.deepEqual(
+      row(6).move && { kind: row(6).move!.kind, of: row(6).move!.of },
+      { kind: 'combine', of: [1, 2] },
+      show,
+    );
+    assert.match(row(6).description, /^combine #1 \+ #2: no weight decay \+ smaller init$/);
+    assert.match(row(6).move!.evidence, /looked better than the best of its time inside the noise/);
+    assert.deepEqual(
+      row(7).move && { kind: row(7).move!.kind, of: row(7).move!.of },
+      { kind: 'ablate', of: [4] },
+      show,
+    );
+    assert.match(row(7).description, /^ablate #4: without learning rate 3x$/);
+    // Each recorded with its idea: the settings it changed, old -> new.
+    const settings = (n: number) => row(n).idea!.settings.map((x) => `${x.name} ${x.from} -> ${x.to}`);
+    assert.deepEqual(settings(6), ['WEIGHT_DECAY 0.01 -> 0', 'INIT_SCALE 1.0 -> 0.9']);
+    assert.deepEqual(settings(7), ['LEARNING_RATE 0.003 -> 0.001']);
+  } finally {
+    await l.close();
+  }
+});
