@@ -205,6 +205,27 @@ const SCENARIOS: Scenario[] = [
         },
       }),
   },
+  {
+    name: 'search',
+    what: "the search (patched search) and promotion: a noisy target, a keep promoted beside the baseline, a proposal of the baseline's files reused without a run, a second keep, then an ablation of the first judged with its slack",
+    run: () =>
+      plannedCampaign({
+        plan: {
+          1: { WIDTH: 16, desc: 'wider' },
+          2: { WIDTH: 8, desc: 'back to width 8' },
+          3: { LEARNING_RATE: 0.2, desc: 'lower learning rate' },
+          4: { WIDTH: 12, desc: 'unused: an ablation (seed 0 draws it)' },
+        },
+        config: {
+          lookahead: 0,
+          budget: { maxExperiments: 4 },
+          noise: { baselineRuns: 2, confirmRuns: 2, bestRuns: 3 },
+          search: { combine: 0, ablate: 0.9, revisit: 0 },
+          promote: { env: { QUAD_SLEEP: '0.2' } },
+          run: { command: 'python3 train.py', env: { QUAD_NOISE: '0.001', QUAD_SLEEP: '0.3' }, timeoutSec: 60 },
+        },
+      }),
+  },
 ];
 
 const only = process.argv.slice(2);

@@ -133,6 +133,7 @@ test('the fixtures cover a crash, a keep, a fix, a rebase, a conflict, confirmat
     'suspect-gains',
     'activity-names',
     'sequential-judging',
+    'search',
   ]) {
     assert.ok(
       all.some((f) => patchesOf(f).includes(id)),
