@@ -164,7 +164,8 @@ test('self-check: workflow code that schedules one more command fails the replay
     for (const d of ['workflows', 'common']) mkdirSync(path.join(dir, d));
     for (const f of readdirSync(path.join(ROOT, 'workflows')))
       cpSync(path.join(ROOT, 'workflows', f), path.join(dir, 'workflows', f));
-    cpSync(path.join(ROOT, 'common', 'shared.ts'), path.join(dir, 'common', 'shared.ts'));
+    for (const f of readdirSync(path.join(ROOT, 'common')))
+      cpSync(path.join(ROOT, 'common', f), path.join(dir, 'common', f));
     symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
     const file = path.join(dir, 'workflows', 'campaign.ts');
     const source = readFileSync(file, 'utf8');
