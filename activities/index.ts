@@ -191,7 +191,7 @@ export function createActivities(deps: ActivityDeps = {}) {
           description,
           costUsd,
           usage: reply.usage,
-          duplicateOf: { experiment: row.duplicateOf!, status: row.status },
+          duplicateOf: { experiment: duplicate.finished.experiment, status: row.status },
         });
       }
       return propose({ sha, description, costUsd, usage: reply.usage });

@@ -15,7 +15,7 @@ import {
   showFiles,
 } from '../lib/git';
 import { preflight } from './preflight';
-import { commitFacts, withSettings } from '../lib/ideas';
+import { commitFacts, ref, withSettings } from '../lib/ideas';
 import { appendExperiment, experiments } from '../lib/ledger';
 import type { ProposerContext } from '../proposers/context';
 
@@ -114,7 +114,7 @@ export async function duplicateOf(
 ): Promise<{ finished: IdeaEntry } | { inFlight: number } | { near: string } | null> {
   const facts = await commitFacts(args.repo, sha, args.parentSha);
   const entries = ctx.archive?.entries ?? [];
-  const finished = sameTree(facts.tree, entries);
+  const finished = sameTree(facts.tree, entries) ?? sameTree(facts.tree, ctx.archive?.inherited ?? []);
   if (finished) return { finished };
   const running = ctx.inFlight.find((f) => f.tree === facts.tree);
   if (running) return { inFlight: running.experiment };
@@ -130,34 +130,39 @@ export async function recordReuse(
   args: ProposeArgs,
   c: { sha: string; description: string; costUsd: number; of: IdeaEntry },
 ): Promise<ExperimentRecord> {
-  const m = experiments(args.campaignDir).find((r) => r.experiment === c.of.experiment)!;
+  const m = c.of;
   const best = experiments(args.campaignDir)
     .filter((r) => r.commit === args.parentSha)
     .at(-1);
   const bestMetric = best?.metric ?? null;
-  const evidence = `the same files as experiment ${m.experiment} (${m.status}${m.metric === null ? '' : ` ${m.metric.toFixed(6)}`}): its result reused, no run`;
+  const figure = m.metric === null ? '' : ` ${m.metric.toFixed(6)}`;
+  const evidence = `the same files as experiment ${ref(m)} (${m.status}${figure}): its result reused, no run`;
   const record: ExperimentRecord = {
-    ...m,
     tag: args.tag,
     experiment: args.experiment,
     commit: c.sha,
     parent: args.parentSha,
     status: m.status === 'crash' ? 'crash' : 'discard',
+    outcome: m.status === 'crash' ? 'crash' : 'ok',
+    metric: m.metric,
     bestBefore: bestMetric,
     delta: m.metric === null || bestMetric === null ? null : m.metric - bestMetric,
+    memoryGb: 0,
     description: c.description,
-    reason: m.status === 'crash' ? m.reason : evidence,
+    reason: evidence,
     evidence,
     runs: 0,
     seconds: 0,
+    logPath: '',
+    host: '',
+    slot: '',
     costUsd: c.costUsd,
     fixOf: null,
     finishedAt: new Date().toISOString(),
-    duplicateOf: m.experiment,
+    // (An experiment of this campaign; one of a fork's parent is named in the evidence.)
+    ...(m.campaign ? {} : { duplicateOf: m.experiment }),
     idea: await commitFacts(args.repo, c.sha, args.parentSha),
   };
-  delete record.suspect;
-  delete record.move;
   appendExperiment(args.campaignDir, record, args.config.metric.name, '');
   return record;
 }

@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import type { Client } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import type { Control } from '../client/control';
+import type { CampaignInput } from '../common/shared';
 import { EXIT } from './program.mjs';
 
 export { buildProgram, main } from './program.mjs';
@@ -134,27 +135,50 @@ export async function start(
   cmd: Command,
 ): Promise<void> {
   const { loadConfig } = await import('../lib/config-file');
-  const { campaignWorkflowId, GPU_TASK_QUEUE } = await import('../common/shared');
-  const { temporalNamespace } = await import('../ops/connection');
-  const { prepareStart, startCampaign, TagRefused, uiLink } = await import('../client/campaigns');
+  const { prepareStart, startCampaign, TagRefused } = await import('../client/campaigns');
   const { config, baseDir } = loadConfig(o.config);
   // --tag is a flag: one that cannot name a new campaign is a usage error, the config's problems config errors.
   const tagRefused = (e: Error) => e instanceof TagRefused;
   const prepared = await usageErrors(cmd, prepareStart({ config, baseDir, tag: o.tag }), tagRefused);
   const input = o.gpuTaskQueue ? { ...prepared, gpuTaskQueue: o.gpuTaskQueue } : prepared;
   await withClient((client) => usageErrors(cmd, startCampaign(client, input), tagRefused));
-  const started = {
-    tag: o.tag,
-    workflowId: campaignWorkflowId(o.tag),
+  await started(input, o.json);
+}
+
+export async function fork(
+  parent: string,
+  o: { from: number; tag: string; json?: boolean },
+  cmd: Command,
+): Promise<void> {
+  const { prepareFork, startCampaign, TagRefused } = await import('../client/campaigns');
+  const tagRefused = (e: Error) => e instanceof TagRefused;
+  const input = await withClient(async (client) => {
+    const fork = await usageErrors(cmd, prepareFork(client, { parent, from: o.from, tag: o.tag }), tagRefused);
+    await usageErrors(cmd, startCampaign(client, fork.input, { taskQueue: fork.taskQueue }), tagRefused);
+    return fork.input;
+  });
+  if (!o.json) console.log(`Forked campaign ${parent} at experiment ${o.from} (${input.baseSha.slice(0, 7)}).`);
+  await started(input, o.json);
+}
+
+/** What `start` and `fork` print: the campaign started, where its runs go, its records and Web UI link. */
+async function started(input: CampaignInput, json?: boolean): Promise<void> {
+  const { campaignWorkflowId, GPU_TASK_QUEUE } = await import('../common/shared');
+  const { temporalNamespace } = await import('../ops/connection');
+  const { uiLink } = await import('../client/campaigns');
+  const { tag } = input;
+  const facts = {
+    tag,
+    workflowId: campaignWorkflowId(tag),
     proposer: input.config.proposer.kind,
     branch: input.branch,
     gpuTaskQueue: input.gpuTaskQueue ?? GPU_TASK_QUEUE,
     campaignDir: input.campaignDir,
-    uiUrl: uiLink(o.tag, temporalNamespace()),
+    uiUrl: uiLink(tag, temporalNamespace()),
   };
-  if (o.json) return printJson(started);
-  const { workflowId, proposer, branch, gpuTaskQueue, campaignDir, uiUrl } = started;
-  console.log(`Started campaign ${o.tag} (workflow ${workflowId}), proposer ${proposer}, branch ${branch}.`);
+  if (json) return printJson(facts);
+  const { workflowId, proposer, branch, gpuTaskQueue, campaignDir, uiUrl } = facts;
+  console.log(`Started campaign ${tag} (workflow ${workflowId}), proposer ${proposer}, branch ${branch}.`);
   if (input.gpuTaskQueue)
     console.log(`Its runs go to task queue ${gpuTaskQueue}: nightlab gpu-worker --task-queue ${gpuTaskQueue}`);
   console.log(`Records: ${campaignDir}\nWeb UI: ${uiUrl}`);

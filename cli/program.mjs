@@ -94,6 +94,14 @@ export function buildProgram() {
     .action(run('start'));
 
   program
+    .command('fork <tag>')
+    .description("a new campaign from one of a campaign's experiments: its commit the base, the archive inherited")
+    .requiredOption('--from <n>', 'the experiment whose commit the new campaign starts from', wholeNumber(0))
+    .requiredOption('--tag <tag>', 'the new campaign tag')
+    .option('--json', 'what was started, as JSON')
+    .action(run('fork'));
+
+  program
     .command('status <tag>')
     .description('where a campaign stands: its snapshot, and alarms for people')
     .option('--json', 'the snapshot as JSON (with --watch: one JSON line every 2 s)')

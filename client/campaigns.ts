@@ -50,6 +50,8 @@ export async function prepareStart(args: {
   baseDir: string;
   tag: string;
   home?: string;
+  /** The commit to start from (a fork's); the target's HEAD by default. */
+  base?: string;
 }): Promise<CampaignInput> {
   try {
     checkTag(args.tag);
@@ -74,7 +76,7 @@ export async function prepareStart(args: {
       ],
       'target',
     );
-  const baseSha = await readRef(repo, 'HEAD');
+  const baseSha = args.base ?? (await readRef(repo, 'HEAD'));
   if (!baseSha)
     throw new ConfigError(
       [`target: ${repo} has no commits; commit the baseline code first (git add -A && git commit -m baseline)`],
@@ -175,6 +177,37 @@ export async function startCampaign(
     }
     throw e;
   }
+}
+
+/**
+ * A new campaign from experiment `from` of campaign `parent`: its config and repository, experiment
+ * `from`'s commit as its base (run again as its baseline), the parent's archive as the start of its own;
+ * on the parent's task queue, whose orchestrator holds the parent's records.
+ */
+export async function prepareFork(
+  client: Client,
+  o: { parent: string; from: number; tag: string; home?: string },
+): Promise<{ input: CampaignInput; taskQueue: string }> {
+  const parent = await campaignInput(client, o.parent);
+  const { taskQueue } = await client.workflow.getHandle(campaignWorkflowId(o.parent)).describe();
+  const { rows } = await campaignRecords(client, o.parent, { input: parent });
+  const row = rows.find((r) => r.kind === 'experiment' && r.experiment === o.from);
+  if (!row || row.kind !== 'experiment') {
+    const known = rows.filter((r) => r.kind === 'experiment').map((r) => r.experiment);
+    throw new TagRefused(
+      `campaign ${o.parent} has no recorded experiment ${o.from} (recorded: ${known.length ? `0 to ${Math.max(...known)}` : 'none'}); fix --from`,
+    );
+  }
+  const input = await prepareStart({
+    config: { ...parent.config, target: parent.repo },
+    baseDir: parent.repo,
+    tag: o.tag,
+    home: o.home,
+    base: row.commit,
+  });
+  const forkOf = { tag: o.parent, experiment: o.from, campaignDir: parent.campaignDir };
+  const gpu = parent.gpuTaskQueue ? { gpuTaskQueue: parent.gpuTaskQueue } : {};
+  return { input: { ...input, ...gpu, forkOf }, taskQueue };
 }
 
 /** No workflow for the tag on this server (the dashboard answers 404, the CLI exits 1). */

@@ -70,6 +70,8 @@ export interface SearchFact {
 
 /** A fact with what the archive reads from git: the trees, files, settings and the normalised diff. */
 export interface IdeaEntry extends SearchFact {
+  /** The campaign it was tried in, when not this one (a fork's parent). */
+  campaign?: string;
   tree: string;
   parentTree: string;
   files: string[];

@@ -77,6 +77,13 @@ export interface RunHeartbeat {
   host?: string;
 }
 
+/** Where a forked campaign comes from: the parent campaign, the experiment whose commit is its base, its records. */
+export interface ForkOf {
+  tag: string;
+  experiment: number;
+  campaignDir: string;
+}
+
 /** What the campaign asks a proposer for: experiment n's attempt, on top of `parentSha` (or a fix of a crash). */
 export interface ProposeArgs {
   tag: string;
@@ -89,6 +96,8 @@ export interface ProposeArgs {
   fix: { sha: string; experiment: number } | null;
   notes: string[];
   instructionsOverride: string | null;
+  /** A forked campaign's parent: its archive is part of this one's. */
+  forkOf?: ForkOf;
 }
 
 export interface RunRequest {
@@ -361,6 +370,8 @@ export interface CampaignInput {
   instructionsOverride?: string;
   /** Object ids of the locked files and held-out paths at baseSha, taken at `start` (see RunRequest.guard). */
   guard?: Record<string, string>;
+  /** A fork (`nightlab fork`): the campaign and experiment it starts from; its archive starts with theirs. */
+  forkOf?: ForkOf;
 }
 
 export interface CampaignSnapshot {

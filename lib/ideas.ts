@@ -182,6 +182,11 @@ function outcome(e: IdeaEntry): string {
   return e.status === 'keep' && e.gain !== null ? `keep ${signed(e.gain)}` : e.status;
 }
 
+/** How an entry is named: `#12`, or `nov27#12` for one tried in a fork's parent campaign. */
+export function ref(e: Pick<IdeaEntry, 'experiment' | 'campaign'>): string {
+  return `${e.campaign ?? ''}#${e.experiment}`;
+}
+
 /** One group as a line: "LR (4 tried: 1 keep, 3 discard; best +0.004 in #31): 0.02 (discard), ...". */
 function groupLine(g: Group, chars: number): string {
   const byValue = new Map<string, IdeaEntry[]>();
@@ -198,7 +203,7 @@ function groupLine(g: Group, chars: number): string {
     .map(([s, n]) => `${n} ${s}`)
     .join(', ');
   const best = g.entries.filter((e) => e.gain !== null).sort((a, b) => b.gain! - a.gain!)[0];
-  const head = `${g.key} (${g.entries.length} tried: ${tally}${best ? `; best ${signed(best.gain!)} in #${best.experiment}` : ''}): `;
+  const head = `${g.key} (${g.entries.length} tried: ${tally}${best ? `; best ${signed(best.gain!)} in ${ref(best)}` : ''}): `;
   // Kept and near-miss values first, then the most recent, as many as fit; shown in value order.
   const rank = (es: IdeaEntry[]) => (es.some((e) => e.status === 'keep') ? 2 : es.some(isNearMiss) ? 1 : 0);
   const values = [...byValue].sort(
@@ -247,7 +252,7 @@ export function compactArchive(entries: IdeaEntry[], tokenBudget: number): strin
     .sort((a, b) => b.gain! - a.gain!)
     .slice(0, NEAR_MISS_LINES);
   const missLines = misses.map(
-    (e) => `- #${e.experiment} ${e.description}: ${signed(e.gain!)} over ${e.runs} run${e.runs === 1 ? '' : 's'}`,
+    (e) => `- ${ref(e)} ${e.description}: ${signed(e.gain!)} over ${e.runs} run${e.runs === 1 ? '' : 's'}`,
   );
   const missHead = 'Near misses (discarded, but better than the best of their time inside the noise):';
   if (missLines.length && add(`${missHead}\n${missLines[0]}`)) for (const line of missLines.slice(1)) add(line);

@@ -46,7 +46,14 @@ export interface ProposerContext {
    * The idea archive: every experiment's change (lib/ideas.ts), compacted as `text`; `parentTree`
    * (the best's tree) for near-duplicate checks; `plateau`: the note when no keep came for long.
    */
-  archive?: { entries: IdeaEntry[]; text: string; parentTree: string; plateau: string | null };
+  archive?: {
+    entries: IdeaEntry[];
+    /** A fork's parent's entries (`campaign` set): for the text and for duplicates, not for moves. */
+    inherited: IdeaEntry[];
+    text: string;
+    parentTree: string;
+    plateau: string | null;
+  };
 }
 
 /** A proposer's answer: new file contents (or edits made in place in the worktree) and one line. */
@@ -133,14 +140,20 @@ export async function buildContext(args: ProposeArgs): Promise<ProposerContext> 
 
 /** The campaign's archive, compacted, with the plateau note (the search's default rule until configured). */
 async function archiveFor(args: ProposeArgs): Promise<ProposerContext['archive']> {
-  const entries = await ideaEntries({
-    repo: args.repo,
-    campaignDir: args.campaignDir,
-    direction: args.config.metric.direction,
-  });
+  const direction = args.config.metric.direction;
+  const entries = await ideaEntries({ repo: args.repo, campaignDir: args.campaignDir, direction });
+  // A fork's archive starts with its parent's (the experiments tried there, up to where it forked and after).
+  const fork = args.forkOf;
+  const inherited = fork
+    ? (await ideaEntries({ repo: args.repo, campaignDir: fork.campaignDir, direction })).map((e) => ({
+        ...e,
+        campaign: fork.tag,
+      }))
+    : [];
   return {
     entries,
-    text: compactArchive(entries, ARCHIVE_TOKENS),
+    inherited,
+    text: compactArchive([...inherited, ...entries], ARCHIVE_TOKENS),
     parentTree: (await commitFacts(args.repo, args.parentSha, args.parentSha)).tree,
     plateau: plateauNote(entries, { best: args.parentSha, settings: DEFAULT_SEARCH }),
   };

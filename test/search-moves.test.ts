@@ -1,11 +1,16 @@
-// The search on the real tiny-lm target: a proposal of files already trained reuses the earlier
+// The search on the real tiny-lm target, and forks: a proposal of files already trained reuses the earlier
 // result (no run), and the engine makes experiments of its own: a combine of two near misses and an
 // ablation of a kept change, each recorded with what it is made of and why.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { PRESETS } from '../common/config';
+import { campaignWorkflowId } from '../common/shared';
+import { readRef } from '../lib/git';
 import { experiments, readLedger, screeningRuns } from '../lib/ledger';
-import { lab, makeRepo, plannedProposer, TINY_LM } from './helpers';
+import { ADDRESS, lab, makeRepo, plannedProposer, proposalContext, ROOT, TINY_LM } from './helpers';
 
 test('tiny-lm: a duplicate reuses its result; the engine combines two near misses and ablates a keep', async () => {
   const l = await lab();
@@ -73,6 +78,56 @@ test('tiny-lm: a duplicate reuses its result; the engine combines two near misse
     const settings = (n: number) => row(n).idea!.settings.map((x) => `${x.name} ${x.from} -> ${x.to}`);
     assert.deepEqual(settings(6), ['WEIGHT_DECAY 0.01 -> 0', 'INIT_SCALE 1.0 -> 0.9']);
     assert.deepEqual(settings(7), ['LEARNING_RATE 0.003 -> 0.001']);
+  } finally {
+    await l.close();
+  }
+});
+
+test('fork: a new campaign from a parent experiment, on the parent archive (its trained files are reused)', async () => {
+  const l = await lab();
+  try {
+    const repo = await makeRepo();
+    // Attempt keys: the fork's first proposal (attempt 0, width 16 again) is a no-op on its base and
+    // is proposed again (attempt 1): the parent's experiment 2 files, already trained there.
+    const c = await l.start(repo, {
+      lookahead: 0,
+      noise: { baselineRuns: 1 },
+      budget: { maxExperiments: 2 },
+      proposer: plannedProposer({
+        1: { WIDTH: 16, desc: 'wider' },
+        '1/0': { WIDTH: 16, desc: 'wider' },
+        '1/1': { LEARNING_RATE: 0.2, desc: 'lower learning rate, on the fork' },
+        2: { LEARNING_RATE: 0.2, desc: 'lower learning rate' },
+      }),
+    });
+    await c.result();
+    const parent = experiments(c.campaignDir);
+    assert.deepEqual(
+      parent.map((r) => r.status),
+      ['keep', 'keep', 'keep'],
+    );
+    const tag = `${c.tag}-fork`;
+    const out = await promisify(execFile)(
+      process.execPath,
+      [path.join(ROOT, 'bin', 'nightlab.mjs'), 'fork', c.tag, '--from', '1', '--tag', tag, '--json'],
+      { env: { ...process.env, NIGHTLAB_HOME: l.home, TEMPORAL_ADDRESS: ADDRESS } },
+    );
+    const started = JSON.parse(out.stdout) as { tag: string; branch: string; campaignDir: string };
+    assert.equal(started.tag, tag);
+    const s = await l.client.workflow.getHandle(campaignWorkflowId(tag)).result();
+    assert.equal(s.state, 'completed');
+    const fork = experiments(started.campaignDir);
+    // Its baseline is the parent's experiment 1, run again.
+    assert.equal(fork[0].commit, parent[1].commit);
+    assert.equal(fork[0].metric, parent[1].metric);
+    // Its proposer saw the parent's archive, and the parent's trained files were not trained again.
+    assert.match(proposalContext(started.campaignDir, 1, 1), new RegExp(`${c.tag}#2`));
+    assert.match(
+      fork[1].evidence,
+      new RegExp(`^the same files as experiment ${c.tag}#2 \\(keep [\\d.]+\\): its result`),
+    );
+    assert.equal(fork[1].runs, 0);
+    assert.equal(await readRef(repo, `refs/heads/${started.branch}`), parent[1].commit, 'the fork kept nothing new');
   } finally {
     await l.close();
   }

@@ -85,6 +85,7 @@ export class Steps {
         fix: p.fix ? { sha: p.fix.crashedSha, experiment: p.fix.experiment } : null,
         notes: state.carry.notes,
         instructionsOverride: state.instructions ?? null,
+        ...(input.forkOf ? { forkOf: input.forkOf } : {}),
       },
     ]);
   }
