@@ -33,6 +33,7 @@ import { mutateProposer } from '../proposers/mutate';
 import { commandProposer } from '../proposers/command';
 import { MAX_REJECTION_CHARS, preflight } from './preflight';
 import { readRecords } from './records';
+import { moveToCurrentVersion } from './versioning';
 
 const PROPOSE_HEARTBEAT_MS = 20_000;
 
@@ -242,6 +243,9 @@ export function createActivities(deps: ActivityDeps = {}) {
 
     /** A page of the campaign's ledger, for a client on another host (the `records` workflow). */
     readRecords,
+
+    /** A continued campaign's first step: onto the deployment's current version (Worker Versioning only). */
+    moveToCurrentVersion,
   };
 }
 

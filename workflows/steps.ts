@@ -5,6 +5,7 @@ import { patched, proxyActivities } from '@temporalio/workflow';
 import { experimentRef, GPU_TASK_QUEUE, OLD_RUN_ACTIVITY, RUN_ACTIVITY } from '../common/shared';
 import type { CampaignInput, CrashFix, Proposal, RunActivities, RunRequest, RunResult } from '../common/shared';
 import type { OrchestratorActivities } from '../activities';
+import type { VersionMove } from '../activities/versioning';
 import { experimentRecord, lostRun, oneLine, type ExperimentFacts } from './records';
 import type { WorkflowState } from './state';
 
@@ -43,6 +44,14 @@ export class Steps {
       heartbeatTimeout: '60 seconds',
       retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
     });
+  }
+
+  /**
+   * A continued run's first step: onto the deployment's current version when it is not the run's own (its
+   * next workflow task then goes there). What it returns is only told; null for an unversioned campaign.
+   */
+  moveToCurrentVersion(): Promise<VersionMove | null> {
+    return cpu.moveToCurrentVersion.executeWithOptions({ summary: 'onto the current orchestrator version' }, []);
   }
 
   /** Creates the campaign directory, the campaign branch and experiment 0's ref. */
