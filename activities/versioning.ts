@@ -12,9 +12,9 @@ const PINNED = proto.temporal.api.enums.v1.VersioningBehavior.VERSIONING_BEHAVIO
 const PINNED_OVERRIDE =
   proto.temporal.api.workflow.v1.VersioningOverride.PinnedOverrideBehavior.PINNED_OVERRIDE_BEHAVIOR_PINNED;
 
-/** A version as Temporal writes it: `deployment.buildId`. */
+/** A version as the server writes it (search attribute TemporalWorkerDeploymentVersion): `deployment:buildId`. */
 export function versionName(v: Version): string {
-  return `${v.deploymentName}.${v.buildId}`;
+  return `${v.deploymentName}:${v.buildId}`;
 }
 
 /** What a continued run's first step did: the version it was pinned to and the one it moved to (null: stayed). */

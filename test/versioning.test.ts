@@ -1,8 +1,7 @@
-// Worker Versioning (docs/upgrading.md): one campaign, orchestrator versions A, B and C on one task queue of a
-// deployment of its own, an unversioned GPU worker. The campaign starts on A; B is made current while its first
-// run is mid-experiment, C while its second is. Each run's workflow tasks must stay on the version it started
-// on until its first step moves it to the current one: never a version change mid-history, never a
-// nondeterminism error, and the experiments go on numbering across the moves.
+// Worker Versioning (docs/upgrading.md), on the dev server: orchestrator workers of versions A, B, C on one task
+// queue of a worker deployment of the test's own, and an unversioned GPU worker. Each run of a campaign must stay
+// on the version it started on until its first step moves it to the current one: never a version change
+// mid-history, never a nondeterminism error, and the experiments go on numbering across the moves.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -22,154 +21,175 @@ import { versionName, type VersionMove } from '../activities/versioning';
 
 type Event = temporal.api.history.v1.IHistoryEvent;
 
-/** Events per run before it continues as new: a few experiments each, so the campaign has three runs. */
+/** Events per run before it continues as new: a few experiments each, so a campaign has three runs or more. */
 const HISTORY_EVENTS_LIMIT = 70;
 const EXPERIMENTS = 9;
 const MOVE_ACTIVITY = 'moveToCurrentVersion';
+/** What workflowTasks() says for a task completed by an unversioned worker. */
+const UNVERSIONED = '';
 
-/** The build id that completed each workflow task of a history, in order (with the completion's time). */
+/** The build id that completed each workflow task of a history, in order, with the event's id and time. */
 function workflowTasks(events: Event[]): { buildId: string; atMs: number; eventId: number }[] {
   return events.flatMap((e) => {
     const done = e.workflowTaskCompletedEventAttributes;
-    return done
-      ? [{ buildId: done.deploymentVersion?.buildId ?? '', atMs: tsToMs(e.eventTime), eventId: Number(e.eventId) }]
-      : [];
+    // An unversioned worker sends no deployment version (its build id is only the SDK's and a bundle hash).
+    const buildId = done?.deploymentVersion?.deploymentName ? done.deploymentVersion.buildId! : UNVERSIONED;
+    return done ? [{ buildId, atMs: tsToMs(e.eventTime), eventId: Number(e.eventId) }] : [];
   });
 }
 
-/** The result of the run's first step (null: unversioned), and the id of the event that completed it. */
+/** The result of a run's first step (null: unversioned), and the id of the event that completed it. */
 function moveOf(events: Event[]): { move: VersionMove | null; eventId: number } | undefined {
   const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === MOVE_ACTIVITY);
-  if (!scheduled) return undefined;
-  const done = events.find(
-    (e) => Number(e.activityTaskCompletedEventAttributes?.scheduledEventId) === Number(scheduled.eventId),
-  );
+  const done =
+    scheduled &&
+    events.find((e) => Number(e.activityTaskCompletedEventAttributes?.scheduledEventId) === Number(scheduled.eventId));
   if (!done) return undefined;
   const payload = done.activityTaskCompletedEventAttributes!.result!.payloads![0];
   return { move: defaultPayloadConverter.fromPayload(payload), eventId: Number(done.eventId) };
 }
 
-test('a campaign moves A -> B -> C at continue-as-new, each run on one version; GPU runs unversioned', async () => {
+const distinct = (xs: string[]) => [...new Set(xs)];
+
+/** The failed workflow tasks of a run (a nondeterminism error would be one), by cause. */
+const failedTasks = (events: Event[]) =>
+  events.filter((e) => e.workflowTaskFailedEventAttributes).map((e) => e.workflowTaskFailedEventAttributes!.cause);
+
+/**
+ * A fleet of the test's own: task queues, a deployment, an unversioned GPU worker; orchestrator workers added by
+ * `deploy` (a version made current once it polls) or `unversioned`; one campaign of EXPERIMENTS experiments.
+ */
+async function fleet() {
   const id = uniqueTag('ver');
   const taskQueue = `orch-${id}`;
   const gpuTaskQueue = `gpu-${id}`;
   const deploymentName = `nightlab-test-${id}`;
-  const version = (buildId: string): OrchestratorVersion => ({ deploymentName, buildId });
+  const workflowId = campaignWorkflowId(id);
   const home = tempDir('nightlab-home-');
   const client = await connectClient(ADDRESS);
   const connection = await connectWorker(ADDRESS);
   const workers: Worker[] = [];
   const running: Promise<void>[] = [];
-  const startWorker = (w: Worker) => {
+  const add = (w: Worker) => {
     workers.push(w);
     running.push(w.run());
   };
-  /** An orchestrator worker of version `buildId`, made current once it polls; returns when it is. */
-  async function deploy(buildId: string): Promise<number> {
-    startWorker(await createOrchestratorWorker({ connection, taskQueue, version: version(buildId) }));
-    await setCurrentVersion(connection, DEFAULT_NAMESPACE, version(buildId));
-    return Date.now();
-  }
-  const workflowId = campaignWorkflowId(id);
-  async function runs(): Promise<{ runId: string; events: Event[] }[]> {
-    const found: { runId: string; start: number }[] = [];
-    for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` }))
-      found.push({ runId: wf.runId, start: wf.startTime.getTime() });
-    found.sort((a, b) => a.start - b.start);
-    return Promise.all(
-      found.map(async (r) => ({
-        runId: r.runId,
-        events: (await client.workflow.getHandle(workflowId, r.runId).fetchHistory()).events ?? [],
-      })),
-    );
-  }
-  const recorded = (campaignDir: string) => experiments(campaignDir).map((r) => r.experiment);
+  for (const w of await createGpuWorkers({
+    connection,
+    home,
+    slots: [{ name: 'cpu', devices: null }],
+    taskQueue: gpuTaskQueue,
+  }))
+    add(w);
+  let campaignDir = '';
+  const f = {
+    gpuTaskQueue,
+    version: (buildId: string): OrchestratorVersion => ({ deploymentName, buildId }),
+    async unversioned() {
+      add(await createOrchestratorWorker({ connection, taskQueue }));
+    },
+    /** A worker of version `buildId`, made current; returns when it is. */
+    async deploy(buildId: string): Promise<number> {
+      add(await createOrchestratorWorker({ connection, taskQueue, version: f.version(buildId) }));
+      await setCurrentVersion(connection, DEFAULT_NAMESPACE, f.version(buildId));
+      return Date.now();
+    },
+    async start(): Promise<() => Promise<CampaignSnapshot>> {
+      const plan = Object.fromEntries(
+        Array.from({ length: EXPERIMENTS }, (_, i) => [i + 1, { LEARNING_RATE: 0.3 - 0.02 * i, desc: `lr ${i + 1}` }]),
+      );
+      const config = parseConfig(
+        {
+          ...QUADRATIC_CONFIG,
+          proposer: plannedProposer(plan),
+          sandbox: 'off',
+          lookahead: 0,
+          budget: { maxExperiments: EXPERIMENTS },
+          noise: { baselineRuns: 1 },
+          run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.3' }, timeoutSec: 60 },
+        },
+        'test',
+      );
+      const input = await prepareStart({ config, baseDir: await makeRepo(), tag: id, home });
+      campaignDir = input.campaignDir;
+      const handle = await startCampaign(
+        client,
+        { ...input, gpuTaskQueue },
+        { taskQueue, historyEventsLimit: HISTORY_EVENTS_LIMIT },
+      );
+      return () => handle.result() as Promise<CampaignSnapshot>;
+    },
+    /** The experiments recorded so far, by number. */
+    recorded: () =>
+      experiments(campaignDir)
+        .map((r) => r.experiment)
+        .sort((a, b) => a - b),
+    /** Every run of the campaign, oldest first, with its history. */
+    async runs(): Promise<Event[][]> {
+      const found: { runId: string; start: number }[] = [];
+      for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` }))
+        found.push({ runId: wf.runId, start: wf.startTime.getTime() });
+      found.sort((a, b) => a.start - b.start);
+      return Promise.all(
+        found.map(async (r) => (await client.workflow.getHandle(workflowId, r.runId).fetchHistory()).events ?? []),
+      );
+    },
+    async close() {
+      const h = client.workflow.getHandle(workflowId);
+      if ((await h.describe().catch(() => null))?.status.name === 'RUNNING') await h.terminate('test finished');
+      workers.forEach((w) => w.shutdown());
+      await Promise.allSettled(running);
+      await connection.close();
+      await client.connection.close();
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+  return f;
+}
 
+test('a campaign moves A -> B -> C at continue-as-new, each run on one version; GPU runs unversioned', async () => {
+  const f = await fleet();
   try {
-    for (const w of await createGpuWorkers({
-      connection,
-      home,
-      slots: [{ name: 'cpu', devices: null }],
-      taskQueue: gpuTaskQueue,
-    }))
-      startWorker(w);
-    await deploy('A');
-
-    const plan = Object.fromEntries(
-      Array.from({ length: EXPERIMENTS }, (_, i) => [
-        i + 1,
-        { LEARNING_RATE: 0.3 - 0.02 * i, desc: `lr step ${i + 1}` },
-      ]),
-    );
-    const config = parseConfig(
-      {
-        ...QUADRATIC_CONFIG,
-        proposer: plannedProposer(plan),
-        sandbox: 'off',
-        lookahead: 0,
-        budget: { maxExperiments: EXPERIMENTS },
-        noise: { baselineRuns: 1 },
-        run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.3' }, timeoutSec: 60 },
-      },
-      'test',
-    );
-    const input = await prepareStart({ config, baseDir: await makeRepo(), tag: id, home });
-    const handle = await startCampaign(
-      client,
-      { ...input, gpuTaskQueue },
-      { taskQueue, historyEventsLimit: HISTORY_EVENTS_LIMIT },
-    );
-
+    await f.deploy('A');
+    const result = await f.start();
     // B, while the first run is mid-experiment (the baseline recorded, experiment 1 under way).
-    await waitFor('the baseline recorded', () => recorded(input.campaignDir).includes(0), 120_000);
-    const bCurrentAt = await deploy('B');
-    const firstRunWhenB = (await runs()).length;
-    // C, once the second run has moved to B and recorded an experiment there.
+    await waitFor('the baseline recorded', () => f.recorded().includes(0), 120_000);
+    const bCurrentAt = await f.deploy('B');
+    const runsWhenB = (await f.runs()).length;
+    // C, once the second run has moved to B and gone on there.
     await waitFor(
       'the second run on B',
       async () => {
-        const r = await runs();
-        const moved = r[1] && moveOf(r[1].events);
-        return (
-          moved?.move?.to && workflowTasks(r[1].events).some((t) => t.buildId === 'B' && t.eventId > moved.eventId)
-        );
+        const second = (await f.runs())[1];
+        const moved = second && moveOf(second);
+        return moved?.move?.to && workflowTasks(second).some((t) => t.buildId === 'B' && t.eventId > moved.eventId);
       },
       120_000,
     );
-    await deploy('C');
+    await f.deploy('C');
+    const status = await result();
+    const runs = await f.runs();
 
-    const status = (await handle.result()) as CampaignSnapshot;
-    const all = await runs();
-
-    assert.equal(firstRunWhenB, 1, 'B became current during the first run');
-    assert.ok(all.length >= 3, `three runs at least (${all.length})`);
-    // No workflow task failed in any run: no nondeterminism when a version took a run over.
-    for (const [i, r] of all.entries())
-      assert.deepEqual(
-        r.events
-          .filter((e) => e.workflowTaskFailedEventAttributes)
-          .map((e) => e.workflowTaskFailedEventAttributes!.cause),
-        [],
-        `run ${i + 1}: no workflow task failed`,
-      );
-    // Run 1: every task on A, even those after B became current.
-    const first = workflowTasks(all[0].events);
-    assert.deepEqual([...new Set(first.map((t) => t.buildId))], ['A'], 'the first run stays on A');
+    assert.equal(runsWhenB, 1, 'B became current during the first run');
+    assert.ok(runs.length >= 3, `three runs at least (${runs.length})`);
+    for (const [i, run] of runs.entries()) assert.deepEqual(failedTasks(run), [], `run ${i + 1}: no task failed`);
+    // Run 1: every task on A, those after B became current too.
+    const first = workflowTasks(runs[0]);
+    assert.deepEqual(distinct(first.map((t) => t.buildId)), ['A'], 'the first run stays on A');
     assert.ok(
       first.some((t) => t.atMs > bCurrentAt),
       'the first run went on on A after B was current',
     );
     // Runs 2 and 3: their start on the version before, their first step the move, every later task on the new one.
-    const expected = [
+    for (const [i, [from, to]] of [
       ['A', 'B'],
       ['B', 'C'],
-    ];
-    for (const [i, [from, to]] of expected.entries()) {
-      const run = all[i + 1].events;
+    ].entries()) {
+      const run = runs[i + 1];
       const moved = moveOf(run);
       assert.deepEqual(
         moved?.move,
-        { from: versionName(version(from)), to: versionName(version(to)) },
+        { from: versionName(f.version(from)), to: versionName(f.version(to)) },
         `run ${i + 2}: its first step moved it ${from} -> ${to}`,
       );
       const tasks = workflowTasks(run);
@@ -180,37 +200,67 @@ test('a campaign moves A -> B -> C at continue-as-new, each run on one version; 
       );
       const after = tasks.filter((t) => t.eventId > moved!.eventId);
       assert.ok(after.length > 1, `run ${i + 2} went on after the move`);
-      assert.deepEqual([...new Set(after.map((t) => t.buildId))], [to], `run ${i + 2}: on ${to} after the move`);
+      assert.deepEqual(distinct(after.map((t) => t.buildId)), [to], `run ${i + 2}: on ${to} after the move`);
       assert.ok(
         run.some((e) => e.workflowExecutionOptionsUpdatedEventAttributes?.versioningOverride?.pinned),
         `run ${i + 2}: the override is in its history`,
       );
     }
-    // The runs that went on on B and C had their GPU runs done by the unversioned GPU worker.
-    for (const r of all.slice(1, 3)) {
-      const gpuRuns = r.events.filter(
-        (e) => e.activityTaskScheduledEventAttributes?.taskQueue?.name === gpuTaskQueue,
-      ).length;
-      assert.ok(gpuRuns > 0, 'GPU runs scheduled after the move');
+    // The last run started on C (the version the run before was moved to) and had nothing to move.
+    assert.deepEqual(moveOf(runs.at(-1)!)?.move, { from: versionName(f.version('C')), to: null });
+    // The runs on B and C had their GPU runs done by the unversioned GPU worker.
+    for (const run of runs.slice(1, 3)) {
+      const scheduled = run.filter((e) => e.activityTaskScheduledEventAttributes);
+      assert.ok(
+        scheduled.some((e) => e.activityTaskScheduledEventAttributes!.taskQueue?.name === f.gpuTaskQueue),
+        'GPU runs scheduled after the move',
+      );
       assert.equal(
-        r.events.filter((e) => e.activityTaskCompletedEventAttributes).length,
-        r.events.filter((e) => e.activityTaskScheduledEventAttributes).length,
+        run.filter((e) => e.activityTaskCompletedEventAttributes).length,
+        scheduled.length,
         'every activity completed, the GPU runs included',
       );
     }
     // The experiments carried on: one numbering across the moves, to the budget.
     assert.equal(status.state, 'completed');
     assert.deepEqual(
-      recorded(input.campaignDir).sort((a, b) => a - b),
+      f.recorded(),
       Array.from({ length: EXPERIMENTS + 1 }, (_, n) => n),
     );
   } finally {
-    const h = client.workflow.getHandle(workflowId);
-    if ((await h.describe().catch(() => null))?.status.name === 'RUNNING') await h.terminate('test finished');
-    workers.forEach((w) => w.shutdown());
-    await Promise.allSettled(running);
-    await connection.close();
-    await client.connection.close();
-    rmSync(home, { recursive: true, force: true });
+    await f.close();
+  }
+});
+
+test('turning versioning on: the first current version takes running unversioned campaigns over at once', async () => {
+  const f = await fleet();
+  try {
+    await f.unversioned();
+    const result = await f.start();
+    await waitFor('the baseline recorded', () => f.recorded().includes(0), 120_000);
+    // The unversioned worker keeps polling: the server sends the campaign's tasks to the current version anyway.
+    await f.deploy('A');
+    const status = await result();
+    const runs = await f.runs();
+
+    for (const [i, run] of runs.entries()) assert.deepEqual(failedTasks(run), [], `run ${i + 1}: no task failed`);
+    // Its first run: unversioned tasks, then A's to its end (A replayed the unversioned history mid-run).
+    const first = workflowTasks(runs[0]).map((t) => t.buildId);
+    const takeover = first.indexOf('A');
+    assert.ok(takeover > 0, `the first run started unversioned and A took it over (${first.join(' ')})`);
+    assert.deepEqual(distinct(first.slice(0, takeover)), [UNVERSIONED]);
+    assert.deepEqual(distinct(first.slice(takeover)), ['A'], 'never back to the unversioned worker');
+    assert.ok(runs.length >= 2, 'it continued as new');
+    for (const run of runs.slice(1)) {
+      assert.deepEqual(distinct(workflowTasks(run).map((t) => t.buildId)), ['A'], 'later runs pinned to A');
+      assert.deepEqual(moveOf(run)?.move, { from: versionName(f.version('A')), to: null }, 'nothing to move');
+    }
+    assert.equal(status.state, 'completed');
+    assert.deepEqual(
+      f.recorded(),
+      Array.from({ length: EXPERIMENTS + 1 }, (_, n) => n),
+    );
+  } finally {
+    await f.close();
   }
 });

@@ -136,14 +136,23 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
   }
 }
 
-// A campaign keeps the orchestrator version that started it (with Worker Versioning on; ignored without it).
-setWorkflowOptions({ versioningBehavior: 'PINNED' }, campaign);
+/**
+ * Whether this worker runs with Worker Versioning (`nightlab worker --build-id`). An unversioned worker has a
+ * version too, with no deployment name: its build id is the SDK's version and a hash of the workflow bundle.
+ */
+function versionedWorker(): boolean {
+  return Boolean(workflowInfo().currentDeploymentVersion?.deploymentName);
+}
+
+// A campaign keeps the orchestrator version that started it. Said only on a versioned worker: the server refuses
+// a workflow task that names a behaviour from a worker without a deployment.
+setWorkflowOptions(() => (versionedWorker() ? { versioningBehavior: 'PINNED' } : {}), campaign);
 
 /**
  * Continue-as-new; on a versioned worker, asking for the new run to start on the current version: servers from
  * 1.30 do, 1.29 ignores it (the continued run's first step moves it instead).
  */
 function continueAsNewOnCurrent(next: Parameters<typeof campaign>[0]): Promise<never> {
-  const versioned = workflowInfo().currentDeploymentVersion !== undefined;
-  return makeContinueAsNewFunc<typeof campaign>(versioned ? { initialVersioningBehavior: 'AUTO_UPGRADE' } : {})(next);
+  const options = versionedWorker() ? { initialVersioningBehavior: 'AUTO_UPGRADE' as const } : {};
+  return makeContinueAsNewFunc<typeof campaign>(options)(next);
 }
