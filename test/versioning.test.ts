@@ -1,28 +1,19 @@
 // Worker Versioning (docs/upgrading.md), on the dev server: orchestrator workers of versions A, B, C on one task
-// queue of a worker deployment of the test's own, and an unversioned GPU worker. Each run of a campaign must stay
+// queue of a worker deployment of the test's own, and an unversioned GPU worker (test/versioned-fleet.ts). Each run of a campaign must stay
 // on the version it started on until its first step moves it to the current one: never a version change
 // mid-history, never a nondeterminism error, and the experiments go on numbering across the moves.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import type { Worker } from '@temporalio/worker';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time';
 import type { temporal } from '@temporalio/proto';
-import { ADDRESS, QUADRATIC_CONFIG, makeRepo, plannedProposer, tempDir, uniqueTag, waitFor } from './helpers';
-import { connectClient, connectWorker } from '../ops/connection';
-import { createOrchestratorWorker, setCurrentVersion, type OrchestratorVersion } from '../workers/orchestrator';
-import { createGpuWorkers } from '../gpu-worker/worker';
-import { parseConfig } from '../common/config';
-import { prepareStart, startCampaign } from '../client/campaigns';
-import { campaignWorkflowId, DEFAULT_NAMESPACE, type CampaignSnapshot } from '../common/shared';
-import { experiments } from '../lib/ledger';
+import { waitFor } from './helpers';
+import { fleet } from './versioned-fleet';
 import { versionName, type VersionMove } from '../activities/versioning';
 
 type Event = temporal.api.history.v1.IHistoryEvent;
 
-/** Events per run before it continues as new: a few experiments each, so a campaign has three runs or more. */
-const HISTORY_EVENTS_LIMIT = 70;
+/** Experiments of each campaign: three runs or more, continued as new every few experiments. */
 const EXPERIMENTS = 9;
 const MOVE_ACTIVITY = 'moveToCurrentVersion';
 /** What workflowTasks() says for a task completed by an unversioned worker. */
@@ -55,103 +46,11 @@ const distinct = (xs: string[]) => [...new Set(xs)];
 const failedTasks = (events: Event[]) =>
   events.filter((e) => e.workflowTaskFailedEventAttributes).map((e) => e.workflowTaskFailedEventAttributes!.cause);
 
-/**
- * A fleet of the test's own: task queues, a deployment, an unversioned GPU worker; orchestrator workers added by
- * `deploy` (a version made current once it polls) or `unversioned`; one campaign of EXPERIMENTS experiments.
- */
-async function fleet() {
-  const id = uniqueTag('ver');
-  const taskQueue = `orch-${id}`;
-  const gpuTaskQueue = `gpu-${id}`;
-  const deploymentName = `nightlab-test-${id}`;
-  const workflowId = campaignWorkflowId(id);
-  const home = tempDir('nightlab-home-');
-  const client = await connectClient(ADDRESS);
-  const connection = await connectWorker(ADDRESS);
-  const workers: Worker[] = [];
-  const running: Promise<void>[] = [];
-  const add = (w: Worker) => {
-    workers.push(w);
-    running.push(w.run());
-  };
-  for (const w of await createGpuWorkers({
-    connection,
-    home,
-    slots: [{ name: 'cpu', devices: null }],
-    taskQueue: gpuTaskQueue,
-  }))
-    add(w);
-  let campaignDir = '';
-  const f = {
-    gpuTaskQueue,
-    version: (buildId: string): OrchestratorVersion => ({ deploymentName, buildId }),
-    async unversioned() {
-      add(await createOrchestratorWorker({ connection, taskQueue }));
-    },
-    /** A worker of version `buildId`, made current; returns when it is. */
-    async deploy(buildId: string): Promise<number> {
-      add(await createOrchestratorWorker({ connection, taskQueue, version: f.version(buildId) }));
-      await setCurrentVersion(connection, DEFAULT_NAMESPACE, f.version(buildId));
-      return Date.now();
-    },
-    async start(): Promise<() => Promise<CampaignSnapshot>> {
-      const plan = Object.fromEntries(
-        Array.from({ length: EXPERIMENTS }, (_, i) => [i + 1, { LEARNING_RATE: 0.3 - 0.02 * i, desc: `lr ${i + 1}` }]),
-      );
-      const config = parseConfig(
-        {
-          ...QUADRATIC_CONFIG,
-          proposer: plannedProposer(plan),
-          sandbox: 'off',
-          lookahead: 0,
-          budget: { maxExperiments: EXPERIMENTS },
-          noise: { baselineRuns: 1 },
-          run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.3' }, timeoutSec: 60 },
-        },
-        'test',
-      );
-      const input = await prepareStart({ config, baseDir: await makeRepo(), tag: id, home });
-      campaignDir = input.campaignDir;
-      const handle = await startCampaign(
-        client,
-        { ...input, gpuTaskQueue },
-        { taskQueue, historyEventsLimit: HISTORY_EVENTS_LIMIT },
-      );
-      return () => handle.result() as Promise<CampaignSnapshot>;
-    },
-    /** The experiments recorded so far, by number. */
-    recorded: () =>
-      experiments(campaignDir)
-        .map((r) => r.experiment)
-        .sort((a, b) => a - b),
-    /** Every run of the campaign, oldest first, with its history. */
-    async runs(): Promise<Event[][]> {
-      const found: { runId: string; start: number }[] = [];
-      for await (const wf of client.workflow.list({ query: `WorkflowId = '${workflowId}'` }))
-        found.push({ runId: wf.runId, start: wf.startTime.getTime() });
-      found.sort((a, b) => a.start - b.start);
-      return Promise.all(
-        found.map(async (r) => (await client.workflow.getHandle(workflowId, r.runId).fetchHistory()).events ?? []),
-      );
-    },
-    async close() {
-      const h = client.workflow.getHandle(workflowId);
-      if ((await h.describe().catch(() => null))?.status.name === 'RUNNING') await h.terminate('test finished');
-      workers.forEach((w) => w.shutdown());
-      await Promise.allSettled(running);
-      await connection.close();
-      await client.connection.close();
-      rmSync(home, { recursive: true, force: true });
-    },
-  };
-  return f;
-}
-
 test('a campaign moves A -> B -> C at continue-as-new, each run on one version; GPU runs unversioned', async () => {
   const f = await fleet();
   try {
     await f.deploy('A');
-    const result = await f.start();
+    const result = await f.start(EXPERIMENTS);
     // B, while the first run is mid-experiment (the baseline recorded, experiment 1 under way).
     await waitFor('the baseline recorded', () => f.recorded().includes(0), 120_000);
     const bCurrentAt = await f.deploy('B');
@@ -236,7 +135,7 @@ test('turning versioning on: the first current version takes running unversioned
   const f = await fleet();
   try {
     await f.unversioned();
-    const result = await f.start();
+    const result = await f.start(EXPERIMENTS);
     await waitFor('the baseline recorded', () => f.recorded().includes(0), 120_000);
     // The unversioned worker keeps polling: the server sends the campaign's tasks to the current version anyway.
     await f.deploy('A');
