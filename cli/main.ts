@@ -315,7 +315,7 @@ export async function worker(
     version,
   });
   const name = version && versionName(version);
-  log(`Orchestrator worker${name ? ` version ${name}` : ''} on ${temporalAddress()} (${namespace}). Ctrl-C stops it.`);
+  log(`Orchestrator worker on ${temporalAddress()} (${namespace})${name ? `, version ${name}` : ''}. Ctrl-C stops it.`);
   if (version && o.setCurrent) {
     // The server knows the version once this worker has polled: set it current beside the running worker.
     void setCurrentVersion(connection, namespace, version).then(

@@ -7,8 +7,13 @@ import assert from 'node:assert/strict';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time';
 import type { temporal } from '@temporalio/proto';
-import { waitFor } from './helpers';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { tempDir, waitFor } from './helpers';
+import { PrivateServer, nightlab, startWorker, type Proc } from './processes';
 import { fleet } from './versioned-fleet';
+import { connectClient } from '../ops/connection';
+import { DEFAULT_NAMESPACE } from '../common/shared';
 import { versionName, type VersionMove } from '../activities/versioning';
 
 type Event = temporal.api.history.v1.IHistoryEvent;
@@ -161,5 +166,39 @@ test('turning versioning on: the first current version takes running unversioned
     );
   } finally {
     await f.close();
+  }
+});
+
+test('nightlab worker --build-id ... --set-current makes its version current once it polls (a private server)', async () => {
+  const usage = nightlab(['worker', '--set-current'], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
+  assert.equal((await usage.exited).code, 2, usage.output());
+  assert.match(usage.output(), /--set-current needs --build-id/);
+
+  // A server of its own: a current version on the default task queue would take every campaign of the suite's.
+  const dir = tempDir('nightlab-versioning-');
+  const server = await PrivateServer.create(path.join(dir, 'server'));
+  const env = { TEMPORAL_ADDRESS: server.address, NIGHTLAB_HOME: path.join(dir, 'home') };
+  const workers: Proc[] = [];
+  const client = await connectClient(server.address);
+  const current = async () =>
+    (
+      await client.workflowService.describeWorkerDeployment({
+        namespace: DEFAULT_NAMESPACE,
+        deploymentName: 'nightlab',
+      })
+    ).workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId;
+  try {
+    workers.push(await startWorker('worker', env, ['--build-id', 'A', '--set-current']));
+    await waitFor('A current', () => /nightlab:A is the current version/.test(workers[0].output()), 120_000);
+    assert.equal(await current(), 'A');
+    // The same from the environment.
+    workers.push(await startWorker('worker', { ...env, NIGHTLAB_BUILD_ID: 'B' }, ['--set-current']));
+    await waitFor('B current', () => /nightlab:B is the current version/.test(workers[1].output()), 120_000);
+    assert.equal(await current(), 'B');
+  } finally {
+    for (const w of workers) await w.kill('SIGINT');
+    await client.connection.close();
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
