@@ -215,8 +215,7 @@ const SCENARIOS: Scenario[] = [
       try {
         await f.deploy('A');
         const result = await f.start(4);
-        await waitFor('the baseline recorded', () => f.recorded().includes(0), 120_000);
-        await f.deploy('B');
+        await f.whileHeld(() => f.deploy('B'));
         return { tag: f.tag, status: await result(), statuses: statusWords(f.campaignDir) };
       } finally {
         await f.close();

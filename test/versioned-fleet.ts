@@ -2,9 +2,11 @@
 // and a worker deployment of its own on the suite's server, an unversioned GPU worker, orchestrator workers added
 // by version, and one planned campaign that continues as new every HISTORY_EVENTS_LIMIT events.
 import { rmSync } from 'node:fs';
+import path from 'node:path';
 import type { Worker } from '@temporalio/worker';
 import type { temporal } from '@temporalio/proto';
 import { ADDRESS, QUADRATIC_CONFIG, makeRepo, plannedProposer, tempDir, uniqueTag } from './helpers';
+import { TrainingHold } from './processes';
 import { connectClient, connectWorker } from '../ops/connection';
 import { createOrchestratorWorker, setCurrentVersion, type OrchestratorVersion } from '../workers/orchestrator';
 import { createGpuWorkers } from '../gpu-worker/worker';
@@ -20,7 +22,8 @@ const HISTORY_EVENTS_LIMIT = 70;
 
 /**
  * The fleet: orchestrator workers are added by `deploy` (a version, made current once it polls) or `unversioned`;
- * `start` starts its campaign (planned edits of the quadratic target, one at a time).
+ * `start` starts its campaign (planned edits of the quadratic target, one at a time); `hold` holds its training
+ * runs, so that a test deploys while a run of the campaign is surely mid-experiment.
  */
 export async function fleet() {
   const id = uniqueTag('ver');
@@ -48,6 +51,7 @@ export async function fleet() {
     tag: id,
     campaignDir: '',
     gpuTaskQueue,
+    hold: new TrainingHold(path.join(home, 'hold')),
     version: (buildId: string): OrchestratorVersion => ({ deploymentName, buildId }),
     async unversioned() {
       add(await createOrchestratorWorker({ connection, taskQueue }));
@@ -70,7 +74,7 @@ export async function fleet() {
           lookahead: 0,
           budget: { maxExperiments: count },
           noise: { baselineRuns: 1 },
-          run: { command: 'python3 train.py', env: { QUAD_SLEEP: '0.3' }, timeoutSec: 60 },
+          run: f.hold.run({ QUAD_SLEEP: '0.3' }, 60),
         },
         'test',
       );
@@ -82,6 +86,16 @@ export async function fleet() {
         { taskQueue, historyEventsLimit: HISTORY_EVENTS_LIMIT },
       );
       return () => handle.result() as Promise<CampaignSnapshot>;
+    },
+    /** Runs `fn` while the campaign's next training run waits for it (the hold engaged, a run held). */
+    async whileHeld<T>(fn: () => Promise<T>): Promise<T> {
+      f.hold.engage();
+      try {
+        await f.hold.heldPid();
+        return await fn();
+      } finally {
+        f.hold.release();
+      }
     },
     /** The experiments recorded so far, by number. */
     recorded: () =>
@@ -99,6 +113,7 @@ export async function fleet() {
       );
     },
     async close() {
+      f.hold.release();
       const h = client.workflow.getHandle(workflowId);
       if ((await h.describe().catch(() => null))?.status.name === 'RUNNING') await h.terminate('test finished');
       workers.forEach((w) => w.shutdown());
@@ -110,3 +125,5 @@ export async function fleet() {
   };
   return f;
 }
+
+export type Fleet = Awaited<ReturnType<typeof fleet>>;

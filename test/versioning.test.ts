@@ -11,9 +11,9 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { tempDir, waitFor } from './helpers';
 import { PrivateServer, nightlab, startWorker, type Proc } from './processes';
-import { fleet } from './versioned-fleet';
+import { fleet, type Fleet } from './versioned-fleet';
 import { connectClient } from '../ops/connection';
-import { DEFAULT_NAMESPACE } from '../common/shared';
+import { DEFAULT_NAMESPACE, type CampaignSnapshot } from '../common/shared';
 import { versionName, type VersionMove } from '../activities/versioning';
 
 type Event = temporal.api.history.v1.IHistoryEvent;
@@ -47,20 +47,35 @@ function moveOf(events: Event[]): { move: VersionMove | null; eventId: number } 
 
 const distinct = (xs: string[]) => [...new Set(xs)];
 
-/** The failed workflow tasks of a run (a nondeterminism error would be one), by cause. */
-const failedTasks = (events: Event[]) =>
-  events.filter((e) => e.workflowTaskFailedEventAttributes).map((e) => e.workflowTaskFailedEventAttributes!.cause);
+/**
+ * No workflow task failed in any run (a nondeterminism error would be one); the campaign completed, its
+ * experiments numbered on across the runs and versions, each recorded once, to the budget.
+ */
+function carriedOn(f: Fleet, status: CampaignSnapshot, runs: Event[][]): void {
+  for (const [i, run] of runs.entries()) {
+    const failed = run.filter((e) => e.workflowTaskFailedEventAttributes);
+    assert.deepEqual(
+      failed.map((e) => e.workflowTaskFailedEventAttributes!.cause),
+      [],
+      `run ${i + 1}: no task failed`,
+    );
+  }
+  assert.equal(status.state, 'completed');
+  assert.deepEqual(
+    f.recorded(),
+    Array.from({ length: EXPERIMENTS + 1 }, (_, n) => n),
+  );
+}
 
 test('a campaign moves A -> B -> C at continue-as-new, each run on one version; GPU runs unversioned', async () => {
   const f = await fleet();
   try {
     await f.deploy('A');
     const result = await f.start(EXPERIMENTS);
-    // B, while the first run is mid-experiment (the baseline recorded, experiment 1 under way).
-    await waitFor('the baseline recorded', () => f.recorded().includes(0), 120_000);
-    const bCurrentAt = await f.deploy('B');
+    // B, while the first run is mid-experiment: its baseline waits to train meanwhile.
+    const bCurrentAt = await f.whileHeld(() => f.deploy('B'));
     const runsWhenB = (await f.runs()).length;
-    // C, once the second run has moved to B and gone on there.
+    // C, once the second run has moved to B and gone on there (while a training run waits).
     await waitFor(
       'the second run on B',
       async () => {
@@ -70,13 +85,11 @@ test('a campaign moves A -> B -> C at continue-as-new, each run on one version; 
       },
       120_000,
     );
-    await f.deploy('C');
+    await f.whileHeld(() => f.deploy('C'));
     const status = await result();
     const runs = await f.runs();
 
     assert.equal(runsWhenB, 1, 'B became current during the first run');
-    assert.ok(runs.length >= 3, `three runs at least (${runs.length})`);
-    for (const [i, run] of runs.entries()) assert.deepEqual(failedTasks(run), [], `run ${i + 1}: no task failed`);
     // Run 1: every task on A, those after B became current too.
     const first = workflowTasks(runs[0]);
     assert.deepEqual(distinct(first.map((t) => t.buildId)), ['A'], 'the first run stays on A');
@@ -84,36 +97,38 @@ test('a campaign moves A -> B -> C at continue-as-new, each run on one version; 
       first.some((t) => t.atMs > bCurrentAt),
       'the first run went on on A after B was current',
     );
-    // Runs 2 and 3: their start on the version before, their first step the move, every later task on the new one.
-    for (const [i, [from, to]] of [
-      ['A', 'B'],
-      ['B', 'C'],
-    ].entries()) {
-      const run = runs[i + 1];
+    // Every later run: its start on the version the run before ended on, its first step the move (if any),
+    // every later task on the version it moved to. The moves: A -> B in the second run, then B -> C.
+    let on = 'A';
+    const moves: string[] = [];
+    for (const [i, run] of runs.slice(1).entries()) {
+      const what = `run ${i + 2}`;
       const moved = moveOf(run);
-      assert.deepEqual(
-        moved?.move,
-        { from: versionName(f.version(from)), to: versionName(f.version(to)) },
-        `run ${i + 2}: its first step moved it ${from} -> ${to}`,
-      );
+      assert.ok(moved?.move, `${what}: its first step ran, on a pinned run`);
+      assert.equal(moved.move.from, versionName(f.version(on)), `${what} started on ${on}`);
       const tasks = workflowTasks(run);
       assert.deepEqual(
-        tasks.filter((t) => t.eventId < moved!.eventId).map((t) => t.buildId),
-        [from],
-        `run ${i + 2}: one task on ${from} (its start and the move)`,
+        tasks.filter((t) => t.eventId < moved.eventId).map((t) => t.buildId),
+        [on],
+        `${what}: one task on ${on} (its start and the first step)`,
       );
-      const after = tasks.filter((t) => t.eventId > moved!.eventId);
-      assert.ok(after.length > 1, `run ${i + 2} went on after the move`);
-      assert.deepEqual(distinct(after.map((t) => t.buildId)), [to], `run ${i + 2}: on ${to} after the move`);
-      assert.ok(
-        run.some((e) => e.workflowExecutionOptionsUpdatedEventAttributes?.versioningOverride?.pinned),
-        `run ${i + 2}: the override is in its history`,
-      );
+      if (moved.move.to) {
+        on = moved.move.to.split(':')[1];
+        moves.push(`${moved.move.from} -> ${moved.move.to}`);
+        assert.ok(
+          run.some((e) => e.workflowExecutionOptionsUpdatedEventAttributes?.versioningOverride?.pinned),
+          `${what}: the override is in its history`,
+        );
+      }
+      const after = tasks.filter((t) => t.eventId > moved.eventId);
+      assert.ok(after.length > 1, `${what} went on after its first step`);
+      assert.deepEqual(distinct(after.map((t) => t.buildId)), [on], `${what}: on ${on} after its first step`);
     }
-    // The last run started on C (the version the run before was moved to) and had nothing to move.
-    assert.deepEqual(moveOf(runs.at(-1)!)?.move, { from: versionName(f.version('C')), to: null });
+    const [a, b, c] = ['A', 'B', 'C'].map((v) => versionName(f.version(v)));
+    assert.deepEqual(moves, [`${a} -> ${b}`, `${b} -> ${c}`], 'moved A -> B, then B -> C');
+    assert.ok(moveOf(runs[1])?.move?.to, 'the second run moved');
     // The runs on B and C had their GPU runs done by the unversioned GPU worker.
-    for (const run of runs.slice(1, 3)) {
+    for (const run of runs.slice(1)) {
       const scheduled = run.filter((e) => e.activityTaskScheduledEventAttributes);
       assert.ok(
         scheduled.some((e) => e.activityTaskScheduledEventAttributes!.taskQueue?.name === f.gpuTaskQueue),
@@ -125,12 +140,7 @@ test('a campaign moves A -> B -> C at continue-as-new, each run on one version; 
         'every activity completed, the GPU runs included',
       );
     }
-    // The experiments carried on: one numbering across the moves, to the budget.
-    assert.equal(status.state, 'completed');
-    assert.deepEqual(
-      f.recorded(),
-      Array.from({ length: EXPERIMENTS + 1 }, (_, n) => n),
-    );
+    carriedOn(f, status, runs);
   } finally {
     await f.close();
   }
@@ -141,13 +151,12 @@ test('turning versioning on: the first current version takes running unversioned
   try {
     await f.unversioned();
     const result = await f.start(EXPERIMENTS);
-    await waitFor('the baseline recorded', () => f.recorded().includes(0), 120_000);
-    // The unversioned worker keeps polling: the server sends the campaign's tasks to the current version anyway.
-    await f.deploy('A');
+    // A made current while the first run is mid-experiment (its baseline waits to train). The unversioned worker
+    // keeps polling: the server sends the campaign's tasks to the current version all the same.
+    await f.whileHeld(() => f.deploy('A'));
     const status = await result();
     const runs = await f.runs();
 
-    for (const [i, run] of runs.entries()) assert.deepEqual(failedTasks(run), [], `run ${i + 1}: no task failed`);
     // Its first run: unversioned tasks, then A's to its end (A replayed the unversioned history mid-run).
     const first = workflowTasks(runs[0]).map((t) => t.buildId);
     const takeover = first.indexOf('A');
@@ -159,11 +168,7 @@ test('turning versioning on: the first current version takes running unversioned
       assert.deepEqual(distinct(workflowTasks(run).map((t) => t.buildId)), ['A'], 'later runs pinned to A');
       assert.deepEqual(moveOf(run)?.move, { from: versionName(f.version('A')), to: null }, 'nothing to move');
     }
-    assert.equal(status.state, 'completed');
-    assert.deepEqual(
-      f.recorded(),
-      Array.from({ length: EXPERIMENTS + 1 }, (_, n) => n),
-    );
+    carriedOn(f, status, runs);
   } finally {
     await f.close();
   }
