@@ -1,7 +1,8 @@
 // Worker Versioning (docs/upgrading.md): a campaign is pinned to the orchestrator version (worker deployment
 // + build id) that started it; at each continue-as-new, its new run moves itself to the deployment's current
-// version with this activity, the first step of every continued run. Pinned overrides are inherited across
-// continue-as-new, so a campaign moves A -> B -> C, one move per continue-as-new.
+// version with this activity, the first step of every continued run. A new run starts on the version its
+// predecessor was on (server 1.29.1: pinned to the override's version, without the override), so a campaign
+// moves A -> B -> C, one move per continue-as-new.
 import { Context } from '@temporalio/activity';
 import proto, { type temporal } from '@temporalio/proto';
 

@@ -209,7 +209,9 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'versioning',
-    what: 'Worker Versioning: started on orchestrator version A, B made current during the first run; the continued run starts on A, its first step moves it to B (patched versioning) and B goes on',
+    what:
+      'Worker Versioning: started on orchestrator version A, B made current during the first run; the continued ' +
+      'run starts on A, its first step moves it to B (patched versioning) and B goes on',
     async run() {
       const f = await fleet();
       try {

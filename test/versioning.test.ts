@@ -1,7 +1,9 @@
-// Worker Versioning (docs/upgrading.md), on the dev server: orchestrator workers of versions A, B, C on one task
-// queue of a worker deployment of the test's own, and an unversioned GPU worker (test/versioned-fleet.ts). Each run of a campaign must stay
-// on the version it started on until its first step moves it to the current one: never a version change
-// mid-history, never a nondeterminism error, and the experiments go on numbering across the moves.
+// Worker Versioning (docs/upgrading.md), on the dev server: orchestrator workers of versions A, B, C on one
+// task queue of a worker deployment of the test's own, and an unversioned GPU worker (test/versioned-fleet.ts).
+// Each run of a campaign must stay on the version it started on until its first step moves it to the current
+// one: never a version change mid-history, never a nondeterminism error, and the experiments go on numbering
+// across the moves. Each run of this file registers two worker deployments (a namespace holds 100 by default,
+// matching.maxDeployments): the test command's fresh server never nears it; a long-lived one is restarted.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { defaultPayloadConverter } from '@temporalio/common';
@@ -174,7 +176,7 @@ test('turning versioning on: the first current version takes running unversioned
   }
 });
 
-test('nightlab worker --build-id ... --set-current makes its version current once it polls (a private server)', async () => {
+test('nightlab worker --build-id B --set-current makes B current once it polls (a private server)', async () => {
   const usage = nightlab(['worker', '--set-current'], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
   assert.equal((await usage.exited).code, 2, usage.output());
   assert.match(usage.output(), /--set-current needs --build-id/);
