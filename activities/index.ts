@@ -38,6 +38,7 @@ import { mutateProposer } from '../proposers/mutate';
 import { commandProposer } from '../proposers/command';
 import { MAX_REJECTION_CHARS, preflight } from './preflight';
 import { readRecords } from './records';
+import { moveToCurrentVersion } from './versioning';
 
 const PROPOSE_HEARTBEAT_MS = 20_000;
 
@@ -285,6 +286,9 @@ export function createActivities(deps: ActivityDeps = {}) {
     readRecords,
 
     ...createPromotionActivities(),
+
+    /** A continued campaign's first step: onto the deployment's current version (Worker Versioning only). */
+    moveToCurrentVersion,
   };
 }
 

@@ -317,16 +317,36 @@ export async function steer(tag: string, o: { note?: string; instructions?: stri
 /** A worker started beside a server that is still starting waits this long for it (NIGHTLAB_SERVER_WAIT). */
 const SERVER_WAIT_SEC = Number(process.env.NIGHTLAB_SERVER_WAIT ?? 60);
 
-export async function worker(o: { maxActivities?: number } & MetricsFlags): Promise<void> {
+export async function worker(
+  o: { maxActivities?: number; buildId?: string; deployment: string; setCurrent?: boolean } & MetricsFlags,
+  cmd: Command,
+): Promise<void> {
+  if (o.setCurrent && !o.buildId) cmd.error('--set-current needs --build-id (or NIGHTLAB_BUILD_ID)');
   const { connectWorker, temporalAddress, temporalNamespace } = await import('../ops/connection');
-  const { createOrchestratorWorker } = await import('../workers/orchestrator');
+  const { createOrchestratorWorker, setCurrentVersion } = await import('../workers/orchestrator');
   const { workerProposers } = await import('../workers/proposers');
+  const { versionName } = await import('../activities/versioning');
   const metrics = await workerMetrics(o);
   const connection = await connectWorker(undefined, { waitSec: SERVER_WAIT_SEC, log });
   const namespace = temporalNamespace();
   const deps = { proposers: workerProposers() };
-  const worker = await createOrchestratorWorker({ connection, namespace, deps, maxActivities: o.maxActivities });
-  log(`Orchestrator worker on ${temporalAddress()} (${namespace}). Ctrl-C stops it.`);
+  const version = o.buildId ? { deploymentName: o.deployment, buildId: o.buildId } : undefined;
+  const worker = await createOrchestratorWorker({
+    connection,
+    namespace,
+    deps,
+    maxActivities: o.maxActivities,
+    version,
+  });
+  const name = version && versionName(version);
+  log(`Orchestrator worker on ${temporalAddress()} (${namespace})${name ? `, version ${name}` : ''}. Ctrl-C stops it.`);
+  if (version && o.setCurrent) {
+    // The server knows the version once this worker has polled: set it current beside the running worker.
+    void setCurrentVersion(connection, namespace, version).then(
+      () => log(`${name} is the current version: new campaigns start on it, running ones move at continue-as-new.`),
+      (e: Error) => log(`nightlab: could not make ${name} current: ${e.message}`),
+    );
+  }
   // Ctrl-C / SIGTERM: the SDK stops polling, cancels the activities in flight (they are retried
   // by the next worker) and ends; campaigns wait in the server until a worker is back.
   onStop(() => log('Stopping the orchestrator worker: campaigns resume when a worker runs again.'));

@@ -15,6 +15,7 @@ Environment:
   TEMPORAL_CLI        path of a Temporal CLI binary to use
   ANTHROPIC_API_KEY   makes "auto" campaigns use the anthropic proposer (read by the orchestrator worker only)
   NIGHTLAB_MAX_ACTIVITIES  the orchestrator worker's --max-activities
+  NIGHTLAB_BUILD_ID, NIGHTLAB_DEPLOYMENT  the orchestrator worker's --build-id and --deployment (Worker Versioning)
   NIGHTLAB_GPUS       the GPU worker's --gpus
   NIGHTLAB_CODEC_KEY_FILE  keys that encrypt payloads on every client and worker (see docs/operations.md)
   NIGHTLAB_METRICS_PORT    the workers' --metrics-port (Prometheus /metrics and /healthz)
@@ -159,6 +160,22 @@ export function buildProgram() {
       )
         .env('NIGHTLAB_MAX_ACTIVITIES')
         .argParser(wholeNumber(1)),
+    )
+    .addOption(
+      new Option(
+        '--build-id <id>',
+        'Worker Versioning: this worker is version <id> of the deployment; a campaign stays on the version ' +
+          'that started it and moves to the current one at its next continue-as-new (docs/upgrading.md)',
+      ).env('NIGHTLAB_BUILD_ID'),
+    )
+    .addOption(
+      new Option('--deployment <name>', 'the worker deployment --build-id belongs to')
+        .env('NIGHTLAB_DEPLOYMENT')
+        .default('nightlab'),
+    )
+    .option(
+      '--set-current',
+      'with --build-id: once this worker polls, make its version current (new campaigns start on it)',
     )
     .addOption(metricsPortOption())
     .addOption(metricsHostOption())

@@ -32,6 +32,8 @@ const server = await serverForTools({ port: 19433, log: console.error });
 const { lab, makeRepo, plannedProposer, waitFor } = await import('./helpers');
 const { statusQuery, pauseSignal, resumeSignal, steerUpdate } = await import('../workflows/messages');
 
+const { fleet } = await import('./versioned-fleet');
+
 const statusWords = (dir: string) =>
   experiments(dir)
     .sort((a, b) => a.experiment - b.experiment)
@@ -225,6 +227,23 @@ const SCENARIOS: Scenario[] = [
           run: { command: 'python3 train.py', env: { QUAD_NOISE: '0.001', QUAD_SLEEP: '0.3' }, timeoutSec: 60 },
         },
       }),
+  },
+  {
+    name: 'versioning',
+    what:
+      'Worker Versioning: started on orchestrator version A, B made current during the first run; the continued ' +
+      'run starts on A, its first step moves it to B (patched versioning) and B goes on',
+    async run() {
+      const f = await fleet();
+      try {
+        await f.deploy('A');
+        const result = await f.start(4);
+        await f.whileHeld(() => f.deploy('B'));
+        return { tag: f.tag, status: await result(), statuses: statusWords(f.campaignDir) };
+      } finally {
+        await f.close();
+      }
+    },
   },
 ];
 

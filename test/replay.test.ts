@@ -113,6 +113,10 @@ test('the fixtures cover a crash, a keep, a fix, a rebase, a conflict, confirmat
     'a run that started from a carry',
   );
   assert.ok(
+    events.some((e) => e.workflowExecutionOptionsUpdatedEventAttributes?.versioningOverride?.pinned),
+    'a run moved to another orchestrator version (Worker Versioning)',
+  );
+  assert.ok(
     events.some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'pause'),
     'a pause signal',
   );
@@ -134,6 +138,7 @@ test('the fixtures cover a crash, a keep, a fix, a rebase, a conflict, confirmat
     'activity-names',
     'sequential-judging',
     'search',
+    'versioning',
   ]) {
     assert.ok(
       all.some((f) => patchesOf(f).includes(id)),
@@ -144,6 +149,18 @@ test('the fixtures cover a crash, a keep, a fix, a rebase, a conflict, confirmat
       `a history from before ${id}`,
     );
   }
+  // `versioning` acts in continued runs only: one continued before it, one after.
+  const continued = all.filter(
+    (f) => f.history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId,
+  );
+  assert.ok(
+    continued.some((f) => patchesOf(f).includes('versioning')),
+    'a continued run with the versioning patch',
+  );
+  assert.ok(
+    continued.some((f) => !patchesOf(f).includes('versioning')),
+    'a continued run from before versioning',
+  );
   for (const f of all) assert.ok((f.history.events?.length ?? 0) < 10_000, `${f.name} is a small history`);
 });
 

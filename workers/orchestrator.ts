@@ -49,12 +49,24 @@ const quietBundlerLogger = {
  */
 export const DEFAULT_MAX_ACTIVITIES = 64;
 
+/** An orchestrator version under Worker Versioning: `nightlab worker --deployment D --build-id B`. */
+export interface OrchestratorVersion {
+  deploymentName: string;
+  buildId: string;
+}
+
+/**
+ * `version`: Worker Versioning on (docs/upgrading.md). This worker then takes only the workflow tasks of its
+ * own version: campaigns are pinned to the version that started them (workflows/campaign.ts) and move at
+ * continue-as-new. Without it, the worker is unversioned and takes any campaign's tasks, as before.
+ */
 export async function createOrchestratorWorker(opts: {
   connection: NativeConnection;
   namespace?: string;
   taskQueue?: string;
   deps?: ActivityDeps;
   maxActivities?: number;
+  version?: OrchestratorVersion;
 }): Promise<Worker> {
   // What this process inherited would reach every proposer and run it starts.
   closeInheritedFds();
@@ -69,5 +81,46 @@ export async function createOrchestratorWorker(opts: {
     // Payloads encrypted when a key is configured; Nightlab's metrics counted as activities finish.
     dataConverter: converter,
     interceptors: { activity: [metricsInterceptor] },
+    ...(opts.version && {
+      workerDeploymentOptions: {
+        useWorkerVersioning: true,
+        version: opts.version,
+        defaultVersioningBehavior: 'PINNED',
+      },
+    }),
   });
+}
+
+/** How long `setCurrentVersion` waits for the server to see the version's first poll. */
+const SET_CURRENT_WAIT_MS = 60_000;
+/**
+ * What the server answers for a version none of whose workers has polled yet: gRPC NOT_FOUND ("Version not found
+ * in deployment"), or FAILED_PRECONDITION for a deployment it does not know at all.
+ */
+const NO_POLLERS_YET = [5, 9];
+
+/**
+ * Makes `version` its deployment's current version: new campaigns start on it, and running ones move to it at
+ * their next continue-as-new. The server knows a version once one of its workers has polled: until then this
+ * retries (`temporal worker deployment set-current-version` does the same from a shell).
+ */
+export async function setCurrentVersion(
+  connection: NativeConnection,
+  namespace: string,
+  version: OrchestratorVersion,
+): Promise<void> {
+  const deadline = Date.now() + SET_CURRENT_WAIT_MS;
+  for (;;) {
+    try {
+      await connection.workflowService.setWorkerDeploymentCurrentVersion({
+        namespace,
+        ...version,
+        identity: 'nightlab worker --set-current',
+      });
+      return;
+    } catch (e) {
+      if (!NO_POLLERS_YET.includes((e as { code: number }).code) || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
 }

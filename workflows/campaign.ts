@@ -12,7 +12,15 @@
 // the workflow holds and shows, workflows/state.ts; the slots, workflows/slots.ts; how a candidate is
 // judged, workflows/judging.ts and decisions.ts; what is recorded, workflows/records.ts.
 // Deterministic code only: every effect is an activity keyed by tag + experiment (+ run, attempt).
-import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  allHandlersFinished,
+  condition,
+  makeContinueAsNewFunc,
+  patched,
+  setHandler,
+  setWorkflowOptions,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { CampaignInput, CampaignSnapshot } from '../common/shared';
 import { judgeBaseline, spreadText } from './decisions';
 import { experiment, type Lab } from './experiment';
@@ -24,6 +32,9 @@ import { Steps } from './steps';
 
 /** Continue-as-new well before Temporal's 10k-event warning. */
 const HISTORY_EVENTS_LIMIT = 4000;
+
+/** patched() id (docs/upgrading.md): a continued run's first step moves it to the current orchestrator version. */
+const VERSIONING = 'versioning';
 
 export interface CampaignOptions {
   /** Continue-as-new after this many history events (tests use a small number). */
@@ -49,6 +60,14 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
   setHandler(stopSignal, () => state.stop());
   setHandler(statusQuery, () => state.snapshot());
   setHandler(steerUpdate, (steer) => state.steer(steer), { validator: validateSteer });
+
+  // With Worker Versioning (nightlab worker --build-id), a run never changes version mid-history: a continued
+  // run's first step pins it to the current version, which then replays only its start and this step. This
+  // step stays first and unchanged in every version (docs/upgrading.md).
+  if (input.carry && patched(VERSIONING)) {
+    const move = await steps.moveToCurrentVersion();
+    if (move?.to) state.announce(`moved from orchestrator version ${move.from} to ${move.to}`);
+  }
 
   if (!input.carry) {
     state.announce('preparing the campaign branch');
@@ -102,7 +121,7 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
       if (blocked) return finish('completed', blocked);
       if (rollover) {
         await condition(allHandlersFinished);
-        return continueAsNew<typeof campaign>({ ...input, carry: s, instructionsOverride: state.instructions });
+        return continueAsNewOnCurrent({ ...input, carry: s, instructionsOverride: state.instructions });
       }
     }
     if (s.paused && flights.size === 0) state.publish('paused');
@@ -116,4 +135,25 @@ export async function campaign(input: CampaignInput & CampaignOptions): Promise<
     state.announce(message, end);
     return state.snapshot(end);
   }
+}
+
+/**
+ * Whether this worker runs with Worker Versioning (`nightlab worker --build-id`). An unversioned worker has a
+ * version too, with no deployment name: its build id is the SDK's version and a hash of the workflow bundle.
+ */
+function versionedWorker(): boolean {
+  return Boolean(workflowInfo().currentDeploymentVersion?.deploymentName);
+}
+
+// A campaign keeps the orchestrator version that started it. Said only on a versioned worker: the server refuses
+// a workflow task that names a behaviour from a worker without a deployment.
+setWorkflowOptions(() => (versionedWorker() ? { versioningBehavior: 'PINNED' } : {}), campaign);
+
+/**
+ * Continue-as-new; on a versioned worker, asking for the new run to start on the current version: servers from
+ * 1.30 do, 1.29 ignores it (the continued run's first step moves it instead).
+ */
+function continueAsNewOnCurrent(next: Parameters<typeof campaign>[0]): Promise<never> {
+  const options = versionedWorker() ? { initialVersioningBehavior: 'AUTO_UPGRADE' as const } : {};
+  return makeContinueAsNewFunc<typeof campaign>(options)(next);
 }

@@ -8,6 +8,7 @@ import type { RunRecord, RunRequest, RunResult } from '../common/shared';
 import type { OrchestratorActivities } from '../activities';
 import type { CampaignConfig } from '../common/config';
 import type { ProgressSpec } from '../common/curves';
+import type { VersionMove } from '../activities/versioning';
 import { experimentRecord, lostRun, oneLine, type ExperimentFacts } from './records';
 import type { WorkflowState } from './state';
 
@@ -61,6 +62,14 @@ export class Steps {
   private promotedTimeoutSec(): number {
     const { config } = this.input;
     return config.promote?.timeoutSec ?? config.run.timeoutSec;
+  }
+
+  /**
+   * A continued run's first step: onto the deployment's current version when it is not the run's own (its
+   * next workflow task then goes there). What it returns is only told; null for an unversioned campaign.
+   */
+  moveToCurrentVersion(): Promise<VersionMove | null> {
+    return cpu.moveToCurrentVersion.executeWithOptions({ summary: 'onto the current orchestrator version' }, []);
   }
 
   /** Creates the campaign directory, the campaign branch and experiment 0's ref. */
