@@ -12,6 +12,7 @@ import { campaignDirFor, campaignStatus, uiLink } from './campaigns';
 import { campaignInput } from './live';
 import { campaignRecords } from './records';
 import { alarms } from './alarms';
+import { compactArchive, recordedIdeas } from '../lib/ideas';
 import { experimentCurvesSvg } from './curves';
 import { deltaText, figuresText, resultCells, resultRows, resultsLegend } from './results';
 
@@ -109,6 +110,9 @@ function diffHtml(diff: string): string {
     })
     .join('\n');
 }
+
+/** The archive's length in the report, in tokens (about 4 characters each): more than a proposer gets. */
+const ARCHIVE_TOKENS = 12_000;
 
 const fmt = (v: number | null | undefined, digits = 6) => (v === null || v === undefined ? '-' : v.toFixed(digits));
 
@@ -214,6 +218,11 @@ ${curves ? `<h4>learning curve</h4><div class="curves">${curves}</div>` : ''}
   const alarmsHtml = raised.length
     ? `<h2>Alarms</h2><p class="meta">For people only: never shown to the proposer.</p><ul class="alarms">${raised.map((a) => `<li><b>${esc(a.kind)}</b>: <a href="#exp-${a.experiment}">experiment ${a.experiment}</a>: ${esc(a.text)}</li>`).join('')}</ul>`
     : '';
+  // The idea archive, as the proposer sees it: every experiment grouped by what it changed.
+  const archive = compactArchive(recordedIdeas(input.ledger, input.direction), ARCHIVE_TOKENS);
+  const archiveHtml = archive
+    ? `<h2>Idea archive</h2><p class="meta">Every experiment, grouped by the setting or file it changed, as the proposer is shown it.</p><pre class="archive">${esc(archive)}</pre>`
+    : '';
   const rejectedHtml = rejected.length
     ? `<h2>Rejected proposals</h2><table><tr><th>#</th><th>attempt</th><th>description</th><th>reason</th></tr>${rejected.map((r) => `<tr><td>${r.experiment}</td><td>${r.attempt}</td><td>${esc(r.description)}</td><td>${esc(r.reason)}</td></tr>`).join('')}</table>`
     : '';
@@ -251,6 +260,7 @@ ${table}
 <p class="meta">${resultsLegend(input.metricName, promotions.length > 0)
     .map(([k, text]) => `<b>${esc(k)}</b>: ${esc(text)}`)
     .join('; ')}.</p>
+${archiveHtml}
 ${rejectedHtml}
 <h2>Experiments</h2>
 ${details}

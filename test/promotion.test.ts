@@ -59,6 +59,9 @@ test('tiny-lm: a keep is re-run at a larger budget beside the baseline; results 
     const report = (await cli(l.home, 'report', c.tag, '--json')) as { html: string };
     const html = readFileSync(report.html, 'utf8');
     assert.match(html, /<th>promoted<\/th>/);
+    // The idea archive, from the records alone: the setting the keep changed, old -> new.
+    assert.match(html, /<h2>Idea archive<\/h2>[\s\S]*LEARNING_RATE/);
+    assert.deepEqual(row.idea?.settings, [{ file: 'train.py', name: 'LEARNING_RATE', from: '0.001', to: '0.004' }]);
     assert.match(
       html,
       new RegExp(`${promotion.transfers ? 'transfers' : 'does not transfer'} at the promoted fidelity`),
