@@ -145,7 +145,7 @@ const configSchema = z
                   .default(EARLY_STOP_DEFAULTS.after),
                 margin: z
                   .number()
-                  .positive("must be > 0 (uncertainties of the predicted end)")
+                  .positive('must be > 0 (uncertainties of the predicted end)')
                   .default(EARLY_STOP_DEFAULTS.margin),
                 bloom: z.number().min(0, 'must be >= 0').default(EARLY_STOP_DEFAULTS.bloom),
                 checks: z
