@@ -1,8 +1,9 @@
 // The orchestrator's activities (CPU work beside the workflow): propose, record, move the branch.
 // They come from a factory taking their collaborators, so tests pass real ones in.
 import { createPromotionActivities } from './promotion';
-import { duplicateOf, engineMove, recordReuse } from './search';
-import { commitFacts } from '../lib/ideas';
+import { duplicateOf, engineMove, reuseRecord } from './search';
+import { moveOf } from '../common/search';
+import { commitFacts, experimentName } from '../lib/ideas';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
@@ -53,8 +54,8 @@ interface ProposalMeta {
   usage?: Proposal['usage'];
   sha: string;
   move?: MoveFacts;
-  /** Its files were trained by this experiment: recorded with that result (a `duplicate` proposal). */
-  duplicateOf?: { experiment: number; status: Decision };
+  /** Its files were trained by an earlier experiment: the experiment's record, with that result (no run). */
+  reuse?: ExperimentRecord;
 }
 
 export function createActivities(deps: ActivityDeps = {}) {
@@ -104,6 +105,8 @@ export function createActivities(deps: ActivityDeps = {}) {
       if (existsSync(metaFile)) {
         const meta: ProposalMeta = JSON.parse(readFileSync(metaFile, 'utf8'));
         if (!(await readRef(args.repo, ref))) await setRef(args.repo, ref, meta.sha);
+        // A reused result is recorded after its proposal is kept: a retry finishes the record (written once).
+        if (meta.reuse) await recordReuse(args, meta.reuse);
         return proposalOf(ref, meta);
       }
       const done = readLedger(args.campaignDir).find(
@@ -152,7 +155,9 @@ export function createActivities(deps: ActivityDeps = {}) {
       } finally {
         clearInterval(beat);
       }
-      const description = cleanDescription(reply.description) || 'unnamed proposal';
+      // A move's prefix (`ablate #3: ...`) is the engine's word: a proposer's description never passes for one.
+      const said = cleanDescription(reply.description) || 'unnamed proposal';
+      const description = moveOf(said) ? `(proposer) ${said}` : said;
       const costUsd = reply.costUsd ?? 0;
       const files = reply.files ?? {};
       // What the edited files held before, at the commit edited and at the best (a fix differs).
@@ -184,16 +189,16 @@ export function createActivities(deps: ActivityDeps = {}) {
         );
       if (duplicate && 'near' in duplicate)
         return reject(`a near duplicate: ${duplicate.near}; propose something else`, description, costUsd, reply.usage);
+      if (duplicate && 'crashed' in duplicate) {
+        const m = duplicate.crashed;
+        const why = `the same files as ${experimentName(m)}, which crashed (${m.description}); propose something else`;
+        return reject(why, description, costUsd, reply.usage);
+      }
       if (duplicate) {
-        const row = await recordReuse(args, { sha, description, costUsd, of: duplicate.finished });
-        await noteExperiment(args.repo, row, args.config.metric.name);
-        return propose({
-          sha,
-          description,
-          costUsd,
-          usage: reply.usage,
-          duplicateOf: { experiment: duplicate.finished.experiment, status: row.status },
-        });
+        const reuse = await reuseRecord(args, { sha, description, costUsd, of: duplicate.finished });
+        const proposal = await propose({ sha, description, costUsd, usage: reply.usage, reuse });
+        await recordReuse(args, reuse);
+        return proposal;
       }
       return propose({ sha, description, costUsd, usage: reply.usage });
 
@@ -296,12 +301,19 @@ export type OrchestratorActivities = ReturnType<typeof createActivities>;
 
 /** A proposal as it crosses history, from what was written of it. */
 function proposalOf(ref: string, m: ProposalMeta): Proposal {
-  const { duplicateOf, ...candidate } = m;
-  if (duplicateOf) {
+  const { reuse, ...candidate } = m;
+  if (reuse) {
     const { description, costUsd, usage } = m;
-    return { kind: 'duplicate', of: duplicateOf.experiment, status: duplicateOf.status, description, costUsd, usage };
+    const { status, evidence } = reuse;
+    return { kind: 'duplicate', of: reuse.duplicateOf ?? -1, status, description, costUsd, usage, evidence };
   }
   return { kind: 'candidate', ref, ...candidate };
+}
+
+/** The record of a reused result: in the ledger and results.tsv (each written once), and its git note. */
+async function recordReuse(args: ProposeArgs, row: ExperimentRecord): Promise<void> {
+  appendExperiment(args.campaignDir, row, args.config.metric.name, '');
+  await noteExperiment(args.repo, row, args.config.metric.name);
 }
 
 /** Notes live under their own ref, apart from any notes of the user's: `git log --notes=nightlab`. */

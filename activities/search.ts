@@ -15,9 +15,12 @@ import {
   showFiles,
 } from '../lib/git';
 import { preflight } from './preflight';
-import { commitFacts, ref, withSettings } from '../lib/ideas';
-import { appendExperiment, experiments } from '../lib/ledger';
+import { commitFacts, experimentName, isCapped, readSettings, withSettings } from '../lib/ideas';
+import { experiments } from '../lib/ledger';
 import type { ProposerContext } from '../proposers/context';
+
+/** Attempts of one experiment on which a near duplicate, or one of files in flight or crashed, is sent back. */
+const FLAGGED_ATTEMPTS = 2;
 
 /** A candidate the engine made: its commit, description and what move it is. */
 export interface MovedCandidate {
@@ -92,13 +95,17 @@ async function bySettings(
     if (!e.settings.length || !e.touches.every((t) => e.settings.some((s) => s.name === t))) return null;
     for (const s of e.settings) {
       const value = kind === 'ablate' ? s.from : s.to;
-      if (value === null) return null;
+      if (value === null || isCapped(value)) return null;
       byFile.set(s.file, (byFile.get(s.file) ?? new Map<string, string>()).set(s.name, value));
     }
   }
   const files: Record<string, string> = {};
   for (const [file, values] of byFile) {
     const content = await showFile(args.repo, args.parentSha, file);
+    // An ablation takes out only what the kept change set: a setting a later keep changed again stays.
+    const now = readSettings(content ?? '');
+    const later = ideas.some((e) => e.settings.some((s) => s.file === file && now.get(s.name) !== s.to));
+    if (kind === 'ablate' && later) return null;
     const next = content === null ? null : withSettings(content, values);
     if (next === null) return null;
     files[file] = next;
@@ -111,22 +118,31 @@ export async function duplicateOf(
   args: ProposeArgs,
   ctx: ProposerContext,
   sha: string,
-): Promise<{ finished: IdeaEntry } | { inFlight: number } | { near: string } | null> {
+): Promise<{ finished: IdeaEntry } | { crashed: IdeaEntry } | { inFlight: number } | { near: string } | null> {
   const facts = await commitFacts(args.repo, sha, args.parentSha);
   const entries = ctx.archive?.entries ?? [];
-  const finished = sameTree(facts.tree, entries) ?? sameTree(facts.tree, ctx.archive?.inherited ?? []);
-  if (finished) return { finished };
+  // A fork's parent's keeps are trained again: the fork never had them, and may keep them.
+  const inherited = (ctx.archive?.inherited ?? []).filter((e) => e.status !== 'keep');
+  const finished = sameTree(facts.tree, entries) ?? sameTree(facts.tree, inherited);
+  if (finished && finished.status !== 'crash') return { finished };
+  // The rest is only flagged: sent back to the proposer on its first attempts, then trained (a proposer
+  // with nothing else would otherwise be paused by its rejections).
+  if (args.attempt >= FLAGGED_ATTEMPTS) return null;
+  // A crash is not reused (it starts no fix, and may have been the machine's): the proposer is told instead.
+  if (finished) return { crashed: finished };
   const running = ctx.inFlight.find((f) => f.tree === facts.tree);
   if (running) return { inFlight: running.experiment };
-  const near = nearDuplicate(facts.settings, facts.parentTree, entries);
+  // The same settings to the same values on this best; a crash tried nothing, and a fix may retry its idea.
+  const tried = entries.filter((e) => e.status !== 'crash');
+  const near = args.fix ? null : nearDuplicate(facts.settings, facts.parentTree, tried);
   return near && { near: near.text };
 }
 
 /**
- * The record of a proposal whose files experiment `m` trained: a discard (or a crash) with m's figure
- * and no run, saying so (the caller adds the git note). The ledger's key makes a retry write it once.
+ * The record of a proposal whose files experiment `m` trained: a discard with m's figure and no run,
+ * saying so. Not written here: the caller keeps it with the proposal first, so a retry writes the same.
  */
-export async function recordReuse(
+export async function reuseRecord(
   args: ProposeArgs,
   c: { sha: string; description: string; costUsd: number; of: IdeaEntry },
 ): Promise<ExperimentRecord> {
@@ -136,14 +152,14 @@ export async function recordReuse(
     .at(-1);
   const bestMetric = best?.metric ?? null;
   const figure = m.metric === null ? '' : ` ${m.metric.toFixed(6)}`;
-  const evidence = `the same files as experiment ${ref(m)} (${m.status}${figure}): its result reused, no run`;
+  const evidence = `the same files as ${experimentName(m)} (${m.status}${figure}): its result reused, no run`;
   const record: ExperimentRecord = {
     tag: args.tag,
     experiment: args.experiment,
     commit: c.sha,
     parent: args.parentSha,
-    status: m.status === 'crash' ? 'crash' : 'discard',
-    outcome: m.status === 'crash' ? 'crash' : 'ok',
+    status: 'discard',
+    outcome: 'ok',
     metric: m.metric,
     bestBefore: bestMetric,
     delta: m.metric === null || bestMetric === null ? null : m.metric - bestMetric,
@@ -163,6 +179,5 @@ export async function recordReuse(
     ...(m.campaign ? {} : { duplicateOf: m.experiment }),
     idea: await commitFacts(args.repo, c.sha, args.parentSha),
   };
-  appendExperiment(args.campaignDir, record, args.config.metric.name, '');
   return record;
 }

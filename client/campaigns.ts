@@ -198,6 +198,10 @@ export async function prepareFork(
       `campaign ${o.parent} has no recorded experiment ${o.from} (recorded: ${known.length ? `0 to ${Math.max(...known)}` : 'none'}); fix --from`,
     );
   }
+  if (row.status === 'crash')
+    throw new TagRefused(
+      `experiment ${o.from} of campaign ${o.parent} crashed (${row.reason.slice(0, 200)}); fork from an experiment that ran`,
+    );
   const input = await prepareStart({
     config: { ...parent.config, target: parent.repo },
     baseDir: parent.repo,

@@ -112,7 +112,7 @@ function promotionText(p: ResultRow['promotion']): string {
   const { metric, parent } = p.promoted;
   const delta =
     metric !== null && parent !== null ? ` ${deltaText(metric - parent)}` : metric === null ? ' (crashed)' : '';
-  return `${p.transfers ? 'transfers' : 'no'}${delta}${p.reverted ? ', reverted' : ''}`;
+  return `${p.transfers === null ? 'no verdict' : p.transfers ? 'transfers' : 'no'}${delta}${p.reverted ? ', reverted' : ''}`;
 }
 
 /** What the columns beside the record mean, for the foot of a table: [column, meaning]. */

@@ -275,7 +275,7 @@ const configSchema = z
     // The engine's own search moves (common/search.ts), each a share of experiments made without the
     // proposer: combine two near misses, ablate a kept change, revisit a promising discard; and the
     // plateau rule (no keep in `plateau` experiments multiplies the combine and ablate shares by
-    // `plateauBoost` and tells the proposer). An ablation is kept when no worse than `ablateSlack` sigmas.
+    // `plateauBoost` and tells the proposer). An ablation gets `ablateSlack` sigmas of slack (0: it must measure better).
     search: z
       .object({
         combine: z.number().min(0, 'must be >= 0').max(1, 'must be <= 1 (a share)').default(DEFAULT_SEARCH.combine),
@@ -287,7 +287,11 @@ const configSchema = z
           .min(0, 'must be >= 0 (0: never)')
           .default(DEFAULT_SEARCH.plateau),
         plateauBoost: z.number().min(1, 'must be >= 1').default(DEFAULT_SEARCH.plateauBoost),
-        ablateSlack: z.number().min(0, 'must be >= 0 (noise sigmas)').default(DEFAULT_SEARCH.ablateSlack),
+        ablateSlack: z
+          .number()
+          .min(0, 'must be >= 0 (noise sigmas)')
+          .max(2, 'must be <= 2 (noise sigmas): more would keep clearly worse commits')
+          .default(DEFAULT_SEARCH.ablateSlack),
       })
       .strict()
       .default({}),

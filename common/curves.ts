@@ -13,6 +13,11 @@ export type Curve = CurvePoint[];
 
 /** The most points a curve keeps in records and workflow history; longer curves are thinned evenly. */
 export const CURVE_POINTS = 64;
+/**
+ * The most points a run's curve holds while it streams: a run printing progress lines without end
+ * (millions a minute) must not fill the GPU worker's memory. Full, every other point is dropped.
+ */
+const STREAM_POINTS = 2048;
 
 /**
  * autoresearch's progress line, `step 00123 (45.2%) | loss: 3.210000 | ...` (its train.py ends it with
@@ -64,7 +69,10 @@ export class ProgressReader {
     // Bounded: a run that prints megabytes without a line break cannot grow the buffer.
     this.partial = lines.pop()!.slice(-4096);
     const points = lines.map((l) => this.point(l)).filter((p): p is CurvePoint => p !== null);
-    this.curve.push(...points);
+    for (const p of points) {
+      if (this.curve.length >= STREAM_POINTS) this.curve.splice(0, this.curve.length, ...halved(this.curve));
+      this.curve.push(p);
+    }
     return points;
   }
 
@@ -76,6 +84,11 @@ export class ProgressReader {
     if (!Number.isFinite(value) || !Number.isFinite(at)) return null;
     return { at: Math.min(1, Math.max(0, at)), value };
   }
+}
+
+/** Every other point, the last one kept. */
+function halved(curve: Curve): Curve {
+  return curve.filter((_, i) => i % 2 === 1 || i === curve.length - 1);
 }
 
 /** At most `max` points, evenly spread over the curve, always keeping its last point. */

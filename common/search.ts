@@ -31,7 +31,7 @@ export const DEFAULT_SEARCH: SearchSettings = {
   revisit: 0.05,
   plateau: 15,
   plateauBoost: 3,
-  ablateSlack: 0.5,
+  ablateSlack: 0,
 };
 
 /** The moves together never take more than this share: the proposer always has the rest. */

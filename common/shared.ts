@@ -200,7 +200,16 @@ export type Proposal =
     }
   | { kind: 'rejected'; reason: string; description: string; costUsd: number; usage?: TokenUsage }
   // Files an earlier experiment (`of`) trained: recorded with its result, no run.
-  | { kind: 'duplicate'; of: number; status: Decision; description: string; costUsd: number; usage?: TokenUsage };
+  | {
+      kind: 'duplicate';
+      /** The experiment whose result it reuses (-1: a fork's parent's, named in `evidence`). */
+      of: number;
+      status: Decision;
+      description: string;
+      costUsd: number;
+      usage?: TokenUsage;
+      evidence?: string;
+    };
 
 export interface TokenUsage {
   inputTokens: number;
@@ -232,7 +241,8 @@ export interface PromotionRecord {
   screen: { metric: number; parent: number };
   /** Promoted figures (means over `runs` runs each); null: it crashed there. */
   promoted: { metric: number | null; parent: number | null; runs: number };
-  transfers: boolean;
+  /** null: no verdict (neither side gave a figure at the promoted fidelity). */
+  transfers: boolean | null;
   evidence: string;
   reverted: string | null;
   finishedAt: string;
@@ -351,6 +361,11 @@ export interface CampaignCarry {
   largestGain?: number;
   /** Learning curves of the best's runs, the early stop's reference (config `progress`); absent in older carries. */
   bestCurves?: { sha: string; curves: Curve[] };
+  /**
+   * The early stop's audit of the best's curves (they are the best's own output): first runs stopped in a
+   * row on this best, and whether stopping is off for it (a run let through to the end did not lose).
+   */
+  earlyStops?: { sha: string; inARow: number; off: boolean };
   /** Promoted figures by commit (config `promote`; null: it crashed there); absent in older carries. */
   promoted?: Record<string, number | null>;
 }

@@ -6,10 +6,18 @@ import { ProgressReader, thinCurve, type Curve } from '../common/curves';
 import { earlyStop } from '../common/early-stop';
 import type { RunRequest } from '../common/shared';
 
+/** The rule is asked again once the run has gone this much further (a share of its budget). */
+const CHECK_EVERY = 0.01;
+/** Past this share of its budget a run is never stopped: it is nearly done, and its figure is what counts. */
+const LAST_STOP_AT = 0.95;
+
 export class RunProgress {
   private readonly reader: ProgressReader | null;
   /** The early stop's evidence, once it has stopped the run. */
   stoppedFor: string | null = null;
+  /** Where the rule was last asked; after `close` (the run has ended) it is never asked again. */
+  private checkedAt = -Infinity;
+  private closed = false;
 
   constructor(
     private readonly req: Pick<RunRequest, 'progress' | 'earlyStop'>,
@@ -23,7 +31,10 @@ export class RunProgress {
   feed(chunk: string): void {
     if (!this.reader || !this.reader.feed(chunk).length) return;
     const { earlyStop: es, progress } = this.req;
-    if (!es || this.stoppedFor !== null) return;
+    if (!es || this.stoppedFor !== null || this.closed) return;
+    const at = this.reader.curve.at(-1)!.at;
+    if (at >= LAST_STOP_AT || at < this.checkedAt + CHECK_EVERY) return;
+    this.checkedAt = at;
     const { reference, ...settings } = es;
     const verdict = earlyStop(this.reader.curve, reference, {
       ...settings,
@@ -33,6 +44,11 @@ export class RunProgress {
     if (!verdict) return;
     this.stoppedFor = verdict.evidence;
     this.stop();
+  }
+
+  /** The run has ended: what it prints now stops nothing. */
+  close(): void {
+    this.closed = true;
   }
 
   /** The curve as records keep it (thinned), or nothing when the run printed no progress line. */

@@ -217,6 +217,7 @@ export function createGpuActivities(deps: GpuDeps) {
     });
     stopRun = training.stop;
     const trained = await training.done;
+    progress.close();
     if (progress.stoppedFor) log.write(`=== ${progress.stoppedFor}\n`);
     log.close();
     if (trained.killedFor === 'cancelled') throw new CancelledFailure('run cancelled; process group killed');

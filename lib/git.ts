@@ -39,6 +39,8 @@ export function git(dir: string, opts: { gitDir?: boolean; env?: Record<string, 
   for (const k of ['TMPDIR', 'SSH_AUTH_SOCK']) if (process.env[k]) env[k] = process.env[k]!;
   // A worker has no terminal: a remote asking for a password fails at once instead of hanging.
   env.GIT_TERMINAL_PROMPT = '0';
+  // A checkout never fetches large files (a git-lfs smudge would reach the network from a worker).
+  env.GIT_LFS_SKIP_SMUDGE = '1';
   const run = async (args: string[], input?: string): Promise<Buffer> => {
     const argv = ['git', ...CONFIG.flatMap((c) => ['-c', c]), ...(opts.gitDir ? [`--git-dir=${dir}`] : []), ...args];
     const r = await runCommand(argv, { cwd: dir, env, input });

@@ -63,12 +63,25 @@ function balanced(text: string): boolean {
   return depth === 0;
 }
 
+/** The longest setting value kept as it is: a longer one (a 4 MB string) is kept as its hash, records stay small. */
+const MAX_VALUE_CHARS = 200;
+
+/** Whether a value is a long one's stand-in (its length and hash), not the literal. */
+export function isCapped(value: string): boolean {
+  return /^<\d+ characters, sha256 [0-9a-f]{16}>$/.test(value);
+}
+
+function capped(value: string): string {
+  if (value.length <= MAX_VALUE_CHARS) return value;
+  return `<${value.length} characters, sha256 ${createHash('sha256').update(value).digest('hex').slice(0, 16)}>`;
+}
+
 /** A Python file's module-level `NAME = literal` settings, values normalised (no comment, single spaces). */
 export function readSettings(content: string): Map<string, string> {
   const settings = new Map<string, string>();
   for (const line of content.split('\n')) {
     const m = ASSIGNMENT.exec(line) && ASSIGNMENT.exec(normaliseLine(line, 'x.py'));
-    if (m && isLiteral(m[2])) settings.set(m[1], m[2]);
+    if (m && isLiteral(m[2])) settings.set(m[1], capped(m[2]));
   }
   return settings;
 }
@@ -183,8 +196,13 @@ function outcome(e: IdeaEntry): string {
 }
 
 /** How an entry is named: `#12`, or `nov27#12` for one tried in a fork's parent campaign. */
-export function ref(e: Pick<IdeaEntry, 'experiment' | 'campaign'>): string {
+export function ideaRef(e: Pick<IdeaEntry, 'experiment' | 'campaign'>): string {
   return `${e.campaign ?? ''}#${e.experiment}`;
+}
+
+/** An entry in a sentence: `experiment 12`, or `experiment nov27#12` (a fork's parent's). */
+export function experimentName(e: Pick<IdeaEntry, 'experiment' | 'campaign'>): string {
+  return `experiment ${e.campaign ? ideaRef(e) : e.experiment}`;
 }
 
 /** One group as a line: "LR (4 tried: 1 keep, 3 discard; best +0.004 in #31): 0.02 (discard), ...". */
@@ -203,7 +221,7 @@ function groupLine(g: Group, chars: number): string {
     .map(([s, n]) => `${n} ${s}`)
     .join(', ');
   const best = g.entries.filter((e) => e.gain !== null).sort((a, b) => b.gain! - a.gain!)[0];
-  const head = `${g.key} (${g.entries.length} tried: ${tally}${best ? `; best ${signed(best.gain!)} in ${ref(best)}` : ''}): `;
+  const head = `${g.key} (${g.entries.length} tried: ${tally}${best ? `; best ${signed(best.gain!)} in ${ideaRef(best)}` : ''}): `;
   // Kept and near-miss values first, then the most recent, as many as fit; shown in value order.
   const rank = (es: IdeaEntry[]) => (es.some((e) => e.status === 'keep') ? 2 : es.some(isNearMiss) ? 1 : 0);
   const values = [...byValue].sort(
@@ -252,7 +270,7 @@ export function compactArchive(entries: IdeaEntry[], tokenBudget: number): strin
     .sort((a, b) => b.gain! - a.gain!)
     .slice(0, NEAR_MISS_LINES);
   const missLines = misses.map(
-    (e) => `- ${ref(e)} ${e.description}: ${signed(e.gain!)} over ${e.runs} run${e.runs === 1 ? '' : 's'}`,
+    (e) => `- ${ideaRef(e)} ${e.description}: ${signed(e.gain!)} over ${e.runs} run${e.runs === 1 ? '' : 's'}`,
   );
   const missHead = 'Near misses (discarded, but better than the best of their time inside the noise):';
   if (missLines.length && add(`${missHead}\n${missLines[0]}`)) for (const line of missLines.slice(1)) add(line);

@@ -209,8 +209,10 @@ export function supervise(o: SuperviseOptions): {
   child.stderr?.on('data', onData);
 
   let killedFor: ProcessRun['killedFor'] = null;
+  let exited = false;
   const killGroup = (why: KillReason) => {
-    if (killedFor) return;
+    // A process that has exited is not killed for anything (output read after its exit stops nothing).
+    if (killedFor || exited) return;
     killedFor = why;
     signalGroup(child.pid!, 'SIGTERM');
     setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), KILL_GRACE_MS).unref();
@@ -232,7 +234,10 @@ export function supervise(o: SuperviseOptions): {
       () => undefined,
     );
     const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
-      child.once('exit', (code, signal) => resolve({ code, signal }));
+      child.once('exit', (code, signal) => {
+        exited = true;
+        resolve({ code, signal });
+      });
       child.once('error', () => resolve({ code: null, signal: null }));
     });
     clearTimeout(timer);

@@ -155,7 +155,7 @@ async function archiveFor(args: ProposeArgs): Promise<ProposerContext['archive']
     inherited,
     text: compactArchive([...inherited, ...entries], ARCHIVE_TOKENS),
     parentTree: (await commitFacts(args.repo, args.parentSha, args.parentSha)).tree,
-    plateau: plateauNote(entries, { best: args.parentSha, settings: DEFAULT_SEARCH }),
+    plateau: plateauNote(entries, { best: args.parentSha, settings: args.config.search ?? DEFAULT_SEARCH }),
   };
 }
 

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { adoptBest, judgeCandidate, judgeSequentially, type JudgingIO, type RunLite } from '../workflows/judging';
 import {
+  nextEarlyStops,
   closeGroup,
   configuredSequential,
   groupOf,
@@ -340,4 +341,27 @@ test('nextFix: a crash opens maxFixAttempts fix attempts that count down to none
   assert.equal(fix, null, 'attempts spent: the campaign moves on');
   assert.equal(nextFix(null, { sha: 'd'.repeat(40), experiment: 1 }, 0), null, 'maxFixAttempts 0: no fixes at all');
   assert.equal(nextFix(null, { sha: 'd'.repeat(40), experiment: 1 }, 1)!.attemptsLeft, 1);
+});
+
+test("the early stop's audit: stops count on one best; an audited run that did not lose turns stopping off", () => {
+  let e = nextEarlyStops(undefined, { sha: 'a', stopped: true, audited: false, fine: false });
+  e = nextEarlyStops(e, { sha: 'a', stopped: true, audited: false, fine: false });
+  assert.deepEqual(e, { sha: 'a', inARow: 2, off: false });
+  // A run to the end that lost (the stops were right): counting starts again, stopping stays on.
+  assert.deepEqual(nextEarlyStops(e, { sha: 'a', stopped: false, audited: true, fine: false }), {
+    sha: 'a',
+    inARow: 0,
+    off: false,
+  });
+  // One that did not lose: the best's curves are not believed again.
+  const off = nextEarlyStops(e, { sha: 'a', stopped: false, audited: true, fine: true });
+  assert.deepEqual(off, { sha: 'a', inARow: 0, off: true });
+  assert.equal(nextEarlyStops(off, { sha: 'a', stopped: false, audited: false, fine: false }).off, true);
+  // Only an audited run turns it off; another best starts afresh.
+  assert.equal(nextEarlyStops(e, { sha: 'a', stopped: false, audited: false, fine: true }).off, false);
+  assert.deepEqual(nextEarlyStops(off, { sha: 'b', stopped: true, audited: false, fine: false }), {
+    sha: 'b',
+    inARow: 1,
+    off: false,
+  });
 });

@@ -236,10 +236,12 @@ test('buildContext: experiments proposed and not yet recorded are in flight, the
       instructionsOverride: null,
     });
     assert.deepEqual(
-      ctx.inFlight,
+      ctx.inFlight.map(({ experiment, description }) => ({ experiment, description })),
       [{ experiment: 2, description: 'WIDTH 8 -> 32' }],
       'recorded 1, the baseline, itself and other campaigns are not in flight',
     );
+    // With its files' tree: a proposal of the same files is not trained while it is.
+    assert.match(ctx.inFlight[0].tree, /^[0-9a-f]{40}$/);
     assert.match(renderContext(ctx), /# Experiments in flight \(proposed, not judged yet\)\n\n2\tWIDTH 8 -> 32\n/);
     assert.doesNotMatch(renderContext({ ...ctx, inFlight: [] }), /in flight/);
   } finally {

@@ -88,7 +88,7 @@ test('fork: a new campaign from a parent experiment, on the parent archive (its 
   try {
     const repo = await makeRepo();
     // Attempt keys: the fork's first proposal (attempt 0, width 16 again) is a no-op on its base and
-    // is proposed again (attempt 1): the parent's experiment 2 files, already trained there.
+    // is proposed again (attempt 1): the parent's experiment 2 files, discarded there.
     const c = await l.start(repo, {
       lookahead: 0,
       noise: { baselineRuns: 1 },
@@ -96,15 +96,15 @@ test('fork: a new campaign from a parent experiment, on the parent archive (its 
       proposer: plannedProposer({
         1: { WIDTH: 16, desc: 'wider' },
         '1/0': { WIDTH: 16, desc: 'wider' },
-        '1/1': { LEARNING_RATE: 0.2, desc: 'lower learning rate, on the fork' },
-        2: { LEARNING_RATE: 0.2, desc: 'lower learning rate' },
+        '1/1': { LEARNING_RATE: 0.9, desc: 'much higher learning rate, on the fork' },
+        2: { LEARNING_RATE: 0.9, desc: 'much higher learning rate' },
       }),
     });
     await c.result();
     const parent = experiments(c.campaignDir);
     assert.deepEqual(
       parent.map((r) => r.status),
-      ['keep', 'keep', 'keep'],
+      ['keep', 'keep', 'discard'],
     );
     const tag = `${c.tag}-fork`;
     const out = await promisify(execFile)(
@@ -124,7 +124,7 @@ test('fork: a new campaign from a parent experiment, on the parent archive (its 
     assert.match(proposalContext(started.campaignDir, 1, 1), new RegExp(`${c.tag}#2`));
     assert.match(
       fork[1].evidence,
-      new RegExp(`^the same files as experiment ${c.tag}#2 \\(keep [\\d.]+\\): its result`),
+      new RegExp(`^the same files as experiment ${c.tag}#2 \\(discard [\\d.]+\\): its result`),
     );
     assert.equal(fork[1].runs, 0);
     assert.equal(await readRef(repo, `refs/heads/${started.branch}`), parent[1].commit, 'the fork kept nothing new');

@@ -30,6 +30,11 @@ export function closeGroup(pool: Pool, g: Group): Pool {
   return g.n < 2 ? pool : { ss: pool.ss + groupSS(g), dof: pool.dof + g.n - 1 };
 }
 
+/** The pool without a group closed into it before (`closeGroup` undone). */
+export function reopenGroup(pool: Pool, g: Group): Pool {
+  return g.n < 2 ? pool : { ss: Math.max(0, pool.ss - groupSS(g)), dof: Math.max(0, pool.dof - (g.n - 1)) };
+}
+
 /** Run-to-run standard deviation from the pool and the open groups; null when nothing was repeated. */
 export function noiseSigma(pool: Pool, open: Group[] = []): number | null {
   const all = pooled(pool, open);
@@ -85,6 +90,20 @@ export interface StoppedEarly {
 
 /** How an experiment ended: judged on its runs, or stopped early. */
 export type Verdict = JudgementOf<'keep' | 'discard' | 'crash'> | StoppedEarly;
+
+/**
+ * The early stop's audit after a first run on best `sha`: a stop counts one more in a row; a run let
+ * through on purpose (`audited`) that did not lose (`fine`) turns stopping off on this best; any run to
+ * the end starts the count again. Another best starts afresh.
+ */
+export function nextEarlyStops(
+  prev: { sha: string; inARow: number; off: boolean } | undefined,
+  r: { sha: string; stopped: boolean; audited: boolean; fine: boolean },
+): { sha: string; inARow: number; off: boolean } {
+  const e = prev?.sha === r.sha ? prev : { sha: r.sha, inARow: 0, off: false };
+  if (r.stopped) return { ...e, inARow: e.inARow + 1 };
+  return { ...e, inARow: 0, off: e.off || (r.audited && r.fine) };
+}
 
 /** A first run stopped early (its outcome `stopped`): discarded on the early stop's evidence, no more runs. */
 export function judgeStopped(first: Pick<RunResult, 'reason'>): StoppedEarly {

@@ -184,8 +184,17 @@ async function propose(lab: Lab, c: Candidate, fix: CrashFix | null): Promise<Pr
 
 /** The candidate's first run, as the campaign's steps schedule it. */
 function firstRunOf(lab: Lab, c: Candidate): () => Promise<RunResult> {
-  return () =>
-    lab.steps.run({ experiment: c.experiment, run: 0, sha: c.sha, description: c.description, mayStop: true });
+  const order = () => ({ experiment: c.experiment, run: 0, sha: c.sha, description: c.description });
+  // (No async step added where the early stop is off: see the header.)
+  if (!lab.config.progress?.earlyStop) return () => lab.steps.run({ ...order(), mayStop: true });
+  return async () => {
+    const { state } = lab;
+    const mode = state.earlyStopMode();
+    const best = state.carry.best!.sha;
+    const r = await lab.steps.run({ ...order(), mayStop: mode === 'watch' });
+    state.noteFirstRun(best, r, mode === 'audit');
+    return r;
+  };
 }
 
 /**
@@ -285,7 +294,9 @@ function reused(lab: Lab, n: number, p: Extract<Proposal, { kind: 'duplicate' }>
   const s = lab.state.carry;
   s.experiments += 1;
   if (p.status === 'crash') s.crashes += 1;
-  lab.state.announce(`experiment ${n}: ${p.status} — the same files as experiment ${p.of}, its result reused`);
+  lab.state.announce(
+    `experiment ${n}: ${p.status} — ${p.evidence ?? `the same files as experiment ${p.of}, its result reused`}`,
+  );
 }
 
 /** A figure moved `credit` the better way (an ablation's slack); failed runs stay as they are. */

@@ -26,26 +26,43 @@ export async function promote(lab: Lab, kept: Promoted, replaced: Replaced): Pro
   const { config, state, steps, tag } = lab;
   const s = state.carry;
   const p = config.promote!;
+  // The keep's promoted runs, and the replaced best's unless its figure is known or being measured
+  // by another promotion (the keep's are scheduled first).
+  const mineRuns = promotedRuns(lab, kept, p.runs);
+  state.promoting.set(kept.sha, mineRuns.then(meanOf));
   const known = s.promoted?.[replaced.sha];
-  const [mine, theirs] = await Promise.all([
-    promotedRuns(lab, kept, p.runs),
-    known !== undefined ? null : promotedRuns(lab, { ...replaced, description: 'the best it replaced' }, p.runs),
+  const measuring = known === undefined ? state.promoting.get(replaced.sha) : undefined;
+  const theirsRuns =
+    known !== undefined || measuring
+      ? null
+      : promotedRuns(lab, { ...replaced, description: 'the best it replaced' }, p.runs);
+  const theirsFigure = theirsRuns?.then(meanOf);
+  if (theirsFigure) state.promoting.set(replaced.sha, theirsFigure);
+  const [mine, theirs, parent] = await Promise.all([
+    mineRuns,
+    theirsRuns,
+    known !== undefined ? known : (measuring ?? theirsFigure!),
   ]);
   const metric = meanOf(mine);
-  const parent = theirs ? meanOf(theirs) : known!;
   s.promoted = { ...s.promoted, [kept.sha]: metric, [replaced.sha]: parent };
   const dir = config.metric.direction;
-  const transfers = metric !== null && (parent === null || improvement(metric, parent, dir) > 0);
+  // No verdict when neither side gave a figure (the promoted fidelity itself fails: a setting to fix).
+  const transfers =
+    metric === null && parent === null
+      ? null
+      : metric !== null && (parent === null || improvement(metric, parent, dir) > 0);
   let evidence = verdictText({ name: config.metric.name, metric, parent, transfers });
   let reverted: string | null = null;
-  if (!transfers && p.gate) {
+  // Only a keep that is still the best goes back: one kept on top of it since builds on its change.
+  if (transfers === false && p.gate && s.best!.sha !== kept.sha)
+    evidence += `; not reverted: experiment ${s.best!.experiment} was kept on top of it since`;
+  else if (transfers === false && p.gate) {
     const revert = await steps.revertCommit({
       experiment: kept.experiment,
       keep: kept.sha,
       to: replaced.sha,
       evidence,
     });
-    // Only a keep that is still the best goes back: one kept on top of it since builds on its change.
     if (s.best!.sha === kept.sha) {
       state.revert(revert, replaced);
       s.promoted = { ...s.promoted, [revert]: parent };
@@ -92,8 +109,14 @@ function meanOf(runs: RunResult[]): number | null {
   return runs.reduce((a, r) => a + r.metric!, 0) / runs.length;
 }
 
-function verdictText(v: { name: string; metric: number | null; parent: number | null; transfers: boolean }): string {
+function verdictText(v: {
+  name: string;
+  metric: number | null;
+  parent: number | null;
+  transfers: boolean | null;
+}): string {
   const fig = (x: number | null) => (x === null ? 'a crash' : x.toFixed(6));
   const figures = `${v.name} ${fig(v.metric)} vs ${fig(v.parent)} for the best it replaced`;
-  return `${v.transfers ? 'transfers' : 'does not transfer'} at the promoted fidelity: ${figures}`;
+  const verdict = v.transfers === null ? 'no verdict (both failed)' : v.transfers ? 'transfers' : 'does not transfer';
+  return `${verdict} at the promoted fidelity: ${figures}`;
 }

@@ -13,14 +13,16 @@ import type {
   NoiseState,
   RunResult,
 } from '../common/shared';
-import { improvement, initialCarry, launchBlocked, mean, noiseSigma } from './decisions';
-import { adoptBest } from './judging';
+import { improvement, initialCarry, launchBlocked, mean, nextEarlyStops, noiseSigma, reopenGroup } from './decisions';
+import { adoptBest, sigma } from './judging';
 import { oneLine } from './records';
 import type { SteerInput } from './messages';
 
 const MAX_NOTES = 20;
 /** The best's curves kept for the early stop: enough to measure their spread, few enough for history. */
 const MAX_BEST_CURVES = 6;
+/** First runs stopped early in a row on one best before one is let through to the end as an audit. */
+const MAX_STOPS_IN_A_ROW = 3;
 const MAX_STEER_CHARS = 16_000;
 
 /** The best a keep replaced: its commit, experiment, and runs (their mean: `metric`). */
@@ -46,6 +48,8 @@ export interface Flight {
 export class WorkflowState {
   readonly carry: CampaignCarry;
   readonly flights = new Map<number, Flight>();
+  /** Promoted figures being measured, by commit: a second promotion waits for the first (config `promote`). */
+  readonly promoting = new Map<string, Promise<number | null>>();
   /** Instructions given by `nightlab steer --instructions`: passed on as input, not in the carry. */
   instructions: string | undefined;
 
@@ -94,12 +98,39 @@ export class WorkflowState {
   }
 
   /**
+   * Whether the next first run may be stopped early: `watch`; `audit` after MAX_STOPS_IN_A_ROW stops on
+   * this best (one run goes to the end, to check that the best's curves tell the truth); `off` once an
+   * audited run did not lose (curves that said it would are not believed again on this best).
+   */
+  earlyStopMode(): 'watch' | 'audit' | 'off' {
+    const e = this.carry.earlyStops;
+    if (!e || e.sha !== this.carry.best?.sha) return 'watch';
+    return e.off ? 'off' : e.inARow >= MAX_STOPS_IN_A_ROW ? 'audit' : 'watch';
+  }
+
+  /** Counts a first run on best `sha` for the audit: stopped, or run to the end (`audited`: let through on purpose). */
+  noteFirstRun(sha: string, r: Pick<RunResult, 'outcome' | 'metric'>, audited: boolean): void {
+    const s = this.carry;
+    const noise = this.noise();
+    // Not worse than the best by more than two sigmas: the stops before it were not to be trusted.
+    const fine =
+      noise !== null &&
+      noise.best.sha === sha &&
+      r.metric !== null &&
+      -improvement(r.metric, mean(noise.best.group), this.input.config.metric.direction) <= 2 * (sigma(noise) ?? 0);
+    s.earlyStops = nextEarlyStops(s.earlyStops, { sha, stopped: r.outcome === 'stopped', audited, fine });
+  }
+
+  /**
    * A keep that did not transfer is taken back (config promote.gate): `sha`, a commit with the files of
    * the best it replaced, is the best from now on, with that best's runs (they measured these files).
    */
   revert(sha: string, replaced: Replaced): void {
     const best = this.carry.best!;
-    adoptBest(this.noise()!, { sha, experiment: best.experiment, group: replaced.group, nextRun: best.nextRun });
+    const noise = this.noise()!;
+    // The replaced best's runs went into the pool when it was replaced: they are the best's own again.
+    noise.pool = reopenGroup(noise.pool, replaced.group);
+    adoptBest(noise, { sha, experiment: best.experiment, group: replaced.group, nextRun: best.nextRun });
     this.noteBestCurves(sha, []);
   }
 

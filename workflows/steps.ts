@@ -162,7 +162,8 @@ export class Steps {
 
   /** The record of a promotion: its runs' rows and the promotion row. */
   async recordPromotion(record: PromotionRecord, runs: RunRecord[]): Promise<void> {
-    const summary = `experiment ${record.experiment}: ${record.transfers ? 'transfers' : 'does not transfer'}`;
+    const verdict = record.transfers === null ? 'no verdict' : record.transfers ? 'transfers' : 'does not transfer';
+    const summary = `experiment ${record.experiment}: promoted, ${verdict}`;
     await cpu.recordPromotion.executeWithOptions({ summary }, [{ campaignDir: this.input.campaignDir, record, runs }]);
   }
 
