@@ -147,6 +147,8 @@ export async function reuseRecord(
   c: { sha: string; description: string; costUsd: number; of: IdeaEntry },
 ): Promise<ExperimentRecord> {
   const m = c.of;
+  // The reused experiment's own record (a fork's parent's is in another campaign): its memory and log.
+  const earlier = m.campaign ? undefined : experiments(args.campaignDir).find((r) => r.experiment === m.experiment);
   const best = experiments(args.campaignDir)
     .filter((r) => r.commit === args.parentSha)
     .at(-1);
@@ -163,13 +165,13 @@ export async function reuseRecord(
     metric: m.metric,
     bestBefore: bestMetric,
     delta: m.metric === null || bestMetric === null ? null : m.metric - bestMetric,
-    memoryGb: 0,
+    memoryGb: earlier?.memoryGb ?? 0,
     description: c.description,
     reason: evidence,
     evidence,
     runs: 0,
     seconds: 0,
-    logPath: '',
+    logPath: earlier?.logPath ?? '',
     host: '',
     slot: '',
     costUsd: c.costUsd,
