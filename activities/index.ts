@@ -112,8 +112,10 @@ export function createActivities(deps: ActivityDeps = {}) {
       const done = readLedger(args.campaignDir).find(
         (r) => r.kind === 'rejected' && r.experiment === args.experiment && r.attempt === args.attempt,
       );
-      if (done && done.kind === 'rejected')
-        return { kind: 'rejected', reason: done.reason, description: done.description, costUsd: 0 };
+      if (done && done.kind === 'rejected') {
+        const { reason, description, flagged } = done;
+        return { kind: 'rejected', reason, description, costUsd: 0, ...(flagged ? { flagged } : {}) };
+      }
 
       const codeSha = args.fix?.sha ?? args.parentSha;
       const ctx = await buildContext(args);
@@ -122,19 +124,18 @@ export function createActivities(deps: ActivityDeps = {}) {
         path.join(args.campaignDir, 'proposals', `${args.experiment}-${args.attempt}.context.md`),
         renderContext(ctx),
       );
-      const reject = (reason: string, description: string, costUsd: number, usage?: Proposal['usage']): Proposal => {
+      const reject = (
+        reason: string,
+        description: string,
+        costUsd: number,
+        usage?: Proposal['usage'],
+        flagged?: true,
+      ): Proposal => {
         reason = bounded(reason, MAX_REJECTION_CHARS);
-        appendRejection(args.campaignDir, {
-          tag: args.tag,
-          experiment: args.experiment,
-          attempt: args.attempt,
-          description,
-          reason,
-          costUsd,
-          usage,
-          at: new Date().toISOString(),
-        });
-        return { kind: 'rejected', reason, description, costUsd, usage };
+        const at = new Date().toISOString();
+        const row = { tag: args.tag, experiment: args.experiment, attempt: args.attempt, description, reason };
+        appendRejection(args.campaignDir, { ...row, costUsd, usage, at, ...(flagged ? { flagged } : {}) });
+        return { kind: 'rejected', reason, description, costUsd, usage, ...(flagged ? { flagged } : {}) };
       };
 
       // Now and then a move of the engine's own instead of the proposer's idea (config `search`).
@@ -186,13 +187,20 @@ export function createActivities(deps: ActivityDeps = {}) {
           description,
           costUsd,
           reply.usage,
+          true,
         );
       if (duplicate && 'near' in duplicate)
-        return reject(`a near duplicate: ${duplicate.near}; propose something else`, description, costUsd, reply.usage);
+        return reject(
+          `a near duplicate: ${duplicate.near}; propose something else`,
+          description,
+          costUsd,
+          reply.usage,
+          true,
+        );
       if (duplicate && 'crashed' in duplicate) {
         const m = duplicate.crashed;
         const why = `the same files as ${experimentName(m)}, which crashed (${m.description}); propose something else`;
-        return reject(why, description, costUsd, reply.usage);
+        return reject(why, description, costUsd, reply.usage, true);
       }
       if (duplicate) {
         const reuse = await reuseRecord(args, { sha, description, costUsd, of: duplicate.finished });

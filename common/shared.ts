@@ -198,7 +198,8 @@ export type Proposal =
       /** A candidate the engine made itself (config `search`), not the proposer. */
       move?: MoveFacts;
     }
-  | { kind: 'rejected'; reason: string; description: string; costUsd: number; usage?: TokenUsage }
+  // `flagged`: a duplicate sent back to the proposer, which says nothing of the proposer's health.
+  | { kind: 'rejected'; reason: string; description: string; costUsd: number; usage?: TokenUsage; flagged?: true }
   // Files an earlier experiment (`of`) trained: recorded with its result, no run.
   | {
       kind: 'duplicate';

@@ -23,6 +23,8 @@ export type LedgerRow =
       costUsd: number;
       at: string;
       usage?: unknown;
+      /** A duplicate flagged to the proposer (activities/search.ts), not a broken proposal. */
+      flagged?: true;
     };
 
 export function resultsHeader(metricName: string): string {

@@ -167,7 +167,8 @@ async function propose(lab: Lab, c: Candidate, fix: CrashFix | null): Promise<Pr
   }
   s.costUsd += p.costUsd;
   if (p.kind === 'rejected') {
-    s.rejectedInARow += 1;
+    // (A duplicate sent back is no sign of a proposer that needs a person: it does not count.)
+    if (!p.flagged) s.rejectedInARow += 1;
     s.statusMessage = `experiment ${c.experiment}: proposal rejected: ${p.reason}`;
     if (s.rejectedInARow >= MAX_REJECTED_IN_A_ROW) {
       s.paused = true;
