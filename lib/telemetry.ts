@@ -45,13 +45,19 @@ const countProposal: Count = (m, [args], ended, seconds) => {
   const tags = { campaign: (args as ProposeArgs).tag, kind: proposal?.kind ?? 'failed' };
   histogram(m, METRICS.proposalSeconds, 's').record(seconds, tags);
   if (proposal) histogram(m, METRICS.proposalCost, 'USD').record(Math.max(0, proposal.costUsd), tags);
+  // Files trained before: the proposal activity records the experiment itself, with the earlier result.
+  if (proposal?.kind === 'duplicate') experimentCounted(m, tags.campaign, proposal.status);
 };
+
+function experimentCounted(m: MetricMeter, campaign: string, decision: string): void {
+  const { name, help } = METRICS.experiments;
+  m.createCounter(name, 'experiments', help).add(1, { campaign, decision });
+}
 
 const countExperiment: Count = (m, [args], ended) => {
   if (!ended.ok) return; // not recorded: the workflow retries it
   const record = (args as { record: ExperimentRecord }).record;
-  const { name, help } = METRICS.experiments;
-  m.createCounter(name, 'experiments', help).add(1, { campaign: record.tag, decision: record.status });
+  experimentCounted(m, record.tag, record.status);
 };
 
 const countRun: Count = (m, [req], ended, seconds) => {

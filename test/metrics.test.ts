@@ -116,7 +116,9 @@ test(
         rows.map((r) => r.status),
         ['keep', 'crash', 'keep', 'discard'],
       );
-      assert.equal(total(o, 'nightlab_proposal_seconds_count', { kind: 'candidate' }), 3);
+      // Experiment 3 proposed the baseline's files: its result was reused (a duplicate), and counted as a discard.
+      assert.equal(total(o, 'nightlab_proposal_seconds_count', { kind: 'candidate' }), 2);
+      assert.equal(total(o, 'nightlab_proposal_seconds_count', { kind: 'duplicate' }), 1);
       assert.equal(total(o, 'nightlab_proposal_cost_usd_sum'), 0, 'planned proposals cost nothing');
       assert.ok(total(o, 'nightlab_queue_wait_seconds_count', { activityType: 'propose' }) >= 3);
 
