@@ -4,13 +4,12 @@ import { createPromotionActivities } from './promotion';
 import { duplicateOf, engineMove, reuseRecord } from './search';
 import { moveOf } from '../common/search';
 import { commitFacts, experimentName } from '../lib/ideas';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { CampaignConfig } from '../common/config';
 import {
   experimentRef,
-  type Decision,
   type ExperimentRecord,
   type MoveFacts,
   type ProposeArgs,

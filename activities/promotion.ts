@@ -1,7 +1,7 @@
 // Promotion's activities (config `promote`): the commit that takes back a keep that did not transfer,
 // and the promotion's records.
 import { experimentRef, type PromotionRecord, type RunRecord } from '../common/shared';
-import { commitMessage, commitTree, git, readRef, setRef } from '../lib/git';
+import { commitMessage, commitTree, readRef, setRef, treesOf } from '../lib/git';
 import { appendPromotion, appendRun } from '../lib/ledger';
 
 export function createPromotionActivities() {
@@ -20,10 +20,10 @@ export function createPromotionActivities() {
       message: string;
     }): Promise<string> {
       const ref = experimentRef(args.tag, args.experiment);
-      const tree = await treeOf(args.repo, args.to);
+      const [tree] = await treesOf(args.repo, [args.to]);
       const current = await readRef(args.repo, ref);
       if (current && current !== args.keep && (await commitMessage(args.repo, current)) === args.message) {
-        if ((await treeOf(args.repo, current)) === tree) return current;
+        if ((await treesOf(args.repo, [current]))[0] === tree) return current;
       }
       const sha = await commitTree(args.repo, tree, args.keep, args.message);
       await setRef(args.repo, ref, sha);
@@ -35,8 +35,4 @@ export function createPromotionActivities() {
       appendPromotion(args.campaignDir, args.record);
     },
   };
-}
-
-function treeOf(repo: string, sha: string): Promise<string> {
-  return git(repo).raw(['rev-parse', `${sha}^{tree}`]);
 }

@@ -205,7 +205,8 @@ function nearMissesOf(v: View): SearchFact[] {
   const inBest = new Set(v.present.map((p) => p.experiment));
   const latest = new Map<number, SearchFact>();
   for (const f of v.byExperiment.values()) {
-    if (f.status !== 'discard' || !(f.gain! > 0)) continue;
+    // A reused result (no run: the same files as an earlier experiment) is not a second near miss.
+    if (f.status !== 'discard' || !(f.gain! > 0) || f.runs === 0) continue;
     const move = moveOf(f.description);
     if (move && move.kind !== 'revisit') continue;
     const idea = move ? move.of[0] : f.experiment;

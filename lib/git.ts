@@ -78,6 +78,11 @@ export async function isGitRepo(dir: string): Promise<boolean> {
   }
 }
 
+/** The trees of commits, in one `git rev-parse`. */
+export async function treesOf(repo: string, commits: string[]): Promise<string[]> {
+  return (await git(repo).raw(['rev-parse', ...commits.map((c) => `${c}^{tree}`)])).split('\n');
+}
+
 export async function readRef(repo: string, ref: string): Promise<string | null> {
   try {
     return (await git(repo).raw(['rev-parse', '--verify', '--quiet', `${ref}^{commit}`])) || null;

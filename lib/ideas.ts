@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { IdeaEntry, SettingChange } from '../common/search';
 import { signed } from '../common/search';
-import { git, showFiles } from './git';
+import { git, showFiles, treesOf } from './git';
 import type { ExperimentRecord, IdeaFacts } from '../common/shared';
 import { readLedger, screeningRuns, type LedgerRow } from './ledger';
 
@@ -324,7 +324,7 @@ export function commitFacts(repo: string, commit: string, parent: string): Promi
 
 async function readCommitFacts(repo: string, commit: string, parent: string): Promise<CommitFacts> {
   const g = git(repo);
-  const [tree, parentTree] = (await g.raw(['rev-parse', `${commit}^{tree}`, `${parent}^{tree}`])).split('\n');
+  const [tree, parentTree] = await treesOf(repo, [commit, parent]);
   const diffArgs = ['diff', '--no-ext-diff', '--no-textconv', '--no-color', '--no-renames'];
   const files = (await g.text([...diffArgs, '--name-only', '-z', parent, commit])).split('\0').filter(Boolean);
   const diff = files.length ? await g.text([...diffArgs, '-U0', parent, commit]) : '';

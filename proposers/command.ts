@@ -18,7 +18,7 @@ import type { CampaignConfig } from '../common/config';
 import { git } from '../lib/git';
 import { confined, decideSandbox, type Mount } from '../lib/sandbox';
 import { CappedLog, bounded, privateDir, supervise } from '../lib/supervise';
-import { covers, diskId, listTree, removeAll, writeTree } from '../lib/tree';
+import { covers, diskId, removeAll, writeTree } from '../lib/tree';
 import { EGRESS_PORT, FORWARDER, startEgress, type Egress } from '../lib/egress';
 import { ProposalRejected, renderContext, type Proposer } from './context';
 

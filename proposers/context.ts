@@ -1,6 +1,5 @@
 // What a proposer sees, assembled from the ledger by one function: instructions, steering notes,
 // the files, a compact history and the best so far. Held-out figures and secrets never enter it.
-import type { CampaignConfig } from '../common/config';
 import type { ProposeArgs, TokenUsage } from '../common/shared';
 import { experimentRef } from '../common/shared';
 import { DEFAULT_SEARCH, plateauNote, type IdeaEntry } from '../common/search';

@@ -1,7 +1,6 @@
 // The campaign config: parsing, each problem named with what to do, presets, tags.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import YAML from 'yaml';
 import { checkTag, ConfigError, parseConfig, presetYaml, PRESETS } from '../common/config';
 import { QUADRATIC_CONFIG } from './helpers';

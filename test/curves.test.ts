@@ -4,11 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AUTORESEARCH_PROGRESS, ProgressReader, progressProblem, thinCurve } from '../common/curves';
-import { parseConfig, PRESETS } from '../common/config';
+import { parseConfig } from '../common/config';
 import { EARLY_STOP_DEFAULTS } from '../common/early-stop';
 import { experiments, readLedger } from '../lib/ledger';
 import { experimentCurves, experimentCurvesSvg } from '../client/curves';
-import { lab, makeRepo, plannedProposer, TINY_LM } from './helpers';
+import { lab, makeRepo, plannedProposer, TINY_LM, tinyLm } from './helpers';
 
 const SPEC = { pattern: AUTORESEARCH_PROGRESS, name: 'loss', direction: 'lower' as const };
 
@@ -51,10 +51,8 @@ test('tiny-lm: a clearly worse candidate is stopped early; the baseline and a so
   const l = await lab();
   try {
     const repo = await makeRepo(TINY_LM);
-    const preset = PRESETS['tiny-lm'];
     const c = await l.start(repo, {
-      ...preset,
-      run: { ...preset.run!, env: { TINYLM_TOKEN_BUDGET: '400000' } },
+      ...tinyLm(400_000),
       budget: { maxExperiments: 2, maxHours: null, maxCostUsd: null },
       proposer: plannedProposer({
         1: { LEARNING_RATE: 0.00002, desc: 'learning rate 50x lower' },

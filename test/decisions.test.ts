@@ -22,7 +22,6 @@ import {
   type NoisePolicy,
 } from '../workflows/decisions';
 import { parseConfig } from '../common/config';
-import { experiments } from '../lib/ledger';
 import type { NoiseState } from '../common/shared';
 
 const LOWER: NoisePolicy = {

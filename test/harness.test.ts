@@ -18,7 +18,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { bareGit, commitFiles, git, readRef, showFile } from '../lib/git';
-import { diskId, guardChanges, guardOf, listTree, wipeDir, writeTree } from '../lib/tree';
+import { diskId, guardChanges, guardOf, wipeDir, writeTree } from '../lib/tree';
 import { CappedLog, LOG_TAIL_BYTES, bounded, supervise } from '../lib/supervise';
 import { allows, startEgress } from '../lib/egress';
 import { confined, sandboxArgs, sandboxSupport } from '../lib/sandbox';

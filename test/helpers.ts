@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
 import type { Client } from '@temporalio/client';
 import { connectClient, connectWorker } from '../ops/connection';
-import { parseConfig, type CampaignConfigInput } from '../common/config';
+import { parseConfig, PRESETS, type CampaignConfigInput } from '../common/config';
 import type { CampaignSnapshot } from '../common/shared';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import { createGpuWorkers } from '../gpu-worker/worker';
@@ -28,6 +28,15 @@ export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const QUADRATIC = path.join(ROOT, 'test', 'fixtures', 'quadratic');
 export const TINY_LM = path.join(ROOT, 'examples', 'tiny-lm');
 export const ADDRESS = process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233';
+
+/**
+ * The tiny-lm preset on a smaller token budget: the same code, about 1.5 s per run at 300k characters
+ * instead of about 6 s at the preset's 1.2M.
+ */
+export function tinyLm(tokenBudget = 300_000): CampaignConfigInput {
+  const preset = PRESETS['tiny-lm'];
+  return { ...preset, run: { ...preset.run!, env: { TINYLM_TOKEN_BUDGET: String(tokenBudget) } } };
+}
 
 export function uniqueTag(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}${Math.floor(Math.random() * 1e4).toString(36)}`;

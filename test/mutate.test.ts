@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parseConfig } from '../common/config';
 import { findKnobs, mutateProposer, perturb, settingsIn } from '../proposers/mutate';
 import { buildContext, renderContext, type ProposerContext } from '../proposers/context';
-import { appendExperiment, experiments } from '../lib/ledger';
+import { appendExperiment } from '../lib/ledger';
 import { checkoutWorktree, commitWorktree, readRef, setRef } from '../lib/git';
 import { makeRepo, QUADRATIC_CONFIG, setLine, tempDir } from './helpers';
 

@@ -244,7 +244,6 @@ test('two campaigns share one fleet of GPU workers and both finish', async () =>
     assert.equal(sa.experiments, 4);
     assert.equal(sb.experiments, 4);
     for (const c of [a, b]) {
-      const slots = new Set(readLedger(c.campaignDir).flatMap((r) => (r.kind === 'run' ? [r.slot] : [])));
       const odd = readLedger(c.campaignDir).filter((r) => r.kind === 'run' && r.slot !== 'cpu0' && r.slot !== 'cpu1');
       assert.deepEqual(odd, [], `${c.tag} ran only on the shared slots`);
     }

@@ -1,7 +1,6 @@
 // Preflight against a real repository.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { preflight } from '../activities/preflight';
 
 test('preflight: no-op, locked file, file outside editable, Python syntax error are rejected; a valid edit passes', async () => {

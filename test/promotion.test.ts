@@ -7,11 +7,10 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { PRESETS } from '../common/config';
 import type { ResultRow } from '../client/results';
 import { experiments, readLedger, screeningRuns } from '../lib/ledger';
 import { git, readRef } from '../lib/git';
-import { ADDRESS, lab, makeRepo, plannedProposer, ROOT, TINY_LM } from './helpers';
+import { ADDRESS, lab, makeRepo, plannedProposer, ROOT, TINY_LM, tinyLm } from './helpers';
 
 async function cli(home: string, ...args: string[]): Promise<unknown> {
   const { stdout } = await promisify(execFile)(process.execPath, [path.join(ROOT, 'bin', 'nightlab.mjs'), ...args], {
@@ -24,11 +23,9 @@ test('tiny-lm: a keep is re-run at a larger budget beside the baseline; results 
   const l = await lab();
   try {
     const repo = await makeRepo(TINY_LM);
-    const preset = PRESETS['tiny-lm'];
     const c = await l.start(repo, {
-      ...preset,
       // Screening on a quarter of the characters; promoted on the whole budget.
-      run: { ...preset.run!, env: { TINYLM_TOKEN_BUDGET: '300000' } },
+      ...tinyLm(300_000),
       promote: { env: { TINYLM_TOKEN_BUDGET: '1200000' } },
       noise: { baselineRuns: 2 },
       budget: { maxExperiments: 1, maxHours: null, maxCostUsd: null },

@@ -215,7 +215,7 @@ interface Places {
   uvCache: string;
 }
 
-function trainingAttacks(p: Places, repo: string, campaignDir: string, ledgerFile: string): Attack[] {
+function trainingAttacks(p: Places, repo: string, ledgerFile: string): Attack[] {
   const [host, port] = ADDRESS.split(':');
   const noMarker = (text: string, where: string): [boolean, string] =>
     text.includes(MARKER) ? [false, `the held-out text is in ${where}`] : [true, `not in ${where}`];
@@ -919,7 +919,7 @@ export async function runRedTeam(
         const repo = await redteamRepo();
         const tag = `redteam-t-${Date.now().toString(36)}`;
         const campaignDir = path.join(l.home, 'campaigns', tag);
-        const attacks = trainingAttacks(places, repo, campaignDir, path.join(campaignDir, 'ledger.jsonl'));
+        const attacks = trainingAttacks(places, repo, path.join(campaignDir, 'ledger.jsonl'));
         // The forged proposal record for experiment 26: a commit that edits prepare.py, as an
         // attacker with write access to the campaign directory would leave it.
         const base = (await readRef(repo, 'HEAD'))!;

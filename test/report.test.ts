@@ -3,7 +3,7 @@
 // written, and the watch view. The report is kept under test-artifacts/report/ to be looked at.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { experiments, readLedger, type LedgerRow } from '../lib/ledger';
 import { chartData, chartSpec } from '../client/chart';

@@ -6,20 +6,17 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { PRESETS } from '../common/config';
 import { campaignWorkflowId } from '../common/shared';
 import { readRef } from '../lib/git';
 import { experiments, readLedger, screeningRuns } from '../lib/ledger';
-import { ADDRESS, lab, makeRepo, plannedProposer, proposalContext, ROOT, TINY_LM } from './helpers';
+import { ADDRESS, lab, makeRepo, plannedProposer, proposalContext, ROOT, TINY_LM, tinyLm } from './helpers';
 
 test('tiny-lm: a duplicate reuses its result; the engine combines two near misses and ablates a keep', async () => {
   const l = await lab();
   try {
     const repo = await makeRepo(TINY_LM);
-    const preset = PRESETS['tiny-lm'];
     const c = await l.start(repo, {
-      ...preset,
-      run: { ...preset.run!, env: { TINYLM_TOKEN_BUDGET: '300000' } },
+      ...tinyLm(300_000),
       // One run decides (the code is deterministic): gains under 0.02 are near misses, discarded.
       noise: { baselineRuns: 1 },
       keep: { minImprovement: 0.02 },

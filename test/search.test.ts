@@ -85,6 +85,12 @@ test('near misses: ideas in the best and those a later keep touched are left out
     nearMisses(facts, 'c3').map((f) => f.experiment),
     [2, 4],
   );
+  // A reused result (the same files proposed again: no run) is the earlier experiment, not a second near miss.
+  const reused = [...facts, fact(5, { gain: 0.004, parent: 'c3', runs: 0, sigma: null })];
+  assert.deepEqual(
+    nearMisses(reused, 'c3').map((f) => f.experiment),
+    [2, 4],
+  );
   // A kept combine brings its ideas into the best: they are no longer near misses.
   const combined = [...facts, fact(5, { status: 'keep', gain: 0.01, parent: 'c3', description: 'combine #2 + #4: x' })];
   assert.deepEqual(nearMisses(combined, 'c5'), []);

@@ -2,22 +2,18 @@
 // runs it, with the test-sized token budget: the results parse with autoresearch's header.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PRESETS } from '../common/config';
 import { experiments, readResultsTsv } from '../lib/ledger';
 import { readRef } from '../lib/git';
-import { lab, makeRepo, TINY_LM } from './helpers';
+import { lab, makeRepo, TINY_LM, tinyLm } from './helpers';
 
 test('tiny-lm: baseline and experiments with the offline proposer; the branch ends at the best kept commit', async () => {
   const l = await lab();
   try {
     const repo = await makeRepo(TINY_LM);
-    const preset = PRESETS['tiny-lm'];
     const c = await l.start(repo, {
-      ...preset,
+      ...tinyLm(),
       proposer: { kind: 'mutate', seed: 0 },
       budget: { maxExperiments: 4, maxHours: null, maxCostUsd: null },
-      // About 1.5 s per run instead of about 6 s: the same code, a smaller token budget.
-      run: { ...preset.run!, env: { TINYLM_TOKEN_BUDGET: '300000' } },
     });
     const s = await c.result();
     assert.equal(s.state, 'completed');
