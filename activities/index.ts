@@ -1,7 +1,7 @@
 // The orchestrator's activities (CPU work beside the workflow): propose, record, move the branch.
 // They come from a factory taking their collaborators, so tests pass real ones in.
 import { createPromotionActivities } from './promotion';
-import { duplicateOf, engineMove, reuseRecord } from './search';
+import { duplicateOf, engineMove, fallbackMove, reuseRecord } from './search';
 import { moveOf } from '../common/search';
 import { commitFacts, experimentName } from '../lib/ideas';
 import { existsSync, readFileSync } from 'node:fs';
@@ -202,6 +202,10 @@ export function createActivities(deps: ActivityDeps = {}) {
         return reject(why, description, costUsd, reply.usage, true);
       }
       if (duplicate) {
+        // The proposer has nothing new on this best: a move of the engine's own if one can be made, else the result reused.
+        const why = `the proposal (${bounded(description, 200)}) had the same files as ${experimentName(duplicate.finished)}`;
+        const moved = await fallbackMove(args, ctx, why);
+        if (moved) return propose({ ...moved, costUsd, usage: reply.usage });
         const reuse = await reuseRecord(args, { sha, description, costUsd, of: duplicate.finished });
         const proposal = await propose({ sha, description, costUsd, usage: reply.usage, reuse });
         await recordReuse(args, reuse);

@@ -3,7 +3,16 @@
 // for files already trained. Exact duplicates of a finished experiment reuse its result; duplicates of
 // one still in flight, and the same settings on the same best, are sent back to the proposer.
 import path from 'node:path';
-import { chooseMove, nearDuplicate, sameTree, type IdeaEntry, type MoveKind } from '../common/search';
+import {
+  chooseMove,
+  fallbackMoves,
+  FALLBACK_TRIES,
+  nearDuplicate,
+  sameTree,
+  type IdeaEntry,
+  type Move,
+  type MoveKind,
+} from '../common/search';
 import type { ExperimentRecord, MoveFacts, ProposeArgs } from '../common/shared';
 import {
   applyChange,
@@ -36,17 +45,42 @@ export interface MovedCandidate {
 export async function engineMove(args: ProposeArgs, ctx: ProposerContext): Promise<MovedCandidate | null> {
   const settings = args.config.search;
   if (!settings || args.fix || !ctx.archive) return null;
-  const { entries } = ctx.archive;
-  const move = chooseMove(entries, {
+  const move = chooseMove(ctx.archive.entries, {
     best: args.parentSha,
     experiment: args.experiment,
     seed: args.config.proposer.seed,
     settings,
   });
-  if (move.kind === 'proposer') return null;
+  return move.kind === 'proposer' ? null : makeMove(args, ctx, move);
+}
+
+/**
+ * A move in place of a proposal whose files were trained before (the proposer has nothing new on
+ * this best): the first of the possible moves, whatever the shares, that git can make. Null: none
+ * (the earlier result is reused). `why` says what the proposal repeated; it leads the move's evidence.
+ */
+export async function fallbackMove(
+  args: ProposeArgs,
+  ctx: ProposerContext,
+  why: string,
+): Promise<MovedCandidate | null> {
+  if (!args.config.search || args.fix || !ctx.archive) return null;
+  for (const move of fallbackMoves(ctx.archive.entries, args.parentSha, FALLBACK_TRIES)) {
+    if (move.kind === 'proposer') continue;
+    const made = await makeMove(args, ctx, { ...move, evidence: `${why}; instead: ${move.evidence}` });
+    if (made) return made;
+  }
+  return null;
+}
+
+/** The move's candidate, held to what the proposer's edits are held to (preflight) and never a duplicate. */
+async function makeMove(
+  args: ProposeArgs,
+  ctx: ProposerContext,
+  move: Extract<Move, { of: number[] }>,
+): Promise<MovedCandidate | null> {
   const message = `${move.description}\n\n${move.evidence}\n\nNightlab campaign ${args.tag}, experiment ${args.experiment}`;
-  const sha = await buildMove(args, { kind: move.kind, of: move.of }, entries, message);
-  // Held to what the proposer's edits are held to (preflight), and never a duplicate: else the proposer's turn.
+  const sha = await buildMove(args, { kind: move.kind, of: move.of }, ctx.archive?.entries ?? [], message);
   if (!sha || (await duplicateOf(args, ctx, sha))) return null;
   const editable = args.config.editable;
   const files = Object.fromEntries((await showFiles(args.repo, sha, editable)).map((c, i) => [editable[i], c ?? '']));

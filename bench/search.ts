@@ -21,7 +21,9 @@
 //                     duplicates (nearDuplicate) and a tree already trained is not trained again
 //                     (sameTree: the experiment reuses the result, 0 runs);
 //   nightlab+moves:   also the engine's moves (chooseMove, default `search:` settings): combine,
-//                     ablate (judged with its slack: kept when no worse), revisit.
+//                     ablate (judged with its slack: kept when no worse), revisit; and, as the
+//                     engine does, a move in place of a proposal trained before (fallbackMoves, the
+//                     first that applies), the result reused only when no move can be made.
 // Per strategy, proposer and budget (50, 100, 300 experiments): the final best's true regret (its
 // true metric minus the optimum, found by trying all 3^8 settings; mean and p90, in noise sigmas),
 // GPU runs spent on duplicates (candidates whose settings were trained before, per campaign), runs
@@ -34,7 +36,8 @@ import {
   chooseMove,
   ablateCredit,
   DEFAULT_SEARCH,
-  fallbackMove,
+  fallbackMoves,
+  FALLBACK_TRIES,
   nearDuplicate,
   sameTree,
   type IdeaEntry,
@@ -268,7 +271,8 @@ async function campaign(strategy: Strategy, kind: ProposerKind, l: Landscape, se
         refused: (cs: Change[]) => sameTree(tree(applied(best, cs)!), entries) !== null,
       };
       const proposed = proposal(kind, best, u, ideas, archive ? check : undefined);
-      if (moves && check.refused(proposed)) made = moveOn(best, fallbackMove(facts, bestId));
+      if (moves && check.refused(proposed))
+        for (const m of fallbackMoves(facts, bestId, FALLBACK_TRIES)) if ((made = moveOn(best, m))) break;
       made ??= { move: null, changes: proposed, candidate: applied(best, proposed)! };
     }
     const { move, changes, candidate } = made;

@@ -2,11 +2,12 @@
 // that keep a GPU from training what it already trained. Workflow-safe (no Node built-ins, no
 // clock, no Math.random): the workflow, lib/ideas.ts (the idea archive) and bench/search.ts call
 // the same functions. Three moves of the engine's own, each an experiment with its own evidence:
-//   combine(a, b): two discards that each looked better inside the noise, tried together on the best;
+//   combine(a, b): two discards inside the noise (near misses, or a little worse), tried together on the best;
 //   ablate(k):     a kept change removed again, kept out when the campaign is no worse without it;
 //   revisit(d):    a promising discard tried again after the best moved.
 // A plateau (no keep in `plateau` experiments) multiplies the shares of combine and ablate and
-// tells the proposer so, with the near misses.
+// tells the proposer so, with the near misses. A proposal of files trained before gives its turn to
+// a move whatever the shares (fallbackMoves): the proposer has nothing new on this best.
 import type { Decision } from './shared';
 
 export type MoveKind = 'combine' | 'ablate' | 'revisit';
@@ -26,9 +27,9 @@ export interface SearchSettings {
 }
 
 export const DEFAULT_SEARCH: SearchSettings = {
-  combine: 0.1,
+  combine: 0.2,
   ablate: 0.05,
-  revisit: 0.05,
+  revisit: 0.1,
   plateau: 15,
   plateauBoost: 3,
   ablateSlack: 0,
@@ -38,8 +39,16 @@ export const DEFAULT_SEARCH: SearchSettings = {
 const MAX_SHARE = 0.9;
 /** Near misses considered for a combine (the strongest): pairs grow as the square. */
 const COMBINE_POOL = 8;
+/**
+ * A combine also pairs discards that looked worse, down to this many standard errors: each half of
+ * a pair of changes that only helps together looks like nothing alone, and on one run it is as
+ * likely to look a little worse as a little better (measured in bench:search).
+ */
+const COMBINE_WITHIN = 2;
 /** Times one idea is revisited or one kept change ablated, each on another best. */
 const MAX_TRIES = 2;
+/** Moves tried in turn for a proposal trained before, until git can make one (each try is a merge). */
+export const FALLBACK_TRIES = 8;
 /** Near misses a plateau note lists. */
 const NOTE_NEAR_MISSES = 8;
 
@@ -201,12 +210,14 @@ export function nearMisses(facts: SearchFact[], best: string): SearchFact[] {
   return nearMissesOf(view(facts, best));
 }
 
-function nearMissesOf(v: View): SearchFact[] {
+/** Near misses; with `within`, also discards that looked worse by less than that many standard errors. */
+function nearMissesOf(v: View, within = 0): SearchFact[] {
   const inBest = new Set(v.present.map((p) => p.experiment));
+  const inside = (f: SearchFact) => f.gain! > 0 || (within > 0 && !!f.sigma && strength(f) > -within);
   const latest = new Map<number, SearchFact>();
   for (const f of v.byExperiment.values()) {
     // A reused result (no run: the same files as an earlier experiment) is not a second near miss.
-    if (f.status !== 'discard' || !(f.gain! > 0) || f.runs === 0) continue;
+    if (f.status !== 'discard' || f.gain === null || !inside(f) || f.runs === 0) continue;
     const move = moveOf(f.description);
     if (move && move.kind !== 'revisit') continue;
     const idea = move ? move.of[0] : f.experiment;
@@ -228,29 +239,35 @@ function ideaOf(f: SearchFact): number {
 const describe = (f: SearchFact) =>
   `#${ideaOf(f)} (${f.description.replace(/^revisit #\d+: /, '')}: ${f.gain === null ? 'no figure' : signed(f.gain)} over ${f.runs} run${f.runs === 1 ? '' : 's'}${f.sigma ? `, ${strength(f).toFixed(1)} standard errors` : ''})`;
 
-function combineMove(v: View, best: string): Move | null {
-  const pool = nearMissesOf(v).slice(0, COMBINE_POOL);
+/** Untried pairs of near misses (the `size` strongest) that change different settings, strongest first. */
+function combineMoves(v: View, best: string, size: number): Move[] {
+  const pool = nearMissesOf(v, COMBINE_WITHIN).slice(0, size);
   const tried = new Set(v.moves.filter((m) => m.kind === 'combine').map((m) => [...m.of].sort().join('+')));
-  let pick: [SearchFact, SearchFact] | null = null;
+  const pairs: [SearchFact, SearchFact][] = [];
   for (let i = 0; i < pool.length; i++)
     for (let j = i + 1; j < pool.length; j++) {
       const [a, b] = [pool[i], pool[j]];
       if (a.touches.some((t) => b.touches.includes(t))) continue;
       if (tried.has([ideaOf(a), ideaOf(b)].sort().join('+'))) continue;
-      if (!pick || strength(a) + strength(b) > strength(pick[0]) + strength(pick[1])) pick = [a, b];
+      pairs.push([a, b]);
     }
-  if (!pick) return null;
-  const [a, b] = pick.sort((x, y) => ideaOf(x) - ideaOf(y));
-  const text = (f: SearchFact) => f.description.replace(/^revisit #\d+: /, '');
-  return {
-    kind: 'combine',
-    of: [ideaOf(a), ideaOf(b)],
-    description: `combine #${ideaOf(a)} + #${ideaOf(b)}: ${text(a)} + ${text(b)}`,
-    evidence: `each looked better than the best of its time inside the noise: ${describe(a)}, ${describe(b)}; tried together on best ${best.slice(0, 7)}`,
-  };
+  const score = ([a, b]: [SearchFact, SearchFact]) => strength(a) + strength(b);
+  return pairs
+    .sort((x, y) => score(y) - score(x))
+    .map(([x, y]) => {
+      const [a, b] = [x, y].sort((p, q) => ideaOf(p) - ideaOf(q));
+      const text = (f: SearchFact) => f.description.replace(/^revisit #\d+: /, '');
+      return {
+        kind: 'combine',
+        of: [ideaOf(a), ideaOf(b)],
+        description: `combine #${ideaOf(a)} + #${ideaOf(b)}: ${text(a)} + ${text(b)}`,
+        evidence: `each inside the noise of the best of its time: ${describe(a)}, ${describe(b)}; tried together on best ${best.slice(0, 7)}`,
+      };
+    });
 }
 
-function ablateMove(v: View, best: string): Move | null {
+/** Kept changes with others kept after them, not tried out on this best, weakest first. */
+function ablateMoves(v: View, best: string): Move[] {
   // Only a change with others kept after it: the question is whether it still helps beside them.
   const tries = (n: number) => v.moves.filter((m) => m.kind === 'ablate' && m.of[0] === n);
   const inBest = (k: SearchFact) => {
@@ -259,34 +276,36 @@ function ablateMove(v: View, best: string): Move | null {
       move?.kind !== 'ablate' && (move?.of ?? [k.experiment]).every((n) => v.present.some((p) => p.experiment === n))
     );
   };
-  const candidates = v.chain
+  return v.chain
     .slice(0, -1)
     .filter((k) => k.gain !== null && inBest(k))
     .filter((k) => tries(k.experiment).length < MAX_TRIES && !tries(k.experiment).some((m) => m.parent === best))
-    .sort((a, b) => strength(a) - strength(b) || a.experiment - b.experiment);
-  const k = candidates[0];
-  if (!k) return null;
-  const later = v.chain.filter((c) => c.experiment > k.experiment).length;
-  return {
-    kind: 'ablate',
-    of: [k.experiment],
-    description: `ablate #${k.experiment}: without ${k.description}`,
-    evidence: `kept with ${signed(k.gain!)} over ${k.runs} run${k.runs === 1 ? '' : 's'}; ${later} change${later === 1 ? '' : 's'} kept since; kept out if no worse without it (simpler is better)`,
-  };
+    .sort((a, b) => strength(a) - strength(b) || a.experiment - b.experiment)
+    .map((k) => {
+      const later = v.chain.filter((c) => c.experiment > k.experiment).length;
+      return {
+        kind: 'ablate',
+        of: [k.experiment],
+        description: `ablate #${k.experiment}: without ${k.description}`,
+        evidence: `kept with ${signed(k.gain!)} over ${k.runs} run${k.runs === 1 ? '' : 's'}; ${later} change${later === 1 ? '' : 's'} kept since; kept out if no worse without it (simpler is better)`,
+      };
+    });
 }
 
-function revisitMove(v: View, best: string): Move | null {
+/** Near misses judged on another best, not revisited on this one, strongest first. */
+function revisitMoves(v: View, best: string): Move[] {
   const tries = (n: number) => v.moves.filter((m) => m.kind === 'revisit' && m.of[0] === n);
-  const d = nearMissesOf(v).find(
-    (f) => f.parent !== best && tries(ideaOf(f)).length < MAX_TRIES && !tries(ideaOf(f)).some((m) => m.parent === best),
-  );
-  if (!d) return null;
-  return {
-    kind: 'revisit',
-    of: [ideaOf(d)],
-    description: `revisit #${ideaOf(d)}: ${d.description.replace(/^revisit #\d+: /, '')}`,
-    evidence: `looked better inside the noise: ${describe(d)}; the best has moved since, to ${best.slice(0, 7)}`,
-  };
+  return nearMissesOf(v)
+    .filter(
+      (f) =>
+        f.parent !== best && tries(ideaOf(f)).length < MAX_TRIES && !tries(ideaOf(f)).some((m) => m.parent === best),
+    )
+    .map((d) => ({
+      kind: 'revisit',
+      of: [ideaOf(d)],
+      description: `revisit #${ideaOf(d)}: ${d.description.replace(/^revisit #\d+: /, '')}`,
+      evidence: `looked better inside the noise: ${describe(d)}; the best has moved since, to ${best.slice(0, 7)}`,
+    }));
 }
 
 /**
@@ -306,11 +325,15 @@ export function chooseMove(
   const total = shares.combine + shares.ablate + shares.revisit;
   const scale = total > MAX_SHARE ? MAX_SHARE / total : 1;
   let u = seededRandom('search', o.seed, o.experiment)();
-  const make = { combine: combineMove, ablate: ablateMove, revisit: revisitMove };
+  const make = {
+    combine: () => combineMoves(v, o.best, COMBINE_POOL),
+    ablate: () => ablateMoves(v, o.best),
+    revisit: () => revisitMoves(v, o.best),
+  };
   for (const kind of ['combine', 'ablate', 'revisit'] as const) {
     u -= shares[kind] * scale;
     if (u < 0) {
-      const move = make[kind](v, o.best);
+      const [move] = make[kind]();
       if (move) return move;
       break;
     }
@@ -319,12 +342,14 @@ export function chooseMove(
 }
 
 /**
- * A move whatever the shares, the first possible of combine, ablate and revisit: for an experiment
- * whose proposals were all trained before (the proposer has nothing new on this best). Null: none.
+ * Moves whatever the shares, in the order to try them (combines of any two near misses, then
+ * ablations, then revisits), at most `most`: for an experiment whose proposal was trained before
+ * (the proposer has nothing new on this best). The caller takes the first that git can make.
  */
-export function fallbackMove(facts: SearchFact[], best: string): Move | null {
+export function fallbackMoves(facts: SearchFact[], best: string, most: number): Move[] {
   const v = view(facts, best);
-  return combineMove(v, best) ?? ablateMove(v, best) ?? revisitMove(v, best);
+  // Every pair is open, not only the strongest few: the proposer's ideas are used up on this best.
+  return [...combineMoves(v, best, Infinity), ...ablateMoves(v, best), ...revisitMoves(v, best)].slice(0, most);
 }
 
 /** What tells the proposer it is on a plateau, with the near misses; null when it is not on one. */

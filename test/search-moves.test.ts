@@ -1,6 +1,7 @@
 // The search on the real tiny-lm target, and forks: a proposal of files already trained reuses the earlier
-// result (no run), and the engine makes experiments of its own: a combine of two near misses and an
-// ablation of a kept change, each recorded with what it is made of and why.
+// result (no run) or, when a move can be made, gives its turn to one; and the engine makes experiments of
+// its own: a combine of two near misses and an ablation of a kept change, each recorded with what it is
+// made of and why.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -11,7 +12,7 @@ import { readRef } from '../lib/git';
 import { experiments, readLedger, screeningRuns } from '../lib/ledger';
 import { ADDRESS, lab, makeRepo, plannedProposer, proposalContext, ROOT, TINY_LM, tinyLm } from './helpers';
 
-test('tiny-lm: a duplicate reuses its result; the engine combines two near misses and ablates a keep', async () => {
+test('tiny-lm: a duplicate reuses its result, or a move is made instead; the engine combines two near misses and ablates a keep', async () => {
   const l = await lab();
   try {
     const repo = await makeRepo(TINY_LM);
@@ -21,18 +22,19 @@ test('tiny-lm: a duplicate reuses its result; the engine combines two near misse
       noise: { baselineRuns: 1 },
       keep: { minImprovement: 0.02 },
       lookahead: 0,
-      budget: { maxExperiments: 7, maxHours: null, maxCostUsd: null },
+      budget: { maxExperiments: 8, maxHours: null, maxCostUsd: null },
       // Seed 20 draws the proposer for experiments 3-5, a combine for 6 and an ablation for 7.
       search: { combine: 0.45, ablate: 0.45, revisit: 0 },
       proposer: {
         ...plannedProposer({
           1: { WEIGHT_DECAY: 0.0, desc: 'no weight decay' },
-          2: { INIT_SCALE: 0.9, desc: 'smaller init' },
-          3: { WEIGHT_DECAY: 0.0, desc: 'no weight decay, again' },
+          2: { WEIGHT_DECAY: 0.0, desc: 'no weight decay, again' },
+          3: { INIT_SCALE: 0.9, desc: 'smaller init' },
           4: { LEARNING_RATE: 0.003, desc: 'learning rate 3x' },
           5: { HIDDEN_DIM: 96, desc: 'wider hidden layer' },
           6: { EMBED_DIM: 10, desc: 'unused: a move' },
           7: { EMBED_DIM: 12, desc: 'unused: a move' },
+          8: { LEARNING_RATE: 0.001, desc: 'learning rate back to 0.001' },
         }),
         seed: 20,
       },
@@ -43,34 +45,51 @@ test('tiny-lm: a duplicate reuses its result; the engine combines two near misse
     const show = rows.map((r) => `${r.experiment} ${r.status} ${r.description}: ${r.evidence}`).join('\n');
     const row = (n: number) => rows.find((r) => r.experiment === n)!;
     assert.deepEqual(
-      [1, 2, 4, 5].map((n) => row(n).status),
+      [1, 3, 4, 5].map((n) => row(n).status),
       ['discard', 'discard', 'keep', 'keep'],
       show,
     );
-    assert.ok(row(1).delta! < 0 && row(2).delta! < 0, `near misses: better, not by 0.02\n${show}`);
+    assert.ok(row(1).delta! < 0 && row(3).delta! < 0, `near misses: better, not by 0.02\n${show}`);
 
-    // Experiment 3 proposed experiment 1's files again: its result, reused, and no GPU run.
-    assert.equal(row(3).duplicateOf, 1, show);
-    assert.equal(row(3).runs, 0);
-    assert.equal(row(3).metric, row(1).metric);
-    assert.match(row(3).evidence, /^the same files as experiment 1 \(discard [\d.]+\): its result reused, no run$/);
+    // Experiment 2 proposed experiment 1's files again, when no move could be made instead (one near
+    // miss, nothing kept yet): its result, reused, and no GPU run.
+    assert.equal(row(2).duplicateOf, 1, show);
+    assert.equal(row(2).runs, 0);
+    assert.equal(row(2).metric, row(1).metric);
+    assert.match(row(2).evidence, /^the same files as experiment 1 \(discard [\d.]+\): its result reused, no run$/);
     const ledger = readLedger(c.campaignDir);
-    assert.equal(screeningRuns(ledger).filter((r) => r.experiment === 3).length, 0, 'no GPU time');
+    assert.equal(screeningRuns(ledger).filter((r) => r.experiment === 2).length, 0, 'no GPU time');
 
     // The engine's own moves, in place of the proposer, each saying what it is made of and why.
     assert.deepEqual(
       row(6).move && { kind: row(6).move!.kind, of: row(6).move!.of },
-      { kind: 'combine', of: [1, 2] },
+      { kind: 'combine', of: [1, 3] },
       show,
     );
-    assert.match(row(6).description, /^combine #1 \+ #2: no weight decay \+ smaller init$/);
-    assert.match(row(6).move!.evidence, /looked better than the best of its time inside the noise/);
+    assert.match(row(6).description, /^combine #1 \+ #3: no weight decay \+ smaller init$/);
+    assert.match(
+      row(6).move!.evidence,
+      /^each inside the noise of the best of its time: #1 \(no weight decay: \+0\.00515/,
+    );
     assert.deepEqual(
       row(7).move && { kind: row(7).move!.kind, of: row(7).move!.of },
       { kind: 'ablate', of: [4] },
       show,
     );
     assert.match(row(7).description, /^ablate #4: without learning rate 3x$/);
+    // Experiment 8 proposed experiment 7's files again (the learning rate back): a move was possible,
+    // so the engine made one instead of reusing the result, and says why.
+    assert.deepEqual(
+      row(8).move && { kind: row(8).move!.kind, of: row(8).move!.of },
+      { kind: 'revisit', of: [1] },
+      show,
+    );
+    assert.equal(row(8).duplicateOf, undefined);
+    assert.ok(row(8).runs >= 1);
+    assert.match(
+      row(8).move!.evidence,
+      /^the proposal \(learning rate back to 0\.001\) had the same files as experiment 7; instead: looked better inside the noise: #1 /,
+    );
     // Each recorded with its idea: the settings it changed, old -> new.
     const settings = (n: number) => row(n).idea!.settings.map((x) => `${x.name} ${x.from} -> ${x.to}`);
     assert.deepEqual(settings(6), ['WEIGHT_DECAY 0.01 -> 0', 'INIT_SCALE 1.0 -> 0.9']);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import {
   chooseMove,
   DEFAULT_SEARCH,
-  fallbackMove,
+  fallbackMoves,
   moveOf,
   nearDuplicate,
   nearMisses,
@@ -206,8 +206,19 @@ test('duplicates: the same tree, and the same settings to the same values on the
   assert.equal(moveOf('LR 0.04 -> 0.05'), null);
 });
 
-test('fallbackMove: a possible move whatever the shares, or none', () => {
-  const facts = [BASELINE, fact(1, { gain: 0.004 }), fact(2, { gain: 0.003 })];
-  assert.deepEqual(made(fallbackMove(facts, 'c0')!).of, [1, 2]);
-  assert.equal(fallbackMove(facts.slice(0, 2), 'c0'), null);
+test('fallbackMoves: every possible move whatever the shares, in the order to try them, or none', () => {
+  const facts = [
+    BASELINE,
+    fact(1, { gain: 0.004 }),
+    fact(2, { gain: 0.003 }),
+    fact(3, { gain: -0.015 }), // looked worse, inside 2 standard errors: one half of a pair that only helps together
+    fact(4, { gain: -0.03 }), // clearly worse: never combined
+  ];
+  const pairs = fallbackMoves(facts, 'c0', 8).map((m) => made(m).of.join('+'));
+  assert.deepEqual(pairs, ['1+2', '1+3', '2+3']);
+  assert.deepEqual(
+    fallbackMoves(facts, 'c0', 2).map((m) => made(m).of.join('+')),
+    ['1+2', '1+3'],
+  );
+  assert.deepEqual(fallbackMoves(facts.slice(0, 2), 'c0', 8), []);
 });
