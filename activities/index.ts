@@ -27,6 +27,7 @@ import {
   compareAndSwapRef,
   git,
   mergeChange,
+  oneAtATime,
   readRef,
   removeWorktree,
   setRef,
@@ -41,6 +42,24 @@ import { readRecords } from './records';
 import { moveToCurrentVersion } from './versioning';
 
 const PROPOSE_HEARTBEAT_MS = 20_000;
+/**
+ * The engine's moves are built, checked against the trained and in-flight files, and claimed (their
+ * ref set) one at a time per campaign: two slots must not make the same move at once.
+ */
+const movesQueue = oneAtATime();
+
+/** Runs `fn` while heartbeating, so that a long proposal (or the work after it) is not timed out. */
+async function heartbeating<T>(args: ProposeArgs, fn: () => Promise<T>): Promise<T> {
+  const beat = setInterval(
+    () => Context.current().heartbeat({ experiment: args.experiment, attempt: args.attempt }),
+    PROPOSE_HEARTBEAT_MS,
+  );
+  try {
+    return await fn();
+  } finally {
+    clearInterval(beat);
+  }
+}
 
 export interface ActivityDeps {
   /** Proposers by kind; `mutate` and `command` are built in, `anthropic` is added by the worker. */
@@ -138,22 +157,21 @@ export function createActivities(deps: ActivityDeps = {}) {
       };
 
       // Now and then a move of the engine's own instead of the proposer's idea (config `search`).
-      const moved = await engineMove(args, ctx);
-      if (moved) return propose({ ...moved, costUsd: 0 });
+      const moved = await movesQueue(args.campaignDir, async () => {
+        const m = await engineMove(args, ctx);
+        return m && propose({ ...m, costUsd: 0 });
+      });
+      if (moved) return moved;
 
       let reply;
-      // An agent may think for many minutes; heartbeats keep a live proposal from being timed out.
-      const beat = setInterval(
-        () => Context.current().heartbeat({ experiment: args.experiment, attempt: args.attempt }),
-        PROPOSE_HEARTBEAT_MS,
-      );
       try {
-        reply = await proposerFor(args.config, args.campaignDir, args.repo)(ctx, Context.current().cancellationSignal);
+        // An agent may think for many minutes; heartbeats keep a live proposal from being timed out.
+        reply = await heartbeating(args, () =>
+          proposerFor(args.config, args.campaignDir, args.repo)(ctx, Context.current().cancellationSignal),
+        );
       } catch (err) {
         if (err instanceof ProposalRejected) return reject(err.message, '', err.costUsd, err.usage);
         throw err;
-      } finally {
-        clearInterval(beat);
       }
       // A move's prefix (`ablate #3: ...`) is the engine's word: a proposer's description never passes for one.
       const said = cleanDescription(reply.description) || 'unnamed proposal';
@@ -204,8 +222,15 @@ export function createActivities(deps: ActivityDeps = {}) {
       if (duplicate) {
         // The proposer has nothing new on this best: a move of the engine's own if one can be made, else the result reused.
         const why = `the proposal (${bounded(description, 200)}) had the same files as ${experimentName(duplicate.finished)}`;
-        const moved = await fallbackMove(args, ctx, why);
-        if (moved) return propose({ ...moved, costUsd, usage: reply.usage });
+        const { usage } = reply;
+        const moved = await heartbeating(args, () =>
+          movesQueue(args.campaignDir, async () => {
+            // On records read now: the proposer may have thought for an hour while other experiments finished or began.
+            const m = await fallbackMove(args, await buildContext(args), why);
+            return m && propose({ ...m, costUsd, usage });
+          }),
+        );
+        if (moved) return moved;
         const reuse = await reuseRecord(args, { sha, description, costUsd, of: duplicate.finished });
         const proposal = await propose({ sha, description, costUsd, usage: reply.usage, reuse });
         await recordReuse(args, reuse);

@@ -2,6 +2,7 @@
 // archive): now and then a move of the engine's own instead of the proposer's idea, and never GPU time
 // for files already trained. Exact duplicates of a finished experiment reuse its result; duplicates of
 // one still in flight, and the same settings on the same best, are sent back to the proposer.
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import {
   chooseMove,
@@ -81,7 +82,8 @@ async function makeMove(
 ): Promise<MovedCandidate | null> {
   const message = `${move.description}\n\n${move.evidence}\n\nNightlab campaign ${args.tag}, experiment ${args.experiment}`;
   const sha = await buildMove(args, { kind: move.kind, of: move.of }, ctx.archive?.entries ?? [], message);
-  if (!sha || (await duplicateOf(args, ctx, sha))) return null;
+  // Strictly: a move is never sent back to anyone, so files in flight or crashed are refused on any attempt.
+  if (!sha || (await duplicateOf(args, ctx, sha, true))) return null;
   const editable = args.config.editable;
   const files = Object.fromEntries((await showFiles(args.repo, sha, editable)).map((c, i) => [editable[i], c ?? '']));
   const before = Object.fromEntries(ctx.editable.map((f) => [f.path, f.content]));
@@ -106,7 +108,12 @@ async function buildMove(
 }
 
 async function byGit(args: ProposeArgs, kind: MoveKind, ideas: IdeaEntry[], message: string): Promise<string | null> {
-  const worktree = path.join(args.campaignDir, 'worktrees', `m${args.experiment}-${args.attempt}`);
+  // Named for this execution too: a timed-out execution may still be running beside its retry.
+  const worktree = path.join(
+    args.campaignDir,
+    'worktrees',
+    `m${args.experiment}-${args.attempt}-${randomBytes(4).toString('hex')}`,
+  );
   await checkoutWorktree(args.repo, worktree, args.parentSha);
   try {
     const how = kind === 'ablate' ? 'revert' : 'cherry-pick';
@@ -152,6 +159,7 @@ export async function duplicateOf(
   args: ProposeArgs,
   ctx: ProposerContext,
   sha: string,
+  strict = false,
 ): Promise<{ finished: IdeaEntry } | { crashed: IdeaEntry } | { inFlight: number } | { near: string } | null> {
   const facts = await commitFacts(args.repo, sha, args.parentSha);
   const entries = ctx.archive?.entries ?? [];
@@ -161,7 +169,7 @@ export async function duplicateOf(
   if (finished && finished.status !== 'crash') return { finished };
   // The rest is only flagged: sent back to the proposer on its first attempts, then trained (a proposer
   // with nothing else would otherwise be paused by its rejections).
-  if (args.attempt >= FLAGGED_ATTEMPTS) return null;
+  if (args.attempt >= FLAGGED_ATTEMPTS && !strict) return null;
   // A crash is not reused (it starts no fix, and may have been the machine's): the proposer is told instead.
   if (finished) return { crashed: finished };
   const running = ctx.inFlight.find((f) => f.tree === facts.tree);

@@ -39,6 +39,8 @@ export const DEFAULT_SEARCH: SearchSettings = {
 const MAX_SHARE = 0.9;
 /** Near misses considered for a combine (the strongest): pairs grow as the square. */
 const COMBINE_POOL = 8;
+/** ... and for a move in place of a duplicate, when the proposer has nothing new: more, still bounded. */
+const FALLBACK_POOL = 24;
 /**
  * A combine also pairs discards that looked worse, down to this many standard errors: each half of
  * a pair of changes that only helps together looks like nothing alone, and on one run it is as
@@ -239,24 +241,25 @@ function ideaOf(f: SearchFact): number {
 const describe = (f: SearchFact) =>
   `#${ideaOf(f)} (${f.description.replace(/^revisit #\d+: /, '')}: ${f.gain === null ? 'no figure' : signed(f.gain)} over ${f.runs} run${f.runs === 1 ? '' : 's'}${f.sigma ? `, ${strength(f).toFixed(1)} standard errors` : ''})`;
 
-/** Untried pairs of near misses (the `size` strongest) that change different settings, strongest first. */
-function combineMoves(v: View, best: string, size: number): Move[] {
+/** Untried pairs of near misses (the `size` strongest) that change different settings, strongest first, at most `most`. */
+function combineMoves(v: View, best: string, size: number, most = Infinity): Move[] {
   const pool = nearMissesOf(v, COMBINE_WITHIN).slice(0, size);
   const tried = new Set(v.moves.filter((m) => m.kind === 'combine').map((m) => [...m.of].sort().join('+')));
-  const pairs: [SearchFact, SearchFact][] = [];
+  const pairs: { a: SearchFact; b: SearchFact; score: number }[] = [];
   for (let i = 0; i < pool.length; i++)
     for (let j = i + 1; j < pool.length; j++) {
       const [a, b] = [pool[i], pool[j]];
       if (a.touches.some((t) => b.touches.includes(t))) continue;
       if (tried.has([ideaOf(a), ideaOf(b)].sort().join('+'))) continue;
-      pairs.push([a, b]);
+      pairs.push({ a, b, score: strength(a) + strength(b) });
     }
-  const score = ([a, b]: [SearchFact, SearchFact]) => strength(a) + strength(b);
+  const text = (f: SearchFact) => f.description.replace(/^revisit #\d+: /, '');
+  // The texts only for the pairs returned: a long campaign has many pairs.
   return pairs
-    .sort((x, y) => score(y) - score(x))
-    .map(([x, y]) => {
+    .sort((x, y) => y.score - x.score)
+    .slice(0, most)
+    .map(({ a: x, b: y }) => {
       const [a, b] = [x, y].sort((p, q) => ideaOf(p) - ideaOf(q));
-      const text = (f: SearchFact) => f.description.replace(/^revisit #\d+: /, '');
       return {
         kind: 'combine',
         of: [ideaOf(a), ideaOf(b)],
@@ -326,7 +329,7 @@ export function chooseMove(
   const scale = total > MAX_SHARE ? MAX_SHARE / total : 1;
   let u = seededRandom('search', o.seed, o.experiment)();
   const make = {
-    combine: () => combineMoves(v, o.best, COMBINE_POOL),
+    combine: () => combineMoves(v, o.best, COMBINE_POOL, 1),
     ablate: () => ablateMoves(v, o.best),
     revisit: () => revisitMoves(v, o.best),
   };
@@ -342,14 +345,18 @@ export function chooseMove(
 }
 
 /**
- * Moves whatever the shares, in the order to try them (combines of any two near misses, then
- * ablations, then revisits), at most `most`: for an experiment whose proposal was trained before
- * (the proposer has nothing new on this best). The caller takes the first that git can make.
+ * Moves whatever the shares, in the order to try them, at most `most`: for an experiment whose
+ * proposal was trained before (the proposer has nothing new on this best). The strongest combines
+ * (of the FALLBACK_POOL strongest near misses) fill half, then ablations and revisits, then more
+ * combines, so that pairs git cannot make never starve the other moves. The caller takes the first
+ * that git can make.
  */
 export function fallbackMoves(facts: SearchFact[], best: string, most: number): Move[] {
   const v = view(facts, best);
-  // Every pair is open, not only the strongest few: the proposer's ideas are used up on this best.
-  return [...combineMoves(v, best, Infinity), ...ablateMoves(v, best), ...revisitMoves(v, best)].slice(0, most);
+  const combines = combineMoves(v, best, FALLBACK_POOL, most);
+  const half = Math.ceil(most / 2);
+  const others = [...ablateMoves(v, best), ...revisitMoves(v, best)];
+  return [...combines.slice(0, half), ...others, ...combines.slice(half)].slice(0, most);
 }
 
 /** What tells the proposer it is on a plateau, with the near misses; null when it is not on one. */

@@ -221,4 +221,15 @@ test('fallbackMoves: every possible move whatever the shares, in the order to tr
     ['1+2', '1+3'],
   );
   assert.deepEqual(fallbackMoves(facts.slice(0, 2), 'c0', 8), []);
+  // Combines fill half the tries, then the other moves: pairs git cannot make never starve an ablation.
+  const chain = [
+    BASELINE,
+    fact(1, { status: 'keep', gain: 0.03 }),
+    fact(2, { status: 'keep', gain: 0.02, parent: 'c1' }),
+    ...[3, 4, 5].map((n) => fact(n, { gain: 0.004, parent: 'c2' })),
+  ];
+  assert.deepEqual(
+    fallbackMoves(chain, 'c2', 2).map((m) => `${m.kind} ${made(m).of.join('+')}`),
+    ['combine 3+4', 'ablate 1'],
+  );
 });
