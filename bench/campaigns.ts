@@ -3,23 +3,27 @@
 // default changes the metric (lower is better) by an effect of its own: most do harm or little,
 // a few help a lot; some pairs interact (two gains that overlap count once; two values that only
 // help together). A run's figure is the true metric of the settings plus Gaussian noise, from
-// small to as large as the effects. Proposals are random: one setting to another value, on top of
-// the best (the mutate proposer's kind of search). Each system spends the same number of GPU runs:
+// small to as large as the effects. Proposals are random: one setting to another value, sometimes
+// two, on top of the best (the mutate proposer's kind of search). Each system spends the same
+// number of GPU runs (bench/climb.ts runs the campaigns):
 //   autoresearch:     one baseline run; one run per experiment, kept if lower than the best's figure;
-//   nightlab:         the real judgeSequentially of workflows/judging.ts, the default policy,
-//                     suspect gains and keeps adopted at once as in the workflow;
-//   nightlab-confirm: the real judgeCandidate (the rule of campaigns started before).
+//   nightlab:         the real judgeSequentially of workflows/judging.ts, the default policy, alone;
+//   nightlab-confirm: the real judgeCandidate (the rule of campaigns started before), alone;
+//   nightlab+moves:   Nightlab as it runs by default: the sequential rule, the idea archive (a
+//                     proposal trained before is not trained again) and the engine's moves (combine,
+//                     ablate, revisit; the default `search:` settings).
 // Nightlab starts no experiment once its runs (baseline and the best's re-runs included) reach the
-// budget; the one in flight finishes. One line per system and noise level: the true figure of the
-// final best (and the share of the possible gain it reached), how far the reported best is from
-// its truth (overclaim: the mean of truth minus reported, above 0 when the reported figure is better
-// than the truth; and the mean absolute error), the runs spent, the experiments and the keeps.
+// budget; the one in flight finishes. A result reused from the archive costs no run, so the
+// experiments are capped at 4 per run of the budget. One line per system and noise level: the true
+// figure of the final best (and the share of the possible gain it reached), how far the reported
+// best is from its truth (overclaim: the mean of truth minus reported, above 0 when the reported
+// figure is better than the truth; and the mean absolute error), the runs spent, the experiments
+// and the keeps.
 //
 //   npm run bench:campaigns [-- --campaigns 200 --runs 200 --seed 1]
 // and the noise settings, as in bench:noise (--falseKeep, --detect, --confirmRuns, --bestRuns, --baselineRuns).
-import { adoptBest } from '../workflows/judging';
-import { improvement, mean } from '../workflows/decisions';
-import { benchSetup, gaussian, judge, noiseState, rng, type Rule } from './sim';
+import { additive, campaign, type Landscape, type Strategy, type Snapshot } from './climb';
+import { benchSetup, gaussian, rng, type Rule } from './sim';
 import { figure } from './harness';
 
 const { args: ARGS, policy, baselineRuns } = benchSetup({ campaigns: 200, runs: 200, seed: 1 });
@@ -29,14 +33,7 @@ const VALUES = 3;
 const BASE = 1.0; // the default settings' true metric
 const UNIT = 0.01; // a typical effect
 const NOISE = [0.1, 0.3, 0.6, 1.0]; // run-to-run noise, in units of UNIT
-
-type Settings = number[];
-interface Landscape {
-  /** effect[s][v]: the metric's change when setting s has value v (0 for the default). */
-  effect: number[][];
-  /** Pairs of (setting, value) whose joint effect is not the sum of their own. */
-  pairs: { a: [number, number]; b: [number, number]; extra: number }[];
-}
+const EXPERIMENTS_PER_RUN = 4; // the cap on experiments, per run of the budget
 
 /** A target drawn at random: effects of several sizes, a few interacting pairs. */
 function landscape(u: () => number, z: () => number): Landscape {
@@ -61,106 +58,36 @@ function landscape(u: () => number, z: () => number): Landscape {
   return { effect, pairs };
 }
 
-function truth(l: Landscape, s: Settings): number {
-  let m = BASE;
-  for (let i = 0; i < SETTINGS; i++) m += l.effect[i][s[i]];
-  for (const p of l.pairs) if (s[p.a[0]] === p.a[1] && s[p.b[0]] === p.b[1]) m += p.extra;
-  return m;
-}
-
-/** The best true metric of any settings (all 3^8 of them). */
-function optimum(l: Landscape): number {
-  let best = Infinity;
-  for (let code = 0; code < VALUES ** SETTINGS; code++) {
-    const s = Array.from({ length: SETTINGS }, (_, i) => Math.floor(code / VALUES ** i) % VALUES);
-    best = Math.min(best, truth(l, s));
-  }
-  return best;
-}
-
-/** A random change of one setting, on top of `s`. */
-function propose(s: Settings, u: () => number): Settings {
-  const i = Math.floor(u() * SETTINGS);
-  const next = [...s];
-  next[i] = (s[i] + 1 + Math.floor(u() * (VALUES - 1))) % VALUES;
-  return next;
-}
-
-interface Outcome {
-  truth: number;
-  reported: number;
-  runs: number;
-  experiments: number;
-  keeps: number;
-}
-
-type System = 'autoresearch' | 'nightlab' | 'nightlab-confirm';
-const RULES: Record<Exclude<System, 'autoresearch'>, Rule> = { nightlab: 'sequential', 'nightlab-confirm': 'confirm' };
-
-async function campaign(system: System, l: Landscape, sigma: number, seed: number): Promise<Outcome> {
-  const u = rng(seed);
-  const z = gaussian(rng(seed + 7919));
-  const run = (s: Settings) => truth(l, s) + sigma * z();
-  let best: Settings = Array(SETTINGS).fill(0);
-  if (system === 'autoresearch') {
-    let figure = run(best);
-    let keeps = 0;
-    for (let e = 1; e < ARGS.runs; e++) {
-      const c = propose(best, u);
-      const x = run(c);
-      if (x < figure) [best, figure, keeps] = [c, x, keeps + 1];
-    }
-    return { truth: truth(l, best), reported: figure, runs: ARGS.runs, experiments: ARGS.runs - 1, keeps };
-  }
-  const state = noiseState(
-    '0',
-    Array.from({ length: baselineRuns }, () => run(best)),
-  );
-  let runs = baselineRuns;
-  let experiments = 0;
-  let keeps = 0;
-  let largestGain: number | null = null;
-  while (runs < ARGS.runs) {
-    const c = propose(best, u);
-    experiments += 1;
-    const old = mean(state.best.group);
-    const draw = { candidate: () => run(c), best: () => run(best) };
-    const { judgement, bestRuns } = await judge(RULES[system], state, policy, draw, { largestGain });
-    runs += judgement.runs + bestRuns;
-    if (judgement.kind !== 'keep') continue;
-    // Adopted as the workflow's state does it: the new best's runs, the old best's into the pool.
-    largestGain = Math.max(largestGain ?? 0, improvement(mean(judgement.group), old, 'lower'));
-    adoptBest(state, {
-      sha: String(experiments),
-      experiment: experiments,
-      group: judgement.group,
-      nextRun: judgement.runs,
-    });
-    best = c;
-    keeps += 1;
-  }
-  return { truth: truth(l, best), reported: mean(state.best.group), runs, experiments, keeps };
-}
-
+const SYSTEMS: Record<string, { strategy: Strategy; rule?: Rule }> = {
+  autoresearch: { strategy: 'autoresearch' },
+  nightlab: { strategy: 'nightlab' },
+  'nightlab-confirm': { strategy: 'nightlab', rule: 'confirm' },
+  'nightlab+moves': { strategy: 'nightlab+moves' },
+};
 const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
 
 console.log(
   `# ${ARGS.campaigns} campaigns per noise level, ${ARGS.runs} GPU runs each; ${SETTINGS} settings x ${VALUES} values, effects ~${UNIT} (base ${BASE}); nightlab: falseKeep ${policy.falseKeep}, detect ${policy.detect}, confirmRuns ${policy.confirmRuns}, bestRuns ${policy.bestRuns}, baselineRuns ${baselineRuns}`,
 );
 for (const n of NOISE) {
-  const sigma = n * UNIT;
-  const lands = Array.from({ length: ARGS.campaigns }, (_, c) => {
+  const noise = n * UNIT;
+  const targets = Array.from({ length: ARGS.campaigns }, (_, c) => {
     const seed = ARGS.seed * 1_000_003 + c;
-    return landscape(rng(seed), gaussian(rng(seed + 1)));
+    return additive(landscape(rng(seed), gaussian(rng(seed + 1))), BASE, 1);
   });
-  const optima = lands.map(optimum);
-  for (const system of ['autoresearch', 'nightlab', 'nightlab-confirm'] as const) {
-    const out: Outcome[] = [];
-    for (let c = 0; c < lands.length; c++) out.push(await campaign(system, lands[c], sigma, ARGS.seed * 7 + c));
-    const avg = (f: (o: Outcome, i: number) => number) => out.reduce((a, o, i) => a + f(o, i), 0) / out.length;
-    const share = avg((o, i) => (BASE - o.truth) / (BASE - optima[i]));
-    figure(system, {
-      noise: `${sigma.toFixed(3)}`,
+  for (const [system, { strategy, rule }] of Object.entries(SYSTEMS)) {
+    const out: Snapshot[] = [];
+    for (const [c, target] of targets.entries()) {
+      const [last] = await campaign({
+        ...{ strategy, rule, kind: 'random', target, noise, seed: ARGS.seed * 7 + c, policy, baselineRuns },
+        ...{ runs: [ARGS.runs], maxExperiments: EXPERIMENTS_PER_RUN * ARGS.runs },
+      });
+      out.push(last);
+    }
+    const avg = (f: (o: Snapshot, i: number) => number) => out.reduce((a, o, i) => a + f(o, i), 0) / out.length;
+    const share = avg((o, i) => (BASE - o.truth) / (BASE - targets[i].optimum));
+    figure(system.padEnd(16), {
+      noise: `${noise.toFixed(3)}`,
       'true-best': avg((o) => o.truth).toFixed(4),
       'of-possible': `${(100 * share).toFixed(0)}%`,
       overclaim: signed(avg((o) => o.truth - o.reported)),
