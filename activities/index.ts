@@ -16,7 +16,14 @@ import {
   type Proposal,
   type RunRecord,
 } from '../common/shared';
-import { ProposalRejected, buildContext, renderContext, type Proposer } from '../proposers/context';
+import {
+  ProposalRejected,
+  buildContext,
+  renderContext,
+  withFreshRecords,
+  type Proposer,
+  type ProposerContext,
+} from '../proposers/context';
 import {
   applyChange,
   checkoutWorktree,
@@ -28,6 +35,7 @@ import {
   git,
   mergeChange,
   oneAtATime,
+  treesOf,
   readRef,
   removeWorktree,
   setRef,
@@ -43,10 +51,10 @@ import { moveToCurrentVersion } from './versioning';
 
 const PROPOSE_HEARTBEAT_MS = 20_000;
 /**
- * The engine's moves are built, checked against the trained and in-flight files, and claimed (their
- * ref set) one at a time per campaign: two slots must not make the same move at once.
+ * Proposals are checked against the trained and in-flight files and claimed (their ref set) one at a
+ * time per campaign: two slots must not make the same move, or train the same files, at once.
  */
-const movesQueue = oneAtATime();
+const claimQueue = oneAtATime();
 
 /** Runs `fn` while heartbeating, so that a long proposal (or the work after it) is not timed out. */
 async function heartbeating<T>(args: ProposeArgs, fn: () => Promise<T>): Promise<T> {
@@ -136,7 +144,7 @@ export function createActivities(deps: ActivityDeps = {}) {
       }
 
       const codeSha = args.fix?.sha ?? args.parentSha;
-      const ctx = await buildContext(args);
+      const ctx = await heartbeating(args, () => buildContext(args));
       // What this proposal was shown, kept for people (a proposer's failures are read against it).
       writePrivate(
         path.join(args.campaignDir, 'proposals', `${args.experiment}-${args.attempt}.context.md`),
@@ -157,8 +165,8 @@ export function createActivities(deps: ActivityDeps = {}) {
       };
 
       // Now and then a move of the engine's own instead of the proposer's idea (config `search`).
-      const moved = await movesQueue(args.campaignDir, async () => {
-        const m = await engineMove(args, ctx);
+      const moved = await claiming(async (fresh) => {
+        const m = await engineMove(args, fresh);
         return m && propose({ ...m, costUsd: 0 });
       });
       if (moved) return moved;
@@ -197,46 +205,46 @@ export function createActivities(deps: ActivityDeps = {}) {
       const sha = await commitFiles(args.repo, { code: codeSha, parent: args.parentSha, files, message });
       // No GPU time for files trained before: a finished experiment's result is reused; one in flight,
       // or the same settings on this best, goes back to the proposer (its next attempt is told why).
-      const duplicate = await duplicateOf(args, ctx, sha);
-      if (duplicate && 'inFlight' in duplicate)
-        return reject(
-          `the same files as experiment ${duplicate.inFlight}, in flight now; propose something else`,
-          description,
-          costUsd,
-          reply.usage,
-          true,
-        );
-      if (duplicate && 'near' in duplicate)
-        return reject(
-          `a near duplicate: ${duplicate.near}; propose something else`,
-          description,
-          costUsd,
-          reply.usage,
-          true,
-        );
-      if (duplicate && 'crashed' in duplicate) {
-        const m = duplicate.crashed;
-        const why = `the same files as ${experimentName(m)}, which crashed (${m.description}); propose something else`;
-        return reject(why, description, costUsd, reply.usage, true);
-      }
-      if (duplicate) {
+      const { usage } = reply;
+      return claiming(async (fresh) => {
+        const duplicate = await duplicateOf(args, fresh, sha);
+        if (duplicate && 'inFlight' in duplicate) {
+          const why = `the same files as experiment ${duplicate.inFlight}, in flight now; propose something else`;
+          return reject(why, description, costUsd, usage, true);
+        }
+        if (duplicate && 'near' in duplicate)
+          return reject(
+            `a near duplicate: ${duplicate.near}; propose something else`,
+            description,
+            costUsd,
+            usage,
+            true,
+          );
+        if (duplicate && 'crashed' in duplicate) {
+          const m = duplicate.crashed;
+          const why = `the same files as ${experimentName(m)}, which crashed (${m.description}); propose something else`;
+          return reject(why, description, costUsd, usage, true);
+        }
+        if (!duplicate) return propose({ sha, description, costUsd, usage });
         // The proposer has nothing new on this best: a move of the engine's own if one can be made, else the result reused.
         const why = `the proposal (${bounded(description, 200)}) had the same files as ${experimentName(duplicate.finished)}`;
-        const { usage } = reply;
-        const moved = await heartbeating(args, () =>
-          movesQueue(args.campaignDir, async () => {
-            // On records read now: the proposer may have thought for an hour while other experiments finished or began.
-            const m = await fallbackMove(args, await buildContext(args), why);
-            return m && propose({ ...m, costUsd, usage });
-          }),
-        );
-        if (moved) return moved;
+        const m = await fallbackMove(args, fresh, why);
+        if (m) return propose({ ...m, costUsd, usage });
         const reuse = await reuseRecord(args, { sha, description, costUsd, of: duplicate.finished });
-        const proposal = await propose({ sha, description, costUsd, usage: reply.usage, reuse });
+        const proposal = await propose({ sha, description, costUsd, usage, reuse });
         await recordReuse(args, reuse);
         return proposal;
+      });
+
+      /**
+       * `claim` on records read now, one proposal of this campaign at a time: what it checks against
+       * (experiments in flight, the archive) cannot change before it claims the experiment's ref.
+       */
+      function claiming<T>(claim: (fresh: ProposerContext) => Promise<T>): Promise<T> {
+        return heartbeating(args, () =>
+          claimQueue(args.campaignDir, async () => claim(await withFreshRecords(args, ctx))),
+        );
       }
-      return propose({ sha, description, costUsd, usage: reply.usage });
 
       /** The proposal made: under the experiment's ref, its meta written last (a retry returns it, never paying twice). */
       async function propose(meta: ProposalMeta): Promise<Proposal> {
@@ -281,13 +289,18 @@ export function createActivities(deps: ActivityDeps = {}) {
           await removeWorktree(args.repo, worktree);
         }
       }
-      if (!sha) {
+      // A change the best already holds (the same idea, kept meanwhile from another slot) leaves nothing to
+      // try: its training would run the best against itself, and a keep of that would be luck.
+      const [made, ontoTree] = sha ? await treesOf(args.repo, [sha, args.onto]) : [];
+      if (!sha || made === ontoTree) {
         appendRejection(args.campaignDir, {
           tag: args.tag,
           experiment: args.experiment,
           attempt: args.attempt,
           description: original.split('\n')[0],
-          reason: `conflicts with kept experiment ${args.ontoExperiment} when rebased onto it`,
+          reason: sha
+            ? `its change is already in kept experiment ${args.ontoExperiment}: rebased onto it, nothing is left to try`
+            : `conflicts with kept experiment ${args.ontoExperiment} when rebased onto it`,
           costUsd: 0,
           at: new Date().toISOString(),
         });

@@ -66,7 +66,11 @@ export async function fallbackMove(
   why: string,
 ): Promise<MovedCandidate | null> {
   if (!args.config.search || args.fix || !ctx.archive) return null;
-  for (const move of fallbackMoves(ctx.archive.entries, args.parentSha, FALLBACK_TRIES)) {
+  for (const move of fallbackMoves(ctx.archive.entries, {
+    best: args.parentSha,
+    most: FALLBACK_TRIES,
+    settings: args.config.search,
+  })) {
     if (move.kind === 'proposer') continue;
     const made = await makeMove(args, ctx, { ...move, evidence: `${why}; instead: ${move.evidence}` });
     if (made) return made;

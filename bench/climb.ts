@@ -271,7 +271,8 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
       };
       const proposed = proposal(kind, { best, t, u, ideas }, archive ? check : undefined);
       if (moves && check.refused(proposed))
-        for (const m of fallbackMoves(facts, bestId, FALLBACK_TRIES)) if ((made = moveOn(best, m))) break;
+        for (const m of fallbackMoves(facts, { best: bestId, most: FALLBACK_TRIES, settings: DEFAULT_SEARCH }))
+          if ((made = moveOn(best, m))) break;
       made ??= { move: null, changes: proposed, candidate: applied(best, proposed)! };
     }
     const { move, changes, candidate } = made;

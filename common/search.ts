@@ -112,9 +112,16 @@ export function seededRandom(...parts: (string | number)[]): () => number {
   };
 }
 
-/** The earliest experiment whose candidate had exactly this tree: training it again teaches nothing. */
-export function sameTree<T extends { tree: string; experiment: number }>(tree: string, archive: T[]): T | null {
-  return archive.filter((e) => e.tree === tree).sort((a, b) => a.experiment - b.experiment)[0] ?? null;
+/**
+ * The earliest experiment whose candidate had exactly this tree: training it again teaches nothing.
+ * One that ran to a result comes before a crash (which may have been the machine's) of the same tree.
+ */
+export function sameTree<T extends { tree: string; experiment: number; status?: string }>(
+  tree: string,
+  archive: T[],
+): T | null {
+  const same = archive.filter((e) => e.tree === tree).sort((a, b) => a.experiment - b.experiment);
+  return same.find((e) => e.status !== 'crash') ?? same[0] ?? null;
 }
 
 /**
@@ -345,18 +352,22 @@ export function chooseMove(
 }
 
 /**
- * Moves whatever the shares, in the order to try them, at most `most`: for an experiment whose
- * proposal was trained before (the proposer has nothing new on this best). The strongest combines
- * (of the FALLBACK_POOL strongest near misses) fill half, then ablations and revisits, then more
- * combines, so that pairs git cannot make never starve the other moves. The caller takes the first
- * that git can make.
+ * Moves of every kind whose share is above 0, whatever their size, in the order to try them, at most
+ * `most`: for an experiment whose proposal was trained before (the proposer has nothing new on this
+ * best). The strongest combines (of the FALLBACK_POOL strongest near misses) fill half, then
+ * ablations and revisits, then more combines, so that pairs git cannot make never starve the other
+ * moves. The caller takes the first that git can make.
  */
-export function fallbackMoves(facts: SearchFact[], best: string, most: number): Move[] {
-  const v = view(facts, best);
-  const combines = combineMoves(v, best, FALLBACK_POOL, most);
-  const half = Math.ceil(most / 2);
-  const others = [...ablateMoves(v, best), ...revisitMoves(v, best)];
-  return [...combines.slice(0, half), ...others, ...combines.slice(half)].slice(0, most);
+export function fallbackMoves(
+  facts: SearchFact[],
+  o: { best: string; most: number; settings: SearchSettings },
+): Move[] {
+  const v = view(facts, o.best);
+  const on = (kind: MoveKind) => o.settings[kind] > 0;
+  const combines = on('combine') ? combineMoves(v, o.best, FALLBACK_POOL, o.most) : [];
+  const half = Math.ceil(o.most / 2);
+  const others = [...(on('ablate') ? ablateMoves(v, o.best) : []), ...(on('revisit') ? revisitMoves(v, o.best) : [])];
+  return [...combines.slice(0, half), ...others, ...combines.slice(half)].slice(0, o.most);
 }
 
 /** What tells the proposer it is on a plateau, with the near misses; null when it is not on one. */

@@ -1,6 +1,6 @@
 // What a proposer sees, assembled from the ledger by one function: instructions, steering notes,
 // the files, a compact history and the best so far. Held-out figures and secrets never enter it.
-import type { ProposeArgs, TokenUsage } from '../common/shared';
+import type { ExperimentRecord, ProposeArgs, TokenUsage } from '../common/shared';
 import { experimentRef } from '../common/shared';
 import { DEFAULT_SEARCH, plateauNote, type IdeaEntry } from '../common/search';
 import { diffOf, refSubjects, showFiles } from '../lib/git';
@@ -91,20 +91,6 @@ export async function buildContext(args: ProposeArgs): Promise<ProposerContext> 
       diff: await diffOf(repo, args.parentSha, args.fix.sha),
     };
   }
-  // In flight: the campaign's experiment refs that have no record yet (the ref names the
-  // experiment, its commit's subject is the proposal's description).
-  const recorded = new Set(rows.map((r) => r.experiment));
-  const prefix = experimentRef(args.tag, 0).replace(/0$/, '');
-  const inFlight = (await refSubjects(repo, prefix))
-    .map((r) => ({ experiment: Number(r.ref.slice(prefix.length)), description: r.subject, tree: r.tree }))
-    .filter(
-      (r) =>
-        Number.isInteger(r.experiment) &&
-        r.experiment > 0 &&
-        r.experiment !== args.experiment &&
-        !recorded.has(r.experiment),
-    )
-    .sort((a, b) => a.experiment - b.experiment);
   // The locked files and the instructions (both at the best) in one git call.
   const atBest = await read([...config.locked, ...(config.instructions ? [config.instructions] : [])], args.parentSha);
   const locked = atBest.slice(0, config.locked.length);
@@ -130,11 +116,38 @@ export async function buildContext(args: ProposeArgs): Promise<ProposerContext> 
     })),
     best: { experiment: best?.experiment ?? 0, metric: best?.metric ?? null, commit: args.parentSha },
     fix,
-    inFlight,
+    inFlight: await inFlightOf(args, rows),
     lastRejection: rejected && rejected.kind === 'rejected' ? rejected.reason : null,
     code: { repo, sha: codeSha },
     archive: await archiveFor(args),
   };
+}
+
+/**
+ * The context with its records read again (the experiments in flight, the archive): slots propose at
+ * once, and an agent may think for an hour while experiments finish or begin. For the duplicate checks.
+ */
+export async function withFreshRecords(args: ProposeArgs, ctx: ProposerContext): Promise<ProposerContext> {
+  return { ...ctx, inFlight: await inFlightOf(args, experiments(args.campaignDir)), archive: await archiveFor(args) };
+}
+
+/**
+ * In flight: the campaign's experiment refs that have no record yet (the ref names the experiment, its
+ * commit's subject is the proposal's description).
+ */
+async function inFlightOf(args: ProposeArgs, rows: ExperimentRecord[]): Promise<ProposerContext['inFlight']> {
+  const recorded = new Set(rows.map((r) => r.experiment));
+  const prefix = experimentRef(args.tag, 0).replace(/0$/, '');
+  return (await refSubjects(args.repo, prefix))
+    .map((r) => ({ experiment: Number(r.ref.slice(prefix.length)), description: r.subject, tree: r.tree }))
+    .filter(
+      (r) =>
+        Number.isInteger(r.experiment) &&
+        r.experiment > 0 &&
+        r.experiment !== args.experiment &&
+        !recorded.has(r.experiment),
+    )
+    .sort((a, b) => a.experiment - b.experiment);
 }
 
 /** The campaign's archive, compacted, with the plateau note (the search's default rule until configured). */

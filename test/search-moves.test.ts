@@ -1,16 +1,32 @@
 // The search on the real tiny-lm target, and forks: a proposal of files already trained reuses the earlier
 // result (no run) or, when a move can be made, gives its turn to one; and the engine makes experiments of
 // its own: a combine of two near misses and an ablation of a kept change, each recorded with what it is
-// made of and why.
+// made of and why. And a candidate rebased onto a best that already holds its change is not trained.
 import { test } from 'node:test';
+import { asyncLocalStorage, type Context } from '@temporalio/activity';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { campaignWorkflowId } from '../common/shared';
-import { readRef } from '../lib/git';
-import { experiments, readLedger, screeningRuns } from '../lib/ledger';
-import { ADDRESS, lab, makeRepo, plannedProposer, proposalContext, ROOT, TINY_LM, tinyLm } from './helpers';
+import { commitFiles, readRef, treesOf } from '../lib/git';
+import { createActivities } from '../activities';
+import { parseConfig } from '../common/config';
+import { seededRandom } from '../common/search';
+import { appendExperiment, experiments, readLedger, screeningRuns } from '../lib/ledger';
+import {
+  ADDRESS,
+  lab,
+  makeRepo,
+  plannedProposer,
+  proposalContext,
+  QUADRATIC_CONFIG,
+  ROOT,
+  tempDir,
+  TINY_LM,
+  tinyLm,
+} from './helpers';
 
 test('tiny-lm: a duplicate reuses its result, or a move is made instead; the engine combines two near misses and ablates a keep', async () => {
   const l = await lab();
@@ -23,8 +39,9 @@ test('tiny-lm: a duplicate reuses its result, or a move is made instead; the eng
       keep: { minImprovement: 0.02 },
       lookahead: 0,
       budget: { maxExperiments: 8, maxHours: null, maxCostUsd: null },
-      // Seed 20 draws the proposer for experiments 3-5, a combine for 6 and an ablation for 7.
-      search: { combine: 0.45, ablate: 0.45, revisit: 0 },
+      // Seed 20 draws the proposer for experiments 3-5, a combine for 6 and an ablation for 7; revisits
+      // are on (a share of 0 would keep them out of the move made in place of a duplicate too) but never drawn.
+      search: { combine: 0.45, ablate: 0.45, revisit: 0.01 },
       proposer: {
         ...plannedProposer({
           1: { WEIGHT_DECAY: 0.0, desc: 'no weight decay' },
@@ -147,4 +164,92 @@ test('fork: a new campaign from a parent experiment, on the parent archive (its 
   } finally {
     await l.close();
   }
+});
+
+test('rebase: a candidate whose change the new best already holds is refused, not trained against the best', async () => {
+  // Two slots' proposals on one best: X sets two things, Y only one of them. X is kept; Y rebased onto
+  // X is X itself, and judging it would run the best against itself (a keep of that is luck).
+  const repo = await makeRepo();
+  const campaignDir = path.join(tempDir('nightlab-rebase-'), 'campaign');
+  mkdirSync(campaignDir, { recursive: true });
+  const base = (await readRef(repo, 'HEAD'))!;
+  const train = readFileSync(path.join(repo, 'train.py'), 'utf8');
+  const edit = (values: Record<string, string>) =>
+    Object.entries(values).reduce((t, [k, v]) => t.replace(new RegExp(`^${k} = .*$`, 'm'), `${k} = ${v}`), train);
+  const commit = (message: string, values: Record<string, string>) =>
+    commitFiles(repo, { code: base, parent: base, files: { 'train.py': edit(values) }, message });
+  const both = await commit('wider, higher lr', { WIDTH: '16', LEARNING_RATE: '0.9' });
+  const wider = await commit('wider', { WIDTH: '16' });
+  const faster = await commit('higher lr', { LEARNING_RATE: '0.9' });
+  const { rebaseCandidate } = createActivities();
+  const rebase = (experiment: number, sha: string, onto: string) =>
+    rebaseCandidate({
+      ...{ repo, campaignDir, tag: 'rb', experiment, attempt: 0, sha, parent: base },
+      ...{ onto, ontoExperiment: 1 },
+    });
+  assert.equal(await rebase(2, wider, both), null);
+  assert.deepEqual(
+    readLedger(campaignDir).map((r) => r.kind === 'rejected' && [r.experiment, r.reason]),
+    [[2, 'its change is already in kept experiment 1: rebased onto it, nothing is left to try']],
+  );
+  // A change of its own still rebases: the higher learning rate onto the kept wider model.
+  const moved = await rebase(3, faster, wider);
+  assert.ok(moved);
+  assert.deepEqual(await treesOf(repo, [moved]), await treesOf(repo, [both]));
+  assert.equal(readLedger(campaignDir).length, 1);
+});
+
+test('two proposals at once never make the same move: the second sees the first in flight', async () => {
+  // Two near misses on the baseline, and a combine drawn for experiments 3 and 4 both (parallelism 2).
+  const repo = await makeRepo();
+  const campaignDir = path.join(tempDir('nightlab-claims-'), 'campaign');
+  const base = (await readRef(repo, 'HEAD'))!;
+  const train = readFileSync(path.join(repo, 'train.py'), 'utf8');
+  const commit = (message: string, from: string, to: string) =>
+    commitFiles(repo, { code: base, parent: base, files: { 'train.py': train.replace(from, to) }, message });
+  const ideas = [
+    await commit('lr 0.4', 'LEARNING_RATE = 0.5', 'LEARNING_RATE = 0.4'),
+    await commit('width 10', 'WIDTH = 8', 'WIDTH = 10'),
+  ];
+  const record = (experiment: number, commit: string, delta: number | null, description: string) => ({
+    ...({ tag: 'claims', experiment, commit, parent: base, status: delta === null ? 'keep' : 'discard' } as const),
+    ...({
+      outcome: 'ok',
+      metric: 1 + (delta ?? 0),
+      bestBefore: 1,
+      delta,
+      memoryGb: 0,
+      description,
+      reason: '',
+    } as const),
+    ...{ evidence: 'sigma 0.01 from 3 runs', runs: 1, seconds: 1, logPath: '', host: '', slot: '', costUsd: 0 },
+    ...{ fixOf: null, finishedAt: new Date().toISOString() },
+  });
+  appendExperiment(campaignDir, record(0, base, null, 'baseline'), 'val_bpb', '');
+  ideas.forEach((sha, i) => appendExperiment(campaignDir, record(i + 1, sha, -0.002, `idea ${i + 1}`), 'val_bpb', ''));
+  const combine = 0.9;
+  let seed = 1;
+  while ([3, 4].some((n) => seededRandom('search', seed, n)() >= combine)) seed++;
+  const config = parseConfig(
+    {
+      ...QUADRATIC_CONFIG,
+      parallelism: 2,
+      proposer: { kind: 'mutate', seed },
+      search: { combine, ablate: 0, revisit: 0 },
+    },
+    'test',
+  );
+  const { propose } = createActivities();
+  const args = (experiment: number) => ({
+    ...{ tag: 'claims', experiment, attempt: 0, repo, campaignDir, config, parentSha: base },
+    ...{ fix: null, notes: [], instructionsOverride: null },
+  });
+  // As a worker runs an activity: a context to heartbeat on and a cancellation signal (the proposer's turn).
+  const context = { heartbeat() {}, cancellationSignal: new AbortController().signal } as unknown as Context;
+  const made = await Promise.all([3, 4].map((n) => asyncLocalStorage.run(context, () => propose(args(n)))));
+  const shas = made.map((p) => (p.kind === 'candidate' ? p.sha : ''));
+  const descriptions = made.map((p) => p.description);
+  assert.equal(descriptions.filter((d) => d.startsWith('combine #1 + #2')).length, 1, descriptions.join('\n'));
+  const trees = await treesOf(repo, shas);
+  assert.notEqual(trees[0], trees[1], 'not the same files twice');
 });

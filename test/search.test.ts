@@ -193,6 +193,12 @@ test('duplicates: the same tree, and the same settings to the same values on the
     entry(1, { settings: [lr('0.06')], tree: 'x' }),
   ];
   assert.equal(sameTree('x', archive)?.experiment, 1, 'the earliest with the tree');
+  const crashedFirst = [
+    { tree: 't', experiment: 5, status: 'crash' },
+    { tree: 't', experiment: 9, status: 'discard' },
+  ];
+  assert.equal(sameTree('t', crashedFirst)?.experiment, 9, 'a result before a crash of the same tree');
+  assert.equal(sameTree('t', crashedFirst.slice(0, 1))?.experiment, 5, 'a crash when nothing else');
   assert.equal(sameTree('z', archive), null);
   const hit = nearDuplicate([lr('0.05')], 'p', archive);
   assert.equal(hit?.experiment, 3);
@@ -206,7 +212,8 @@ test('duplicates: the same tree, and the same settings to the same values on the
   assert.equal(moveOf('LR 0.04 -> 0.05'), null);
 });
 
-test('fallbackMoves: every possible move whatever the shares, in the order to try them, or none', () => {
+test('fallbackMoves: every possible move of the kinds turned on, whatever their shares, in the order to try them, or none', () => {
+  const on = (most: number, settings = DEFAULT_SEARCH) => ({ most, settings });
   const facts = [
     BASELINE,
     fact(1, { gain: 0.004 }),
@@ -214,13 +221,13 @@ test('fallbackMoves: every possible move whatever the shares, in the order to tr
     fact(3, { gain: -0.015 }), // looked worse, inside 2 standard errors: one half of a pair that only helps together
     fact(4, { gain: -0.03 }), // clearly worse: never combined
   ];
-  const pairs = fallbackMoves(facts, 'c0', 8).map((m) => made(m).of.join('+'));
+  const pairs = fallbackMoves(facts, { best: 'c0', ...on(8) }).map((m) => made(m).of.join('+'));
   assert.deepEqual(pairs, ['1+2', '1+3', '2+3']);
   assert.deepEqual(
-    fallbackMoves(facts, 'c0', 2).map((m) => made(m).of.join('+')),
+    fallbackMoves(facts, { best: 'c0', ...on(2) }).map((m) => made(m).of.join('+')),
     ['1+2', '1+3'],
   );
-  assert.deepEqual(fallbackMoves(facts.slice(0, 2), 'c0', 8), []);
+  assert.deepEqual(fallbackMoves(facts.slice(0, 2), { best: 'c0', ...on(8) }), []);
   // Combines fill half the tries, then the other moves: pairs git cannot make never starve an ablation.
   const chain = [
     BASELINE,
@@ -229,7 +236,15 @@ test('fallbackMoves: every possible move whatever the shares, in the order to tr
     ...[3, 4, 5].map((n) => fact(n, { gain: 0.004, parent: 'c2' })),
   ];
   assert.deepEqual(
-    fallbackMoves(chain, 'c2', 2).map((m) => `${m.kind} ${made(m).of.join('+')}`),
+    fallbackMoves(chain, { best: 'c2', ...on(2) }).map((m) => `${m.kind} ${made(m).of.join('+')}`),
     ['combine 3+4', 'ablate 1'],
   );
+  // A share of 0 turns a kind off here too: a proposer repeating itself cannot summon it.
+  const wider = [...chain, fact(6, { gain: 0.004, parent: 'c1' })]; // a near miss of the best before: a revisit
+  const kinds = (settings: typeof DEFAULT_SEARCH) =>
+    [...new Set(fallbackMoves(wider, { best: 'c2', ...on(8, settings) }).map((m) => m.kind))].sort();
+  assert.deepEqual(kinds(DEFAULT_SEARCH), ['ablate', 'combine', 'revisit']);
+  assert.deepEqual(kinds({ ...DEFAULT_SEARCH, ablate: 0 }), ['combine', 'revisit']);
+  assert.deepEqual(kinds({ ...DEFAULT_SEARCH, combine: 0, revisit: 0 }), ['ablate']);
+  assert.deepEqual(kinds({ ...DEFAULT_SEARCH, combine: 0, ablate: 0, revisit: 0 }), []);
 });
