@@ -2,6 +2,7 @@
 // bloomer, a curve inside the best's spread, and anything before `after` go on; 'higher' is the mirror.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { EARLY_STOP_DEFAULTS, earlyStop, valueAt, type EarlyStopSettings } from '../common/early-stop';
 import type { Curve } from '../common/curves';
 
@@ -133,4 +134,34 @@ test('long curves (a point per step) are thinned: the same verdicts', () => {
   const best = BEST.map(dense);
   assert.ok(earlyStop(upTo(dense(curve(3.6)), 0.5), best, LOWER));
   assert.equal(earlyStop(upTo(dense(curve(3.15, { speed: 1.4 })), 0.5), best, LOWER), null);
+});
+
+test('on real GPU curves (an H200, test/fixtures/gpu-curves.jsonl): clear losers stop at 30%, the better configs never', () => {
+  // bench/gpu/curves.py: a small char-level GPT, 1500 steps, eight configs, 3-5 seeds each; the seeds'
+  // sigma of the final val loss is 0.009. Worse by 4 to 21 sigmas: dropout 0.2, a third of the learning rate,
+  // half the width, a warm-up of 40% (a slow starter that stays behind). Better by about 2 sigmas: a deeper
+  // model, three times the learning rate. Both the validation and the smoothed training loss are tried.
+  type Run = { config: string; final: number; train: Curve; val: Curve };
+  const file = new URL('./fixtures/gpu-curves.jsonl', import.meta.url);
+  const runs: Run[] = readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  const of = (...configs: string[]) => runs.filter((r) => configs.includes(r.config));
+  for (const kind of ['val', 'train'] as const) {
+    const reference = of('base').map((r) => r[kind]);
+    const stopAt = (r: Run) => {
+      for (let i = 1; i <= r[kind].length; i++) {
+        const v = earlyStop(r[kind].slice(0, i), reference, LOWER);
+        if (v) return v.at;
+      }
+      return null;
+    };
+    const losers = of('dropout', 'lr_lo', 'narrow', 'warm_long');
+    assert.equal(losers.length, 17);
+    assert.deepEqual(losers.map(stopAt), Array(losers.length).fill(0.3), kind);
+    const winners = of('deeper', 'lr_hi');
+    assert.equal(winners.length, 7);
+    assert.deepEqual(winners.map(stopAt), Array(winners.length).fill(null), kind);
+  }
 });
