@@ -164,11 +164,14 @@ export function createActivities(deps: ActivityDeps = {}) {
         return { kind: 'rejected', reason, description, costUsd, usage, ...(flagged ? { flagged } : {}) };
       };
 
-      // Now and then a move of the engine's own instead of the proposer's idea (config `search`).
-      const moved = await claiming(async (fresh) => {
-        const m = await engineMove(args, fresh);
-        return m && propose({ ...m, costUsd: 0 });
-      });
+      // Now and then a move of the engine's own instead of the proposer's idea (config `search`; never for a fix).
+      const moved =
+        args.config.search && !args.fix
+          ? await claiming(async (fresh) => {
+              const m = await engineMove(args, fresh);
+              return m && propose({ ...m, costUsd: 0 });
+            })
+          : null;
       if (moved) return moved;
 
       let reply;

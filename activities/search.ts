@@ -169,7 +169,9 @@ export async function duplicateOf(
   const entries = ctx.archive?.entries ?? [];
   // A fork's parent's keeps are trained again: the fork never had them, and may keep them.
   const inherited = (ctx.archive?.inherited ?? []).filter((e) => e.status !== 'keep');
-  const finished = sameTree(facts.tree, entries) ?? sameTree(facts.tree, inherited);
+  // A result, here or in the parent campaign, before a crash of the same files (which may have been the machine's).
+  const found = [sameTree(facts.tree, entries), sameTree(facts.tree, inherited)];
+  const finished = found.find((e) => e && e.status !== 'crash') ?? found.find((e) => e) ?? null;
   if (finished && finished.status !== 'crash') return { finished };
   // The rest is only flagged: sent back to the proposer on its first attempts, then trained (a proposer
   // with nothing else would otherwise be paused by its rejections).

@@ -9,9 +9,11 @@
 //   autoresearch:     one baseline run; one run per experiment, kept if lower than the best's figure;
 //   nightlab:         the real judgeSequentially of workflows/judging.ts, the default policy, alone;
 //   nightlab-confirm: the real judgeCandidate (the rule of campaigns started before), alone;
-//   nightlab+moves:   Nightlab as it runs by default: the sequential rule, the idea archive (a
-//                     proposal trained before is not trained again) and the engine's moves (combine,
-//                     ablate, revisit; the default `search:` settings).
+//   nightlab+archive: the sequential rule and the idea archive: the proposer sees what was tried
+//                     (as `mutate` does, it draws again when it would repeat it), and a proposal
+//                     trained before is not trained again (its result reused);
+//   nightlab+moves:   Nightlab as it runs by default: the sequential rule, the idea archive and the
+//                     engine's moves (combine, ablate, revisit; the default `search:` settings).
 // Nightlab starts no experiment once its runs (baseline and the best's re-runs included) reach the
 // budget; the one in flight finishes. A result reused from the archive costs no run, so the
 // experiments are capped at 4 per run of the budget. One line per system and noise level: the true
@@ -62,6 +64,7 @@ const SYSTEMS: Record<string, { strategy: Strategy; rule?: Rule }> = {
   autoresearch: { strategy: 'autoresearch' },
   nightlab: { strategy: 'nightlab' },
   'nightlab-confirm': { strategy: 'nightlab', rule: 'confirm' },
+  'nightlab+archive': { strategy: 'nightlab+archive' },
   'nightlab+moves': { strategy: 'nightlab+moves' },
 };
 const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;

@@ -6,6 +6,10 @@
 //   scripted: a fixed list of the single changes in a plausible order, and a few of two settings,
 //             drawn with Zipf weights (the first idea twice as often as the second...), so it repeats
 //             itself as LLMs do; told that an idea is a near duplicate, it draws again 70% of the time.
+// With the archive (the strategies below that have it), a proposer sees what was tried, as the engine's
+// proposers do in their context: a draw whose tree was trained before is drawn again, and a near
+// duplicate too (always for random, as `mutate` does with the archive, up to 50 draws; 70% for
+// scripted). These draws cost nothing here (an offline proposer's); an LLM's are in its one reply.
 // Strategies:
 //   autoresearch:     one baseline run; one run per experiment, kept if lower than the best's figure;
 //   nightlab:         the real judging (workflows/judging.ts, default policy), no memory;

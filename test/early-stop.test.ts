@@ -140,7 +140,8 @@ test('on real GPU curves (an H200, test/fixtures/gpu-curves.jsonl): clear losers
   // bench/gpu/curves.py: a small char-level GPT, 1500 steps, eight configs, 3-5 seeds each; the seeds'
   // sigma of the final val loss is 0.009. Worse by 4 to 21 sigmas: dropout 0.2, a third of the learning rate,
   // half the width, a warm-up of 40% (a slow starter that stays behind). Better by about 2 sigmas: a deeper
-  // model, three times the learning rate. Both the validation and the smoothed training loss are tried.
+  // model, three times the learning rate. No effect: no weight decay. Both the validation and the smoothed
+  // training loss are tried.
   type Run = { config: string; final: number; train: Curve; val: Curve };
   const file = new URL('./fixtures/gpu-curves.jsonl', import.meta.url);
   const runs: Run[] = readFileSync(file, 'utf8')
@@ -149,8 +150,11 @@ test('on real GPU curves (an H200, test/fixtures/gpu-curves.jsonl): clear losers
     .map((l) => JSON.parse(l));
   const of = (...configs: string[]) => runs.filter((r) => configs.includes(r.config));
   for (const kind of ['val', 'train'] as const) {
-    const reference = of('base').map((r) => r[kind]);
+    // Where the rule, live point by point, stops a run against the base's runs (but that run itself).
     const stopAt = (r: Run) => {
+      const reference = of('base')
+        .filter((b) => b !== r)
+        .map((b) => b[kind]);
       for (let i = 1; i <= r[kind].length; i++) {
         const v = earlyStop(r[kind].slice(0, i), reference, LOWER);
         if (v) return v.at;
@@ -163,5 +167,18 @@ test('on real GPU curves (an H200, test/fixtures/gpu-curves.jsonl): clear losers
     const winners = of('deeper', 'lr_hi');
     assert.equal(winners.length, 7);
     assert.deepEqual(winners.map(stopAt), Array(winners.length).fill(null), kind);
+    // No run that ended better than the base's mean is stopped; of the changes that do nothing (no weight
+    // decay, and each base run against the other three), at most one run each, and never before 45%.
+    const baseEnd = of('base').reduce((a, r) => a + r.final, 0) / of('base').length;
+    const better = runs.filter((r) => r.config !== 'base' && r.final < baseEnd);
+    assert.deepEqual(
+      better.filter((r) => stopAt(r) !== null).map((r) => r.config),
+      [],
+      kind,
+    );
+    for (const stops of [of('wd0').map(stopAt), of('base').map(stopAt)]) {
+      const stopped = stops.filter((at): at is number => at !== null);
+      assert.ok(stopped.length <= 1 && stopped.every((at) => at >= 0.45), `${kind}: ${stops.join(' ')}`);
+    }
   }
 });
