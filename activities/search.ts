@@ -223,7 +223,7 @@ export async function reuseRecord(
     host: '',
     slot: '',
     costUsd: c.costUsd,
-    fixOf: null,
+    fixOf: args.fix?.experiment ?? null,
     finishedAt: new Date().toISOString(),
     // (An experiment of this campaign; one of a fork's parent is named in the evidence.)
     ...(m.campaign ? {} : { duplicateOf: m.experiment }),

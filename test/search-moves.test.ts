@@ -13,7 +13,8 @@ import { campaignWorkflowId } from '../common/shared';
 import { commitFiles, readRef, treesOf } from '../lib/git';
 import { createActivities } from '../activities';
 import { parseConfig } from '../common/config';
-import { seededRandom } from '../common/search';
+import { seededRandom, type IdeaEntry } from '../common/search';
+import { reuseRecord } from '../activities/search';
 import { appendExperiment, experiments, readLedger, screeningRuns } from '../lib/ledger';
 import {
   ADDRESS,
@@ -252,4 +253,22 @@ test('two proposals at once never make the same move: the second sees the first 
   assert.equal(descriptions.filter((d) => d.startsWith('combine #1 + #2')).length, 1, descriptions.join('\n'));
   const trees = await treesOf(repo, shas);
   assert.notEqual(trees[0], trees[1], 'not the same files twice');
+});
+
+test('a fix whose files were trained before is recorded as that fix, with the earlier result', async () => {
+  const repo = await makeRepo();
+  const campaignDir = path.join(tempDir('nightlab-reuse-'), 'campaign');
+  const base = (await readRef(repo, 'HEAD'))!;
+  const train = readFileSync(path.join(repo, 'train.py'), 'utf8').replace('WIDTH = 8', 'WIDTH = 16');
+  const sha = await commitFiles(repo, { code: base, parent: base, files: { 'train.py': train }, message: 'wider' });
+  const config = parseConfig(QUADRATIC_CONFIG, 'test');
+  const args = {
+    ...{ tag: 'reuse', experiment: 5, attempt: 0, repo, campaignDir, config, parentSha: base },
+    ...{ fix: { experiment: 4, sha }, notes: [], instructionsOverride: null },
+  };
+  const of = { experiment: 2, status: 'discard', metric: 0.5, description: 'wider' } as IdeaEntry;
+  const record = await reuseRecord(args, { sha, description: 'wider, fixed', costUsd: 0, of });
+  assert.equal(record.fixOf, 4);
+  assert.equal(record.duplicateOf, 2);
+  assert.equal(record.runs, 0);
 });
