@@ -34,7 +34,7 @@
 //
 //   npm run bench:fidelity [-- --campaigns 200 --hours 12 --noise 0.5 --seed 1]
 // the early-stop settings (--after 0.3 --margin 0.75 --bloom 0.02 --checks 1); the noise settings as in bench:noise.
-import { EARLY_STOP_DEFAULTS, earlyStop, type EarlyStopSettings } from '../common/early-stop';
+import { EARLY_STOP_DEFAULTS, firstStop, type EarlyStopSettings } from '../common/early-stop';
 import type { Curve } from '../common/curves';
 import type { NoiseState } from '../common/shared';
 import { adoptBest } from '../workflows/judging';
@@ -183,7 +183,7 @@ async function nightlab(campaign: number, budget: number, stop: boolean | 'oracl
       stop === 'oracle'
         ? await oracle(state, campaign, { best, c, first: first.metric }, largestGain)
         : stop && bestCurves.length >= 2
-          ? stopped(first.curve, bestCurves)
+          ? firstStop(first.curve, bestCurves, STOP)
           : null;
     if (verdict) {
       out.seconds += runCost(verdict.at);
@@ -222,15 +222,6 @@ async function oracle(
 ) {
   const would = await judgeOn(structuredClone(state), campaign, o, largestGain);
   return would.judgement.kind === 'keep' ? null : { at: STOP.after };
-}
-
-/** The early-stop rule applied as the worker does, point by point; null if the run goes to its end. */
-function stopped(curve: Curve, reference: Curve[]) {
-  for (let i = 1; i <= curve.length; i++) {
-    const verdict = earlyStop(curve.slice(0, i), reference, STOP);
-    if (verdict) return verdict;
-  }
-  return null;
 }
 
 /**

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EARLY_STOP_DEFAULTS, earlyStop, valueAt } from '../common/early-stop';
+import { EARLY_STOP_DEFAULTS, firstStop, valueAt } from '../common/early-stop';
 import type { Curve } from '../common/curves';
 
 interface Run {
@@ -61,11 +61,7 @@ for (const kind of ['val', 'train'] as const)
   );
 /** Where the rule, live with its defaults, stops a run against the reference runs' curves; 1: it runs to its end. */
 function stopAt(curve: Curve, reference: Curve[]): number {
-  for (let i = 1; i <= curve.length; i++) {
-    const v = earlyStop(curve.slice(0, i), reference, { ...EARLY_STOP_DEFAULTS, direction: 'lower' });
-    if (v) return v.at;
-  }
-  return 1;
+  return firstStop(curve, reference, { ...EARLY_STOP_DEFAULTS, direction: 'lower' })?.at ?? 1;
 }
 
 for (const kind of ['val', 'train'] as const) {

@@ -168,6 +168,18 @@ function predictEnd(points: Curve, refs: Curve[]): { end: number; slope: number;
   return { end, slope, se };
 }
 
+/**
+ * The rule applied as the GPU worker applies it, one point at a time as a run prints them: the first
+ * verdict that stops `curve` against `reference`; null if the run goes to its end. For benches and tests.
+ */
+export function firstStop(curve: Curve, reference: Curve[], settings: EarlyStopSettings): StopVerdict | null {
+  for (let i = 1; i <= curve.length; i++) {
+    const verdict = earlyStop(curve.slice(0, i), reference, settings);
+    if (verdict) return verdict;
+  }
+  return null;
+}
+
 /** A curve's value at progress `at`: linear between its points, its first or last value outside them. */
 export function valueAt(curve: Curve, at: number): number {
   if (at <= curve[0].at) return curve[0].value;

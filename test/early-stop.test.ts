@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { EARLY_STOP_DEFAULTS, earlyStop, valueAt, type EarlyStopSettings } from '../common/early-stop';
+import { EARLY_STOP_DEFAULTS, earlyStop, firstStop, valueAt, type EarlyStopSettings } from '../common/early-stop';
 import type { Curve } from '../common/curves';
 
 const LOWER: EarlyStopSettings = { ...EARLY_STOP_DEFAULTS, direction: 'lower' };
@@ -31,14 +31,8 @@ function curve(
 /** The curve up to (and including) progress `at`, as the worker has seen it then. */
 const upTo = (c: Curve, at: number) => c.filter((p) => p.at <= at + 1e-9);
 
-/** The first progress at which the rule stops `c`, feeding it one point at a time as the worker does. */
-function stopsAt(c: Curve, reference: Curve[], settings = LOWER) {
-  for (let i = 1; i <= c.length; i++) {
-    const verdict = earlyStop(c.slice(0, i), reference, settings);
-    if (verdict) return verdict;
-  }
-  return null;
-}
+/** The rule's verdict on `c`, fed one point at a time as the worker does. */
+const stopsAt = (c: Curve, reference: Curve[], settings = LOWER) => firstStop(c, reference, settings);
 
 const BEST = [curve(3.2, { seed: 0 }), curve(3.21, { seed: 2 }), curve(3.19, { seed: 4 })];
 const END = (BEST[0][STEPS - 1].value + BEST[1][STEPS - 1].value + BEST[2][STEPS - 1].value) / 3;
@@ -155,11 +149,7 @@ test('on real GPU curves (an H200, test/fixtures/gpu-curves.jsonl): clear losers
       const reference = of('base')
         .filter((b) => b !== r)
         .map((b) => b[kind]);
-      for (let i = 1; i <= r[kind].length; i++) {
-        const v = earlyStop(r[kind].slice(0, i), reference, LOWER);
-        if (v) return v.at;
-      }
-      return null;
+      return stopsAt(r[kind], reference)?.at ?? null;
     };
     const losers = of('dropout', 'lr_lo', 'narrow', 'warm_long');
     assert.equal(losers.length, 17);
