@@ -167,11 +167,13 @@ test('fork: a new campaign from a parent experiment, on the parent archive (its 
   }
 });
 
-test('rebase: a candidate whose change the new best already holds is refused, not trained against the best', async () => {
-  // Two slots' proposals on one best: X sets two things, Y only one of them. X is kept; Y rebased onto
-  // X is X itself, and judging it would run the best against itself (a keep of that is luck).
+/**
+ * For the activities called directly: a quadratic repo, a campaign directory, and `commit(message,
+ * { NAME: value })`, a candidate on the base with those settings of train.py changed.
+ */
+async function scratch(prefix: string) {
   const repo = await makeRepo();
-  const campaignDir = path.join(tempDir('nightlab-rebase-'), 'campaign');
+  const campaignDir = path.join(tempDir(prefix), 'campaign');
   mkdirSync(campaignDir, { recursive: true });
   const base = (await readRef(repo, 'HEAD'))!;
   const train = readFileSync(path.join(repo, 'train.py'), 'utf8');
@@ -179,6 +181,13 @@ test('rebase: a candidate whose change the new best already holds is refused, no
     Object.entries(values).reduce((t, [k, v]) => t.replace(new RegExp(`^${k} = .*$`, 'm'), `${k} = ${v}`), train);
   const commit = (message: string, values: Record<string, string>) =>
     commitFiles(repo, { code: base, parent: base, files: { 'train.py': edit(values) }, message });
+  return { repo, campaignDir, base, commit };
+}
+
+test('rebase: a candidate whose change the new best already holds is refused, not trained against the best', async () => {
+  // Two slots' proposals on one best: X sets two things, Y only one of them. X is kept; Y rebased onto
+  // X is X itself, and judging it would run the best against itself (a keep of that is luck).
+  const { repo, campaignDir, base, commit } = await scratch('nightlab-rebase-');
   const both = await commit('wider, higher lr', { WIDTH: '16', LEARNING_RATE: '0.9' });
   const wider = await commit('wider', { WIDTH: '16' });
   const faster = await commit('higher lr', { LEARNING_RATE: '0.9' });
@@ -202,16 +211,8 @@ test('rebase: a candidate whose change the new best already holds is refused, no
 
 test('two proposals at once never make the same move: the second sees the first in flight', async () => {
   // Two near misses on the baseline, and a combine drawn for experiments 3 and 4 both (parallelism 2).
-  const repo = await makeRepo();
-  const campaignDir = path.join(tempDir('nightlab-claims-'), 'campaign');
-  const base = (await readRef(repo, 'HEAD'))!;
-  const train = readFileSync(path.join(repo, 'train.py'), 'utf8');
-  const commit = (message: string, from: string, to: string) =>
-    commitFiles(repo, { code: base, parent: base, files: { 'train.py': train.replace(from, to) }, message });
-  const ideas = [
-    await commit('lr 0.4', 'LEARNING_RATE = 0.5', 'LEARNING_RATE = 0.4'),
-    await commit('width 10', 'WIDTH = 8', 'WIDTH = 10'),
-  ];
+  const { repo, campaignDir, base, commit } = await scratch('nightlab-claims-');
+  const ideas = [await commit('lr 0.4', { LEARNING_RATE: '0.4' }), await commit('width 10', { WIDTH: '10' })];
   const record = (experiment: number, commit: string, delta: number | null, description: string) => ({
     ...({ tag: 'claims', experiment, commit, parent: base, status: delta === null ? 'keep' : 'discard' } as const),
     ...({
@@ -256,11 +257,8 @@ test('two proposals at once never make the same move: the second sees the first 
 });
 
 test('a fix whose files were trained before is recorded as that fix, with the earlier result', async () => {
-  const repo = await makeRepo();
-  const campaignDir = path.join(tempDir('nightlab-reuse-'), 'campaign');
-  const base = (await readRef(repo, 'HEAD'))!;
-  const train = readFileSync(path.join(repo, 'train.py'), 'utf8').replace('WIDTH = 8', 'WIDTH = 16');
-  const sha = await commitFiles(repo, { code: base, parent: base, files: { 'train.py': train }, message: 'wider' });
+  const { repo, campaignDir, base, commit } = await scratch('nightlab-reuse-');
+  const sha = await commit('wider', { WIDTH: '16' });
   const config = parseConfig(QUADRATIC_CONFIG, 'test');
   const args = {
     ...{ tag: 'reuse', experiment: 5, attempt: 0, repo, campaignDir, config, parentSha: base },
