@@ -209,7 +209,7 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
   const trained = new Set<string>([tree(best)]);
   const out: Snapshot[] = [];
   const tally = { dupRuns: 0, runs: 0, keeps: 0, falseKeeps: 0, notBetter: 0 };
-  // Greedy's state: the best's one figure. Nightlab's: the noise state, the facts, the archive.
+  // Greedy's state: the best's one figure. Nightlab's: the noise state and the archive.
   let figureOfBest = run(best);
   const state = noiseState(
     'e0',
@@ -217,7 +217,8 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
   );
   tally.runs = strategy === 'autoresearch' ? 1 : c.baselineRuns;
   let largestGain: number | null = null;
-  const facts: SearchFact[] = [
+  // The archive, as the engine's proposers and moves see it (experiment 0: the baseline).
+  const entries: IdeaEntry[] = [
     {
       experiment: 0,
       status: 'keep',
@@ -228,11 +229,6 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
       sigma: null,
       runs: 0,
       touches: [],
-    },
-  ];
-  const entries: IdeaEntry[] = [
-    {
-      ...facts[0],
       tree: tree(best),
       parentTree: '',
       files: [],
@@ -266,7 +262,7 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
     // The engine's move when one is drawn and still applies to the best (no conflict); else the
     // proposer's idea; and a move after all when the proposer has nothing new on this best.
     let made: Made | null = moves
-      ? moveOn(best, chooseMove(facts, { best: bestId, experiment: n, seed: c.seed, settings: DEFAULT_SEARCH }))
+      ? moveOn(best, chooseMove(entries, { best: bestId, experiment: n, seed: c.seed, settings: DEFAULT_SEARCH }))
       : null;
     if (!made) {
       const check = {
@@ -275,7 +271,7 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
       };
       const proposed = proposal(kind, { best, t, u, ideas }, archive ? check : undefined);
       if (moves && check.refused(proposed))
-        for (const m of fallbackMoves(facts, { best: bestId, most: FALLBACK_TRIES, settings: DEFAULT_SEARCH }))
+        for (const m of fallbackMoves(entries, { best: bestId, most: FALLBACK_TRIES, settings: DEFAULT_SEARCH }))
           if ((made = moveOn(best, m))) break;
       made ??= { move: null, changes: proposed, candidate: applied(best, proposed)! };
     }
@@ -306,7 +302,6 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
     const duplicate = trained.has(tree(candidate));
     if (archive && sameTree(tree(candidate), entries)) {
       // Trained before: its result is reused, no GPU time; recorded so a move is not made again.
-      facts.push(fact);
       entry();
     } else if (strategy === 'autoresearch') {
       const x = run(candidate);
@@ -350,7 +345,6 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
         [best, bestId] = [candidate, `e${n}`];
         tally.keeps += 1;
       }
-      facts.push(fact);
       entry();
     }
     trained.add(tree(candidate));
