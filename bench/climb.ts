@@ -288,11 +288,12 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
       runs: 0,
       touches: changes.map((x) => `S${x.s}`),
     };
+    const parentTree = tree(best); // (before a keep moves the best)
     const entry = () =>
       entries.push({
         ...fact,
         tree: tree(candidate),
-        parentTree: tree(best),
+        parentTree,
         files: [],
         settings: settingsOf(changes),
         diffHash: '',
