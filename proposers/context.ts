@@ -128,7 +128,9 @@ export async function buildContext(args: ProposeArgs): Promise<ProposerContext> 
  * once, and an agent may think for an hour while experiments finish or begin. For the duplicate checks.
  */
 export async function withFreshRecords(args: ProposeArgs, ctx: ProposerContext): Promise<ProposerContext> {
-  return { ...ctx, inFlight: await inFlightOf(args, experiments(args.campaignDir)), archive: await archiveFor(args) };
+  // The archive's entries only: its text and plateau note were for the proposer, who has been shown them.
+  const archive = ctx.archive && { ...ctx.archive, ...(await archiveEntries(args)) };
+  return { ...ctx, inFlight: await inFlightOf(args, experiments(args.campaignDir)), archive };
 }
 
 /**
@@ -152,16 +154,7 @@ async function inFlightOf(args: ProposeArgs, rows: ExperimentRecord[]): Promise<
 
 /** The campaign's archive, compacted, with the plateau note (the search's default rule until configured). */
 async function archiveFor(args: ProposeArgs): Promise<ProposerContext['archive']> {
-  const direction = args.config.metric.direction;
-  const entries = await ideaEntries({ repo: args.repo, campaignDir: args.campaignDir, direction });
-  // A fork's archive starts with its parent's (the experiments tried there, up to where it forked and after).
-  const fork = args.forkOf;
-  const inherited = fork
-    ? (await ideaEntries({ repo: args.repo, campaignDir: fork.campaignDir, direction })).map((e) => ({
-        ...e,
-        campaign: fork.tag,
-      }))
-    : [];
+  const { entries, inherited } = await archiveEntries(args);
   return {
     entries,
     inherited,
@@ -169,6 +162,20 @@ async function archiveFor(args: ProposeArgs): Promise<ProposerContext['archive']
     parentTree: (await commitFacts(args.repo, args.parentSha, args.parentSha)).tree,
     plateau: plateauNote(entries, { best: args.parentSha, settings: args.config.search ?? DEFAULT_SEARCH }),
   };
+}
+
+/** The experiments tried: this campaign's, and a fork's parent's (there, up to where it forked and after). */
+async function archiveEntries(args: ProposeArgs): Promise<{ entries: IdeaEntry[]; inherited: IdeaEntry[] }> {
+  const direction = args.config.metric.direction;
+  const entries = await ideaEntries({ repo: args.repo, campaignDir: args.campaignDir, direction });
+  const fork = args.forkOf;
+  const inherited = fork
+    ? (await ideaEntries({ repo: args.repo, campaignDir: fork.campaignDir, direction })).map((e) => ({
+        ...e,
+        campaign: fork.tag,
+      }))
+    : [];
+  return { entries, inherited };
 }
 
 /**
