@@ -42,6 +42,8 @@ export interface EvaluationArgs {
   gpus: boolean | string[];
   ctx: Context;
   pidFile: string;
+  /** Called while an evaluation process runs, as for training (the run's heartbeat). */
+  onBeat: (elapsedSec: number) => void;
 }
 
 export interface Evaluation {
@@ -113,6 +115,7 @@ export async function evaluate(a: EvaluationArgs): Promise<Evaluation> {
       ...(o.pair ? { extraPipes: 1 } : {}),
       ...(o.pidFile ? { pidFile: o.pidFile } : {}),
       feed: p.feed,
+      onBeat: a.onBeat,
     });
   };
   const started = Date.now();

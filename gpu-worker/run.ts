@@ -188,6 +188,22 @@ export function createGpuActivities(deps: GpuDeps) {
     // Bound below, once the process exists: its output only arrives after that.
     let stopRun = () => {};
     const progress = new RunProgress(req, () => stopRun());
+    /** A heartbeat naming this experiment and run, so live views pair runs with experiments at any parallelism. */
+    const onBeat = (elapsedSec: number, lastLine: string) => {
+      const beat: RunHeartbeat = {
+        experiment: req.experiment,
+        run: req.run,
+        elapsedSec,
+        timeoutSec: req.timeoutSec,
+        lastLine,
+        slot: slot.name,
+        host,
+      };
+      ctx.heartbeat(beat);
+      void gpuMemoryMb(slot.devices).then((used) => {
+        if (used !== null) peakMb = Math.max(peakMb ?? 0, used);
+      });
+    };
     const training = supervise({
       argv: train.argv,
       cwd: places.workspace,
@@ -198,22 +214,7 @@ export function createGpuActivities(deps: GpuDeps) {
       pidFile,
       feed: train.feed,
       onOutput: (chunk) => progress.feed(chunk),
-      onBeat: (elapsedSec, lastLine) => {
-        // Which experiment and run this is, so live views pair runs with experiments at any parallelism.
-        const beat: RunHeartbeat = {
-          experiment: req.experiment,
-          run: req.run,
-          elapsedSec,
-          timeoutSec: req.timeoutSec,
-          lastLine,
-          slot: slot.name,
-          host,
-        };
-        ctx.heartbeat(beat);
-        void gpuMemoryMb(slot.devices).then((used) => {
-          if (used !== null) peakMb = Math.max(peakMb ?? 0, used);
-        });
-      },
+      onBeat,
     });
     stopRun = training.stop;
     const trained = await training.done;
@@ -272,6 +273,8 @@ export function createGpuActivities(deps: GpuDeps) {
       ...isolation,
       ctx,
       pidFile,
+      // The evaluation beats too (it may take longer than the heartbeat timeout); its output is never shown.
+      onBeat: (elapsedSec) => onBeat(elapsedSec, '(evaluation)'),
     });
     seconds += evaluation.seconds;
     if (evaluation.failure) return result({ outcome: 'crash', reason: evaluation.failure }, null);
