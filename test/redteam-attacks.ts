@@ -832,6 +832,8 @@ async function finished(
   const watch = (async () => {
     while (!done) {
       await new Promise((r) => setTimeout(r, 2000));
+      // Not once the campaign has ended: its lab (and the client's channel) may be closed by now.
+      if (done) break;
       const s = await handle.query(statusQuery).catch(() => null);
       if (s?.state === 'paused') throw new Error(`campaign ${c.tag} paused: ${s.message}`);
     }
