@@ -8,8 +8,13 @@
 //                  a stopped run is a discard (its partial figure joins no noise estimate), and the
 //                  time it saved goes to more experiments. Further runs and the best's re-runs always
 //                  run to the end.
+//   ideal-stop:    a bound, not a system: what any rule that reads a curve could do at best. The most a
+//                  first run's curve can tell is the idea's true effect and where this run ends (its
+//                  seed); given both, the run's chance of a keep is its judgement repeated over other
+//                  draws of the further runs. Stops, at `after`, every first run whose chance is at most
+//                  --idealChance (0.025: never kept in 40 draws, or once);
 //   oracle-stop:   a bound, not a system: nightlab stopping, at `after`, exactly the first runs that its
-//                  judge would not keep (what no rule that waits until `after` can beat).
+//                  judge would not keep on the further runs it will actually draw (no rule can know those).
 // The model (lower is better; a figure near 1, like val_bpb):
 // - A run's curve decays like a power law toward its final figure F:
 //     value(t) = F + s x A x g(t),  g(t) = (t + T0)^-ALPHA - (1 + T0)^-ALPHA,  t the share of the budget done,
@@ -33,7 +38,8 @@
 // figure of the best reached in the budget.
 //
 //   npm run bench:fidelity [-- --campaigns 200 --hours 12 --noise 0.5 --seed 1]
-// the early-stop settings (--after 0.3 --margin 0.75 --bloom 0.02 --checks 1); the noise settings as in bench:noise.
+// the early-stop settings (--after 0.3 --margin 0.75 --bloom 0.02 --checks 1), --idealChance 0.025; the noise
+// settings as in bench:noise.
 import { EARLY_STOP_DEFAULTS, firstStop, type EarlyStopSettings } from '../common/early-stop';
 import type { Curve } from '../common/curves';
 import type { NoiseState } from '../common/shared';
@@ -51,6 +57,7 @@ const {
   hours: 12,
   noise: 0.5,
   seed: 1,
+  idealChance: 0.025,
   ...EARLY_STOP_DEFAULTS,
 });
 const STOP: EarlyStopSettings = {
@@ -148,7 +155,7 @@ interface Outcome {
   falseStops: number;
 }
 
-type System = 'autoresearch' | 'nightlab' | 'nightlab-stop' | 'oracle-stop';
+type System = 'autoresearch' | 'nightlab' | 'nightlab-stop' | 'ideal-stop' | 'oracle-stop';
 
 function autoresearch(campaign: number, budget: number): Outcome {
   let best: Commit = { id: 0, final: BASE, speed: 1, effect: 0 };
@@ -166,7 +173,7 @@ function autoresearch(campaign: number, budget: number): Outcome {
 const tally = () => ({ experiments: 0, keeps: 0, stops: 0, stoppedAt: 0, saved: 0, wouldKeep: 0, falseStops: 0 });
 
 /** Nightlab's campaign, with or without early stop: the real sequential judging, runs on the GPU clock. */
-async function nightlab(campaign: number, budget: number, stop: boolean | 'oracle'): Promise<Outcome> {
+async function nightlab(campaign: number, budget: number, stop: boolean | 'oracle' | 'ideal'): Promise<Outcome> {
   let best: Commit = { id: 0, final: BASE, speed: 1, effect: 0 };
   const baseline = Array.from({ length: baselineRuns }, (_, r) => draw(campaign, best, r));
   const state = noiseState(
@@ -182,9 +189,11 @@ async function nightlab(campaign: number, budget: number, stop: boolean | 'oracl
     const verdict =
       stop === 'oracle'
         ? await oracle(state, campaign, { best, c, first: first.metric }, largestGain)
-        : stop && bestCurves.length >= 2
-          ? firstStop(first.curve, bestCurves, STOP)
-          : null;
+        : stop === 'ideal'
+          ? await ideal(state, campaign, { best, c, first: first.metric }, largestGain)
+          : stop && bestCurves.length >= 2
+            ? firstStop(first.curve, bestCurves, STOP)
+            : null;
     if (verdict) {
       out.seconds += runCost(verdict.at);
       out.saved += (1 - verdict.at) * TRAIN_S;
@@ -225,26 +234,48 @@ async function oracle(
 }
 
 /**
+ * The bound for any rule that reads a curve (see above): stops, at `after`, a first run whose chance of a
+ * keep, given its true effect and its own final figure, is at most --idealChance: its judgement repeated
+ * on a copy of the state over IDEAL_DRAWS other draws of the further runs (the candidate's, the best's).
+ */
+async function ideal(
+  state: NoiseState,
+  campaign: number,
+  o: Parameters<typeof judgeOn>[2],
+  largestGain: number | null,
+) {
+  let keeps = 0;
+  for (let k = 1; k <= IDEAL_DRAWS; k++) {
+    const would = await judgeOn(structuredClone(state), campaign, o, largestGain, k * 1000);
+    if (would.judgement.kind === 'keep') keeps += 1;
+  }
+  return keeps / IDEAL_DRAWS <= ARGS.idealChance ? { at: STOP.after } : null;
+}
+const IDEAL_DRAWS = 40;
+
+/**
  * The real judgement of candidate `c` whose first run gave `first`: further runs of `c` and re-runs of
- * the best are drawn by run index (the best's from its runs so far), so a copy of the state judged
- * again sees the same runs. Returns the curves of the candidate's further runs and of the best's re-runs.
+ * the best are drawn by run index (the best's from its runs so far; `offset` draws others), so a copy of
+ * the state judged again sees the same runs. Returns the curves of the candidate's further runs and of
+ * the best's re-runs.
  */
 async function judgeOn(
   state: NoiseState,
   campaign: number,
   o: { best: Commit; c: Commit; first: number },
   largestGain: number | null,
+  offset = 0,
 ) {
   const curves: Curve[] = [];
   const reRuns: Curve[] = [];
-  let [candidateRun, bestRun] = [0, state.best.nextRun];
+  let [candidateRun, bestRun] = [offset, state.best.nextRun + offset];
   const run = (c: Commit, r: number, into: Curve[]) => {
     const d = draw(campaign, c, r);
     into.push(d.curve);
     return d.metric;
   };
   const io = {
-    candidate: () => (candidateRun++ === 0 ? o.first : run(o.c, candidateRun - 1, curves)),
+    candidate: () => (candidateRun++ === offset ? o.first : run(o.c, candidateRun - 1, curves)),
     best: () => run(o.best, bestRun++, reRuns),
   };
   return { ...(await judge('sequential', state, policy, io, { largestGain })), curves, reRuns };
@@ -257,8 +288,8 @@ console.log(
     `baselineRuns ${baselineRuns}`,
 );
 const budget = ARGS.hours * 3600;
-const STOPS = { nightlab: false, 'nightlab-stop': true, 'oracle-stop': 'oracle' } as const;
-for (const system of ['autoresearch', 'nightlab', 'nightlab-stop', 'oracle-stop'] as System[]) {
+const STOPS = { nightlab: false, 'nightlab-stop': true, 'ideal-stop': 'ideal', 'oracle-stop': 'oracle' } as const;
+for (const system of ['autoresearch', 'nightlab', 'nightlab-stop', 'ideal-stop', 'oracle-stop'] as System[]) {
   const out: Outcome[] = [];
   for (let c = 0; c < ARGS.campaigns; c++) {
     out.push(system === 'autoresearch' ? autoresearch(c, budget) : await nightlab(c, budget, STOPS[system]));
@@ -280,4 +311,32 @@ for (const system of ['autoresearch', 'nightlab', 'nightlab-stop', 'oracle-stop'
     'true-best': (sum((o) => o.truth) / out.length).toFixed(4),
     keeps: (sum((o) => o.keeps) / out.length).toFixed(1),
   });
+}
+
+// How well can a curve tell its end at all? A fit of this model's own curve shape (value = end + speed x
+// g(t), least squares weighted by the points' precision) to a first run's points up to `at`, over the
+// first 50 ideas of each campaign on the baseline: the root mean square of its miss, in noise sigmas.
+const misses = [0.2, 0.25, 0.3].map((at) => {
+  let [sum, n] = [0, 0];
+  for (let campaign = 0; campaign < ARGS.campaigns; campaign++)
+    for (let i = 1; i <= 50; i++) {
+      const { curve, metric } = draw(campaign, child({ id: 0, final: BASE, speed: 1, effect: 0 }, campaign, i), 0);
+      sum += (fitEnd(curve.filter((p) => p.at <= at + 1e-9)) - metric) ** 2;
+      n += 1;
+    }
+  return `${(Math.sqrt(sum / n) / SIGMA).toFixed(2)} at ${100 * at}%`;
+});
+console.log(`# a fit of the model's own curve shape to a first run misses its end by ${misses.join(', ')} (sigmas)`);
+
+/** The end (g(1) = 0) of value = end + k x g(t) fitted to the points, each weighted by its precision. */
+function fitEnd(points: Curve): number {
+  const w = points.map((p) => p.at + T0);
+  const x = points.map((p) => g(p.at));
+  const sw = w.reduce((a, b) => a + b, 0);
+  const mean = (v: number[]) => v.reduce((a, b, i) => a + w[i] * b, 0) / sw;
+  const [mx, my] = [mean(x), mean(points.map((p) => p.value))];
+  const k =
+    points.reduce((a, p, i) => a + w[i] * (x[i] - mx) * (p.value - my), 0) /
+    x.reduce((a, xi, i) => a + w[i] * (xi - mx) ** 2, 0);
+  return my - k * mx;
 }
