@@ -24,10 +24,15 @@
 // The noise estimate is weakest at the start of a campaign (a few baseline runs), so each rule is
 // also measured over the first 10 decisions of each campaign.
 //
+// Last, the bound (bench/bound.ts): the fewest runs per experiment that any rule meeting the false-keep
+// rate and 90% detection could spend on these trainers, even knowing the noise exactly, with the best's
+// runs beyond the baseline paid for once and shared out over the campaign's experiments.
+//
 //   npm run bench:noise [-- --campaigns 1000 --experiments 100 --seed 1]
 // The noise settings can be changed too (--falseKeep, --detect, --confirmRuns, --bestRuns,
 // --baselineRuns), to see what other settings buy.
 import { closeGroup } from '../workflows/decisions';
+import { optimalTest } from './bound';
 import { benchSetup, gaussian, judge, noiseState, rng, type Rule } from './sim';
 import { figure } from './harness';
 
@@ -112,3 +117,15 @@ for (const system of ['autoresearch', 'nightlab', 'nightlab-confirm'] as const) 
     });
   }
 }
+
+const DETECTION = 0.9; // the detection a rule must keep (the issue's target)
+const test = (bestRuns: number) =>
+  optimalTest({ gain: GAIN / SIGMA, falseKeep: policy.falseKeep, detect: DETECTION, bestRuns });
+const known = test(Infinity);
+const shared = [10, 15, 20, 30].map((m) => ({ m, runs: test(m).bound + (m - baselineRuns) / ARGS.experiments }));
+const least = shared.reduce((a, b) => (b.runs < a.runs ? b : a));
+console.log(
+  `# bound: no rule with <= ${100 * policy.falseKeep}% false keeps and >= ${100 * DETECTION}% detection spends fewer than ` +
+    `${least.runs.toFixed(2)} runs/experiment here, even knowing the noise exactly (the best re-run to ${least.m} runs, ` +
+    `shared out: ${shared.map((x) => `${x.m} runs ${x.runs.toFixed(2)}`).join(', ')}); ${known.bound.toFixed(2)} with the best's mean known exactly`,
+);
