@@ -4,10 +4,13 @@
 # 5% of the budget, the smoothed training loss (what autoresearch's progress lines print) and the
 # validation loss; the final validation loss on more batches. Needs PyTorch and a CUDA GPU.
 #
-#   python3 bench/gpu/curves.py CONFIG SEEDS     (appends one JSON line per run to $OUT/curves-CONFIG.jsonl)
+#   python3 bench/gpu/curves.py CONFIG SEEDS   (seeds from $SEED0, default 0; one JSON line per run appended
+#                                              to $OUT/curves-CONFIG-SEED0.jsonl; stops after $DEADLINE s)
 #
 # test/fixtures/gpu-curves.jsonl holds the runs of one H200 (2026-12-04): the eight configs side by side,
 # `DEADLINE=170 python3 bench/gpu/curves.py $c 8 &` for each, values rounded to 5 decimals.
+# test/fixtures/gpu-curves-mild.jsonl: the base and the eleven mild changes, on one H200 (2026-12-04):
+# bench/gpu/mild.sh.
 import json, math, os, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 
@@ -21,6 +24,18 @@ CONFIGS = {
     "deeper": {"layers": 6},
     "wd0": {"wd": 0.0},
     "narrow": {"dim": 128},
+    # Mild changes, the kind most of a campaign's experiments are (test/fixtures/gpu-curves-mild.jsonl).
+    "lr_13": {"lr": 1.3e-3},
+    "lr_07": {"lr": 7e-4},
+    "lr_20": {"lr": 2e-3},
+    "wd_05": {"wd": 0.05},
+    "wd_20": {"wd": 0.2},
+    "warm_10": {"warmup": 0.1},
+    "warm_20": {"warmup": 0.2},
+    "drop_05": {"dropout": 0.05},
+    "layers_5": {"layers": 5},
+    "layers_3": {"layers": 3},
+    "dim_192": {"dim": 192},
 }
 DEFAULT = {"lr": 1e-3, "warmup": 0.05, "dropout": 0.0, "layers": 4, "dim": 256, "wd": 0.1}
 text = open("examples/tiny-lm/data/input.txt", encoding="utf-8").read()
@@ -76,9 +91,9 @@ def run(name, seed):
     return {"config": name, "seed": seed, "final": val_loss(m, 48), "train": train_curve, "val": val_curve, "seconds": time.time() - t0}
 
 if __name__ == "__main__":
-    T0 = time.time(); name, seeds = sys.argv[1], int(sys.argv[2])
-    out = os.path.join(os.environ.get("OUT", "/tmp"), f"curves-{name}.jsonl")
-    for seed in range(seeds):
+    T0 = time.time(); name, seeds = sys.argv[1], int(sys.argv[2]); first = int(os.environ.get("SEED0", "0"))
+    out = os.path.join(os.environ.get("OUT", "/tmp"), f"curves-{name}-{first}.jsonl")
+    for seed in range(first, first + seeds):
         r = run(name, seed)
         with open(out, "a") as f: f.write(json.dumps(r) + "\n")
         print(name, seed, round(r["final"], 4), round(r["seconds"], 1), flush=True)
