@@ -40,7 +40,7 @@
 //   npm run bench:fidelity [-- --campaigns 200 --hours 12 --noise 0.5 --seed 1]
 // the early-stop settings (--after 0.3 --margin 0.75 --bloom 0.02 --checks 1), --idealChance 0.025; the noise
 // settings as in bench:noise.
-import { EARLY_STOP_DEFAULTS, firstStop, type EarlyStopSettings } from '../common/early-stop';
+import { EARLY_STOP_DEFAULTS, firstStop, predictEnd, type EarlyStopSettings } from '../common/early-stop';
 import type { Curve } from '../common/curves';
 import type { NoiseState } from '../common/shared';
 import { adoptBest } from '../workflows/judging';
@@ -313,30 +313,25 @@ for (const system of ['autoresearch', 'nightlab', 'nightlab-stop', 'ideal-stop',
   });
 }
 
-// How well can a curve tell its end at all? A fit of this model's own curve shape (value = end + speed x
-// g(t), least squares weighted by the points' precision) to a first run's points up to `at`, over the
-// first 50 ideas of each campaign on the baseline: the root mean square of its miss, in noise sigmas.
-const misses = [0.2, 0.25, 0.3].map((at) => {
+// How well does a curve tell its end? The rule's prediction (the baseline runs' mean curve, stretched and
+// shifted: predictEnd) from a first run's points up to `at`, over the first 50 ideas of each campaign on
+// the baseline: the root mean square of its miss of where the curve ends, in noise sigmas
+// (bench:real-curves prints the same of real curves).
+const misses = [0.2, 0.3, 0.5].map((at) => {
   let [sum, n] = [0, 0];
-  for (let campaign = 0; campaign < ARGS.campaigns; campaign++)
+  const base: Commit = { id: 0, final: BASE, speed: 1, effect: 0 };
+  for (let campaign = 0; campaign < ARGS.campaigns; campaign++) {
+    const reference = Array.from({ length: baselineRuns }, (_, r) => draw(campaign, base, r).curve);
     for (let i = 1; i <= 50; i++) {
-      const { curve, metric } = draw(campaign, child({ id: 0, final: BASE, speed: 1, effect: 0 }, campaign, i), 0);
-      sum += (fitEnd(curve.filter((p) => p.at <= at + 1e-9)) - metric) ** 2;
+      const { curve } = draw(campaign, child(base, campaign, i), 0);
+      const end = predictEnd(
+        curve.filter((p) => p.at <= at + 1e-9),
+        reference,
+      )?.end;
+      sum += ((end ?? NaN) - curve[curve.length - 1].value) ** 2;
       n += 1;
     }
+  }
   return `${(Math.sqrt(sum / n) / SIGMA).toFixed(2)} at ${100 * at}%`;
 });
-console.log(`# a fit of the model's own curve shape to a first run misses its end by ${misses.join(', ')} (sigmas)`);
-
-/** The end (g(1) = 0) of value = end + k x g(t) fitted to the points, each weighted by its precision. */
-function fitEnd(points: Curve): number {
-  const w = points.map((p) => p.at + T0);
-  const x = points.map((p) => g(p.at));
-  const sw = w.reduce((a, b) => a + b, 0);
-  const mean = (v: number[]) => v.reduce((a, b, i) => a + w[i] * b, 0) / sw;
-  const [mx, my] = [mean(x), mean(points.map((p) => p.value))];
-  const k =
-    points.reduce((a, p, i) => a + w[i] * (x[i] - mx) * (p.value - my), 0) /
-    x.reduce((a, xi, i) => a + w[i] * (xi - mx) ** 2, 0);
-  return my - k * mx;
-}
+console.log(`# the rule's predicted end misses where a first run's curve ends by ${misses.join(', ')} (sigmas)`);

@@ -1,14 +1,15 @@
 // bench:real-curves: the early-stop rule (common/early-stop.ts) on real learning curves from a GPU
 // (bench/gpu/curves.py: a small char-level GPT, eight configs, several seeds each). Prints the seeds'
 // spread of the final validation loss, each config's effect in those sigmas, how well the value at
-// 10/30/50% of the budget ranks the runs' ends (Spearman), and where the rule, live point by point with
-// its defaults, stops each run against the base config's runs (a base run against the other base runs).
+// 10/30/50% of the budget ranks the runs' ends (Spearman), how far the rule's predicted end is from each
+// candidate's final figure, and where the rule, live point by point with its defaults, stops each run against
+// the base config's runs (a base run against the other base runs).
 //
 //   npm run bench:real-curves [-- FILE.jsonl]     (default: test/fixtures/gpu-curves.jsonl, one H200)
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EARLY_STOP_DEFAULTS, firstStop, valueAt } from '../common/early-stop';
+import { EARLY_STOP_DEFAULTS, firstStop, predictEnd, valueAt } from '../common/early-stop';
 import type { Curve } from '../common/curves';
 
 interface Run {
@@ -59,6 +60,26 @@ for (const kind of ['val', 'train'] as const)
       )
       .join(' / ')}`,
   );
+// How well the rule's prediction (the base's mean curve, stretched and shifted, fitted to a run's points so
+// far) tells where each candidate's curve ends: the root mean square of its miss, in sigmas.
+for (const kind of ['val', 'train'] as const) {
+  const misses = [0.3, 0.5].map((at) => {
+    const errors = runs
+      .filter((r) => r.config !== 'base')
+      .map((r) => {
+        const end = predictEnd(
+          r[kind].filter((p) => p.at <= at + 1e-9),
+          base.map((b) => b[kind]),
+        )?.end;
+        return (end ?? NaN) - r[kind][r[kind].length - 1].value;
+      });
+    return `${(Math.sqrt(mean(errors.map((e) => e * e))) / sigma).toFixed(2)} at ${100 * at}%`;
+  });
+  console.log(
+    `${kind.padEnd(5)} curve: the rule's predicted end misses where a candidate's curve ends by ${misses.join(', ')} (sigmas)`,
+  );
+}
+
 /** Where the rule, live with its defaults, stops a run against the reference runs' curves; 1: it runs to its end. */
 function stopAt(curve: Curve, reference: Curve[]): number {
   return firstStop(curve, reference, { ...EARLY_STOP_DEFAULTS, direction: 'lower' })?.at ?? 1;

@@ -149,7 +149,7 @@ const upTo = (c: Curve, at: number, start: number) => c.filter((p) => p.at >= st
  * Where a curve heads: fitted as value = end + slope x (mean(t) - mean's end), the mean of `refs`, by least
  * squares, with the standard error of `end`; null with fewer than 3 points or none of the mean's descent.
  */
-function predictEnd(points: Curve, refs: Curve[]): { end: number; slope: number; se: number } | null {
+export function predictEnd(points: Curve, refs: Curve[]): { end: number; slope: number; se: number } | null {
   if (points.length < 3) return null;
   const last = meanOf(refs.map((c) => c[c.length - 1].value));
   const xs = points.map((p) => meanOf(refs.map((c) => valueAt(c, p.at))) - last);
