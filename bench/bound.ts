@@ -1,9 +1,12 @@
 // The fewest runs any keep rule can spend on bench:noise's two trainers (a change of no effect, and a
 // gain of `gain` noise sigmas, half the decisions each) while keeping at most `falseKeep` of the first
 // and at least `detect` of the second: the optimal sequential test, computed by dynamic programming.
-// It is a bound, kinder than the bench in two ways: the noise sigma is known exactly (the rule
-// estimates it, from 3 baseline runs at first), and the best's mean rests on `bestRuns` runs from the
-// start (a campaign pays for them once, shared out over its experiments; the rule grows them as it goes).
+// It is a bound for rules that learn the best's figure from the best's own runs, kinder than the bench in
+// two ways: the noise sigma is known exactly (the rule estimates it, from 3 baseline runs at first), and
+// the best's mean rests on `bestRuns` runs from the start (a campaign pays for them once, shared out over
+// its experiments; the rule grows them as it goes). A rule that also read the best's figure off the other
+// candidates' runs could go below it here, where half the candidates are exactly as good as the best; in a
+// campaign nothing says which candidates did nothing, and such a rule would be biased by every harm.
 // The test sees the candidate's runs minus the best's mean: their sum S_n after n runs is normal with
 // mean n x mu and variance n + n^2 / m (the best's error is shared by every run), and it is Markov in
 // (n, S_n). For Lagrange weights (a, c) the DP minimises E[runs] + a P(keep | no effect) + c P(discard |

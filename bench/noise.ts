@@ -26,7 +26,8 @@
 //
 // Last, the bound (bench/bound.ts): the fewest runs per experiment that any rule meeting the false-keep
 // rate and 90% detection could spend on these trainers, even knowing the noise exactly, with the best's
-// runs beyond the baseline paid for once and shared out over the campaign's experiments.
+// runs beyond the baseline paid for once and shared out over the campaign's experiments (for rules that
+// learn the best's figure from its own runs, not from the other candidates').
 //
 //   npm run bench:noise [-- --campaigns 1000 --experiments 100 --seed 1]
 // The noise settings can be changed too (--falseKeep, --detect, --confirmRuns, --bestRuns,
@@ -125,7 +126,7 @@ const known = test(Infinity);
 const shared = [10, 15, 20, 30].map((m) => ({ m, runs: test(m).bound + (m - baselineRuns) / ARGS.experiments }));
 const least = shared.reduce((a, b) => (b.runs < a.runs ? b : a));
 console.log(
-  `# bound: no rule with <= ${100 * policy.falseKeep}% false keeps and >= ${100 * DETECTION}% detection spends fewer than ` +
+  `# bound: no rule with <= ${100 * policy.falseKeep}% false keeps and >= ${100 * DETECTION}% detection that learns the best's figure from its own runs spends fewer than ` +
     `${least.runs.toFixed(2)} runs/experiment here, even knowing the noise exactly (the best re-run to ${least.m} runs, ` +
     `shared out: ${shared.map((x) => `${x.m} runs ${x.runs.toFixed(2)}`).join(', ')}); ${known.bound.toFixed(2)} with the best's mean known exactly`,
 );
