@@ -123,6 +123,9 @@ interface Commit {
   effect: number;
 }
 
+/** The baseline: the commit every campaign starts from. */
+const BASELINE: Commit = { id: 0, final: BASE, speed: 1, effect: 0 };
+
 function child(parent: Commit, campaign: number, n: number): Commit {
   const i = idea(campaign, n);
   const effect = i.gain ? (i.effect * (parent.final - OPTIMUM)) / (BASE - OPTIMUM) : i.effect;
@@ -158,7 +161,7 @@ interface Outcome {
 type System = 'autoresearch' | 'nightlab' | 'nightlab-stop' | 'ideal-stop' | 'oracle-stop';
 
 function autoresearch(campaign: number, budget: number): Outcome {
-  let best: Commit = { id: 0, final: BASE, speed: 1, effect: 0 };
+  let best = BASELINE;
   let figure = draw(campaign, best, 0).metric;
   const out = { ...tally(), seconds: runCost() };
   while (out.seconds < budget) {
@@ -174,7 +177,7 @@ const tally = () => ({ experiments: 0, keeps: 0, stops: 0, stoppedAt: 0, saved: 
 
 /** Nightlab's campaign, with or without early stop: the real sequential judging, runs on the GPU clock. */
 async function nightlab(campaign: number, budget: number, stop: boolean | 'oracle' | 'ideal'): Promise<Outcome> {
-  let best: Commit = { id: 0, final: BASE, speed: 1, effect: 0 };
+  let best = BASELINE;
   const baseline = Array.from({ length: baselineRuns }, (_, r) => draw(campaign, best, r));
   const state = noiseState(
     '0',
@@ -319,11 +322,10 @@ for (const system of ['autoresearch', 'nightlab', 'nightlab-stop', 'ideal-stop',
 // (bench:real-curves prints the same of real curves).
 const misses = [0.2, 0.3, 0.5].map((at) => {
   let [sum, n] = [0, 0];
-  const base: Commit = { id: 0, final: BASE, speed: 1, effect: 0 };
   for (let campaign = 0; campaign < ARGS.campaigns; campaign++) {
-    const reference = Array.from({ length: baselineRuns }, (_, r) => draw(campaign, base, r).curve);
+    const reference = Array.from({ length: baselineRuns }, (_, r) => draw(campaign, BASELINE, r).curve);
     for (let i = 1; i <= 50; i++) {
-      const { curve } = draw(campaign, child(base, campaign, i), 0);
+      const { curve } = draw(campaign, child(BASELINE, campaign, i), 0);
       const end = predictEnd(
         curve.filter((p) => p.at <= at + 1e-9),
         reference,

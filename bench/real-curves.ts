@@ -1,8 +1,8 @@
 // bench:real-curves: the early-stop rule (common/early-stop.ts) on real learning curves from a GPU
 // (bench/gpu/curves.py: a small char-level GPT, eight configs, several seeds each). Prints the seeds'
 // spread of the final validation loss, each config's effect in those sigmas, how well the value at
-// 10/30/50% of the budget ranks the runs' ends (Spearman), how far the rule's predicted end is from each
-// candidate's final figure, and where the rule, live point by point with its defaults, stops each run against
+// 10/30/50% of the budget ranks the runs' ends (Spearman), how far the rule's predicted end is from where
+// each candidate's curve ends, and where the rule, live point by point with its defaults, stops each run against
 // the base config's runs (a base run against the other base runs).
 //
 //   npm run bench:real-curves [-- FILE.jsonl]     (default: test/fixtures/gpu-curves.jsonl, one H200)

@@ -130,27 +130,38 @@ test('long curves (a point per step) are thinned: the same verdicts', () => {
   assert.equal(earlyStop(upTo(dense(curve(3.15, { speed: 1.4 })), 0.5), best, LOWER), null);
 });
 
+/** A run of bench/gpu/curves.py, as its fixtures hold it. */
+type RealRun = { config: string; final: number; train: Curve; val: Curve };
+
+/**
+ * The runs of a real-curve fixture, those of some configs, and where the rule, live point by point, stops a
+ * run's curve of a kind against the base's runs (but that run itself); null: it runs to its end.
+ */
+function realRuns(fixture: string) {
+  const runs: RealRun[] = readFileSync(new URL(`./fixtures/${fixture}`, import.meta.url), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  const of = (...configs: string[]) => runs.filter((r) => configs.includes(r.config));
+  const stopAt = (r: RealRun, kind: 'val' | 'train') =>
+    stopsAt(
+      r[kind],
+      of('base')
+        .filter((b) => b !== r)
+        .map((b) => b[kind]),
+    )?.at ?? null;
+  return { runs, of, stopAt };
+}
+
 test('on real GPU curves (an H200, test/fixtures/gpu-curves.jsonl): clear losers stop at 30%, the better configs never', () => {
   // bench/gpu/curves.py: a small char-level GPT, 1500 steps, eight configs, 3-5 seeds each; the seeds'
   // sigma of the final val loss is 0.009. Worse by 4 to 21 sigmas: dropout 0.2, a third of the learning rate,
   // half the width, a warm-up of 40% (a slow starter that stays behind). Better by about 2 sigmas: a deeper
   // model, three times the learning rate. No effect: no weight decay. Both the validation and the smoothed
   // training loss are tried.
-  type Run = { config: string; final: number; train: Curve; val: Curve };
-  const file = new URL('./fixtures/gpu-curves.jsonl', import.meta.url);
-  const runs: Run[] = readFileSync(file, 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l));
-  const of = (...configs: string[]) => runs.filter((r) => configs.includes(r.config));
+  const { runs, of, stopAt: stop } = realRuns('gpu-curves.jsonl');
   for (const kind of ['val', 'train'] as const) {
-    // Where the rule, live point by point, stops a run against the base's runs (but that run itself).
-    const stopAt = (r: Run) => {
-      const reference = of('base')
-        .filter((b) => b !== r)
-        .map((b) => b[kind]);
-      return stopsAt(r[kind], reference)?.at ?? null;
-    };
+    const stopAt = (r: RealRun) => stop(r, kind);
     const losers = of('dropout', 'lr_lo', 'narrow', 'warm_long');
     assert.equal(losers.length, 17);
     assert.deepEqual(losers.map(stopAt), Array(losers.length).fill(0.3), kind);
@@ -179,21 +190,12 @@ test('on real GPU curves of mild changes (test/fixtures/gpu-curves-mild.jsonl): 
   // 3.4 sigmas: 1.3 and 2 times the learning rate, a fifth layer. Worse: 0.7 times the learning rate and a
   // width of 192 (3.8, 4.8 sigmas), a third layer (2.5), a 20% warm-up (1.1). Within half a sigma: dropout
   // 0.05, a 10% warm-up, weight decay 0.05 and 0.2.
-  type Run = { config: string; final: number; train: Curve; val: Curve };
-  const runs: Run[] = readFileSync(new URL('./fixtures/gpu-curves-mild.jsonl', import.meta.url), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l));
-  const of = (...configs: string[]) => runs.filter((r) => configs.includes(r.config));
+  const { runs, of, stopAt } = realRuns('gpu-curves-mild.jsonl');
   const base = of('base');
   const baseEnd = base.reduce((a, r) => a + r.final, 0) / base.length;
-  const stopAt = (r: Run, kind: 'val' | 'train') =>
-    stopsAt(
-      r[kind],
-      base.filter((b) => b !== r).map((b) => b[kind]),
-    )?.at ?? null;
   const candidates = runs.filter((r) => r.config !== 'base');
-  const at = (kind: 'val' | 'train') => candidates.map((r) => stopAt(r, kind));
+  // Where each candidate stops, per kind of curve, computed once.
+  const at = { val: candidates.map((r) => stopAt(r, 'val')), train: candidates.map((r) => stopAt(r, 'train')) };
   // On the validation curves: every run of the clear losers stops at 30%, none of the winners' runs.
   assert.deepEqual(
     of('lr_07', 'dim_192').map((r) => stopAt(r, 'val')),
@@ -205,15 +207,15 @@ test('on real GPU curves of mild changes (test/fixtures/gpu-curves-mild.jsonl): 
   );
   // Of the 31 runs that ended better than the base's mean, one is stopped: a lucky run of dropout 0.05
   // (half a sigma worse on average), which a judge could only have kept falsely.
-  const lostVal = candidates.filter((r, i) => r.final < baseEnd && at('val')[i] !== null);
+  const lostVal = candidates.filter((r, i) => r.final < baseEnd && at.val[i] !== null);
   assert.deepEqual(
     lostVal.map((r) => r.config),
     ['drop_05'],
   );
-  const saved = (kind: 'val' | 'train') => 1 - at(kind).reduce<number>((a, x) => a + (x ?? 1), 0) / candidates.length;
+  const saved = (kind: 'val' | 'train') => 1 - at[kind].reduce<number>((a, x) => a + (x ?? 1), 0) / candidates.length;
   assert.ok(saved('val') > 0.25, `saved ${saved('val')}`);
   // On the training loss a regulariser trails all the way and still wins on held-out data: weight decay 0.2
   // is stopped in runs that ended better. Why progress lines should print a validation figure (docs/judging.md).
-  const lostTrain = candidates.filter((r, i) => r.final < baseEnd && at('train')[i] !== null).map((r) => r.config);
+  const lostTrain = candidates.filter((r, i) => r.final < baseEnd && at.train[i] !== null).map((r) => r.config);
   assert.ok(lostTrain.filter((c) => c === 'wd_20').length >= 2, lostTrain.join(' '));
 });
