@@ -3,6 +3,8 @@
 // target's true metric (lower is better) plus Gaussian noise.
 // Proposers, on top of the best:
 //   random:   one setting to another value, uniformly, sometimes two (the `mutate` proposer's kind);
+//             in Nightlab's strategies it draws again a change whose description is among the
+//             last HISTORY_LINES experiments' (on any best), as `mutate` does with the history it is shown;
 //   scripted: a fixed list of the single changes in a plausible order, and a few of two settings,
 //             drawn with Zipf weights (the first idea twice as often as the second...), so it repeats
 //             itself as LLMs do; told that an idea is a near duplicate, it draws again 70% of the time.
@@ -12,7 +14,7 @@
 // scripted). These draws cost nothing here (an offline proposer's); an LLM's are in its one reply.
 // Strategies:
 //   autoresearch:     one baseline run; one run per experiment, kept if lower than the best's figure;
-//   nightlab:         the real judging (workflows/judging.ts, default policy), no memory;
+//   nightlab:         the real judging (workflows/judging.ts, default policy), no archive;
 //   nightlab+archive: also the archive's checks (common/search.ts): the proposer is told of near
 //                     duplicates (nearDuplicate) and a tree already trained is not trained again
 //                     (sameTree: the experiment reuses the result, 0 runs);
@@ -37,6 +39,7 @@ import {
 import type { NoisePolicy } from '../workflows/decisions';
 import { improvement, mean } from '../workflows/decisions';
 import { adoptBest, sigma } from '../workflows/judging';
+import { HISTORY_LINES } from '../proposers/context';
 import { gaussian, judge, noiseState, rng, type Rule } from './sim';
 
 const HEED = 0.7; // how often the scripted proposer draws again when told of a near duplicate
@@ -134,11 +137,18 @@ interface Made {
 /** A scripted idea: settings to set (those already so in the best are left out). */
 type Idea = { s: number; to: number }[];
 
-/** A proposal on top of `best`; `flagged` (the archive's near-duplicate check) makes it draw again. */
+/**
+ * A proposal on top of `best`. The random proposer, as `mutate` does, draws again a change whose
+ * description is among the recent history's (`tried`); with the archive, a tree trained before is
+ * refused and a near duplicate flagged (heeded by the scripted one HEED of the time).
+ */
 function proposal(
   kind: ProposerKind,
   { best, t, u, ideas }: { best: Vec; t: Target; u: () => number; ideas: Idea[] },
-  archive?: { flagged: (cs: Change[]) => boolean; refused: (cs: Change[]) => boolean },
+  memory: {
+    tried?: Set<string>;
+    archive?: { flagged: (cs: Change[]) => boolean; refused: (cs: Change[]) => boolean };
+  },
 ): Change[] {
   const draw = (): Change[] => {
     if (kind === 'random') {
@@ -163,12 +173,12 @@ function proposal(
     }
     return [{ s: 0, from: best[0], to: (best[0] + 1) % t.values }];
   };
-  // A tree trained before is refused (proposed again); a near duplicate is flagged, and heeded.
+  const { tried, archive } = memory;
+  const again = (cs: Change[]) =>
+    (kind === 'random' && !!tried?.has(describe(cs))) ||
+    (!!archive && (archive.refused(cs) || (archive.flagged(cs) && (kind === 'random' || u() < HEED))));
   let cs = draw();
-  for (let i = 0; archive && i < REDRAWS; i++) {
-    if (!archive.refused(cs) && !(archive.flagged(cs) && (kind === 'random' || u() < HEED))) break;
-    cs = draw();
-  }
+  for (let i = 0; i < REDRAWS && again(cs); i++) cs = draw();
   return cs;
 }
 
@@ -269,7 +279,9 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
         flagged: (cs: Change[]) => nearDuplicate(settingsOf(cs), tree(best), entries) !== null,
         refused: (cs: Change[]) => sameTree(tree(applied(best, cs)!), entries) !== null,
       };
-      const proposed = proposal(kind, { best, t, u, ideas }, archive ? check : undefined);
+      const tried =
+        strategy === 'autoresearch' ? undefined : new Set(entries.slice(-HISTORY_LINES).map((e) => e.description));
+      const proposed = proposal(kind, { best, t, u, ideas }, { tried, archive: archive ? check : undefined });
       if (moves && check.refused(proposed))
         for (const m of fallbackMoves(entries, { best: bestId, most: FALLBACK_TRIES, settings: DEFAULT_SEARCH }))
           if ((made = moveOn(best, m))) break;

@@ -66,7 +66,7 @@ export interface ProposerReply {
 export type Proposer = (ctx: ProposerContext, signal: AbortSignal) => Promise<ProposerReply>;
 
 /** The most recent experiments the proposer is shown; older ones are summarised by count. */
-const HISTORY_LINES = 60;
+export const HISTORY_LINES = 60;
 /** The idea archive's share of the context, in tokens (every experiment, grouped). */
 const ARCHIVE_TOKENS = 3000;
 
