@@ -40,10 +40,10 @@ import type { NoisePolicy } from '../workflows/decisions';
 import { improvement, mean } from '../workflows/decisions';
 import { adoptBest, sigma } from '../workflows/judging';
 import { HISTORY_LINES } from '../proposers/context';
+import { MAX_DRAWS } from '../proposers/mutate';
 import { gaussian, judge, noiseState, rng, type Rule } from './sim';
 
 const HEED = 0.7; // how often the scripted proposer draws again when told of a near duplicate
-const REDRAWS = 50;
 const TWO_SETTINGS = 0.25; // how often the random proposer changes two settings at once
 
 /** A setting's value per setting. */
@@ -138,8 +138,8 @@ interface Made {
 type Idea = { s: number; to: number }[];
 
 /**
- * A proposal on top of `best`. The random proposer, as `mutate` does, draws again a change whose
- * description is among the recent history's (`tried`); with the archive, a tree trained before is
+ * A proposal on top of `best`, drawn again (up to MAX_DRAWS times, as `mutate`) when its description
+ * is among `tried` (the random proposer's recent history); with the archive, a tree trained before is
  * refused and a near duplicate flagged (heeded by the scripted one HEED of the time).
  */
 function proposal(
@@ -175,10 +175,10 @@ function proposal(
   };
   const { tried, archive } = memory;
   const again = (cs: Change[]) =>
-    (kind === 'random' && !!tried?.has(describe(cs))) ||
+    !!tried?.has(describe(cs)) ||
     (!!archive && (archive.refused(cs) || (archive.flagged(cs) && (kind === 'random' || u() < HEED))));
   let cs = draw();
-  for (let i = 0; i < REDRAWS && again(cs); i++) cs = draw();
+  for (let i = 0; i < MAX_DRAWS && again(cs); i++) cs = draw();
   return cs;
 }
 
@@ -279,8 +279,11 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
         flagged: (cs: Change[]) => nearDuplicate(settingsOf(cs), tree(best), entries) !== null,
         refused: (cs: Change[]) => sameTree(tree(applied(best, cs)!), entries) !== null,
       };
+      // mutate's history check; the scripted proposer repeats itself, and autoresearch has no memory.
       const tried =
-        strategy === 'autoresearch' ? undefined : new Set(entries.slice(-HISTORY_LINES).map((e) => e.description));
+        kind === 'random' && strategy !== 'autoresearch'
+          ? new Set(entries.slice(-HISTORY_LINES).map((e) => e.description))
+          : undefined;
       const proposed = proposal(kind, { best, t, u, ideas }, { tried, archive: archive ? check : undefined });
       if (moves && check.refused(proposed))
         for (const m of fallbackMoves(entries, { best: bestId, most: FALLBACK_TRIES, settings: DEFAULT_SEARCH }))

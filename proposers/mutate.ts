@@ -75,7 +75,8 @@ export function settingsIn(description: string): string[] {
   return [...description.matchAll(/(?:^|, )([A-Z][A-Z0-9_]*) \S+ -> /g)].map((m) => m[1]);
 }
 
-const MAX_DRAWS = 50;
+/** Draws before a repeated proposal is returned anyway (the engine then reuses its result or makes a move). */
+export const MAX_DRAWS = 50;
 
 interface Proposal {
   description: string;
