@@ -9,9 +9,11 @@
 //             drawn with Zipf weights (the first idea twice as often as the second...), so it repeats
 //             itself as LLMs do; told that an idea is a near duplicate, it draws again 70% of the time.
 // With the archive (the strategies below that have it), a proposer sees what was tried, as the engine's
-// proposers do in their context: a draw whose tree was trained before is drawn again, and a near
-// duplicate too (always for random, as `mutate` does with the archive, up to 50 draws; 70% for
-// scripted). These draws cost nothing here (an offline proposer's); an LLM's are in its one reply.
+// proposers do in their context: a near duplicate is drawn again (always for random, as `mutate` does
+// with the archive, up to 50 draws; 70% for scripted), and the scripted one (an LLM reading the whole
+// archive) draws again a tree trained before too. `mutate` checks no trees: its draw of a tree trained
+// before (a kept change undone: an earlier best) reaches the engine, which makes a move in its place or
+// reuses the result. These draws cost nothing here (an offline proposer's); an LLM's are in its one reply.
 // Strategies:
 //   autoresearch:     one baseline run; one run per experiment, kept if lower than the best's figure;
 //   nightlab:         the real judging (workflows/judging.ts, default policy), no archive;
@@ -139,8 +141,8 @@ type Idea = { s: number; to: number }[];
 
 /**
  * A proposal on top of `best`, drawn again (up to MAX_DRAWS times, as `mutate`) when its description
- * is among `tried` (the random proposer's recent history); with the archive, a tree trained before is
- * refused and a near duplicate flagged (heeded by the scripted one HEED of the time).
+ * is among `tried` (the random proposer's recent history); with the archive, a near duplicate is
+ * flagged (heeded by the scripted one HEED of the time), and the scripted one refuses a tree trained before.
  */
 function proposal(
   kind: ProposerKind,
@@ -176,7 +178,8 @@ function proposal(
   const { tried, archive } = memory;
   const again = (cs: Change[]) =>
     !!tried?.has(describe(cs)) ||
-    (!!archive && (archive.refused(cs) || (archive.flagged(cs) && (kind === 'random' || u() < HEED))));
+    (!!archive &&
+      ((kind === 'scripted' && archive.refused(cs)) || (archive.flagged(cs) && (kind === 'random' || u() < HEED))));
   let cs = draw();
   for (let i = 0; i < MAX_DRAWS && again(cs); i++) cs = draw();
   return cs;
