@@ -229,7 +229,7 @@ export function createActivities(deps: ActivityDeps = {}) {
           return reject(why, description, costUsd, usage, true);
         }
         if (!duplicate) return propose({ sha, description, costUsd, usage });
-        // The proposer has nothing new on this best: a move of the engine's own if one can be made, else the result reused.
+        // Files trained before: a move of the engine's own if one can be made, else the result reused.
         const why = `the proposal (${bounded(description, 200)}) had the same files as ${experimentName(duplicate.finished)}`;
         const m = await fallbackMove(args, fresh, why);
         if (m) return propose({ ...m, costUsd, usage });

@@ -56,8 +56,8 @@ export async function engineMove(args: ProposeArgs, ctx: ProposerContext): Promi
 }
 
 /**
- * A move in place of a proposal whose files were trained before (the proposer has nothing new on
- * this best): the first of the possible moves, whatever the shares, that git can make. Null: none
+ * A move in place of a proposal whose files were trained before (training them again would teach
+ * nothing): the first of the possible moves, whatever the shares, that git can make. Null: none
  * (the earlier result is reused). `why` says what the proposal repeated; it leads the move's evidence.
  */
 export async function fallbackMove(

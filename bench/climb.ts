@@ -252,14 +252,19 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
     },
   ];
   const changesOf = new Map<number, Change[]>();
-  /** A move's candidate on the best; null when it is the proposer's turn or no longer applies (a conflict). */
+  /**
+   * A move's candidate on the best; null when it is the proposer's turn, no longer applies (a
+   * conflict), or, as the engine's makeMove refuses it, repeats files trained before or is a near duplicate.
+   */
   const moveOn = (on: Vec, m: Move | null): Made | null => {
     if (!m || m.kind === 'proposer') return null;
     const ablate = m.kind === 'ablate';
-    const changes = m.of.flatMap((k) => changesOf.get(k)!);
-    const candidate = applied(on, changes, ablate);
+    const of = m.of.flatMap((k) => changesOf.get(k)!);
+    const candidate = applied(on, of, ablate);
     if (!candidate) return null;
-    return { move: m, candidate, changes: ablate ? changes.map((x) => ({ s: x.s, from: x.to, to: x.from })) : changes };
+    const changes = ablate ? of.map((x) => ({ s: x.s, from: x.to, to: x.from })) : of;
+    if (sameTree(tree(candidate), entries) || nearDuplicate(settingsOf(changes), tree(on), entries)) return null;
+    return { move: m, candidate, changes };
   };
   const snapshot = (n: number): Snapshot => ({
     truth: t.truth(best),
@@ -273,7 +278,7 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
   let done = 0;
   for (let n = 1; out.length < wanted.length && n <= last; n++, done++) {
     // The engine's move when one is drawn and still applies to the best (no conflict); else the
-    // proposer's idea; and a move after all when the proposer has nothing new on this best.
+    // proposer's idea; and a move after all when the proposer's files were trained before.
     let made: Made | null = moves
       ? moveOn(best, chooseMove(entries, { best: bestId, experiment: n, seed: c.seed, settings: DEFAULT_SEARCH }))
       : null;

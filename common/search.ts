@@ -7,7 +7,7 @@
 //   revisit(d):    a promising discard tried again after the best moved.
 // A plateau (no keep in `plateau` experiments) multiplies the shares of combine and ablate and
 // tells the proposer so, with the near misses. A proposal of files trained before gives its turn to
-// a move whatever the shares (fallbackMoves): the proposer has nothing new on this best.
+// a move whatever the shares (fallbackMoves): training the proposal again would teach nothing.
 import type { Decision } from './shared';
 
 export type MoveKind = 'combine' | 'ablate' | 'revisit';
@@ -39,7 +39,7 @@ export const DEFAULT_SEARCH: SearchSettings = {
 const MAX_SHARE = 0.9;
 /** Near misses considered for a combine (the strongest): pairs grow as the square. */
 const COMBINE_POOL = 8;
-/** ... and for a move in place of a duplicate, when the proposer has nothing new: more, still bounded. */
+/** ... and for a move in place of a proposal of files trained before: more, still bounded. */
 const FALLBACK_POOL = 24;
 /**
  * A combine also pairs discards that looked worse, down to this many standard errors: each half of
@@ -353,8 +353,8 @@ export function chooseMove(
 
 /**
  * Moves of every kind whose share is above 0, whatever their size, in the order to try them, at most
- * `most`: for an experiment whose proposal was trained before (the proposer has nothing new on this
- * best). The strongest combines (of the FALLBACK_POOL strongest near misses) fill half, then
+ * `most`: for an experiment whose proposal was trained before (training it again would teach
+ * nothing). The strongest combines (of the FALLBACK_POOL strongest near misses) fill half, then
  * ablations and revisits, then more combines, so that pairs git cannot make never starve the other
  * moves. The caller takes the first that git can make.
  */
