@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import {
-  chooseMove,
+  chooseMoves,
   fallbackMoves,
   FALLBACK_TRIES,
   nearDuplicate,
@@ -40,19 +40,21 @@ export interface MovedCandidate {
 }
 
 /**
- * The engine's move for this proposal, when the search draws one and git can make it; null: the
- * proposer's turn (also when the changes conflict, fail preflight or were trained before). Never for a fix.
+ * The engine's move for this proposal, when the search draws one: the first of the drawn kind that
+ * git can make (a candidate that conflicts, fails preflight or was trained before gives way to the
+ * next). Null: the proposer's turn, also when none can be made. Never for a fix.
  */
 export async function engineMove(args: ProposeArgs, ctx: ProposerContext): Promise<MovedCandidate | null> {
   const settings = args.config.search;
   if (!settings || args.fix || !ctx.archive) return null;
-  const move = chooseMove(ctx.archive.entries, {
+  const moves = chooseMoves(ctx.archive.entries, {
     best: args.parentSha,
     experiment: args.experiment,
     seed: args.config.proposer.seed,
     settings,
+    most: FALLBACK_TRIES,
   });
-  return move.kind === 'proposer' ? null : makeMove(args, ctx, move);
+  return firstMade(args, ctx, moves);
 }
 
 /**
@@ -66,13 +68,24 @@ export async function fallbackMove(
   why: string,
 ): Promise<MovedCandidate | null> {
   if (!args.config.search || args.fix || !ctx.archive) return null;
-  for (const move of fallbackMoves(ctx.archive.entries, {
+  const moves = fallbackMoves(ctx.archive.entries, {
     best: args.parentSha,
     most: FALLBACK_TRIES,
     settings: args.config.search,
-  })) {
+  });
+  return firstMade(args, ctx, moves, `${why}; instead: `);
+}
+
+/** The first of `moves` that can be made, in order; null: none (or the proposer's turn). */
+async function firstMade(
+  args: ProposeArgs,
+  ctx: ProposerContext,
+  moves: Move[],
+  lead = '',
+): Promise<MovedCandidate | null> {
+  for (const move of moves) {
     if (move.kind === 'proposer') continue;
-    const made = await makeMove(args, ctx, { ...move, evidence: `${why}; instead: ${move.evidence}` });
+    const made = await makeMove(args, ctx, { ...move, evidence: `${lead}${move.evidence}` });
     if (made) return made;
   }
   return null;

@@ -20,14 +20,16 @@
 //   nightlab+archive: also the archive's checks (common/search.ts): the proposer is told of near
 //                     duplicates (nearDuplicate) and a tree already trained is not trained again
 //                     (sameTree: the experiment reuses the result, 0 runs);
-//   nightlab+moves:   also the engine's moves (chooseMove, default `search:` settings): combine,
-//                     ablate (judged with its slack: kept when no worse), revisit; and, as the
-//                     engine does, a move in place of a proposal trained before (fallbackMoves, the
-//                     first that applies), the result reused only when no move can be made.
+//   nightlab+moves:   also the engine's moves (chooseMoves, default `search:` settings): combine,
+//                     ablate (judged with its slack: kept when no worse), revisit, the first of the
+//                     drawn kind that applies; and, as the engine does, a move in place of a proposal
+//                     trained before (fallbackMoves, the first that applies), the result reused only
+//                     when no move can be made. A move applies when it does not conflict with the
+//                     best, and its files were not trained before nor are a near duplicate.
 // Nightlab's strategies judge with the sequential rule unless told `confirm` (campaigns started
 // before it); keeps are adopted as the workflow's state does it.
 import {
-  chooseMove,
+  chooseMoves,
   ablateCredit,
   DEFAULT_SEARCH,
   fallbackMoves,
@@ -266,6 +268,14 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
     if (sameTree(tree(candidate), entries) || nearDuplicate(settingsOf(changes), tree(on), entries)) return null;
     return { move: m, candidate, changes };
   };
+  /** The first of `candidates` that can be made on the best, as the engine takes it (null: none). */
+  const firstOn = (candidates: Move[]): Made | null => {
+    for (const m of candidates) {
+      const made = moveOn(best, m);
+      if (made) return made;
+    }
+    return null;
+  };
   const snapshot = (n: number): Snapshot => ({
     truth: t.truth(best),
     reported: strategy === 'autoresearch' ? figureOfBest : mean(state.best.group),
@@ -279,9 +289,8 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
   for (let n = 1; out.length < wanted.length && n <= last; n++, done++) {
     // The engine's move when one is drawn and still applies to the best (no conflict); else the
     // proposer's idea; and a move after all when the proposer's files were trained before.
-    let made: Made | null = moves
-      ? moveOn(best, chooseMove(entries, { best: bestId, experiment: n, seed: c.seed, settings: DEFAULT_SEARCH }))
-      : null;
+    const drawn = { best: bestId, experiment: n, seed: c.seed, settings: DEFAULT_SEARCH, most: FALLBACK_TRIES };
+    let made: Made | null = moves ? firstOn(chooseMoves(entries, drawn)) : null;
     if (!made) {
       const check = {
         flagged: (cs: Change[]) => nearDuplicate(settingsOf(cs), tree(best), entries) !== null,
@@ -294,8 +303,7 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
           : undefined;
       const proposed = proposal(kind, { best, t, u, ideas }, { tried, archive: archive ? check : undefined });
       if (moves && check.refused(proposed))
-        for (const m of fallbackMoves(entries, { best: bestId, most: FALLBACK_TRIES, settings: DEFAULT_SEARCH }))
-          if ((made = moveOn(best, m))) break;
+        made = firstOn(fallbackMoves(entries, { best: bestId, most: FALLBACK_TRIES, settings: DEFAULT_SEARCH }));
       made ??= { move: null, changes: proposed, candidate: applied(best, proposed)! };
     }
     const { move, changes, candidate } = made;

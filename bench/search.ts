@@ -19,20 +19,29 @@
 // per experiment (the baseline's and the best's re-runs included), and false keeps (keeps of a
 // candidate not truly better than the best, or for an ablation truly worse, per such candidate).
 //
-//   npm run bench:search [-- --campaigns 100 --seed 1]
-// and the noise settings, as in bench:noise (--falseKeep, --detect, --confirmRuns, --bestRuns, --baselineRuns).
+// Last, per proposer, the ratio the search is judged by: nightlab+moves' mean regret over autoresearch's.
+//
+//   npm run bench:search [-- --campaigns 100 --seed 1 --seeds 1 --experiments 300]
+// --seeds n: the targets of seeds seed..seed+n-1 together (n x campaigns); --experiments: the
+// budgets up to this many only (100: a quicker run of the ratio); and the noise settings, as in
+// bench:noise (--falseKeep, --detect, --confirmRuns, --bestRuns, --baselineRuns).
 import { DEFAULT_SEARCH } from '../common/search';
 import { additive, campaign, type Landscape, type Snapshot, type Strategy } from './climb';
 import { benchSetup, gaussian, rng } from './sim';
 import { figure } from './harness';
 
-const { args: ARGS, policy, baselineRuns } = benchSetup({ campaigns: 100, seed: 1, noise: 1 });
+const {
+  args: ARGS,
+  policy,
+  baselineRuns,
+} = benchSetup({ campaigns: 100, seed: 1, seeds: 1, noise: 1, experiments: 300 });
 
 const SETTINGS = 8;
 const VALUES = 3;
 const BASE = 1.0;
 const SIGMA = 0.004; // run-to-run noise; effects are in its units
-const HORIZONS = [50, 100, 300];
+const HORIZONS = [50, 100, 300].filter((h) => h <= ARGS.experiments);
+const JUDGED_AT = 100; // experiments: the budget the ratio is read at
 
 /** A target drawn at random, with the structure above. */
 function landscape(seed: number): Landscape {
@@ -65,17 +74,21 @@ function landscape(seed: number): Landscape {
 
 const STRATEGIES: Strategy[] = ['autoresearch', 'nightlab', 'nightlab+archive', 'nightlab+moves'];
 console.log(
-  `# ${ARGS.campaigns} targets x ${SETTINGS} settings of ${VALUES} values (2 synergies, 1 overlap), noise sigma ${SIGMA}; regret in noise sigmas; nightlab: falseKeep ${policy.falseKeep}, detect ${policy.detect}, confirmRuns ${policy.confirmRuns}, bestRuns ${policy.bestRuns}, baselineRuns ${baselineRuns}; search ${JSON.stringify(DEFAULT_SEARCH)}`,
+  `# ${ARGS.campaigns * ARGS.seeds} targets (seed ${ARGS.seeds > 1 ? `${ARGS.seed}-${ARGS.seed + ARGS.seeds - 1}` : ARGS.seed}) x ${SETTINGS} settings of ${VALUES} values (2 synergies, 1 overlap), noise sigma ${SIGMA}; regret in noise sigmas; nightlab: falseKeep ${policy.falseKeep}, detect ${policy.detect}, confirmRuns ${policy.confirmRuns}, bestRuns ${policy.bestRuns}, baselineRuns ${baselineRuns}; search ${JSON.stringify(DEFAULT_SEARCH)}`,
 );
-const targets = Array.from({ length: ARGS.campaigns }, (_, c) =>
-  additive(landscape(ARGS.seed * 1_000_003 + c), BASE, SIGMA),
+const seeds = Array.from({ length: ARGS.seeds }, (_, i) => ARGS.seed + i);
+// Target c of seed s, and its campaign's seed: the same for a seed whether it runs alone or with others.
+const targets = seeds.flatMap((s) =>
+  Array.from({ length: ARGS.campaigns }, (_, c) => ({
+    target: additive(landscape(s * 1_000_003 + c), BASE, SIGMA),
+    seed: s * 7 + c,
+  })),
 );
 const results = new Map<string, (Snapshot & { regret: number })[][]>();
 for (const kind of ['random', 'scripted'] as const)
   for (const strategy of STRATEGIES) {
     const all: (Snapshot & { regret: number })[][] = [];
-    for (const [c, target] of targets.entries()) {
-      const seed = ARGS.seed * 7 + c;
+    for (const { target, seed } of targets) {
       const snaps = await campaign({
         strategy,
         kind,
@@ -109,4 +122,15 @@ for (const [h, horizon] of HORIZONS.entries())
         'false-keeps': `${((100 * avg(snaps.map((s) => s.falseKeeps))) / Math.max(1e-9, avg(snaps.map((s) => s.notBetter)))).toFixed(1)}%`,
       });
     }
+  }
+// The search's ratio: nightlab+moves' mean regret over autoresearch's, at the budget it is judged at.
+const at = HORIZONS.indexOf(JUDGED_AT);
+if (at >= 0)
+  for (const kind of ['random', 'scripted'] as const) {
+    const meanRegret = (strategy: Strategy) => avg(results.get(`${kind}/${strategy}`)!.map((s) => s[at].regret));
+    figure('ratio'.padEnd(16), {
+      proposer: kind.padEnd(8),
+      experiments: String(JUDGED_AT).padStart(3),
+      'nightlab+moves/autoresearch': (meanRegret('nightlab+moves') / meanRegret('autoresearch')).toFixed(3),
+    });
   }

@@ -49,7 +49,7 @@ const FALLBACK_POOL = 24;
 const COMBINE_WITHIN = 2;
 /** Times one idea is revisited or one kept change ablated, each on another best. */
 const MAX_TRIES = 2;
-/** Moves tried in turn for a proposal trained before, until git can make one (each try is a merge). */
+/** Moves tried in turn, for a drawn move or in place of a proposal trained before, until one can be made (each try is a merge). */
 export const FALLBACK_TRIES = 8;
 /** Near misses a plateau note lists. */
 const NOTE_NEAR_MISSES = 8;
@@ -321,12 +321,14 @@ function revisitMoves(v: View, best: string): Move[] {
 /**
  * The next experiment's kind: one of the engine's moves (its share drawn from `seed` and the
  * experiment number, so a replay draws the same) when one is possible, otherwise the proposer's,
- * with a plateau note when no keep came in `settings.plateau` experiments.
+ * with a plateau note when no keep came in `settings.plateau` experiments. For a move, up to `most`
+ * of the drawn kind, in the order to try them: the caller takes the first that git can make and
+ * that was not trained before, so one strongest candidate that cannot be made never blocks its kind.
  */
-export function chooseMove(
+export function chooseMoves(
   facts: SearchFact[],
-  o: { best: string; experiment: number; seed: number; settings: SearchSettings },
-): Move {
+  o: { best: string; experiment: number; seed: number; settings: SearchSettings; most: number },
+): Move[] {
   const v = view(facts, o.best);
   const s = o.settings;
   const plateau = s.plateau > 0 && v.sinceKeep >= s.plateau;
@@ -336,19 +338,19 @@ export function chooseMove(
   const scale = total > MAX_SHARE ? MAX_SHARE / total : 1;
   let u = seededRandom('search', o.seed, o.experiment)();
   const make = {
-    combine: () => combineMoves(v, o.best, COMBINE_POOL, 1),
+    combine: () => combineMoves(v, o.best, COMBINE_POOL, o.most),
     ablate: () => ablateMoves(v, o.best),
     revisit: () => revisitMoves(v, o.best),
   };
   for (const kind of ['combine', 'ablate', 'revisit'] as const) {
     u -= shares[kind] * scale;
     if (u < 0) {
-      const [move] = make[kind]();
-      if (move) return move;
+      const moves = make[kind]().slice(0, o.most);
+      if (moves.length) return moves;
       break;
     }
   }
-  return { kind: 'proposer', note: plateau ? plateauText(v) : null };
+  return [{ kind: 'proposer', note: plateau ? plateauText(v) : null }];
 }
 
 /**

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  chooseMove,
+  chooseMoves,
   DEFAULT_SEARCH,
   fallbackMoves,
   moveOf,
@@ -47,6 +47,11 @@ function made(move: Move): Extract<Move, { of: number[] }> {
   assert.notEqual(move.kind, 'proposer');
   return move as Extract<Move, { of: number[] }>;
 }
+/** The first candidate chooseMoves gives (what is drawn). */
+const chooseMove = (
+  facts: SearchFact[],
+  o: { best: string; experiment: number; seed: number; settings: SearchSettings },
+) => chooseMoves(facts, { ...o, most: 1 })[0];
 const choose = (facts: SearchFact[], best: string, settings: SearchSettings, experiment = 100): Move =>
   chooseMove(facts, { best, experiment, seed: 1, settings });
 
@@ -165,6 +170,18 @@ test('chooseMove: the same inputs give the same choice; zero shares always leave
   );
   assert.deepEqual(kinds, again);
   assert.ok(kinds.some((k) => k.kind === 'combine') && kinds.some((k) => k.kind === 'proposer'));
+  // A drawn kind comes with its next candidates, strongest first, so one that cannot be made (a
+  // conflict, or files trained before) gives way to the next instead of blocking its kind.
+  const three = [...facts, fact(3, { gain: 0.002 })];
+  const all = { best: 'c0', experiment: 1, seed: 9, settings: { ...only('combine') } };
+  assert.deepEqual(
+    chooseMoves(three, { ...all, most: 8 }).map((m) => made(m).of.join('+')),
+    ['1+2', '1+3', '2+3'],
+  );
+  assert.deepEqual(
+    chooseMoves(three, { ...all, most: 2 }).map((m) => made(m).of.join('+')),
+    ['1+2', '1+3'],
+  );
   const off = { ...DEFAULT_SEARCH, combine: 0, ablate: 0, revisit: 0, plateau: 0 };
   for (let n = 0; n < 50; n++)
     assert.deepEqual(chooseMove(facts, { best: 'c0', experiment: n, seed: 9, settings: off }), {
