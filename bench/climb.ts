@@ -254,24 +254,29 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
     },
   ];
   const changesOf = new Map<number, Change[]>();
+  // The archive's checks of changes on the best: a near duplicate (flagged), files trained before (refused).
+  const check = {
+    flagged: (cs: Change[]) => nearDuplicate(settingsOf(cs), tree(best), entries) !== null,
+    refused: (cs: Change[]) => sameTree(tree(applied(best, cs)!), entries) !== null,
+  };
   /**
    * A move's candidate on the best; null when it is the proposer's turn, no longer applies (a
    * conflict), or, as the engine's makeMove refuses it, repeats files trained before or is a near duplicate.
    */
-  const moveOn = (on: Vec, m: Move | null): Made | null => {
-    if (!m || m.kind === 'proposer') return null;
+  const moveOn = (m: Move): Made | null => {
+    if (m.kind === 'proposer') return null;
     const ablate = m.kind === 'ablate';
     const of = m.of.flatMap((k) => changesOf.get(k)!);
-    const candidate = applied(on, of, ablate);
+    const candidate = applied(best, of, ablate);
     if (!candidate) return null;
     const changes = ablate ? of.map((x) => ({ s: x.s, from: x.to, to: x.from })) : of;
-    if (sameTree(tree(candidate), entries) || nearDuplicate(settingsOf(changes), tree(on), entries)) return null;
+    if (check.refused(changes) || check.flagged(changes)) return null;
     return { move: m, candidate, changes };
   };
   /** The first of `candidates` that can be made on the best, as the engine takes it (null: none). */
   const firstOn = (candidates: Move[]): Made | null => {
     for (const m of candidates) {
-      const made = moveOn(best, m);
+      const made = moveOn(m);
       if (made) return made;
     }
     return null;
@@ -292,10 +297,6 @@ export async function campaign(c: Campaign): Promise<Snapshot[]> {
     const drawn = { best: bestId, experiment: n, seed: c.seed, settings: DEFAULT_SEARCH, most: FALLBACK_TRIES };
     let made: Made | null = moves ? firstOn(chooseMoves(entries, drawn)) : null;
     if (!made) {
-      const check = {
-        flagged: (cs: Change[]) => nearDuplicate(settingsOf(cs), tree(best), entries) !== null,
-        refused: (cs: Change[]) => sameTree(tree(applied(best, cs)!), entries) !== null,
-      };
       // mutate's history check; the scripted proposer repeats itself, and autoresearch has no memory.
       const tried =
         kind === 'random' && strategy !== 'autoresearch'

@@ -173,7 +173,7 @@ test('chooseMove: the same inputs give the same choice; zero shares always leave
   // A drawn kind comes with its next candidates, strongest first, so one that cannot be made (a
   // conflict, or files trained before) gives way to the next instead of blocking its kind.
   const three = [...facts, fact(3, { gain: 0.002 })];
-  const all = { best: 'c0', experiment: 1, seed: 9, settings: { ...only('combine') } };
+  const all = { best: 'c0', experiment: 1, seed: 9, settings: only('combine') };
   assert.deepEqual(
     chooseMoves(three, { ...all, most: 8 }).map((m) => made(m).of.join('+')),
     ['1+2', '1+3', '2+3'],
